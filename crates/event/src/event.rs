@@ -1,0 +1,514 @@
+//! The normalized event, `alertpost.event.v1`.
+//!
+//! Producers fill what they know; [`Event::prepare`] makes an event ready to
+//! publish: it assigns `id` and `received_at` when missing, derives a title
+//! when there is none, and refuses what the schema does not allow. The JSON
+//! Schema in `schema/alertpost.event.v1.json` describes the same contract and
+//! a test keeps the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The schema name, carried as the AMQP `type` of every event message.
+pub const EVENT_SCHEMA: &str = "alertpost.event.v1";
+
+/// The largest event accepted, in bytes of its JSON encoding. Alerts are small;
+/// anything bigger is almost always a payload put in the wrong place, and
+/// refusing it early keeps one event from clogging a queue.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// Longest `id`, `source` or `kind` accepted.
+const MAX_NAME_BYTES: usize = 200;
+
+/// Titles are one line; longer ones are cut at this many characters.
+const MAX_TITLE_CHARS: usize = 1000;
+
+/// One alert event, as it travels through the queues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Unique per event; a UUID v7 when the producer did not set one.
+    #[serde(default)]
+    pub id: String,
+    /// The same for every event of one alert (firing, then resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
+    /// The emitting system: `prometheus`, `grafana`, `hertzbeat`, ...
+    pub source: String,
+    /// Event type; `alert` when not given.
+    #[serde(default)]
+    pub kind: String,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// One line. Derived from `labels.alertname`, `annotations.summary` or
+    /// `message` when missing.
+    #[serde(default)]
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub occurred_at: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolved_at: Option<OffsetDateTime>,
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub received_at: Option<OffsetDateTime>,
+    /// Anything source-specific, kept as is.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Firing,
+    Resolved,
+    Acknowledged,
+}
+
+/// Severity levels; each source's own levels map onto these four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Warning,
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub href: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Why an event was refused. The text is meant for the producer's user: it
+/// names the field and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("not a valid {EVENT_SCHEMA} event: {0}")]
+    Decode(String),
+    #[error("field `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(
+        "event is {size} bytes, over the {max}-byte limit (move large payloads out of the event and link to them)"
+    )]
+    TooLarge { size: usize, max: usize },
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+            Status::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Event {
+    /// A minimal event; the rest of the fields are empty.
+    pub fn new(source: impl Into<String>, status: Status, title: impl Into<String>) -> Event {
+        Event {
+            id: String::new(),
+            dedup_key: None,
+            source: source.into(),
+            kind: String::new(),
+            status,
+            severity: None,
+            title: title.into(),
+            message: None,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            links: Vec::new(),
+            image_url: None,
+            environment: None,
+            occurred_at: None,
+            resolved_at: None,
+            received_at: None,
+            data: serde_json::Map::new(),
+        }
+    }
+
+    /// Decodes one event as a producer sent it, not yet prepared.
+    pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let event: Event = serde_path_to_error::deserialize(&mut de).map_err(decode_error)?;
+        de.end()
+            .map_err(|e| EventError::Decode(format!("trailing characters after the event: {e}")))?;
+        Ok(event)
+    }
+
+    /// Decodes one event from a JSON value, not yet prepared.
+    pub fn from_value(value: serde_json::Value) -> Result<Event, EventError> {
+        serde_path_to_error::deserialize(value).map_err(decode_error)
+    }
+
+    /// Makes the event ready to publish: fills `id` (UUID v7), `kind`
+    /// (`alert`), `received_at` (`now`) and `title` (derived) when missing,
+    /// normalizes times to UTC and the title to one line, and checks every
+    /// rule of the schema, the size cap last. Idempotent.
+    pub fn prepare(&mut self, now: OffsetDateTime) -> Result<(), EventError> {
+        if self.id.is_empty() {
+            self.id = Uuid::now_v7().to_string();
+        }
+        self.fill(now)
+    }
+
+    /// Like [`Event::prepare`], for an event that arrived from the queue: an
+    /// event published without an id gets one derived from its bytes, so the
+    /// same message always yields the same id (and the same delivery ids)
+    /// however often it is redelivered.
+    pub fn prepare_received(
+        &mut self,
+        raw: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), EventError> {
+        if self.id.is_empty() {
+            self.id = Uuid::new_v5(&ID_NAMESPACE, raw).to_string();
+        }
+        self.fill(now)
+    }
+
+    fn fill(&mut self, now: OffsetDateTime) -> Result<(), EventError> {
+        check_name("id", &self.id)?;
+        check_name("source", &self.source)?;
+        if self.kind.is_empty() {
+            self.kind = "alert".to_owned();
+        }
+        check_name("kind", &self.kind)?;
+        if self.title.trim().is_empty() {
+            self.title = self.derive_title().ok_or(EventError::Invalid {
+                field: "title",
+                reason: "required (or labels.alertname, annotations.summary or message to make it from)"
+                    .to_owned(),
+            })?;
+        }
+        self.title = one_line(&self.title, MAX_TITLE_CHARS);
+        for (i, link) in self.links.iter().enumerate() {
+            if link.href.trim().is_empty() {
+                return Err(EventError::Invalid {
+                    field: "links",
+                    reason: format!("link {i} has an empty href"),
+                });
+            }
+        }
+        self.received_at.get_or_insert(now);
+        for t in [
+            &mut self.occurred_at,
+            &mut self.resolved_at,
+            &mut self.received_at,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *t = t.to_offset(time::UtcOffset::UTC);
+        }
+        let size = self.encoded_len();
+        if size > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge {
+                size,
+                max: MAX_EVENT_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    fn derive_title(&self) -> Option<String> {
+        [
+            self.labels.get("alertname").map(String::as_str),
+            self.annotations.get("summary").map(String::as_str),
+            self.message.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(str::lines)
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
+    }
+
+    /// The JSON encoding, as published.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing these types cannot fail: every map key is a string and
+        // every value is plain data.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    fn encoded_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        let _ = serde_json::to_writer(&mut counter, self);
+        counter.0
+    }
+
+    /// The routing key on the events exchange: `<source>.<kind>.<severity>`,
+    /// `none` standing for a missing severity. AMQP caps keys at 255 bytes.
+    pub fn routing_key(&self) -> String {
+        let severity = self.severity.map_or("none", Severity::as_str);
+        let mut key = format!("{}.{}.{}", self.source, self.kind, severity);
+        if key.len() > 255 {
+            let mut end = 255;
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            key.truncate(end);
+        }
+        key
+    }
+}
+
+/// Namespace of the UUID v5 ids alertpost derives (event ids of id-less
+/// messages, delivery ids).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_7905_7d4b_4c1e_9a43_5e0c_2f1d_8b77);
+
+/// The delivery id of an event's delivery to one integration: stable across
+/// retries and redeliveries, so it serves as the `webhook-id` receivers use
+/// to drop duplicates and as the journal's key.
+pub fn delivery_id(event_id: &str, integration_id: &str) -> String {
+    let name = format!("{event_id}\n{integration_id}");
+    format!("dlv_{}", Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).simple())
+}
+
+/// Names the field that failed (serde's own messages do not, for values
+/// such as times) and says what a time should look like.
+fn decode_error<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> EventError {
+    let path = err.path().to_string();
+    let inner = err.inner().to_string();
+    let hint = if path.ends_with("_at") && !inner.contains("invalid type") {
+        " (expected an RFC 3339 time such as 2026-11-25T10:00:00Z)"
+    } else {
+        ""
+    };
+    if path == "." {
+        EventError::Decode(inner)
+    } else {
+        EventError::Decode(format!("`{path}`: {inner}{hint}"))
+    }
+}
+
+fn check_name(field: &'static str, value: &str) -> Result<(), EventError> {
+    let reason = if value.trim().is_empty() {
+        "must not be empty"
+    } else if value.len() > MAX_NAME_BYTES {
+        "longer than 200 bytes"
+    } else if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        "must not contain whitespace or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(EventError::Invalid {
+        field,
+        reason: reason.to_owned(),
+    })
+}
+
+/// Collapses every run of whitespace (newlines included) to one space and
+/// cuts the result at `max` characters.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max));
+    for (n, word) in s.split_whitespace().enumerate() {
+        if n > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    if out.chars().count() > max {
+        out = out.chars().take(max - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 10:00:00 UTC);
+
+    fn prepared(value: serde_json::Value) -> Result<Event, EventError> {
+        let mut event = Event::from_value(value)?;
+        event.prepare(NOW)?;
+        Ok(event)
+    }
+
+    #[test]
+    fn fills_id_kind_received_at() {
+        let event = prepared(json!({"source": "prometheus", "status": "firing", "title": "Disk full"}))
+            .unwrap();
+        assert_eq!(Uuid::parse_str(&event.id).unwrap().get_version_num(), 7);
+        assert_eq!(event.kind, "alert");
+        assert_eq!(event.received_at, Some(NOW));
+        assert_eq!(event.routing_key(), "prometheus.alert.none");
+    }
+
+    #[test]
+    fn keeps_given_id_and_times_in_utc() {
+        let event = prepared(json!({
+            "id": "evt-1", "source": "grafana", "status": "resolved", "title": "x",
+            "severity": "high", "occurred_at": "2026-11-25T12:00:00+02:00",
+            "received_at": "2026-11-25T10:00:01Z"
+        }))
+        .unwrap();
+        assert_eq!(event.id, "evt-1");
+        assert_eq!(event.occurred_at, Some(datetime!(2026-11-25 10:00:00 UTC)));
+        assert_eq!(event.received_at, Some(datetime!(2026-11-25 10:00:01 UTC)));
+        assert_eq!(event.routing_key(), "grafana.alert.high");
+        let text = String::from_utf8(event.to_json()).unwrap();
+        assert!(text.contains(r#""occurred_at":"2026-11-25T10:00:00Z""#), "{text}");
+    }
+
+    #[test]
+    fn derives_title_in_order() {
+        let from_alertname = prepared(json!({"source": "s", "status": "firing",
+            "labels": {"alertname": "HighLatency"}, "annotations": {"summary": "p99 high"}}))
+        .unwrap();
+        assert_eq!(from_alertname.title, "HighLatency");
+        let from_summary = prepared(json!({"source": "s", "status": "firing",
+            "annotations": {"summary": "p99 high"}, "message": "m"}))
+        .unwrap();
+        assert_eq!(from_summary.title, "p99 high");
+        let from_message =
+            prepared(json!({"source": "s", "status": "firing", "message": "\n  first\nsecond"}))
+                .unwrap();
+        assert_eq!(from_message.title, "first");
+    }
+
+    #[test]
+    fn title_becomes_one_line_and_is_capped() {
+        let event = prepared(json!({"source": "s", "status": "firing", "title": "a\nb\r\n  c"}))
+            .unwrap();
+        assert_eq!(event.title, "a b c");
+        let long = "x".repeat(5000);
+        let event = prepared(json!({"source": "s", "status": "firing", "title": long})).unwrap();
+        assert_eq!(event.title.chars().count(), MAX_TITLE_CHARS);
+        assert!(event.title.ends_with('…'));
+    }
+
+    #[test]
+    fn refuses_what_the_schema_does_not_allow() {
+        let cases = [
+            (json!({"status": "firing", "title": "t"}), "missing field `source`"),
+            (json!({"source": "s", "title": "t"}), "missing field `status`"),
+            (json!({"source": "s", "status": "fired", "title": "t"}), "unknown variant `fired`"),
+            (json!({"source": "s", "status": "firing", "title": "t", "severity": "sev1"}),
+                "unknown variant `sev1`"),
+            (json!({"source": "s", "status": "firing", "title": "t", "lables": {}}),
+                "unknown field `lables`"),
+            (json!({"source": "s", "status": "firing", "title": "t", "labels": {"a": 1}}),
+                "invalid type: integer `1`, expected a string"),
+            (json!({"source": "s", "status": "firing", "title": "t", "data": []}),
+                "invalid type: sequence, expected a map"),
+            (json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "yesterday"}),
+                "occurred_at"),
+            (json!({"source": "s", "status": "firing"}), "field `title`: required"),
+            (json!({"source": "", "status": "firing", "title": "t"}), "field `source`: must not be empty"),
+            (json!({"source": "a b", "status": "firing", "title": "t"}), "field `source`: must not contain"),
+            (json!({"source": "s", "status": "firing", "title": "t", "links": [{"href": " "}]}),
+                "field `links`: link 0 has an empty href"),
+        ];
+        for (input, expected) in cases {
+            let err = prepared(input.clone()).expect_err(&input.to_string()).to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn size_cap_is_a_clear_error() {
+        let err = prepared(json!({"source": "s", "status": "firing", "title": "t",
+            "message": "m".repeat(MAX_EVENT_BYTES)}))
+        .unwrap_err();
+        assert!(matches!(err, EventError::TooLarge { max: MAX_EVENT_BYTES, .. }));
+        assert!(err.to_string().contains("over the 262144-byte limit"), "{err}");
+    }
+
+    #[test]
+    fn received_events_get_a_stable_id() {
+        let raw = br#"{"source":"s","status":"firing","title":"t"}"#;
+        let mut a = Event::from_json(raw).unwrap();
+        let mut b = Event::from_json(raw).unwrap();
+        a.prepare_received(raw, NOW).unwrap();
+        b.prepare_received(raw, NOW).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_ne!(delivery_id(&a.id, "x"), delivery_id(&a.id, "y"));
+        assert_eq!(delivery_id(&a.id, "x"), delivery_id(&b.id, "x"));
+    }
+
+    #[test]
+    fn round_trips() {
+        let event = prepared(json!({
+            "id": "e1", "dedup_key": "k", "source": "s", "kind": "integration.status",
+            "status": "acknowledged", "severity": "info", "title": "t", "message": "m",
+            "labels": {"team": "db"}, "annotations": {"runbook": "r"},
+            "links": [{"href": "https://x", "text": "X"}], "image_url": "https://i",
+            "environment": "prod", "occurred_at": "2026-01-01T00:00:00Z",
+            "resolved_at": "2026-01-01T01:00:00.5Z", "data": {"n": [1, 2]}
+        }))
+        .unwrap();
+        let back = Event::from_json(&event.to_json()).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(event.routing_key(), "s.integration.status.info");
+    }
+}
