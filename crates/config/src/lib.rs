@@ -1,1 +1,87 @@
-//! placeholder
+//! alertpost's configuration: one TOML file → a validated [`Config`].
+//!
+//! Layout:
+//! - [`raw`]: the file as written (every value with its span);
+//! - [`integration`]: the validated integration and its parts;
+//! - [`policy`]: the outbound policy (https, allowed networks);
+//! - [`problem`]: what went wrong, with the integration, field, line, column;
+//! - [`secret`]: values that must never be shown;
+//! - [`expand`]: `${VAR}` expansion.
+//!
+//! [`parse`] reports every problem it finds, not only the first, so
+//! `alertpost check` can list them all. Nothing here does network I/O.
+
+mod expand;
+pub mod integration;
+pub mod policy;
+pub mod problem;
+mod raw;
+pub mod secret;
+mod validate;
+
+use std::path::Path;
+use std::time::Duration;
+
+pub use integration::{Auth, Header, Integration, Method};
+pub use policy::Policy;
+pub use problem::{ConfigError, Problem};
+pub use secret::Secret;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub policy: Policy,
+    pub worker: WorkerSettings,
+    /// Every integration, enabled or not, in file order.
+    pub integrations: Vec<Integration>,
+}
+
+/// How one worker process runs (the `[worker]` table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    /// Deliveries in flight at once in this worker, over all integrations;
+    /// also the prefetch of each consumer.
+    pub max_inflight: usize,
+    /// On SIGTERM, how long in-flight deliveries may take to finish.
+    pub drain_timeout: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> WorkerSettings {
+        WorkerSettings {
+            max_inflight: 256,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    pub fn integration(&self, id: &str) -> Option<&Integration> {
+        self.integrations.iter().find(|i| i.id == id)
+    }
+
+    /// The integrations that receive deliveries.
+    pub fn enabled(&self) -> impl Iterator<Item = &Integration> {
+        self.integrations.iter().filter(|i| i.enabled)
+    }
+}
+
+/// Reads and validates the file at `path`, taking `${VAR}` values from the
+/// process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::single(Problem::file(&origin, format!("cannot read the file: {e}")))
+    })?;
+    parse(&text, &origin, &|name| std::env::var(name).ok())
+}
+
+/// Validates `text`; `origin` names it in errors (a path), `env` answers
+/// `${VAR}` lookups.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    validate::config(text, origin, env)
+}

@@ -1,0 +1,46 @@
+//! The config file as written: every value keeps its span, so a problem
+//! found later can still name its line. Unknown keys are refused here, so a
+//! typo never silently drops a setting.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub policy: Option<Spanned<RawPolicy>>,
+    pub defaults: Option<Spanned<RawIntegration>>,
+    pub worker: Option<Spanned<RawWorker>>,
+    #[serde(default)]
+    pub integration: Vec<Spanned<RawIntegration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub require_https: Option<Spanned<bool>>,
+    pub allow_networks: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWorker {
+    pub max_inflight: Option<Spanned<i64>>,
+    pub drain_timeout: Option<Spanned<String>>,
+}
+
+/// One `[[integration]]`, or `[defaults]` (same keys; `id` not allowed there).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIntegration {
+    pub id: Option<Spanned<String>>,
+    pub name: Option<Spanned<String>>,
+    pub enabled: Option<Spanned<bool>>,
+    pub url: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+    pub timeout: Option<Spanned<String>>,
+    pub concurrency: Option<Spanned<i64>>,
+}

@@ -1,0 +1,44 @@
+//! A value that must never be shown: tokens, passwords, signing secrets,
+//! header values taken from the environment.
+
+use std::fmt;
+
+/// Holds a secret. `Debug` and `Display` print `***`; the only way to the
+/// value is [`Secret::expose`], which call sites use at the moment they put
+/// it on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_shows_the_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s} {:?}", Some(&s)), "Secret(***) *** Some(Secret(***))");
+        assert_eq!(s.expose(), "hunter2");
+    }
+}

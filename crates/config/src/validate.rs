@@ -1,0 +1,491 @@
+//! Raw file → validated [`Config`], collecting every problem.
+//!
+//! Each section's own values are checked where they are written, so a bad
+//! value in `[defaults]` is reported once, at its line, not once per
+//! integration. Then each integration's values are merged over the
+//! defaults and the built-in defaults, and checked as a whole.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+use url::Url;
+
+use crate::expand::expand;
+use crate::integration::{Auth, Header, Integration, Method};
+use crate::policy::{Policy, canonical};
+use crate::problem::{ConfigError, Problem};
+use crate::raw::{RawFile, RawIntegration, RawPolicy, RawWorker};
+use crate::secret::Secret;
+use crate::{Config, WorkerSettings};
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_CONCURRENCY: usize = 32;
+
+/// Headers alertpost sets itself; configuring them would break delivery or
+/// signatures.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+pub(crate) fn config(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let mut problem = Problem::file(origin, e.message().trim().to_owned());
+        if let Some(span) = e.span() {
+            let (line, column) = line_col(text, span.start);
+            problem.line = Some(line);
+            problem.column = Some(column);
+            problem.section = section_at(text, span.start);
+        }
+        ConfigError::single(problem)
+    })?;
+
+    let mut cx = Cx {
+        text,
+        origin,
+        env,
+        problems: Vec::new(),
+    };
+    let policy = raw.policy.map(|p| cx.policy(p)).unwrap_or_default();
+    let worker = raw.worker.map(|w| cx.worker(w)).unwrap_or_default();
+    let defaults = match &raw.defaults {
+        Some(d) => {
+            if let Some(id) = &d.get_ref().id {
+                cx.problem(id.span(), "[defaults]", Some("id"), "ids are per integration; remove it from [defaults]");
+            }
+            cx.partial(d.get_ref(), "[defaults]")
+        }
+        None => Partial::default(),
+    };
+
+    let mut integrations: Vec<(Integration, Range<usize>)> = Vec::new();
+    for (n, raw) in raw.integration.iter().enumerate() {
+        let Some(integration) = cx.integration(n, raw, &defaults, &policy) else {
+            continue;
+        };
+        if let Some((_, first)) = integrations.iter().find(|(i, _)| i.id == integration.id) {
+            let (first_line, _) = line_col(text, first.start);
+            let span = raw.get_ref().id.as_ref().map_or(raw.span(), |s| s.span());
+            let section = format!("integration `{}`", integration.id);
+            cx.problem(
+                span,
+                &section,
+                Some("id"),
+                &format!("duplicate id; already used by the integration at line {first_line}"),
+            );
+            continue;
+        }
+        let span = raw.get_ref().id.as_ref().map_or(raw.span(), |s| s.span());
+        integrations.push((integration, span));
+    }
+
+    if cx.problems.is_empty() {
+        Ok(Config {
+            policy,
+            worker,
+            integrations: integrations.into_iter().map(|(i, _)| i).collect(),
+        })
+    } else {
+        Err(ConfigError {
+            problems: cx.problems,
+        })
+    }
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    origin: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+/// One section's own validated values, before merging.
+#[derive(Default)]
+struct Partial {
+    name: Option<String>,
+    enabled: Option<bool>,
+    url: Option<(Url, Auth, Range<usize>)>,
+    /// A url was written, valid or not (an invalid one is already reported).
+    url_written: bool,
+    method: Option<Method>,
+    headers: Option<Vec<Header>>,
+    timeout: Option<Duration>,
+    concurrency: Option<usize>,
+}
+
+impl Cx<'_> {
+    fn problem(&mut self, span: Range<usize>, section: &str, field: Option<&str>, message: &str) {
+        let (line, column) = line_col(self.text, span.start);
+        self.problems.push(Problem {
+            origin: self.origin.to_owned(),
+            line: Some(line),
+            column: Some(column),
+            section: Some(section.to_owned()),
+            field: field.map(str::to_owned),
+            message: message.to_owned(),
+        });
+    }
+
+    fn policy(&mut self, raw: Spanned<RawPolicy>) -> Policy {
+        let raw = raw.into_inner();
+        let mut policy = Policy {
+            require_https: raw.require_https.map(Spanned::into_inner).unwrap_or(false),
+            allow_networks: Vec::new(),
+        };
+        for net in raw.allow_networks.unwrap_or_default() {
+            let parsed = net
+                .get_ref()
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| net.get_ref().parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => policy.allow_networks.push(n.trunc()),
+                Err(_) => self.problem(
+                    net.span(),
+                    "[policy]",
+                    Some("allow_networks"),
+                    &format!("`{}` is not a network (e.g. 10.0.0.0/8 or 127.0.0.1)", net.get_ref()),
+                ),
+            }
+        }
+        policy
+    }
+
+    fn worker(&mut self, raw: Spanned<RawWorker>) -> WorkerSettings {
+        let raw = raw.into_inner();
+        let mut worker = WorkerSettings::default();
+        if let Some(n) = raw.max_inflight {
+            match usize::try_from(*n.get_ref()) {
+                Ok(v @ 1..=10_000) => worker.max_inflight = v,
+                _ => self.problem(n.span(), "[worker]", Some("max_inflight"), "must be between 1 and 10000"),
+            }
+        }
+        if let Some(d) = raw.drain_timeout {
+            if let Some(v) = self.duration(&d, "[worker]", "drain_timeout") {
+                worker.drain_timeout = v;
+            }
+        }
+        worker
+    }
+
+    fn duration(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<Duration> {
+        match humantime::parse_duration(raw.get_ref().trim()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.problem(raw.span(), section, Some(field), "must be longer than zero");
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    raw.span(),
+                    section,
+                    Some(field),
+                    &format!("`{}` is not a duration ({e}); write e.g. \"5s\", \"250ms\", \"1h\"", raw.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    /// `${VAR}`-expands a string; on failure records the problem.
+    fn expand(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<(String, bool)> {
+        match expand(raw.get_ref(), self.env) {
+            Ok(e) => Some((e.value, e.from_env)),
+            Err(message) => {
+                self.problem(raw.span(), section, Some(field), &message);
+                None
+            }
+        }
+    }
+
+    /// Validates the values one section sets itself.
+    fn partial(&mut self, raw: &RawIntegration, section: &str) -> Partial {
+        let mut p = Partial {
+            name: raw.name.as_ref().map(|n| n.get_ref().clone()),
+            enabled: raw.enabled.as_ref().map(|e| *e.get_ref()),
+            url_written: raw.url.is_some(),
+            ..Partial::default()
+        };
+        if let Some(raw_url) = &raw.url {
+            if let Some((text, _)) = self.expand(raw_url, section, "url") {
+                match parse_url(&text) {
+                    Ok((url, auth)) => p.url = Some((url, auth, raw_url.span())),
+                    Err(message) => self.problem(raw_url.span(), section, Some("url"), &message),
+                }
+            }
+        }
+        if let Some(m) = &raw.method {
+            match m.get_ref().to_ascii_uppercase().as_str() {
+                "POST" => p.method = Some(Method::Post),
+                "PUT" => p.method = Some(Method::Put),
+                "PATCH" => p.method = Some(Method::Patch),
+                other => self.problem(
+                    m.span(),
+                    section,
+                    Some("method"),
+                    &format!("`{other}` is not supported; use POST, PUT or PATCH"),
+                ),
+            }
+        }
+        if let Some(headers) = &raw.headers {
+            let mut out = Vec::new();
+            for (name, value) in headers.get_ref() {
+                let lower = name.get_ref().to_ascii_lowercase();
+                let field = format!("headers.{}", name.get_ref());
+                if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+                    self.problem(name.span(), section, Some(&field), "not a valid header name");
+                    continue;
+                }
+                if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("alertpost-") {
+                    self.problem(
+                        name.span(),
+                        section,
+                        Some(&field),
+                        "alertpost sets this header itself; remove it",
+                    );
+                    continue;
+                }
+                let Some((text, from_env)) = self.expand(value, section, &field) else {
+                    continue;
+                };
+                if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    self.problem(value.span(), section, Some(&field), "header values cannot contain line breaks");
+                    continue;
+                }
+                let sensitive = from_env || looks_secret(&lower);
+                out.push(Header {
+                    name: lower,
+                    value: Secret::new(text),
+                    sensitive,
+                });
+            }
+            p.headers = Some(out);
+        }
+        if let Some(t) = &raw.timeout {
+            if let Some(d) = self.duration(t, section, "timeout") {
+                if d > MAX_TIMEOUT {
+                    self.problem(t.span(), section, Some("timeout"), "must be at most 5m (RabbitMQ cancels consumers that hold messages too long)");
+                } else {
+                    p.timeout = Some(d);
+                }
+            }
+        }
+        if let Some(c) = &raw.concurrency {
+            match usize::try_from(*c.get_ref()) {
+                Ok(v @ 1..=1024) => p.concurrency = Some(v),
+                _ => self.problem(c.span(), section, Some("concurrency"), "must be between 1 and 1024"),
+            }
+        }
+        p
+    }
+
+    fn integration(
+        &mut self,
+        n: usize,
+        raw: &Spanned<RawIntegration>,
+        defaults: &Partial,
+        policy: &Policy,
+    ) -> Option<Integration> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let before = self.problems.len();
+
+        let id = match &raw.id {
+            Some(id) if valid_id(id.get_ref()) => Some(id.get_ref().clone()),
+            Some(id) => {
+                let section = format!("integration #{}", n + 1);
+                self.problem(
+                    id.span(),
+                    &section,
+                    Some("id"),
+                    &format!("`{}` is not a valid id (1 to 64 letters, digits, `-`, `_`)", id.get_ref()),
+                );
+                None
+            }
+            None => {
+                let section = format!("integration #{}", n + 1);
+                self.problem(span.clone(), &section, Some("id"), "required");
+                None
+            }
+        };
+        let section = match &id {
+            Some(id) => format!("integration `{id}`"),
+            None => format!("integration #{}", n + 1),
+        };
+        let own = self.partial(raw, &section);
+
+        let url_written = own.url_written || defaults.url_written;
+        let url = own.url.or_else(|| defaults.url.clone());
+        if !url_written {
+            self.problem(span.clone(), &section, Some("url"), "required");
+        }
+        if let Some((url, _, url_span)) = &url {
+            self.check_policy(url, url_span, &section, policy);
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        let (url, auth, _) = url?;
+        let id = id?;
+        Some(Integration {
+            name: own.name.or_else(|| defaults.name.clone()).unwrap_or_else(|| id.clone()),
+            id,
+            enabled: own.enabled.or(defaults.enabled).unwrap_or(true),
+            url,
+            method: own.method.or(defaults.method).unwrap_or(Method::Post),
+            headers: merge_headers(defaults.headers.as_deref(), own.headers),
+            auth,
+            timeout: own.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
+            concurrency: own.concurrency.or(defaults.concurrency).unwrap_or(DEFAULT_CONCURRENCY),
+        })
+    }
+
+    fn check_policy(&mut self, url: &Url, span: &Range<usize>, section: &str, policy: &Policy) {
+        if policy.require_https && url.scheme() != "https" {
+            self.problem(span.clone(), section, Some("url"), "the policy requires https ([policy] require_https = true)");
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+            Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+            _ => None,
+        };
+        if let Some(ip) = ip {
+            if !policy.permits(ip) {
+                self.problem(
+                    span.clone(),
+                    section,
+                    Some("url"),
+                    &format!(
+                        "{} is not a public address; list its network in [policy] allow_networks to allow it",
+                        canonical(ip)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `[defaults]` headers, with the integration's own added or overriding.
+fn merge_headers(defaults: Option<&[Header]>, own: Option<Vec<Header>>) -> Vec<Header> {
+    let mut merged: Vec<Header> = defaults.map(<[Header]>::to_vec).unwrap_or_default();
+    for header in own.unwrap_or_default() {
+        merged.retain(|h| h.name != header.name);
+        merged.push(header);
+    }
+    merged
+}
+
+/// Parses a URL, moving `user:pass@` (percent-decoded) into basic auth so the
+/// URL itself carries no credentials.
+fn parse_url(text: &str) -> Result<(Url, Auth), String> {
+    let mut url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("scheme `{}` is not supported; use http or https", url.scheme()));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("the URL has a #fragment, which is never sent; remove it".to_owned());
+    }
+    let auth = if url.username().is_empty() && url.password().is_none() {
+        Auth::None
+    } else {
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let auth = Auth::Basic {
+            username: decode(url.username()),
+            password: Secret::new(decode(url.password().unwrap_or(""))),
+        };
+        // Setting empty credentials on an http(s) URL with a host cannot fail.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        auth
+    };
+    Ok((url, auth))
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// RFC 9110 token characters.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn looks_secret(name: &str) -> bool {
+    name == "authorization"
+        || name == "cookie"
+        || ["token", "key", "secret", "password", "auth", "signature"]
+            .iter()
+            .any(|w| name.contains(w))
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The section a byte offset falls in, for errors the TOML parser reports
+/// before any structure is known: the last table header above it, and for
+/// an integration the `id` written under that header.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    let offset = text.floor_char_boundary(offset.min(text.len()));
+    let mut section = None;
+    let mut count = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        if pos > offset {
+            break;
+        }
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_start_matches('[').split(']').next().unwrap_or("").trim();
+            if name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+                section = Some(name.to_owned());
+                if t.starts_with("[[integration]]") {
+                    count += 1;
+                }
+            }
+        }
+        pos += line.len();
+    }
+    let name = section?;
+    if name != "integration" {
+        return Some(format!("[{name}]"));
+    }
+    // Find the id of the integration that contains `offset`.
+    let id = text
+        .split("[[integration]]")
+        .nth(count)
+        .and_then(|block| {
+            block.lines().find_map(|l| {
+                let (key, value) = l.split_once('=')?;
+                (key.trim() == "id").then(|| value.trim().trim_matches('"').to_owned())
+            })
+        });
+    Some(match id {
+        Some(id) => format!("integration `{id}`"),
+        None => format!("integration #{count}"),
+    })
+}
+
+#[cfg(test)]
+mod tests;
