@@ -1,1 +1,24 @@
-//! placeholder
+//! One HTTP attempt and its verdict. Knows nothing of AMQP or the store.
+//!
+//! Layout, in the order an attempt goes through them:
+//! - [`request`]: the request of one attempt: method, URL, headers (the
+//!   Standard Webhooks ids, alertpost's own, the integration's, auth), body;
+//! - [`client`]: the shared HTTP client: connection pool, no redirects, no
+//!   proxy, and a resolver that enforces the outbound policy on every
+//!   address it hands out;
+//! - [`attempt`]: sends a request and captures what came back (status,
+//!   headers, the start of the body) or how it failed;
+//! - [`classify`]: the one table that turns an attempt into a [`Verdict`].
+
+pub mod attempt;
+pub mod classify;
+pub mod client;
+pub mod request;
+
+pub use attempt::{Attempt, AttemptResult, Response};
+pub use classify::{Verdict, classify};
+pub use client::Client;
+pub use request::{Request, RequestMeta};
+
+/// `alertpost/<version>`, the user agent of every request.
+pub const USER_AGENT: &str = concat!("alertpost/", env!("CARGO_PKG_VERSION"));

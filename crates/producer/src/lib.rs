@@ -1,1 +1,253 @@
-//! placeholder
+//! Publish alert events to alertpost.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), alertpost_producer::ProducerError> {
+//! use alertpost_event::{Event, Status};
+//! use alertpost_producer::Producer;
+//!
+//! let producer = Producer::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "alertpost", "billing-service").await?;
+//! let event = producer.publish(Event::new("billing", Status::Firing, "Invoices are failing")).await?;
+//! println!("published {}", event.id);
+//! # Ok(()) }
+//! ```
+//!
+//! An event counts as published only once RabbitMQ has confirmed it: every
+//! `Ok` here means the broker holds the event on disk in a queue. Events are
+//! validated and prepared ([`Event::prepare`]) before anything is sent. The
+//! producer keeps one connection and reconnects on the next publish after a
+//! failure, answering [`ProducerError::Unavailable`] while it cannot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alertpost_broker::{Broker, Destination, Outgoing, PublishError, Publisher, Topology};
+use alertpost_event::{EVENT_SCHEMA, Event, EventError};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+/// Confirms awaited per batch window: bounds memory for large inputs while
+/// keeping the broker busy.
+const WINDOW: usize = 512;
+
+/// After a failed connection attempt, publishes fail fast for this long
+/// instead of each waiting on a broker that is down.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// An event was refused before anything was sent; `index` is its place
+    /// in the batch.
+    #[error("event {index}: {source}")]
+    Invalid { index: usize, source: EventError },
+    /// The broker cannot be reached now. Nothing of this call was confirmed
+    /// beyond `confirmed` events.
+    #[error("RabbitMQ is unavailable ({confirmed} of {total} events confirmed): {reason}")]
+    Unavailable {
+        confirmed: usize,
+        total: usize,
+        reason: String,
+    },
+    /// The broker refused an event (nack, or no queue bound).
+    #[error("RabbitMQ refused an event ({confirmed} of {total} events confirmed): {source}")]
+    Refused {
+        confirmed: usize,
+        total: usize,
+        source: PublishError,
+    },
+    #[error("invalid prefix: {0}")]
+    Topology(#[from] alertpost_broker::TopologyError),
+}
+
+/// A connection to RabbitMQ that publishes events with confirms.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    name: String,
+    topology: Topology,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<(Broker, Publisher)>,
+    last_failure: Option<(Instant, String)>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("prefix", &self.inner.topology.prefix())
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Connects and declares the topology now; fails if it cannot.
+    pub async fn connect(url: &str, prefix: &str, name: &str) -> Result<Producer, ProducerError> {
+        let producer = Producer::lazy(url, Topology::new(prefix)?, name);
+        producer.publisher().await.map_err(|reason| ProducerError::Unavailable {
+            confirmed: 0,
+            total: 0,
+            reason,
+        })?;
+        Ok(producer)
+    }
+
+    /// A producer that connects on first use (for servers that must start,
+    /// and answer "unavailable", while the broker is down).
+    pub fn lazy(url: &str, topology: Topology, name: &str) -> Producer {
+        Producer {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                name: name.to_owned(),
+                topology,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// Whether the producer is connected, connecting if it is not.
+    pub async fn ready(&self) -> bool {
+        self.publisher().await.is_ok()
+    }
+
+    /// Prepares and publishes one event; returns it as published (with its
+    /// id and `received_at`).
+    pub async fn publish(&self, event: Event) -> Result<Event, ProducerError> {
+        let mut events = self.publish_all(vec![event]).await?;
+        Ok(events.remove(0))
+    }
+
+    /// Prepares every event (refusing the whole batch if one is invalid),
+    /// then publishes them with pipelined confirms. `Ok` means every event
+    /// was confirmed.
+    pub async fn publish_all(&self, mut events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
+        let now = OffsetDateTime::now_utc();
+        for (index, event) in events.iter_mut().enumerate() {
+            event
+                .prepare(now)
+                .map_err(|source| ProducerError::Invalid { index, source })?;
+        }
+        let total = events.len();
+        let mut confirmed = 0;
+        let publisher = self.publisher().await.map_err(|reason| ProducerError::Unavailable {
+            confirmed,
+            total,
+            reason,
+        })?;
+        for window in events.chunks(WINDOW) {
+            let mut pending = Vec::with_capacity(window.len());
+            for event in window {
+                let body = event.to_json();
+                let to = Destination::Events {
+                    routing_key: event.routing_key(),
+                };
+                let msg = Outgoing {
+                    body: &body,
+                    kind: EVENT_SCHEMA,
+                    message_id: &event.id,
+                };
+                match publisher.send(&to, &msg).await {
+                    Ok(p) => pending.push(p),
+                    Err(e) => return Err(self.failed(&publisher, e, confirmed, total).await),
+                }
+            }
+            for p in pending {
+                match p.confirmed().await {
+                    Ok(()) => confirmed += 1,
+                    Err(e) => return Err(self.failed(&publisher, e, confirmed, total).await),
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let mut state = self.inner.state.lock().await;
+        if let Some((broker, publisher)) = state.conn.take() {
+            publisher.close().await;
+            broker.close().await;
+        }
+    }
+
+    async fn failed(
+        &self,
+        publisher: &Publisher,
+        error: PublishError,
+        confirmed: usize,
+        total: usize,
+    ) -> ProducerError {
+        match error {
+            PublishError::Unavailable(reason) => {
+                // Forget the broken connection; the next publish reconnects.
+                let mut state = self.inner.state.lock().await;
+                if state.conn.as_ref().is_some_and(|(_, p)| !p.is_open() || !publisher.is_open()) {
+                    state.conn = None;
+                }
+                ProducerError::Unavailable {
+                    confirmed,
+                    total,
+                    reason,
+                }
+            }
+            source => ProducerError::Refused {
+                confirmed,
+                total,
+                source,
+            },
+        }
+    }
+
+    /// The current publisher, connecting (and declaring) if needed.
+    async fn publisher(&self) -> Result<Publisher, String> {
+        let mut state = self.inner.state.lock().await;
+        if let Some((broker, publisher)) = &state.conn {
+            if broker.is_connected() && publisher.is_open() {
+                return Ok(publisher.clone());
+            }
+            tracing::warn!("RabbitMQ connection lost; reconnecting");
+            state.conn = None;
+        }
+        if let Some((at, reason)) = &state.last_failure {
+            if at.elapsed() < RECONNECT_PAUSE {
+                return Err(reason.clone());
+            }
+        }
+        match self.open().await {
+            Ok((broker, publisher)) => {
+                if state.last_failure.take().is_some() {
+                    tracing::info!("RabbitMQ connection restored");
+                }
+                state.conn = Some((broker, publisher.clone()));
+                Ok(publisher)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot reach RabbitMQ");
+                state.last_failure = Some((Instant::now(), reason.clone()));
+                Err(reason)
+            }
+        }
+    }
+
+    async fn open(&self) -> Result<(Broker, Publisher), String> {
+        let inner = &self.inner;
+        let broker = Broker::connect(&inner.url, &inner.name, inner.topology.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        broker
+            .declare_for_producer()
+            .await
+            .map_err(|e| e.to_string())?;
+        let publisher = broker.publisher().await.map_err(|e| e.to_string())?;
+        Ok((broker, publisher))
+    }
+}

@@ -1,0 +1,518 @@
+//! The RabbitMQ backend, over lapin.
+//!
+//! One [`Broker`] is one AMQP connection. Publishing uses its own channel in
+//! confirm mode ([`Publisher`]); consuming uses another, with a per-consumer
+//! prefetch (quorum queues have no global QoS). lapin's automatic recovery is
+//! not used: a lost connection ends every stream with an error and the
+//! owner (the worker's supervisor, the producer) reconnects from scratch,
+//! which is simpler to reason about than half-recovered channels: every
+//! unacked message simply goes back to its queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::{Confirmation, PublisherConfirm};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+
+use crate::redact_url;
+use crate::seam::{Acker, BrokerError, Destination, Inbound, Outgoing, PublishError};
+use crate::topology::Topology;
+
+/// Persistent messages survive a broker restart (quorum queues store all
+/// messages anyway; the flag keeps intent explicit for other queue types).
+const PERSISTENT: u8 = 2;
+
+/// How long connecting may take before it counts as a failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One connection to RabbitMQ.
+pub struct Broker {
+    conn: Connection,
+    topology: Arc<Topology>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("prefix", &self.topology.prefix())
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+/// Message counts of one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready to be delivered (not counting unacked ones).
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+impl Broker {
+    /// Connects; `name` shows in RabbitMQ's management UI and logs.
+    pub async fn connect(url: &str, name: &str, topology: Topology) -> Result<Broker, BrokerError> {
+        let props = ConnectionProperties::default()
+            .with_connection_name(LongString::from(name.to_owned()));
+        let connect = Connection::connect(url, props);
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(BrokerError::Connect {
+                    url: redact_url(url),
+                    reason: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(BrokerError::Connect {
+                    url: redact_url(url),
+                    reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                });
+            }
+        };
+        Ok(Broker {
+            conn,
+            topology: Arc::new(topology),
+        })
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn.status().connected()
+    }
+
+    /// Declares the exchange, every queue and the binding. Idempotent; fails
+    /// when a queue exists with other arguments (RabbitMQ cannot change them).
+    pub async fn declare(&self) -> Result<(), BrokerError> {
+        self.declare_parts(true).await
+    }
+
+    /// Declares what producers need (the exchange, the events queue and the
+    /// queues it dead-letters into), leaving the delay tiers, whose set is
+    /// the workers' configuration, to the workers.
+    pub async fn declare_for_producer(&self) -> Result<(), BrokerError> {
+        self.declare_parts(false).await
+    }
+
+    async fn declare_parts(&self, with_tiers: bool) -> Result<(), BrokerError> {
+        let t = &self.topology;
+        let channel = self.channel("declare").await?;
+        let exchange = t.exchange();
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(format!("exchange {exchange}"), e))?;
+
+        let dead = t.dead_queue();
+        let deliveries = t.deliveries_queue();
+        let mut queues = vec![
+            (dead.clone(), quorum()),
+            (deliveries.clone(), work_queue(&dead, t.delivery_limit())),
+            (t.events_queue(), work_queue(&dead, t.delivery_limit())),
+        ];
+        for tier in t.tiers().iter().filter(|_| with_tiers) {
+            queues.push((t.retry_queue(*tier), delay_queue(&deliveries, *tier)));
+        }
+        for (name, args) in queues {
+            // A failed declaration closes the channel: open a fresh one so
+            // the error names this queue, not a later one.
+            let channel = self.channel("declare").await?;
+            channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    args,
+                )
+                .await
+                .map_err(|e| declare_error(format!("queue {name}"), e))?;
+        }
+        channel
+            .queue_bind(
+                t.events_queue().as_str().into(),
+                exchange.as_str().into(),
+                "#".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(format!("binding of queue {}", t.events_queue()), e))?;
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(())
+    }
+
+    /// Deletes the exchange and every queue of the topology, messages
+    /// included. For tests and teardown, never called by the service.
+    pub async fn delete_topology(&self) -> Result<(), BrokerError> {
+        let channel = self.channel("delete").await?;
+        for name in self.topology.queues() {
+            channel
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
+        }
+        let exchange = self.topology.exchange();
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(|e| declare_error(format!("deletion of exchange {exchange}"), e))?;
+        Ok(())
+    }
+
+    /// Counts of a queue, by passive declaration.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
+        let channel = self.channel("stats").await?;
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| declare_error(format!("queue {queue}"), e))?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(QueueStats {
+            messages: q.message_count(),
+            consumers: q.consumer_count(),
+        })
+    }
+
+    /// A publisher on its own confirm channel.
+    pub async fn publisher(&self) -> Result<Publisher, BrokerError> {
+        let channel = self.channel("publish").await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| BrokerError::Connection(format!("confirm mode: {e}")))?;
+        Ok(Publisher {
+            channel,
+            topology: self.topology.clone(),
+        })
+    }
+
+    /// Starts consuming `queue` with manual acks, at most `prefetch`
+    /// unacknowledged messages at a time.
+    pub async fn consume(&self, queue: &str, prefetch: u16, tag: &str) -> Result<Consumer, BrokerError> {
+        let channel = self.channel("consume").await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| BrokerError::Connection(format!("qos on {queue}: {e}")))?;
+        let inner = channel
+            .basic_consume(
+                queue.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| BrokerError::Connection(format!("consume {queue}: {e}")))?;
+        Ok(Consumer {
+            inner,
+            channel,
+            queue: queue.to_owned(),
+            tag: tag.to_owned(),
+        })
+    }
+
+    /// Takes one message from `queue` without a consumer (for inspection
+    /// tools); `None` when the queue is empty. The message is unacked until
+    /// settled, and goes back to the queue if the connection closes first.
+    pub async fn get(&self, channel: &GetChannel, queue: &str) -> Result<Option<Inbound>, BrokerError> {
+        let msg = channel
+            .0
+            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+            .await
+            .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))?;
+        Ok(msg.map(|m| inbound(m.delivery, queue)))
+    }
+
+    /// A channel for [`Broker::get`]: every message taken on it stays
+    /// unacked until settled or until the channel closes.
+    pub async fn get_channel(&self) -> Result<GetChannel, BrokerError> {
+        Ok(GetChannel(self.channel("get").await?))
+    }
+
+    /// Closes the connection; unacked messages go back to their queues.
+    pub async fn close(&self) {
+        let _ = self.conn.close(200, "bye".into()).await;
+    }
+
+    async fn channel(&self, what: &str) -> Result<Channel, BrokerError> {
+        self.conn
+            .create_channel()
+            .await
+            .map_err(|e| BrokerError::Connection(format!("opening a {what} channel: {e}")))
+    }
+}
+
+/// A channel used for one-off gets (see [`Broker::get`]).
+pub struct GetChannel(Channel);
+
+impl std::fmt::Debug for GetChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GetChannel")
+    }
+}
+
+impl GetChannel {
+    pub async fn close(&self) {
+        let _ = self.0.close(200, "done".into()).await;
+    }
+}
+
+/// Publishes with publisher confirms. Cheap to clone; clones share the
+/// channel, and confirms of concurrent publishes are pipelined.
+#[derive(Clone)]
+pub struct Publisher {
+    channel: Channel,
+    topology: Arc<Topology>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("prefix", &self.topology.prefix())
+            .finish()
+    }
+}
+
+/// A sent message whose confirm is still to come.
+#[must_use = "a publish counts only once confirmed"]
+pub struct Pending {
+    confirm: PublisherConfirm,
+    target: String,
+}
+
+impl Pending {
+    /// Waits for the broker's verdict.
+    pub async fn confirmed(self) -> Result<(), PublishError> {
+        match self.confirm.await {
+            Ok(Confirmation::Ack(None)) => Ok(()),
+            // `mandatory` and no queue bound: acked, but returned, not stored.
+            Ok(Confirmation::Ack(Some(_))) => Err(PublishError::Unroutable(self.target)),
+            Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
+            // The channel is in confirm mode, so this means it was replaced.
+            Ok(Confirmation::NotRequested) => Err(PublishError::Unavailable(
+                "the channel is not in confirm mode".to_owned(),
+            )),
+            Err(e) => Err(PublishError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+impl Publisher {
+    pub fn is_open(&self) -> bool {
+        self.channel.status().connected()
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Publishes and waits for the confirm.
+    pub async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        self.send(to, msg).await?.confirmed().await
+    }
+
+    /// Sends without waiting for the confirm: send many, then await each
+    /// [`Pending`], to pipeline confirms.
+    pub async fn send(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<Pending, PublishError> {
+        let t = &self.topology;
+        let (exchange, routing_key) = match to {
+            Destination::Events { routing_key } => (t.exchange(), routing_key.clone()),
+            Destination::Deliveries => (String::new(), t.deliveries_queue()),
+            Destination::Retry(tier) => (String::new(), t.retry_queue(*tier)),
+            Destination::Dead => (String::new(), t.dead_queue()),
+        };
+        let props = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type("application/json".into())
+            .with_type(msg.kind.into())
+            .with_message_id(msg.message_id.into())
+            .with_timestamp(now_secs());
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.as_str().into(),
+                routing_key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                msg.body,
+                props,
+            )
+            .await
+            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let target = if exchange.is_empty() {
+            format!("queue {routing_key}")
+        } else {
+            format!("exchange {exchange} with key {routing_key}")
+        };
+        Ok(Pending { confirm, target })
+    }
+
+    pub async fn close(&self) {
+        let _ = self.channel.close(200, "bye".into()).await;
+    }
+}
+
+/// Messages from one queue, each to be settled through its [`Inbound`].
+pub struct Consumer {
+    inner: lapin::Consumer,
+    channel: Channel,
+    queue: String,
+    tag: String,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("queue", &self.queue).finish()
+    }
+}
+
+impl Consumer {
+    /// The next message. `None`: the consumer was cancelled (by
+    /// [`Consumer::cancel`] or by the broker, e.g. the queue was deleted).
+    /// `Some(Err)`: the channel or connection broke; reconnect.
+    pub async fn next(&mut self) -> Option<Result<Inbound, BrokerError>> {
+        let delivery = self.inner.next().await?;
+        Some(
+            delivery
+                .map(|d| inbound(d, &self.queue))
+                .map_err(|e| BrokerError::Connection(e.to_string())),
+        )
+    }
+
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Stops the broker from sending more; messages already received stay
+    /// unacked until settled or until the channel closes.
+    pub async fn cancel(&self) {
+        let _ = self
+            .channel
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+    }
+}
+
+fn inbound(d: lapin::message::Delivery, queue: &str) -> Inbound {
+    Inbound {
+        kind: d.properties.kind().as_ref().map(|k| k.as_str().to_owned()),
+        message_id: d
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|k| k.as_str().to_owned()),
+        redelivered: d.redelivered,
+        queue: queue.to_owned(),
+        body: d.data,
+        acker: Acker(d.acker),
+    }
+}
+
+impl Acker {
+    pub(crate) async fn ack(&self) -> Result<(), BrokerError> {
+        match self.0.ack(BasicAckOptions::default()).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BrokerError::Connection(
+                "ack on a closed channel (the message will be redelivered)".to_owned(),
+            )),
+            Err(e) => Err(BrokerError::Connection(e.to_string())),
+        }
+    }
+
+    pub(crate) async fn nack(&self, requeue: bool) -> Result<(), BrokerError> {
+        let options = BasicNackOptions {
+            requeue,
+            ..BasicNackOptions::default()
+        };
+        match self.0.nack(options).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(BrokerError::Connection(
+                "nack on a closed channel (the message will be redelivered)".to_owned(),
+            )),
+            Err(e) => Err(BrokerError::Connection(e.to_string())),
+        }
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args
+}
+
+/// A queue workers take from: a delivery limit, then the dead queue.
+fn work_queue(dead: &str, delivery_limit: u32) -> FieldTable {
+    let mut args = quorum();
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(delivery_limit)),
+    );
+    dead_letter_to(&mut args, dead);
+    args
+}
+
+/// A delay tier: every message waits `tier`, then moves to `target`.
+fn delay_queue(target: &str, tier: Duration) -> FieldTable {
+    let mut args = quorum();
+    let ms = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
+    dead_letter_to(&mut args, target);
+    args
+}
+
+fn dead_letter_to(args: &mut FieldTable, queue: &str) {
+    args.insert("x-dead-letter-exchange".into(), text(""));
+    args.insert("x-dead-letter-routing-key".into(), text(queue));
+    // Quorum queues dead-letter at most once unless both of these are set.
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.to_owned()))
+}
+
+fn declare_error(what: String, e: lapin::Error) -> BrokerError {
+    let mut reason = e.to_string();
+    if reason.contains("PRECONDITION_FAILED") {
+        reason.push_str(
+            " (it exists with other settings; RabbitMQ cannot change them in place: \
+             delete it, or use another --prefix)",
+        );
+    }
+    BrokerError::Declare { what, reason }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,181 @@
+//! Names and shapes of alertpost's queues for one prefix.
+//!
+//! | name | what |
+//! | --- | --- |
+//! | `<p>.events` | topic exchange producers publish to |
+//! | `<p>.events` | quorum queue bound with `#`: first attempts |
+//! | `<p>.retry.<tier>` | quorum queues with a queue TTL, dead-lettering into `<p>.deliveries` |
+//! | `<p>.deliveries` | quorum queue: delivery jobs back from the tiers, and replays |
+//! | `<p>.dead` | quorum queue: dead letters |
+//!
+//! Work queues (`events`, `deliveries`) carry a delivery limit and dead-letter
+//! into `<p>.dead`, so a message that keeps crashing workers stops there.
+//! Every dead-lettering queue uses `at-least-once` with `reject-publish`:
+//! without both, RabbitMQ dead-letters quorum queues at most once.
+
+use std::time::Duration;
+
+/// The delay tiers used when the config names none.
+pub const DEFAULT_TIERS: [Duration; 8] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+    Duration::from_secs(10800),
+];
+
+/// Redeliveries after which RabbitMQ moves a work-queue message to the dead
+/// queue (a message that crashes every worker that takes it).
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+    /// Ascending, no duplicates, at least one.
+    tiers: Vec<Duration>,
+    delivery_limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    #[error("prefix `{0}` is not valid: use 1 to 100 letters, digits, `.`, `-`, `_`")]
+    Prefix(String),
+    #[error("delay tiers must be at least one duration of 1s or more, whole seconds, at most 24h")]
+    Tiers,
+}
+
+impl Topology {
+    pub fn new(prefix: &str) -> Result<Topology, TopologyError> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 100
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(TopologyError::Prefix(prefix.to_owned()));
+        }
+        Ok(Topology {
+            prefix: prefix.to_owned(),
+            tiers: DEFAULT_TIERS.to_vec(),
+            delivery_limit: DEFAULT_DELIVERY_LIMIT,
+        })
+    }
+
+    /// Replaces the delay tiers (sorted, deduplicated).
+    pub fn with_tiers(mut self, mut tiers: Vec<Duration>) -> Result<Topology, TopologyError> {
+        tiers.sort();
+        tiers.dedup();
+        let valid = |t: &Duration| {
+            t.subsec_nanos() == 0 && *t >= Duration::from_secs(1) && *t <= Duration::from_secs(86400)
+        };
+        if tiers.is_empty() || !tiers.iter().all(valid) {
+            return Err(TopologyError::Tiers);
+        }
+        self.tiers = tiers;
+        Ok(self)
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn tiers(&self) -> &[Duration] {
+        &self.tiers
+    }
+
+    pub fn delivery_limit(&self) -> u32 {
+        self.delivery_limit
+    }
+
+    /// The topic exchange producers publish to.
+    pub fn exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    pub fn events_queue(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+
+    pub fn deliveries_queue(&self) -> String {
+        format!("{}.deliveries", self.prefix)
+    }
+
+    pub fn dead_queue(&self) -> String {
+        format!("{}.dead", self.prefix)
+    }
+
+    pub fn retry_queue(&self, tier: Duration) -> String {
+        format!("{}.retry.{}", self.prefix, tier_name(tier))
+    }
+
+    /// Every queue, in declaration order (dead first: the others point to it).
+    pub fn queues(&self) -> Vec<String> {
+        let mut names = vec![
+            self.dead_queue(),
+            self.deliveries_queue(),
+            self.events_queue(),
+        ];
+        names.extend(self.tiers.iter().map(|t| self.retry_queue(*t)));
+        names
+    }
+
+    /// The tier a delay waits in: the smallest not shorter than `delay`, or
+    /// the largest (the job then takes several hops).
+    pub fn tier_for(&self, delay: Duration) -> Duration {
+        self.tiers
+            .iter()
+            .copied()
+            .find(|t| *t >= delay)
+            .unwrap_or_else(|| self.tiers[self.tiers.len() - 1])
+    }
+}
+
+/// `5s`, `2m`, `1h`: the shortest exact name of a whole-second duration.
+pub fn tier_name(tier: Duration) -> String {
+    let s = tier.as_secs();
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let t = Topology::new("ap-test_1.x").unwrap();
+        assert_eq!(t.exchange(), "ap-test_1.x.events");
+        assert_eq!(t.retry_queue(Duration::from_secs(120)), "ap-test_1.x.retry.2m");
+        assert_eq!(t.retry_queue(Duration::from_secs(10800)), "ap-test_1.x.retry.3h");
+        assert_eq!(t.retry_queue(Duration::from_secs(90)), "ap-test_1.x.retry.90s");
+        assert_eq!(t.queues().len(), 3 + DEFAULT_TIERS.len());
+        assert!(Topology::new("a b").is_err());
+        assert!(Topology::new("").is_err());
+    }
+
+    #[test]
+    fn tier_is_the_smallest_not_shorter() {
+        let t = Topology::new("p").unwrap();
+        assert_eq!(t.tier_for(Duration::from_millis(10)), Duration::from_secs(1));
+        assert_eq!(t.tier_for(Duration::from_secs(5)), Duration::from_secs(5));
+        assert_eq!(t.tier_for(Duration::from_secs(6)), Duration::from_secs(30));
+        assert_eq!(t.tier_for(Duration::from_secs(999_999)), Duration::from_secs(10800));
+    }
+
+    #[test]
+    fn tiers_are_checked() {
+        let t = Topology::new("p").unwrap();
+        assert!(t.clone().with_tiers(vec![]).is_err());
+        assert!(t.clone().with_tiers(vec![Duration::from_millis(1500)]).is_err());
+        let t = t.with_tiers(vec![Duration::from_secs(5), Duration::from_secs(1), Duration::from_secs(5)]).unwrap();
+        assert_eq!(t.tiers(), [Duration::from_secs(1), Duration::from_secs(5)]);
+    }
+}

@@ -1,0 +1,208 @@
+//! Sends one request and captures the outcome.
+//!
+//! The response body is read up to [`BODY_LIMIT`] (a fully read body lets
+//! the connection go back to the pool); the store keeps its first 4 KiB.
+//! Error texts never contain the URL: paths and queries often carry tokens.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::client::{Client, PolicyRefused};
+use crate::request::Request;
+
+/// How much of a response body is read.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// One attempt: when, how long, and what happened.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub started_at: SystemTime,
+    pub duration: Duration,
+    pub result: AttemptResult,
+}
+
+#[derive(Debug, Clone)]
+pub enum AttemptResult {
+    /// The endpoint answered (any status).
+    Response(Response),
+    /// No complete answer within the integration's timeout.
+    Timeout,
+    /// No connection: refused, reset, DNS failure, TLS failure.
+    Connect(String),
+    /// The outbound policy refused the destination; nothing was sent.
+    Policy(String),
+    /// Anything else that went wrong in transport.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// The start of the body, at most [`BODY_LIMIT`] bytes.
+    pub body: Bytes,
+    /// Whether the body went on past what was read.
+    pub truncated: bool,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl AttemptResult {
+    /// The `code` label of `alertpost_delivery_attempts_total`: `2xx`…`5xx`,
+    /// `timeout`, `connect`, `policy`, `error`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AttemptResult::Response(r) => match r.status {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            AttemptResult::Timeout => "timeout",
+            AttemptResult::Connect(_) => "connect",
+            AttemptResult::Policy(_) => "policy",
+            AttemptResult::Failed(_) => "error",
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            AttemptResult::Response(r) => Some(r.status),
+            _ => None,
+        }
+    }
+}
+
+impl Client {
+    /// Sends `request` once. Never fails: every way it can go wrong is an
+    /// [`AttemptResult`].
+    pub async fn send(&self, request: &Request) -> Attempt {
+        let started_at = SystemTime::now();
+        let clock = Instant::now();
+        let result = match self.permits_url(&request.url) {
+            Err(reason) => AttemptResult::Policy(reason),
+            Ok(()) => match tokio::time::timeout(request.timeout, self.exchange(request)).await {
+                Ok(result) => result,
+                Err(_) => AttemptResult::Timeout,
+            },
+        };
+        Attempt {
+            started_at,
+            duration: clock.elapsed(),
+            result,
+        }
+    }
+
+    async fn exchange(&self, request: &Request) -> AttemptResult {
+        let mut headers = HeaderMap::with_capacity(request.headers.len());
+        for h in &request.headers {
+            // Names and values were checked when the config was loaded; a
+            // value that still fails (a template-made one) is left out.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(h.name.as_bytes()),
+                HeaderValue::from_str(h.value.expose()),
+            ) {
+                let mut value = value;
+                value.set_sensitive(h.sensitive);
+                headers.append(name, value);
+            }
+        }
+        let method = match request.method {
+            alertpost_config::Method::Post => reqwest::Method::POST,
+            alertpost_config::Method::Put => reqwest::Method::PUT,
+            alertpost_config::Method::Patch => reqwest::Method::PATCH,
+        };
+        let sent = self
+            .http
+            .request(method, request.url.clone())
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await;
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => return transport_error(e),
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let mut body = BytesMut::new();
+        let mut truncated = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = BODY_LIMIT - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                // The status arrived: that is the answer, even if the body
+                // broke off. Keep what was read.
+                Err(_) => {
+                    truncated = true;
+                    break;
+                }
+            }
+        }
+        AttemptResult::Response(Response {
+            status,
+            headers,
+            body: body.freeze(),
+            truncated,
+        })
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> AttemptResult {
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(refused) = s.downcast_ref::<PolicyRefused>() {
+            return AttemptResult::Policy(refused.to_string());
+        }
+        source = s.source();
+    }
+    let timeout = e.is_timeout();
+    let connect = e.is_connect();
+    let text = error_text(&e.without_url());
+    if timeout {
+        AttemptResult::Timeout
+    } else if connect {
+        AttemptResult::Connect(text)
+    } else {
+        AttemptResult::Failed(text)
+    }
+}
+
+/// The error and its causes on one line: "error sending request: client
+/// error (Connect): tcp connect error: Connection refused (os error 111)".
+fn error_text(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}

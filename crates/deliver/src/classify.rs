@@ -1,0 +1,173 @@
+//! The one table that decides what an attempt means.
+//!
+//! | attempt | verdict |
+//! | --- | --- |
+//! | 2xx | delivered |
+//! | 408, 425, 429, 5xx | retry (honouring `Retry-After` on 429 and 503) |
+//! | timeout, connection failure, other transport error | retry |
+//! | 1xx, 3xx (redirects are not followed), other 4xx | dead, reason `status` |
+//! | destination refused by the outbound policy | dead, reason `policy` |
+//!
+//! Deciding *when* to retry (the backoff schedule, the tier) is not done
+//! here; a retry verdict only carries the endpoint's own wish, if any.
+
+use std::time::{Duration, SystemTime};
+
+use alertpost_event::job::DeadReason;
+
+use crate::attempt::{AttemptResult, Response};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again later. `retry_after`: the endpoint's `Retry-After`.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never try again.
+    Dead { reason: DeadReason, detail: String },
+}
+
+/// Classifies one attempt.
+pub fn classify(result: &AttemptResult) -> Verdict {
+    match result {
+        AttemptResult::Response(r) => match r.status {
+            200..=299 => Verdict::Delivered,
+            408 | 425 | 429 | 500..=599 => Verdict::Retry {
+                reason: describe(r),
+                retry_after: match r.status {
+                    429 | 503 => r.header("retry-after").and_then(retry_after),
+                    _ => None,
+                },
+            },
+            _ => Verdict::Dead {
+                reason: DeadReason::Status,
+                detail: describe(r),
+            },
+        },
+        AttemptResult::Timeout => Verdict::Retry {
+            reason: "timed out".to_owned(),
+            retry_after: None,
+        },
+        AttemptResult::Connect(e) => Verdict::Retry {
+            reason: format!("connection failed: {e}"),
+            retry_after: None,
+        },
+        AttemptResult::Failed(e) => Verdict::Retry {
+            reason: e.clone(),
+            retry_after: None,
+        },
+        AttemptResult::Policy(e) => Verdict::Dead {
+            reason: DeadReason::Policy,
+            detail: e.clone(),
+        },
+    }
+}
+
+/// `HTTP 503: <start of the body>`, on one line.
+fn describe(r: &Response) -> String {
+    let body = String::from_utf8_lossy(&r.body[..r.body.len().min(300)]);
+    let body: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let body = body.trim();
+    if body.is_empty() {
+        format!("HTTP {}", r.status)
+    } else {
+        format!("HTTP {}: {body}", r.status)
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP date.
+pub fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> AttemptResult {
+        AttemptResult::Response(Response {
+            status,
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            body: Bytes::from(body.to_owned()),
+            truncated: false,
+        })
+    }
+
+    fn retry(after: Option<u64>) -> impl Fn(&Verdict) -> bool {
+        move |v| matches!(v, Verdict::Retry { retry_after, .. } if *retry_after == after.map(Duration::from_secs))
+    }
+
+    fn dead(reason: DeadReason) -> impl Fn(&Verdict) -> bool {
+        move |v| matches!(v, Verdict::Dead { reason: r, .. } if *r == reason)
+    }
+
+    /// One row per line of the table in the module docs.
+    #[test]
+    fn the_table() {
+        let delivered = |v: &Verdict| *v == Verdict::Delivered;
+        let rows: Vec<(AttemptResult, Box<dyn Fn(&Verdict) -> bool>)> = vec![
+            (response(200, &[], ""), Box::new(delivered)),
+            (response(202, &[], ""), Box::new(delivered)),
+            (response(204, &[], ""), Box::new(delivered)),
+            (response(408, &[], ""), Box::new(retry(None))),
+            (response(425, &[], ""), Box::new(retry(None))),
+            (response(429, &[], ""), Box::new(retry(None))),
+            (response(429, &[("Retry-After", "7")], ""), Box::new(retry(Some(7)))),
+            (response(503, &[("retry-after", "2")], ""), Box::new(retry(Some(2)))),
+            (response(500, &[("retry-after", "2")], ""), Box::new(retry(None))),
+            (response(501, &[], ""), Box::new(retry(None))),
+            (response(599, &[], ""), Box::new(retry(None))),
+            (AttemptResult::Timeout, Box::new(retry(None))),
+            (AttemptResult::Connect("refused".into()), Box::new(retry(None))),
+            (AttemptResult::Failed("reset".into()), Box::new(retry(None))),
+            (response(101, &[], ""), Box::new(dead(DeadReason::Status))),
+            (response(301, &[("location", "/x")], ""), Box::new(dead(DeadReason::Status))),
+            (response(400, &[], ""), Box::new(dead(DeadReason::Status))),
+            (response(401, &[], ""), Box::new(dead(DeadReason::Status))),
+            (response(404, &[], ""), Box::new(dead(DeadReason::Status))),
+            (response(410, &[], ""), Box::new(dead(DeadReason::Status))),
+            (response(422, &[], ""), Box::new(dead(DeadReason::Status))),
+            (AttemptResult::Policy("10.0.0.1".into()), Box::new(dead(DeadReason::Policy))),
+        ];
+        for (result, expected) in rows {
+            let verdict = classify(&result);
+            assert!(expected(&verdict), "{result:?} → {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_carry_the_status_and_the_start_of_the_body() {
+        let v = classify(&response(400, &[], "{\"error\":\n\"bad field\"}"));
+        assert_eq!(
+            v,
+            Verdict::Dead {
+                reason: DeadReason::Status,
+                detail: "HTTP 400: {\"error\": \"bad field\"}".to_owned()
+            }
+        );
+        let v = classify(&response(503, &[], ""));
+        assert!(matches!(v, Verdict::Retry { reason, .. } if reason == "HTTP 503"));
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+        let d = retry_after(&later).unwrap();
+        assert!(d > Duration::from_secs(3590) && d <= Duration::from_secs(3600), "{d:?}");
+        assert_eq!(retry_after("soon"), None);
+    }
+}
