@@ -1,1 +1,25 @@
-//! placeholder
+//! Helpers for alertpost's end-to-end tests: real RabbitMQ, real HTTP.
+//!
+//! - [`receiver`]: an HTTP server on 127.0.0.1:0 that records every request
+//!   and answers from a script (status, headers, body, delay);
+//! - [`prefix`]: a topology prefix of a test's own, whose queues are deleted
+//!   when it is dropped, so tests run in parallel without touching each other;
+//! - [`worker`]: a worker in this process, stopped through its shutdown future;
+//! - [`bin`]: the `alertpost` binary, for what must be a real process
+//!   (exit codes, signals, a crash).
+//!
+//! What they do not model: TLS, slow networks, HTTP/2.
+
+pub mod bin;
+pub mod prefix;
+pub mod receiver;
+pub mod worker;
+
+pub use prefix::TestPrefix;
+pub use receiver::{Received, Receiver, Reply};
+pub use worker::RunningWorker;
+
+/// The RabbitMQ the tests use: `ALERTPOST_AMQP_URL`, else the local default.
+pub fn amqp_url() -> String {
+    std::env::var("ALERTPOST_AMQP_URL").unwrap_or_else(|_| alertpost_broker::DEFAULT_AMQP_URL.to_owned())
+}

@@ -1,1 +1,137 @@
-//! placeholder
+//! alertpost's HTTP ingest: payloads in, confirmed events out.
+//!
+//! | route | does |
+//! | --- | --- |
+//! | `POST /v1/events` | normalized events: one object or an array |
+//! | `POST /v1/ingest/<format>` | a source's own payload (`alertmanager`, `grafana`, `hertzbeat`, `grafana-oncall`, `aporia`), one event per alert |
+//! | `GET /healthz` | the process is alive |
+//! | `GET /readyz` | connected to RabbitMQ |
+//!
+//! Answers: `202` with the ids once RabbitMQ has confirmed every event;
+//! `400` with a JSON `error` for input that is not valid (nothing is
+//! published then: the whole body is checked first); `404` for an unknown
+//! format; `413` for a body over [`MAX_BODY_BYTES`] or an event over the
+//! event size cap; `503` while RabbitMQ is unreachable.
+
+use std::future::Future;
+
+use alertpost_event::normalize::{Format, normalize};
+use alertpost_event::EventError;
+use alertpost_producer::{Producer, ProducerError};
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// The largest request body accepted: room for a big Alertmanager group.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The ingest routes over `producer`.
+pub fn router(producer: Producer) -> Router {
+    Router::new()
+        .route("/v1/events", post(events))
+        .route("/v1/ingest/{format}", post(ingest))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(producer)
+}
+
+/// Serves the ingest on `listener` until `shutdown` completes; requests in
+/// progress finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    producer: Producer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let result = axum::serve(listener, router(producer.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    producer.close().await;
+    result
+}
+
+async fn events(State(producer): State<Producer>, body: Result<Bytes, BytesRejection>) -> Response {
+    accept(&producer, Format::Events, body).await
+}
+
+async fn ingest(
+    State(producer): State<Producer>,
+    Path(format): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match format.parse::<Format>() {
+        Ok(format) => accept(&producer, format, body).await,
+        Err(e) => error(StatusCode::NOT_FOUND, e.reason, None),
+    }
+}
+
+async fn readyz(State(producer): State<Producer>) -> Response {
+    if producer.ready().await {
+        (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "RabbitMQ is unreachable".to_owned(), None)
+    }
+}
+
+async fn accept(producer: &Producer, format: Format, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is over the {MAX_BODY_BYTES}-byte limit")
+            } else {
+                rejection.body_text()
+            };
+            return error(status, reason, None);
+        }
+    };
+    let doc: Value = match serde_json::from_slice(&body) {
+        Ok(doc) => doc,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None),
+    };
+    let events = match normalize(format, doc) {
+        Ok(events) if events.is_empty() => {
+            return error(StatusCode::BAD_REQUEST, "no events in the body".to_owned(), None);
+        }
+        Ok(events) => events,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, None),
+    };
+    match producer.publish_all(events).await {
+        Ok(published) => {
+            let ids: Vec<&str> = published.iter().map(|e| e.id.as_str()).collect();
+            (
+                StatusCode::ACCEPTED,
+                axum::Json(json!({"accepted": ids.len(), "ids": ids})),
+            )
+                .into_response()
+        }
+        Err(ProducerError::Invalid { index, source }) => {
+            let status = match source {
+                EventError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            error(status, source.to_string(), Some(index))
+        }
+        Err(e @ (ProducerError::Unavailable { .. } | ProducerError::Refused { .. })) => {
+            tracing::warn!(error = %e, "ingest could not publish");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+        }
+        Err(e @ ProducerError::Topology(_)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)
+        }
+    }
+}
+
+fn error(status: StatusCode, reason: String, index: Option<usize>) -> Response {
+    let mut body = json!({"error": reason});
+    if let Some(index) = index {
+        body["index"] = json!(index);
+    }
+    (status, axum::Json(body)).into_response()
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! alertpost's worker: consume, match, render, deliver, hand off, ack.
+//!
+//! Layout, along a message's path:
+//! - [`supervisor`]: connects, declares, consumes under a bound of
+//!   in-flight messages, reconnects after a failure, drains on shutdown;
+//! - [`dispatch`]: one message → its deliveries, run concurrently; then the
+//!   hand-off (retry jobs and dead letters, confirmed) and the ack;
+//! - [`delivery`]: one attempt of one delivery: body, request, send,
+//!   classify, log;
+//! - [`runtime`]: the configuration as the worker uses it (integrations
+//!   with their concurrency permits);
+//! - [`admin`]: `/healthz`, `/readyz`;
+//! - [`health`]: the readiness the supervisor reports and admin serves.
+//!
+//! The contract with the broker (see `alertpost_broker::seam`): a message is
+//! acked only after each of its deliveries is delivered, or handed to a
+//! delay queue or the dead queue with a confirm. Anything else leaves it
+//! unacked, and RabbitMQ hands it out again.
+
+pub mod admin;
+pub mod delivery;
+pub mod dispatch;
+pub mod health;
+pub mod runtime;
+pub mod supervisor;
+
+pub use supervisor::{WorkerError, WorkerOptions, run};

@@ -110,11 +110,30 @@ pub fn normalize(format: Format, doc: Value) -> Result<Vec<Event>, NormalizeErro
 }
 
 /// Splits input into JSON documents: one document, or several separated by
-/// whitespace (NDJSON). An error names the line and column.
-pub fn documents(input: &[u8]) -> impl Iterator<Item = Result<Value, NormalizeError>> + '_ {
-    serde_json::Deserializer::from_slice(input)
-        .into_iter::<Value>()
-        .map(|doc| doc.map_err(|e| NormalizeError::new(format!("invalid JSON: {e}"))))
+/// whitespace (NDJSON). Each comes with the line it starts on; an error
+/// names its line and column.
+pub fn documents(input: &[u8]) -> Vec<(usize, Result<Value, NormalizeError>)> {
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<Value>();
+    loop {
+        let offset = stream.byte_offset();
+        let start = offset
+            + input[offset..]
+                .iter()
+                .take_while(|b| b.is_ascii_whitespace())
+                .count();
+        let line = 1 + input[..start].iter().filter(|b| **b == b'\n').count();
+        match stream.next() {
+            None => break,
+            Some(Ok(doc)) => out.push((line, Ok(doc))),
+            Some(Err(e)) => {
+                out.push((line, Err(NormalizeError::new(format!("invalid JSON: {e}")))));
+                // The rest of the input cannot be split reliably.
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn events(doc: Value) -> Result<Vec<Event>, NormalizeError> {
@@ -248,14 +267,15 @@ mod tests {
 
     #[test]
     fn documents_split_one_or_many() {
-        let one: Vec<_> = documents(br#"{"a": [1,
-            2]}"#)
-        .collect();
+        let one = documents(br#"{"a": [1,
+            2]}"#);
         assert_eq!(one.len(), 1);
-        let many: Vec<_> = documents(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n").collect();
-        assert_eq!(many.len(), 3);
-        let bad: Vec<_> = documents(b"{\"a\":1}\n{\"a\":").collect();
-        assert!(bad[1].as_ref().unwrap_err().reason.contains("line 2"), "{bad:?}");
+        let many = documents(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n");
+        let lines: Vec<usize> = many.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [1, 2, 4]);
+        let bad = documents(b"{\"a\":1}\n{\"a\":");
+        assert_eq!(bad[1].0, 2);
+        assert!(bad[1].1.as_ref().unwrap_err().reason.contains("line 2"), "{bad:?}");
     }
 
     #[test]

@@ -1,0 +1,192 @@
+//! One function per subcommand.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use alertpost_broker::{Broker, Topology};
+use alertpost_config::Config;
+use alertpost_event::normalize::{Format, documents, normalize};
+use alertpost_producer::{Producer, ProducerError};
+use anyhow::{Context, anyhow};
+
+use crate::Failure;
+use crate::cli::{Cli, Command, Global, IngestArgs, PublishArgs, WorkerArgs};
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Worker(args) => worker(g, args).await,
+        Command::Publish(args) => publish(g, args).await,
+        Command::Ingest(args) => ingest(g, args).await,
+        Command::Check => check(g),
+        Command::Setup => setup(g).await,
+    }
+}
+
+fn topology(g: &Global) -> Result<Topology, Failure> {
+    Topology::new(&g.prefix).map_err(|e| Failure::Usage(e.into()))
+}
+
+fn config_path<'a>(g: &'a Global, command: &str) -> Result<&'a Path, Failure> {
+    g.config.as_deref().ok_or_else(|| {
+        Failure::Usage(anyhow!(
+            "`{command}` needs a config file: --config FILE (or ALERTPOST_CONFIG)"
+        ))
+    })
+}
+
+fn load_config(path: &Path) -> Result<Config, Failure> {
+    alertpost_config::load(path).map_err(|e| Failure::Usage(e.into()))
+}
+
+/// A name for this process in RabbitMQ: `alertpost-<role>-<host>-<pid>`.
+fn process_name(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("alertpost-{role}-{host}-{}", std::process::id())
+}
+
+async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
+    let config = load_config(config_path(g, "worker")?)?;
+    let topology = topology(g)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
+    tracing::info!(admin = %args.admin_addr, "admin server listening");
+    let options = alertpost_worker::WorkerOptions {
+        amqp_url: g.amqp.clone(),
+        topology,
+        config,
+        admin: Some(admin),
+        name: process_name("worker"),
+    };
+    alertpost_worker::run(options, crate::signals::shutdown()).await?;
+    Ok(())
+}
+
+async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
+    let format: Format = args
+        .format
+        .parse()
+        .map_err(|e: alertpost_event::NormalizeError| Failure::Usage(anyhow!(e.reason)))?;
+    let (name, input) = read_input(args.file.as_ref())?;
+
+    // Everything is checked before anything is sent: a bad line publishes
+    // nothing.
+    let mut events = Vec::new();
+    let mut lines = Vec::new();
+    let mut problems = Vec::new();
+    for (line, doc) in documents(&input) {
+        match doc.and_then(|doc| normalize(format, doc)) {
+            Ok(found) => {
+                lines.extend(std::iter::repeat_n(line, found.len()));
+                events.extend(found);
+            }
+            Err(e) => problems.push(format!("{name}:{line}: {e}")),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::Usage(anyhow!(
+            "nothing published; {} invalid document(s):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    if events.is_empty() {
+        return Err(Failure::Usage(anyhow!("{name}: no events in the input")));
+    }
+
+    let producer = Producer::connect(&g.amqp, &g.prefix, &process_name("publish"))
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let result = producer.publish_all(events).await;
+    producer.close().await;
+    match result {
+        Ok(published) => {
+            println!("published {} events", published.len());
+            Ok(())
+        }
+        Err(ProducerError::Invalid { index, source }) => Err(Failure::Usage(anyhow!(
+            "nothing published; {name}:{}: {source}",
+            lines.get(index).copied().unwrap_or(0)
+        ))),
+        Err(e) => Err(Failure::Runtime(e.into())),
+    }
+}
+
+fn read_input(file: Option<&PathBuf>) -> Result<(String, Vec<u8>), Failure> {
+    match file {
+        Some(path) if path.as_os_str() != "-" => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))
+                .map_err(Failure::Usage)?;
+            Ok((path.display().to_string(), bytes))
+        }
+        _ => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read stdin")?;
+            Ok(("stdin".to_owned(), bytes))
+        }
+    }
+}
+
+async fn ingest(g: &Global, args: &IngestArgs) -> Result<(), Failure> {
+    let topology = topology(g)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let producer = Producer::lazy(&g.amqp, topology, &process_name("ingest"));
+    if !producer.ready().await {
+        tracing::warn!("RabbitMQ is unreachable for now; answering 503 until it is back");
+    }
+    tracing::info!(listen = %args.listen, "ingest listening");
+    alertpost_ingest::serve(listener, producer, crate::signals::shutdown()).await?;
+    Ok(())
+}
+
+fn check(g: &Global) -> Result<(), Failure> {
+    let path = config_path(g, "check")?;
+    match alertpost_config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} integrations, {} enabled)",
+                path.display(),
+                config.integrations.len(),
+                config.enabled().count()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            for problem in &e.problems {
+                println!("{problem}");
+            }
+            Err(Failure::Usage(anyhow!(
+                "{}: {} problem(s)",
+                path.display(),
+                e.problems.len()
+            )))
+        }
+    }
+}
+
+async fn setup(g: &Global) -> Result<(), Failure> {
+    let topology = topology(g)?;
+    let broker = Broker::connect(&g.amqp, &process_name("setup"), topology)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let declared = broker.declare().await;
+    broker.close().await;
+    declared.map_err(|e| Failure::Runtime(e.into()))?;
+    let t = broker.topology();
+    println!(
+        "declared exchange {} and queues {}",
+        t.exchange(),
+        t.queues().join(", ")
+    );
+    Ok(())
+}

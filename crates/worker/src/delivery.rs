@@ -1,0 +1,85 @@
+//! One attempt of one delivery: build the request, wait for a permit of the
+//! integration, send, classify, log the outcome.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alertpost_deliver::{Attempt, Client, Request, RequestMeta, Verdict, classify};
+use alertpost_event::Event;
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::runtime::Target;
+
+/// What one attempt did and what it means.
+#[derive(Debug)]
+pub struct Tried {
+    pub attempt: Attempt,
+    pub verdict: Verdict,
+}
+
+/// Makes attempt number `number` of delivering `body` (the rendered event)
+/// to `target`.
+pub async fn attempt(
+    client: &Client,
+    target: &Target,
+    event: &Event,
+    delivery_id: &str,
+    number: u32,
+    body: Bytes,
+) -> Tried {
+    let integration = &target.integration;
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %event.id,
+        delivery_id = %delivery_id,
+        integration = %integration.id,
+        attempt = number,
+    );
+    async move {
+        // The semaphore is never closed, so acquiring cannot fail; if it
+        // ever were, sending without the bound beats losing the delivery.
+        let _permit = target.permits.acquire().await.ok();
+        let meta = RequestMeta {
+            delivery_id,
+            event_id: &event.id,
+            attempt: number,
+            timestamp: unix_now(),
+        };
+        let request = Request::new(integration, body, "application/json", &meta);
+        let attempt = client.send(&request).await;
+        let verdict = classify(&attempt.result);
+        log(&attempt, &verdict);
+        Tried { attempt, verdict }
+    }
+    .instrument(span)
+    .await
+}
+
+fn log(attempt: &Attempt, verdict: &Verdict) {
+    let ms = duration_ms(attempt.duration);
+    let status = attempt.result.status();
+    match verdict {
+        Verdict::Delivered => tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered"),
+        Verdict::Retry { reason, .. } => {
+            tracing::warn!(outcome = "retry", status, duration_ms = ms, %reason, "attempt failed; will retry")
+        }
+        Verdict::Dead { reason, detail } => tracing::warn!(
+            outcome = "dead",
+            status,
+            duration_ms = ms,
+            reason = %reason,
+            %detail,
+            "attempt failed for good; dead-lettering"
+        ),
+    }
+}
+
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,36 @@
+//! Readiness, as the supervisor sees it and `/readyz` reports it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Shared between the supervisor (writer) and the admin server (reader).
+#[derive(Debug, Default)]
+pub struct Health {
+    connected: AtomicBool,
+    consuming: AtomicBool,
+}
+
+impl Health {
+    pub fn set_connected(&self, yes: bool) {
+        self.connected.store(yes, Ordering::Relaxed);
+        if !yes {
+            self.consuming.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub fn set_consuming(&self, yes: bool) {
+        self.consuming.store(yes, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+
+    /// Ready: connected to the broker and consuming.
+    pub fn ready(&self) -> bool {
+        self.connected() && self.consuming()
+    }
+}

@@ -1,0 +1,223 @@
+//! Connects, declares, consumes, reconnects; drains on shutdown.
+//!
+//! Backpressure is at the source: a permit of the in-flight bound is taken
+//! *before* the next message is pulled, moved into the task that handles
+//! it, and released when that task ends. The consumer's prefetch equals the
+//! bound, so RabbitMQ never pushes more than the worker is willing to hold.
+//!
+//! Shutdown: stop consuming (cancel), let the tasks in flight finish within
+//! the drain timeout (their hand-offs and acks included), then close. What
+//! is not finished by then is left unacked and RabbitMQ redelivers it.
+//!
+//! A lost connection: every task of that session is aborted (their
+//! messages are redelivered by the broker), and the supervisor reconnects
+//! with a capped doubling pause.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alertpost_broker::{Broker, BrokerError, Consumer, Publisher, Topology};
+use alertpost_config::Config;
+use alertpost_deliver::Client;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{self, Ctx};
+use crate::health::Health;
+use crate::runtime::Runtime;
+
+/// Pause before the first reconnection attempt; doubles up to the max.
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// How a worker runs.
+#[derive(Debug)]
+pub struct WorkerOptions {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub config: Config,
+    /// Where `/healthz` and `/readyz` are served; none: no admin server.
+    pub admin: Option<tokio::net::TcpListener>,
+    /// Names the connection in RabbitMQ and prefixes consumer tags.
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Client(#[from] alertpost_deliver::client::ClientError),
+    #[error("admin server: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Runs a worker until `shutdown` completes, then drains and returns.
+pub async fn run(
+    opts: WorkerOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WorkerError> {
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+
+    let health = Arc::new(Health::default());
+    let admin = match opts.admin {
+        Some(listener) => {
+            let router = crate::admin::router(health.clone());
+            let stop = stop.clone();
+            Some(tokio::spawn(crate::admin::serve(listener, router, async move {
+                stop.cancelled().await
+            })))
+        }
+        None => None,
+    };
+
+    let ctx = Arc::new(Ctx {
+        client: Client::new(opts.config.policy.clone())?,
+        runtime: Arc::new(Runtime::new(opts.config)),
+    });
+    tracing::info!(
+        integrations = ctx.runtime.targets.len(),
+        prefix = opts.topology.prefix(),
+        "worker starting"
+    );
+
+    let mut pause = RECONNECT_MIN;
+    loop {
+        let opened = tokio::select! {
+            _ = stop.cancelled() => break,
+            opened = Session::open(&opts.amqp_url, &opts.name, &opts.topology, &ctx) => opened,
+        };
+        match opened {
+            Ok(session) => {
+                pause = RECONNECT_MIN;
+                health.set_connected(true);
+                tracing::info!("connected to RabbitMQ; consuming");
+                let ended = session.run(&ctx, &health, &stop).await;
+                health.set_connected(false);
+                match ended {
+                    Ended::Shutdown => break,
+                    Ended::Lost(reason) => {
+                        tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
+                    }
+                }
+            }
+            Err(e) => {
+                health.set_connected(false);
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot start consuming");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(RECONNECT_MAX);
+            }
+        }
+    }
+
+    tracing::info!("worker stopped");
+    if let Some(admin) = admin {
+        match admin.await {
+            Ok(Err(e)) => return Err(WorkerError::Admin(e)),
+            Ok(Ok(())) | Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+/// One connection's worth of consuming.
+struct Session {
+    broker: Broker,
+    publisher: Publisher,
+    events: Consumer,
+    max_inflight: usize,
+    drain_timeout: Duration,
+}
+
+impl Session {
+    async fn open(url: &str, name: &str, topology: &Topology, ctx: &Ctx) -> Result<Session, BrokerError> {
+        let worker = &ctx.runtime.config.worker;
+        let broker = Broker::connect(url, name, topology.clone()).await?;
+        broker.declare().await?;
+        let publisher = broker.publisher().await?;
+        // The bound is at most 10000 (checked at load), within u16.
+        let prefetch = u16::try_from(worker.max_inflight).unwrap_or(u16::MAX);
+        let tag = format!("{name}-events");
+        let events = broker.consume(&topology.events_queue(), prefetch, &tag).await?;
+        Ok(Session {
+            broker,
+            publisher,
+            events,
+            max_inflight: worker.max_inflight,
+            drain_timeout: worker.drain_timeout,
+        })
+    }
+
+    async fn run(mut self, ctx: &Arc<Ctx>, health: &Health, stop: &CancellationToken) -> Ended {
+        let bound = Arc::new(Semaphore::new(self.max_inflight));
+        let mut tasks = JoinSet::new();
+        let mut permit: Option<OwnedSemaphorePermit> = None;
+        health.set_consuming(true);
+        let ended = loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break Ended::Shutdown,
+                Some(joined) = tasks.join_next() => {
+                    if let Err(e) = joined {
+                        // `dispatch::handle` catches panics; this is an abort.
+                        tracing::error!(error = %e, "a message task ended abnormally");
+                    }
+                }
+                p = bound.clone().acquire_owned(), if permit.is_none() => {
+                    // The semaphore is never closed.
+                    permit = p.ok();
+                }
+                next = self.events.next(), if permit.is_some() => match next {
+                    Some(Ok(msg)) => {
+                        let held = permit.take();
+                        let ctx = ctx.clone();
+                        let publisher = self.publisher.clone();
+                        tasks.spawn(async move {
+                            dispatch::handle(ctx, publisher, msg).await;
+                            drop(held);
+                        });
+                    }
+                    Some(Err(e)) => break Ended::Lost(e.to_string()),
+                    None => break Ended::Lost("the broker cancelled the consumer".to_owned()),
+                },
+            }
+        };
+        health.set_consuming(false);
+        match &ended {
+            Ended::Shutdown => {
+                self.events.cancel().await;
+                let in_flight = tasks.len();
+                tracing::info!(in_flight, "draining");
+                let drained = tokio::time::timeout(self.drain_timeout, async {
+                    while tasks.join_next().await.is_some() {}
+                })
+                .await;
+                if drained.is_err() {
+                    tracing::warn!(
+                        left = tasks.len(),
+                        "drain timeout reached; unfinished messages go back to the queue"
+                    );
+                    tasks.abort_all();
+                }
+            }
+            Ended::Lost(_) => tasks.abort_all(),
+        }
+        while tasks.join_next().await.is_some() {}
+        self.publisher.close().await;
+        self.broker.close().await;
+        ended
+    }
+}

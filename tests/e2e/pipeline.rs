@@ -1,0 +1,232 @@
+//! The whole path: publish → RabbitMQ → worker → webhook.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use alertpost_broker::{Destination, Outgoing};
+use alertpost_event::{EVENT_SCHEMA, Event, Status, delivery_id};
+use alertpost_producer::Producer;
+use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(receiver: &Receiver, integrations: &[(&str, &str)]) -> String {
+    let mut toml = String::from("[policy]\nallow_networks = [\"127.0.0.0/8\"]\n");
+    for (id, path) in integrations {
+        toml.push_str(&format!(
+            "[[integration]]\nid = \"{id}\"\nurl = \"{}\"\ntimeout = \"5s\"\n",
+            receiver.url(path)
+        ));
+    }
+    toml
+}
+
+fn event(n: usize) -> Event {
+    let mut e = Event::new("test", Status::Firing, format!("event {n}"));
+    e.labels.insert("n".into(), n.to_string());
+    e
+}
+
+async fn producer(prefix: &TestPrefix) -> Producer {
+    Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .expect("RabbitMQ is reachable")
+}
+
+#[tokio::test]
+async fn n_events_published_make_n_requests_one_per_event() {
+    let prefix = TestPrefix::new("n-events");
+    let receiver = Receiver::start().await;
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+
+    let n = 60;
+    let published = producer(&prefix)
+        .await
+        .publish_all((0..n).map(event).collect())
+        .await
+        .unwrap();
+    let requests = receiver.wait_for(n, WAIT).await;
+    receiver.assert_no_more(n, Duration::from_millis(500)).await;
+
+    let by_event: BTreeMap<String, _> = requests
+        .iter()
+        .map(|r| (r.header("alertpost-event-id").unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(by_event.len(), n, "one request per event");
+    for event in &published {
+        let r = by_event[&event.id];
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.header("webhook-id"), Some(delivery_id(&event.id, "hook").as_str()));
+        assert_eq!(r.header("alertpost-attempt"), Some("1"));
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(r.header("user-agent").unwrap().starts_with("alertpost/"));
+        let body: Event = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(&body, event);
+    }
+    worker.stop().await.unwrap();
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+}
+
+#[tokio::test]
+async fn one_event_fans_out_to_every_enabled_integration() {
+    let prefix = TestPrefix::new("fan-out");
+    let receiver = Receiver::start().await;
+    let mut toml = config(&receiver, &[("a", "/a"), ("b", "/b")]);
+    toml.push_str(&format!(
+        "[[integration]]\nid = \"off\"\nenabled = false\nurl = \"{}\"\n",
+        receiver.url("/off")
+    ));
+    let worker = RunningWorker::start(&prefix, &toml).await;
+
+    let published = producer(&prefix)
+        .await
+        .publish_all((0..10).map(event).collect())
+        .await
+        .unwrap();
+    let requests = receiver.wait_for(20, WAIT).await;
+    receiver.assert_no_more(20, Duration::from_millis(500)).await;
+    let pairs: BTreeSet<(String, String)> = requests
+        .iter()
+        .map(|r| (r.path.clone(), r.header("alertpost-event-id").unwrap().to_owned()))
+        .collect();
+    let expected: BTreeSet<(String, String)> = published
+        .iter()
+        .flat_map(|e| [("/a".to_owned(), e.id.clone()), ("/b".to_owned(), e.id.clone())])
+        .collect();
+    assert_eq!(pairs, expected);
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked() {
+    let prefix = TestPrefix::new("dead-4xx");
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", [Reply::status(400).body("{\"error\":\"no such team\"}")]);
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+
+    let e = producer(&prefix).await.publish(event(1)).await.unwrap();
+    receiver.wait_for(1, WAIT).await;
+    receiver.assert_no_more(1, Duration::from_millis(800)).await;
+    worker.stop().await.unwrap();
+
+    let broker = prefix.broker().await;
+    let channel = broker.get_channel().await.unwrap();
+    let msg = broker
+        .get(&channel, &prefix.topology.dead_queue())
+        .await
+        .unwrap()
+        .expect("a dead letter");
+    let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
+    assert_eq!(letter["reason"], "status");
+    assert_eq!(letter["detail"], "HTTP 400: {\"error\":\"no such team\"}");
+    assert_eq!(letter["job"]["integration"], "hook");
+    assert_eq!(letter["job"]["event"]["id"], e.id.as_str());
+    assert_eq!(letter["job"]["history"][0]["status"], 400);
+    assert_eq!(letter["job"]["delivery_id"], delivery_id(&e.id, "hook"));
+    channel.close().await;
+    broker.close().await;
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+}
+
+#[tokio::test]
+async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
+    let prefix = TestPrefix::new("undecodable");
+    let receiver = Receiver::start().await;
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+
+    let broker = prefix.broker().await;
+    let publisher = broker.publisher().await.unwrap();
+    let events = Destination::Events {
+        routing_key: "x.alert.none".into(),
+    };
+    for (body, id) in [(&b"{not json"[..], "garbage-1"), (&b"{\"source\":\"s\"}"[..], "garbage-2")] {
+        let msg = Outgoing {
+            body,
+            kind: EVENT_SCHEMA,
+            message_id: id,
+        };
+        publisher.publish(&events, &msg).await.unwrap();
+    }
+    let ok = producer(&prefix).await.publish(event(7)).await.unwrap();
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].header("alertpost-event-id"), Some(ok.id.as_str()));
+    worker.stop().await.unwrap();
+
+    let channel = broker.get_channel().await.unwrap();
+    let mut reasons = BTreeMap::new();
+    while let Some(msg) = broker.get(&channel, &prefix.topology.dead_queue()).await.unwrap() {
+        let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
+        assert_eq!(letter["reason"], "undecodable");
+        reasons.insert(letter["id"].as_str().unwrap().to_owned(), letter);
+    }
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert_eq!(reasons["garbage-1"]["raw"], "{not json");
+    assert!(reasons["garbage-1"]["detail"].as_str().unwrap().contains("key must be a string"));
+    assert!(reasons["garbage-2"]["detail"].as_str().unwrap().contains("missing field `status`"));
+    channel.close().await;
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn graceful_stop_drains_in_flight_deliveries() {
+    let prefix = TestPrefix::new("drain");
+    let receiver = Receiver::start().await;
+    receiver.script("/slow", (0..5).map(|_| Reply::ok().delay(Duration::from_millis(700))));
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("slow", "/slow")])).await;
+
+    producer(&prefix)
+        .await
+        .publish_all((0..5).map(event).collect())
+        .await
+        .unwrap();
+    // All five are in flight (the receiver records on arrival)...
+    receiver.wait_for(5, WAIT).await;
+    // ...and a stop now waits for their answers and acks before returning.
+    worker.stop().await.unwrap();
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    let broker = prefix.broker().await;
+    let stats = broker.queue_stats(&prefix.topology.events_queue()).await.unwrap();
+    assert_eq!(stats.consumers, 0);
+    broker.close().await;
+}
+
+#[tokio::test]
+async fn events_wait_in_the_queue_while_no_worker_runs() {
+    let prefix = TestPrefix::new("queued");
+    let receiver = Receiver::start().await;
+    let published = producer(&prefix)
+        .await
+        .publish_all((0..5).map(event).collect())
+        .await
+        .unwrap();
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 5);
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let requests = receiver.wait_for(5, WAIT).await;
+    let ids: BTreeSet<&str> = requests.iter().map(|r| r.header("alertpost-event-id").unwrap()).collect();
+    assert_eq!(ids, published.iter().map(|e| e.id.as_str()).collect());
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_json_body_is_the_event_as_published() {
+    let prefix = TestPrefix::new("body");
+    let receiver = Receiver::start().await;
+    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut e = Event::from_value(json!({
+        "source": "grafana", "status": "resolved", "severity": "critical",
+        "title": "Quote \" backslash \\ newline \n unicode ✓",
+        "labels": {"team": "db"}, "data": {"nested": {"a": [1, 2, null]}}
+    }))
+    .unwrap();
+    e.dedup_key = Some("k1".into());
+    let published = producer(&prefix).await.publish(e).await.unwrap();
+    let got = receiver.wait_for(1, WAIT).await;
+    let body = got[0].json();
+    assert_eq!(body["title"], "Quote \" backslash \\ newline unicode ✓");
+    assert_eq!(body["data"]["nested"]["a"], json!([1, 2, null]));
+    assert_eq!(body["id"], published.id.as_str());
+    assert_eq!(body["received_at"], json!(published.received_at.unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()));
+    worker.stop().await.unwrap();
+}

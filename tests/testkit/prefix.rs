@@ -1,0 +1,87 @@
+//! A topology prefix of a test's own.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alertpost_broker::{Broker, Topology};
+
+/// A unique prefix (`t-<name>-<pid>-<n>-<time>`); the exchange and queues it
+/// names are deleted when it is dropped, even after a failed assertion.
+pub struct TestPrefix {
+    pub prefix: String,
+    pub url: String,
+    pub topology: Topology,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestPrefix {
+    pub fn new(name: &str) -> TestPrefix {
+        TestPrefix::with_tiers(name, &[1, 5])
+    }
+
+    /// With these delay tiers, in seconds (short ones keep tests fast and
+    /// each tier is a quorum queue to declare).
+    pub fn with_tiers(name: &str, tiers: &[u64]) -> TestPrefix {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let prefix = format!("t-{name}-{}-{n}-{nanos:x}", std::process::id());
+        let topology = Topology::new(&prefix)
+            .expect("test prefixes are valid")
+            .with_tiers(tiers.iter().map(|s| Duration::from_secs(*s)).collect())
+            .expect("test tiers are valid");
+        TestPrefix {
+            prefix,
+            url: crate::amqp_url(),
+            topology,
+        }
+    }
+
+    /// The `delay_tiers` line for a config file using this prefix's tiers.
+    pub fn tiers_toml(&self) -> String {
+        let names: Vec<String> = self
+            .topology
+            .tiers()
+            .iter()
+            .map(|t| format!("\"{}s\"", t.as_secs()))
+            .collect();
+        format!("delay_tiers = [{}]", names.join(", "))
+    }
+
+    pub async fn broker(&self) -> Broker {
+        Broker::connect(&self.url, "alertpost-test", self.topology.clone())
+            .await
+            .expect("RabbitMQ is reachable (start it with `make rabbitmq`)")
+    }
+
+    /// Messages ready in a queue of this prefix.
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let broker = self.broker().await;
+        let stats = broker.queue_stats(queue).await.expect("the queue exists");
+        broker.close().await;
+        stats.messages
+    }
+}
+
+impl Drop for TestPrefix {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let topology = self.topology.clone();
+        // Drop cannot await, and may run inside a runtime: delete from a
+        // thread of its own, and wait for it so the test ends clean.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(broker) = Broker::connect(&url, "alertpost-test-cleanup", topology).await {
+                    let _ = broker.delete_topology().await;
+                    broker.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

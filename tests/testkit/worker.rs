@@ -1,0 +1,72 @@
+//! A worker running in the test's process.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use alertpost_worker::{WorkerError, WorkerOptions};
+use tokio::sync::oneshot;
+
+use crate::TestPrefix;
+
+pub struct RunningWorker {
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    pub admin: SocketAddr,
+}
+
+impl RunningWorker {
+    /// Starts a worker for `prefix` with the config in `toml`, and waits
+    /// until it is consuming (its `/readyz` says so).
+    pub async fn start(prefix: &TestPrefix, toml: &str) -> RunningWorker {
+        let config = alertpost_config::parse(toml, "test.toml", &|name| std::env::var(name).ok())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("admin can listen");
+        let admin_addr = admin.local_addr().expect("bound");
+        let (tx, rx) = oneshot::channel::<()>();
+        let options = WorkerOptions {
+            amqp_url: prefix.url.clone(),
+            topology: prefix.topology.clone(),
+            config,
+            admin: Some(admin),
+            name: format!("{}-worker", prefix.prefix),
+        };
+        let handle = tokio::spawn(alertpost_worker::run(options, async move {
+            let _ = rx.await;
+        }));
+        let worker = RunningWorker {
+            stop: Some(tx),
+            handle,
+            admin: admin_addr,
+        };
+        worker.wait_ready(Duration::from_secs(20)).await;
+        worker
+    }
+
+    /// Polls `/readyz` until it answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if crate::bin::http_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "worker not ready after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Graceful stop: drain, then return the worker's result.
+    pub async fn stop(mut self) -> Result<(), WorkerError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.expect("the worker task does not panic")
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
