@@ -1,4 +1,6 @@
 //! End-to-end tests: the real RabbitMQ (`ALERTPOST_AMQP_URL`, else the local
 //! default), real HTTP receivers on 127.0.0.1:0, a prefix per test.
 
+mod cli;
+mod ingest;
 mod pipeline;

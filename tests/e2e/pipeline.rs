@@ -57,7 +57,10 @@ async fn n_events_published_make_n_requests_one_per_event() {
     for event in &published {
         let r = by_event[&event.id];
         assert_eq!(r.method, "POST");
-        assert_eq!(r.header("webhook-id"), Some(delivery_id(&event.id, "hook").as_str()));
+        assert_eq!(
+            r.header("webhook-id"),
+            Some(delivery_id(&event.id, "hook").as_str())
+        );
         assert_eq!(r.header("alertpost-attempt"), Some("1"));
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert!(r.header("user-agent").unwrap().starts_with("alertpost/"));
@@ -85,14 +88,26 @@ async fn one_event_fans_out_to_every_enabled_integration() {
         .await
         .unwrap();
     let requests = receiver.wait_for(20, WAIT).await;
-    receiver.assert_no_more(20, Duration::from_millis(500)).await;
+    receiver
+        .assert_no_more(20, Duration::from_millis(500))
+        .await;
     let pairs: BTreeSet<(String, String)> = requests
         .iter()
-        .map(|r| (r.path.clone(), r.header("alertpost-event-id").unwrap().to_owned()))
+        .map(|r| {
+            (
+                r.path.clone(),
+                r.header("alertpost-event-id").unwrap().to_owned(),
+            )
+        })
         .collect();
     let expected: BTreeSet<(String, String)> = published
         .iter()
-        .flat_map(|e| [("/a".to_owned(), e.id.clone()), ("/b".to_owned(), e.id.clone())])
+        .flat_map(|e| {
+            [
+                ("/a".to_owned(), e.id.clone()),
+                ("/b".to_owned(), e.id.clone()),
+            ]
+        })
         .collect();
     assert_eq!(pairs, expected);
     worker.stop().await.unwrap();
@@ -102,7 +117,10 @@ async fn one_event_fans_out_to_every_enabled_integration() {
 async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked() {
     let prefix = TestPrefix::new("dead-4xx");
     let receiver = Receiver::start().await;
-    receiver.script("/hook", [Reply::status(400).body("{\"error\":\"no such team\"}")]);
+    receiver.script(
+        "/hook",
+        [Reply::status(400).body("{\"error\":\"no such team\"}")],
+    );
     let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
 
     let e = producer(&prefix).await.publish(event(1)).await.unwrap();
@@ -140,7 +158,10 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
     let events = Destination::Events {
         routing_key: "x.alert.none".into(),
     };
-    for (body, id) in [(&b"{not json"[..], "garbage-1"), (&b"{\"source\":\"s\"}"[..], "garbage-2")] {
+    for (body, id) in [
+        (&b"{not json"[..], "garbage-1"),
+        (&b"{\"source\":\"s\"}"[..], "garbage-2"),
+    ] {
         let msg = Outgoing {
             body,
             kind: EVENT_SCHEMA,
@@ -155,15 +176,29 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
 
     let channel = broker.get_channel().await.unwrap();
     let mut reasons = BTreeMap::new();
-    while let Some(msg) = broker.get(&channel, &prefix.topology.dead_queue()).await.unwrap() {
+    while let Some(msg) = broker
+        .get(&channel, &prefix.topology.dead_queue())
+        .await
+        .unwrap()
+    {
         let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
         assert_eq!(letter["reason"], "undecodable");
         reasons.insert(letter["id"].as_str().unwrap().to_owned(), letter);
     }
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert_eq!(reasons["garbage-1"]["raw"], "{not json");
-    assert!(reasons["garbage-1"]["detail"].as_str().unwrap().contains("key must be a string"));
-    assert!(reasons["garbage-2"]["detail"].as_str().unwrap().contains("missing field `status`"));
+    assert!(
+        reasons["garbage-1"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("key must be a string")
+    );
+    assert!(
+        reasons["garbage-2"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `status`")
+    );
     channel.close().await;
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
     broker.close().await;
@@ -173,7 +208,10 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
 async fn graceful_stop_drains_in_flight_deliveries() {
     let prefix = TestPrefix::new("drain");
     let receiver = Receiver::start().await;
-    receiver.script("/slow", (0..5).map(|_| Reply::ok().delay(Duration::from_millis(700))));
+    receiver.script(
+        "/slow",
+        (0..5).map(|_| Reply::ok().delay(Duration::from_millis(700))),
+    );
     let worker = RunningWorker::start(&prefix, &config(&receiver, &[("slow", "/slow")])).await;
 
     producer(&prefix)
@@ -187,7 +225,10 @@ async fn graceful_stop_drains_in_flight_deliveries() {
     worker.stop().await.unwrap();
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
     let broker = prefix.broker().await;
-    let stats = broker.queue_stats(&prefix.topology.events_queue()).await.unwrap();
+    let stats = broker
+        .queue_stats(&prefix.topology.events_queue())
+        .await
+        .unwrap();
     assert_eq!(stats.consumers, 0);
     broker.close().await;
 }
@@ -204,7 +245,10 @@ async fn events_wait_in_the_queue_while_no_worker_runs() {
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 5);
     let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
     let requests = receiver.wait_for(5, WAIT).await;
-    let ids: BTreeSet<&str> = requests.iter().map(|r| r.header("alertpost-event-id").unwrap()).collect();
+    let ids: BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r.header("alertpost-event-id").unwrap())
+        .collect();
     assert_eq!(ids, published.iter().map(|e| e.id.as_str()).collect());
     worker.stop().await.unwrap();
 }
@@ -227,6 +271,15 @@ async fn the_json_body_is_the_event_as_published() {
     assert_eq!(body["title"], "Quote \" backslash \\ newline unicode ✓");
     assert_eq!(body["data"]["nested"]["a"], json!([1, 2, null]));
     assert_eq!(body["id"], published.id.as_str());
-    assert_eq!(body["received_at"], json!(published.received_at.unwrap().format(&time::format_description::well_known::Rfc3339).unwrap()));
+    assert_eq!(
+        body["received_at"],
+        json!(
+            published
+                .received_at
+                .unwrap()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        )
+    );
     worker.stop().await.unwrap();
 }

@@ -45,6 +45,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     stream.read_to_end(&mut raw).await.ok()?;
     let text = String::from_utf8_lossy(&raw);
     let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }

@@ -21,5 +21,6 @@ pub use worker::RunningWorker;
 
 /// The RabbitMQ the tests use: `ALERTPOST_AMQP_URL`, else the local default.
 pub fn amqp_url() -> String {
-    std::env::var("ALERTPOST_AMQP_URL").unwrap_or_else(|_| alertpost_broker::DEFAULT_AMQP_URL.to_owned())
+    std::env::var("ALERTPOST_AMQP_URL")
+        .unwrap_or_else(|_| alertpost_broker::DEFAULT_AMQP_URL.to_owned())
 }

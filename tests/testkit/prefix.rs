@@ -56,6 +56,16 @@ impl TestPrefix {
             .expect("RabbitMQ is reachable (start it with `make rabbitmq`)")
     }
 
+    /// Declares the whole topology, as a worker would.
+    pub async fn declare(&self) {
+        let broker = self.broker().await;
+        broker
+            .declare()
+            .await
+            .expect("the topology can be declared");
+        broker.close().await;
+    }
+
     /// Messages ready in a queue of this prefix.
     pub async fn ready(&self, queue: &str) -> u32 {
         let broker = self.broker().await;
@@ -72,11 +82,15 @@ impl Drop for TestPrefix {
         // Drop cannot await, and may run inside a runtime: delete from a
         // thread of its own, and wait for it so the test ends clean.
         let cleanup = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(broker) = Broker::connect(&url, "alertpost-test-cleanup", topology).await {
+                if let Ok(broker) = Broker::connect(&url, "alertpost-test-cleanup", topology).await
+                {
                     let _ = broker.delete_topology().await;
                     broker.close().await;
                 }

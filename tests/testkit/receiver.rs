@@ -36,8 +36,12 @@ impl Received {
 
     /// The body as JSON (panics if it is not: a test failure).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 }
 
@@ -105,7 +109,9 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("the receiver can listen");
-        let addr = listener.local_addr().expect("a bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -141,7 +147,10 @@ impl Receiver {
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Received> {
-        self.requests().into_iter().filter(|r| r.path == path).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -202,7 +211,12 @@ async fn record(
         path,
         headers: headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
         at: Instant::now(),

@@ -48,10 +48,17 @@ impl RunningWorker {
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if crate::bin::http_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200) {
+            if crate::bin::http_get(self.admin, "/readyz")
+                .await
+                .map(|(s, _)| s)
+                == Some(200)
+            {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "worker not ready after {timeout:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker not ready after {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -61,7 +68,9 @@ impl RunningWorker {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        (&mut self.handle).await.expect("the worker task does not panic")
+        (&mut self.handle)
+            .await
+            .expect("the worker task does not panic")
     }
 }
 

@@ -33,7 +33,12 @@ pub struct Global {
     )]
     pub amqp: String,
     /// Prefix of the exchange and queue names.
-    #[arg(long, global = true, env = "ALERTPOST_PREFIX", default_value = "alertpost")]
+    #[arg(
+        long,
+        global = true,
+        env = "ALERTPOST_PREFIX",
+        default_value = "alertpost"
+    )]
     pub prefix: String,
     /// Log format on stderr; the filter comes from RUST_LOG (default: info).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

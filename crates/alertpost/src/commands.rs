@@ -50,8 +50,12 @@ fn process_name(role: &str) -> String {
 async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
     let config = load_config(config_path(g, "worker")?)?;
     let topology = topology(g)?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
     let admin = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;

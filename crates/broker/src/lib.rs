@@ -51,9 +51,6 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(super::redact_url("amqp://h/v"), "amqp://h/v");
-        assert_eq!(
-            super::redact_url("amqps://u:p@ss@h"),
-            "amqps://u:***@h"
-        );
+        assert_eq!(super::redact_url("amqps://u:p@ss@h"), "amqps://u:***@h");
     }
 }

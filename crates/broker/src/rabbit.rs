@@ -17,9 +17,9 @@ use lapin::options::{
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::{Confirmation, PublisherConfirm};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Confirmation, PublisherConfirm};
 
 use crate::redact_url;
 use crate::seam::{Acker, BrokerError, Destination, Inbound, Outgoing, PublishError};
@@ -58,8 +58,8 @@ pub struct QueueStats {
 impl Broker {
     /// Connects; `name` shows in RabbitMQ's management UI and logs.
     pub async fn connect(url: &str, name: &str, topology: Topology) -> Result<Broker, BrokerError> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(LongString::from(name.to_owned()));
+        let props =
+            ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
         let connect = Connection::connect(url, props);
         let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(Ok(conn)) => conn,
@@ -214,7 +214,12 @@ impl Broker {
 
     /// Starts consuming `queue` with manual acks, at most `prefetch`
     /// unacknowledged messages at a time.
-    pub async fn consume(&self, queue: &str, prefetch: u16, tag: &str) -> Result<Consumer, BrokerError> {
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+        tag: &str,
+    ) -> Result<Consumer, BrokerError> {
         let channel = self.channel("consume").await?;
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -240,7 +245,11 @@ impl Broker {
     /// Takes one message from `queue` without a consumer (for inspection
     /// tools); `None` when the queue is empty. The message is unacked until
     /// settled, and goes back to the queue if the connection closes first.
-    pub async fn get(&self, channel: &GetChannel, queue: &str) -> Result<Option<Inbound>, BrokerError> {
+    pub async fn get(
+        &self,
+        channel: &GetChannel,
+        queue: &str,
+    ) -> Result<Option<Inbound>, BrokerError> {
         let msg = channel
             .0
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
@@ -339,7 +348,11 @@ impl Publisher {
 
     /// Sends without waiting for the confirm: send many, then await each
     /// [`Pending`], to pipeline confirms.
-    pub async fn send(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<Pending, PublishError> {
+    pub async fn send(
+        &self,
+        to: &Destination,
+        msg: &Outgoing<'_>,
+    ) -> Result<Pending, PublishError> {
         let t = &self.topology;
         let (exchange, routing_key) = match to {
             Destination::Events { routing_key } => (t.exchange(), routing_key.clone()),
@@ -390,7 +403,9 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("queue", &self.queue).finish()
+        f.debug_struct("Consumer")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 

@@ -91,6 +91,8 @@ pub enum PublishError {
     #[error("RabbitMQ refused the message (negative acknowledgement)")]
     Nacked,
     /// No queue is bound for the message: it was returned, not stored.
-    #[error("no queue takes messages sent to `{0}` (is the topology declared? run `alertpost setup`)")]
+    #[error(
+        "no queue takes messages sent to `{0}` (is the topology declared? run `alertpost setup`)"
+    )]
     Unroutable(String),
 }

@@ -69,7 +69,9 @@ impl Topology {
         tiers.sort();
         tiers.dedup();
         let valid = |t: &Duration| {
-            t.subsec_nanos() == 0 && *t >= Duration::from_secs(1) && *t <= Duration::from_secs(86400)
+            t.subsec_nanos() == 0
+                && *t >= Duration::from_secs(1)
+                && *t <= Duration::from_secs(86400)
         };
         if tiers.is_empty() || !tiers.iter().all(valid) {
             return Err(TopologyError::Tiers);
@@ -136,9 +138,9 @@ impl Topology {
 /// `5s`, `2m`, `1h`: the shortest exact name of a whole-second duration.
 pub fn tier_name(tier: Duration) -> String {
     let s = tier.as_secs();
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -153,9 +155,18 @@ mod tests {
     fn names_follow_the_prefix() {
         let t = Topology::new("ap-test_1.x").unwrap();
         assert_eq!(t.exchange(), "ap-test_1.x.events");
-        assert_eq!(t.retry_queue(Duration::from_secs(120)), "ap-test_1.x.retry.2m");
-        assert_eq!(t.retry_queue(Duration::from_secs(10800)), "ap-test_1.x.retry.3h");
-        assert_eq!(t.retry_queue(Duration::from_secs(90)), "ap-test_1.x.retry.90s");
+        assert_eq!(
+            t.retry_queue(Duration::from_secs(120)),
+            "ap-test_1.x.retry.2m"
+        );
+        assert_eq!(
+            t.retry_queue(Duration::from_secs(10800)),
+            "ap-test_1.x.retry.3h"
+        );
+        assert_eq!(
+            t.retry_queue(Duration::from_secs(90)),
+            "ap-test_1.x.retry.90s"
+        );
         assert_eq!(t.queues().len(), 3 + DEFAULT_TIERS.len());
         assert!(Topology::new("a b").is_err());
         assert!(Topology::new("").is_err());
@@ -164,18 +175,34 @@ mod tests {
     #[test]
     fn tier_is_the_smallest_not_shorter() {
         let t = Topology::new("p").unwrap();
-        assert_eq!(t.tier_for(Duration::from_millis(10)), Duration::from_secs(1));
+        assert_eq!(
+            t.tier_for(Duration::from_millis(10)),
+            Duration::from_secs(1)
+        );
         assert_eq!(t.tier_for(Duration::from_secs(5)), Duration::from_secs(5));
         assert_eq!(t.tier_for(Duration::from_secs(6)), Duration::from_secs(30));
-        assert_eq!(t.tier_for(Duration::from_secs(999_999)), Duration::from_secs(10800));
+        assert_eq!(
+            t.tier_for(Duration::from_secs(999_999)),
+            Duration::from_secs(10800)
+        );
     }
 
     #[test]
     fn tiers_are_checked() {
         let t = Topology::new("p").unwrap();
         assert!(t.clone().with_tiers(vec![]).is_err());
-        assert!(t.clone().with_tiers(vec![Duration::from_millis(1500)]).is_err());
-        let t = t.with_tiers(vec![Duration::from_secs(5), Duration::from_secs(1), Duration::from_secs(5)]).unwrap();
+        assert!(
+            t.clone()
+                .with_tiers(vec![Duration::from_millis(1500)])
+                .is_err()
+        );
+        let t = t
+            .with_tiers(vec![
+                Duration::from_secs(5),
+                Duration::from_secs(1),
+                Duration::from_secs(5),
+            ])
+            .unwrap();
         assert_eq!(t.tiers(), [Duration::from_secs(1), Duration::from_secs(5)]);
     }
 }

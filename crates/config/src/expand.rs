@@ -28,17 +28,12 @@ pub(crate) fn expand(
                 .find('}')
                 .ok_or_else(|| "unclosed `${` (write `$$` for a literal `$`)".to_owned())?;
             let name = &tail[..end];
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
                     "`${{{name}}}` is not a variable name (letters, digits and `_`)"
                 ));
             }
-            let v = env(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let v = env(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             value.push_str(&v);
             from_env = true;
             rest = &tail[end + 1..];
@@ -76,6 +71,11 @@ mod tests {
             "environment variable `MISSING` is not set"
         );
         assert!(expand("${TOKEN", &env).err().unwrap().contains("unclosed"));
-        assert!(expand("${A-B}", &env).err().unwrap().contains("not a variable name"));
+        assert!(
+            expand("${A-B}", &env)
+                .err()
+                .unwrap()
+                .contains("not a variable name")
+        );
     }
 }

@@ -85,5 +85,8 @@ pub struct Header {
 pub enum Auth {
     None,
     /// HTTP Basic; from `user:pass@` in the URL (percent-decoded).
-    Basic { username: String, password: Secret },
+    Basic {
+        username: String,
+        password: Secret,
+    },
 }

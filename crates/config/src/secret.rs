@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn never_shows_the_value() {
         let s = Secret::new("hunter2");
-        assert_eq!(format!("{s:?} {s} {:?}", Some(&s)), "Secret(***) *** Some(Secret(***))");
+        assert_eq!(
+            format!("{s:?} {s} {:?}", Some(&s)),
+            "Secret(***) *** Some(Secret(***))"
+        );
         assert_eq!(s.expose(), "hunter2");
     }
 }

@@ -63,7 +63,12 @@ pub(crate) fn config(
     let defaults = match &raw.defaults {
         Some(d) => {
             if let Some(id) = &d.get_ref().id {
-                cx.problem(id.span(), "[defaults]", Some("id"), "ids are per integration; remove it from [defaults]");
+                cx.problem(
+                    id.span(),
+                    "[defaults]",
+                    Some("id"),
+                    "ids are per integration; remove it from [defaults]",
+                );
             }
             cx.partial(d.get_ref(), "[defaults]")
         }
@@ -145,17 +150,21 @@ impl Cx<'_> {
             allow_networks: Vec::new(),
         };
         for net in raw.allow_networks.unwrap_or_default() {
-            let parsed = net
-                .get_ref()
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| net.get_ref().parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let parsed = net.get_ref().parse::<ipnet::IpNet>().or_else(|_| {
+                net.get_ref()
+                    .parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+            });
             match parsed {
                 Ok(n) => policy.allow_networks.push(n.trunc()),
                 Err(_) => self.problem(
                     net.span(),
                     "[policy]",
                     Some("allow_networks"),
-                    &format!("`{}` is not a network (e.g. 10.0.0.0/8 or 127.0.0.1)", net.get_ref()),
+                    &format!(
+                        "`{}` is not a network (e.g. 10.0.0.0/8 or 127.0.0.1)",
+                        net.get_ref()
+                    ),
                 ),
             }
         }
@@ -168,13 +177,18 @@ impl Cx<'_> {
         if let Some(n) = raw.max_inflight {
             match usize::try_from(*n.get_ref()) {
                 Ok(v @ 1..=10_000) => worker.max_inflight = v,
-                _ => self.problem(n.span(), "[worker]", Some("max_inflight"), "must be between 1 and 10000"),
+                _ => self.problem(
+                    n.span(),
+                    "[worker]",
+                    Some("max_inflight"),
+                    "must be between 1 and 10000",
+                ),
             }
         }
-        if let Some(d) = raw.drain_timeout {
-            if let Some(v) = self.duration(&d, "[worker]", "drain_timeout") {
-                worker.drain_timeout = v;
-            }
+        if let Some(d) = raw.drain_timeout
+            && let Some(v) = self.duration(&d, "[worker]", "drain_timeout")
+        {
+            worker.drain_timeout = v;
         }
         worker
     }
@@ -191,7 +205,10 @@ impl Cx<'_> {
                     raw.span(),
                     section,
                     Some(field),
-                    &format!("`{}` is not a duration ({e}); write e.g. \"5s\", \"250ms\", \"1h\"", raw.get_ref()),
+                    &format!(
+                        "`{}` is not a duration ({e}); write e.g. \"5s\", \"250ms\", \"1h\"",
+                        raw.get_ref()
+                    ),
                 );
                 None
             }
@@ -199,7 +216,12 @@ impl Cx<'_> {
     }
 
     /// `${VAR}`-expands a string; on failure records the problem.
-    fn expand(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<(String, bool)> {
+    fn expand(
+        &mut self,
+        raw: &Spanned<String>,
+        section: &str,
+        field: &str,
+    ) -> Option<(String, bool)> {
         match expand(raw.get_ref(), self.env) {
             Ok(e) => Some((e.value, e.from_env)),
             Err(message) => {
@@ -217,12 +239,12 @@ impl Cx<'_> {
             url_written: raw.url.is_some(),
             ..Partial::default()
         };
-        if let Some(raw_url) = &raw.url {
-            if let Some((text, _)) = self.expand(raw_url, section, "url") {
-                match parse_url(&text) {
-                    Ok((url, auth)) => p.url = Some((url, auth, raw_url.span())),
-                    Err(message) => self.problem(raw_url.span(), section, Some("url"), &message),
-                }
+        if let Some(raw_url) = &raw.url
+            && let Some((text, _)) = self.expand(raw_url, section, "url")
+        {
+            match parse_url(&text) {
+                Ok((url, auth)) => p.url = Some((url, auth, raw_url.span())),
+                Err(message) => self.problem(raw_url.span(), section, Some("url"), &message),
             }
         }
         if let Some(m) = &raw.method {
@@ -244,7 +266,12 @@ impl Cx<'_> {
                 let lower = name.get_ref().to_ascii_lowercase();
                 let field = format!("headers.{}", name.get_ref());
                 if lower.is_empty() || !lower.bytes().all(is_token_byte) {
-                    self.problem(name.span(), section, Some(&field), "not a valid header name");
+                    self.problem(
+                        name.span(),
+                        section,
+                        Some(&field),
+                        "not a valid header name",
+                    );
                     continue;
                 }
                 if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("alertpost-") {
@@ -260,7 +287,12 @@ impl Cx<'_> {
                     continue;
                 };
                 if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                    self.problem(value.span(), section, Some(&field), "header values cannot contain line breaks");
+                    self.problem(
+                        value.span(),
+                        section,
+                        Some(&field),
+                        "header values cannot contain line breaks",
+                    );
                     continue;
                 }
                 let sensitive = from_env || looks_secret(&lower);
@@ -272,19 +304,29 @@ impl Cx<'_> {
             }
             p.headers = Some(out);
         }
-        if let Some(t) = &raw.timeout {
-            if let Some(d) = self.duration(t, section, "timeout") {
-                if d > MAX_TIMEOUT {
-                    self.problem(t.span(), section, Some("timeout"), "must be at most 5m (RabbitMQ cancels consumers that hold messages too long)");
-                } else {
-                    p.timeout = Some(d);
-                }
+        if let Some(t) = &raw.timeout
+            && let Some(d) = self.duration(t, section, "timeout")
+        {
+            if d > MAX_TIMEOUT {
+                self.problem(
+                    t.span(),
+                    section,
+                    Some("timeout"),
+                    "must be at most 5m (RabbitMQ cancels consumers that hold messages too long)",
+                );
+            } else {
+                p.timeout = Some(d);
             }
         }
         if let Some(c) = &raw.concurrency {
             match usize::try_from(*c.get_ref()) {
                 Ok(v @ 1..=1024) => p.concurrency = Some(v),
-                _ => self.problem(c.span(), section, Some("concurrency"), "must be between 1 and 1024"),
+                _ => self.problem(
+                    c.span(),
+                    section,
+                    Some("concurrency"),
+                    "must be between 1 and 1024",
+                ),
             }
         }
         p
@@ -309,7 +351,10 @@ impl Cx<'_> {
                     id.span(),
                     &section,
                     Some("id"),
-                    &format!("`{}` is not a valid id (1 to 64 letters, digits, `-`, `_`)", id.get_ref()),
+                    &format!(
+                        "`{}` is not a valid id (1 to 64 letters, digits, `-`, `_`)",
+                        id.get_ref()
+                    ),
                 );
                 None
             }
@@ -339,7 +384,10 @@ impl Cx<'_> {
         let (url, auth, _) = url?;
         let id = id?;
         Some(Integration {
-            name: own.name.or_else(|| defaults.name.clone()).unwrap_or_else(|| id.clone()),
+            name: own
+                .name
+                .or_else(|| defaults.name.clone())
+                .unwrap_or_else(|| id.clone()),
             id,
             enabled: own.enabled.or(defaults.enabled).unwrap_or(true),
             url,
@@ -347,22 +395,31 @@ impl Cx<'_> {
             headers: merge_headers(defaults.headers.as_deref(), own.headers),
             auth,
             timeout: own.timeout.or(defaults.timeout).unwrap_or(DEFAULT_TIMEOUT),
-            concurrency: own.concurrency.or(defaults.concurrency).unwrap_or(DEFAULT_CONCURRENCY),
+            concurrency: own
+                .concurrency
+                .or(defaults.concurrency)
+                .unwrap_or(DEFAULT_CONCURRENCY),
         })
     }
 
     fn check_policy(&mut self, url: &Url, span: &Range<usize>, section: &str, policy: &Policy) {
         if policy.require_https && url.scheme() != "https" {
-            self.problem(span.clone(), section, Some("url"), "the policy requires https ([policy] require_https = true)");
+            self.problem(
+                span.clone(),
+                section,
+                Some("url"),
+                "the policy requires https ([policy] require_https = true)",
+            );
         }
         let ip = match url.host() {
             Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
             Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
             _ => None,
         };
-        if let Some(ip) = ip {
-            if !policy.permits(ip) {
-                self.problem(
+        if let Some(ip) = ip
+            && !policy.permits(ip)
+        {
+            self.problem(
                     span.clone(),
                     section,
                     Some("url"),
@@ -371,7 +428,6 @@ impl Cx<'_> {
                         canonical(ip)
                     ),
                 );
-            }
         }
     }
 }
@@ -391,7 +447,10 @@ fn merge_headers(defaults: Option<&[Header]>, own: Option<Vec<Header>>) -> Vec<H
 fn parse_url(text: &str) -> Result<(Url, Auth), String> {
     let mut url = Url::parse(text.trim()).map_err(|e| format!("not a valid URL ({e})"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("scheme `{}` is not supported; use http or https", url.scheme()));
+        return Err(format!(
+            "scheme `{}` is not supported; use http or https",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".to_owned());
@@ -402,7 +461,11 @@ fn parse_url(text: &str) -> Result<(Url, Auth), String> {
     let auth = if url.username().is_empty() && url.password().is_none() {
         Auth::None
     } else {
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let auth = Auth::Basic {
             username: decode(url.username()),
             password: Secret::new(decode(url.password().unwrap_or(""))),
@@ -418,7 +481,9 @@ fn parse_url(text: &str) -> Result<(Url, Auth), String> {
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// RFC 9110 token characters.
@@ -457,8 +522,16 @@ fn section_at(text: &str, offset: usize) -> Option<String> {
         }
         let t = line.trim();
         if t.starts_with('[') {
-            let name = t.trim_start_matches('[').split(']').next().unwrap_or("").trim();
-            if name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+            let name = t
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            {
                 section = Some(name.to_owned());
                 if t.starts_with("[[integration]]") {
                     count += 1;
@@ -472,15 +545,12 @@ fn section_at(text: &str, offset: usize) -> Option<String> {
         return Some(format!("[{name}]"));
     }
     // Find the id of the integration that contains `offset`.
-    let id = text
-        .split("[[integration]]")
-        .nth(count)
-        .and_then(|block| {
-            block.lines().find_map(|l| {
-                let (key, value) = l.split_once('=')?;
-                (key.trim() == "id").then(|| value.trim().trim_matches('"').to_owned())
-            })
-        });
+    let id = text.split("[[integration]]").nth(count).and_then(|block| {
+        block.lines().find_map(|l| {
+            let (key, value) = l.split_once('=')?;
+            (key.trim() == "id").then(|| value.trim().trim_matches('"').to_owned())
+        })
+    });
     Some(match id {
         Some(id) => format!("integration `{id}`"),
         None => format!("integration #{count}"),

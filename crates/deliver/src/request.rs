@@ -46,7 +46,12 @@ pub struct Request {
 
 impl Request {
     /// The request of one attempt to deliver `body` to `integration`.
-    pub fn new(integration: &Integration, body: Bytes, content_type: &str, meta: &RequestMeta<'_>) -> Request {
+    pub fn new(
+        integration: &Integration,
+        body: Bytes,
+        content_type: &str,
+        meta: &RequestMeta<'_>,
+    ) -> Request {
         let plain = |name: &str, value: String| RequestHeader {
             name: name.to_owned(),
             value: Secret::new(value),

@@ -26,7 +26,10 @@ async fn server() -> (String, Seen) {
                 }
             }),
         )
-        .route("/redirect", post(|| async { (StatusCode::FOUND, [("location", "/ok")], "") }))
+        .route(
+            "/redirect",
+            post(|| async { (StatusCode::FOUND, [("location", "/ok")], "") }),
+        )
         .route(
             "/slow",
             post(|| async {
@@ -61,12 +64,22 @@ fn meta() -> RequestMeta<'static> {
 async fn sends_the_documented_headers_and_body() {
     let (base, seen) = server().await;
     let url = format!("{base}/ok").replace("http://", "http://user:p%40ss@");
-    let config = config(&url, "method = \"PUT\"\nheaders = { \"X-Env\" = \"prod\", \"X-Token\" = \"${TOKEN}\" }");
+    let config = config(
+        &url,
+        "method = \"PUT\"\nheaders = { \"X-Env\" = \"prod\", \"X-Token\" = \"${TOKEN}\" }",
+    );
     let client = Client::new(config.policy.clone()).unwrap();
-    let request = Request::new(&config.integrations[0], Bytes::from_static(b"{\"a\":1}"), "application/json", &meta());
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::from_static(b"{\"a\":1}"),
+        "application/json",
+        &meta(),
+    );
     let attempt = client.send(&request).await;
     assert_eq!(classify(&attempt.result), Verdict::Delivered, "{attempt:?}");
-    let AttemptResult::Response(response) = &attempt.result else { panic!() };
+    let AttemptResult::Response(response) = &attempt.result else {
+        panic!()
+    };
     assert_eq!(&response.body[..], b"{\"status\":\"ok\"}");
 
     let seen = seen.lock().unwrap();
@@ -81,7 +94,10 @@ async fn sends_the_documented_headers_and_body() {
     assert_eq!(h("alertpost-event-id").as_deref(), Some("evt_1"));
     assert_eq!(h("x-env").as_deref(), Some("prod"));
     assert_eq!(h("x-token").as_deref(), Some("tok"));
-    assert_eq!(h("user-agent").as_deref(), Some(alertpost_deliver::USER_AGENT));
+    assert_eq!(
+        h("user-agent").as_deref(),
+        Some(alertpost_deliver::USER_AGENT)
+    );
     // user:p@ss
     assert_eq!(h("authorization").as_deref(), Some("Basic dXNlcjpwQHNz"));
     assert!(h("webhook-signature").is_none());
@@ -92,7 +108,12 @@ async fn redirects_are_not_followed() {
     let (base, seen) = server().await;
     let config = config(&format!("{base}/redirect"), "");
     let client = Client::new(config.policy.clone()).unwrap();
-    let request = Request::new(&config.integrations[0], Bytes::new(), "application/json", &meta());
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::new(),
+        "application/json",
+        &meta(),
+    );
     let attempt = client.send(&request).await;
     assert_eq!(attempt.result.status(), Some(302));
     assert!(matches!(classify(&attempt.result), Verdict::Dead { .. }));
@@ -104,9 +125,17 @@ async fn timeouts_bound_the_attempt() {
     let (base, _) = server().await;
     let config = config(&format!("{base}/slow"), "timeout = \"200ms\"");
     let client = Client::new(config.policy.clone()).unwrap();
-    let request = Request::new(&config.integrations[0], Bytes::new(), "application/json", &meta());
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::new(),
+        "application/json",
+        &meta(),
+    );
     let attempt = client.send(&request).await;
-    assert!(matches!(attempt.result, AttemptResult::Timeout), "{attempt:?}");
+    assert!(
+        matches!(attempt.result, AttemptResult::Timeout),
+        "{attempt:?}"
+    );
     assert!(attempt.duration < Duration::from_secs(2));
     assert!(matches!(classify(&attempt.result), Verdict::Retry { .. }));
 }
@@ -116,8 +145,15 @@ async fn large_bodies_are_cut() {
     let (base, _) = server().await;
     let config = config(&format!("{base}/big"), "");
     let client = Client::new(config.policy.clone()).unwrap();
-    let request = Request::new(&config.integrations[0], Bytes::new(), "application/json", &meta());
-    let AttemptResult::Response(r) = client.send(&request).await.result else { panic!() };
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::new(),
+        "application/json",
+        &meta(),
+    );
+    let AttemptResult::Response(r) = client.send(&request).await.result else {
+        panic!()
+    };
     assert_eq!(r.body.len(), alertpost_deliver::attempt::BODY_LIMIT);
     assert!(r.truncated);
 }
@@ -128,17 +164,35 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
     let config = config(&format!("{base}/ok"), "");
     let strict = Client::new(Policy::default()).unwrap();
 
-    let request = Request::new(&config.integrations[0], Bytes::new(), "application/json", &meta());
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::new(),
+        "application/json",
+        &meta(),
+    );
     let attempt = strict.send(&request).await;
-    let AttemptResult::Policy(reason) = &attempt.result else { panic!("{attempt:?}") };
-    assert!(reason.contains("127.0.0.1 is not a public address"), "{reason}");
+    let AttemptResult::Policy(reason) = &attempt.result else {
+        panic!("{attempt:?}")
+    };
+    assert!(
+        reason.contains("127.0.0.1 is not a public address"),
+        "{reason}"
+    );
 
     // A host name that resolves to loopback is caught by the resolver.
     let mut by_name = request.clone();
-    by_name.url = format!("{base}/ok").replace("127.0.0.1", "localhost").parse().unwrap();
+    by_name.url = format!("{base}/ok")
+        .replace("127.0.0.1", "localhost")
+        .parse()
+        .unwrap();
     let attempt = strict.send(&by_name).await;
-    let AttemptResult::Policy(reason) = &attempt.result else { panic!("{attempt:?}") };
-    assert!(reason.contains("localhost resolves only to addresses the outbound policy refuses"), "{reason}");
+    let AttemptResult::Policy(reason) = &attempt.result else {
+        panic!("{attempt:?}")
+    };
+    assert!(
+        reason.contains("localhost resolves only to addresses the outbound policy refuses"),
+        "{reason}"
+    );
     assert!(matches!(classify(&attempt.result), Verdict::Dead { .. }));
     assert!(seen.lock().unwrap().is_empty());
 
@@ -155,9 +209,16 @@ async fn connection_refused_is_retried_and_hides_the_url() {
     drop(listener);
     let config = config(&format!("http://127.0.0.1:{port}/secret-token-path"), "");
     let client = Client::new(config.policy.clone()).unwrap();
-    let request = Request::new(&config.integrations[0], Bytes::new(), "application/json", &meta());
+    let request = Request::new(
+        &config.integrations[0],
+        Bytes::new(),
+        "application/json",
+        &meta(),
+    );
     let attempt = client.send(&request).await;
-    let AttemptResult::Connect(reason) = &attempt.result else { panic!("{attempt:?}") };
+    let AttemptResult::Connect(reason) = &attempt.result else {
+        panic!("{attempt:?}")
+    };
     assert!(!reason.contains("secret-token-path"), "{reason}");
     assert!(matches!(classify(&attempt.result), Verdict::Retry { .. }));
 }

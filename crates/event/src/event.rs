@@ -210,11 +210,7 @@ impl Event {
     /// event published without an id gets one derived from its bytes, so the
     /// same message always yields the same id (and the same delivery ids)
     /// however often it is redelivered.
-    pub fn prepare_received(
-        &mut self,
-        raw: &[u8],
-        now: OffsetDateTime,
-    ) -> Result<(), EventError> {
+    pub fn prepare_received(&mut self, raw: &[u8], now: OffsetDateTime) -> Result<(), EventError> {
         if self.id.is_empty() {
             self.id = Uuid::new_v5(&ID_NAMESPACE, raw).to_string();
         }
@@ -231,8 +227,9 @@ impl Event {
         if self.title.trim().is_empty() {
             self.title = self.derive_title().ok_or(EventError::Invalid {
                 field: "title",
-                reason: "required (or labels.alertname, annotations.summary or message to make it from)"
-                    .to_owned(),
+                reason:
+                    "required (or labels.alertname, annotations.summary or message to make it from)"
+                        .to_owned(),
             })?;
         }
         self.title = one_line(&self.title, MAX_TITLE_CHARS);
@@ -327,7 +324,10 @@ const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1e_7905_7d4b_4c1e_9a43_5e0c_2f1d_
 /// to drop duplicates and as the journal's key.
 pub fn delivery_id(event_id: &str, integration_id: &str) -> String {
     let name = format!("{event_id}\n{integration_id}");
-    format!("dlv_{}", Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).simple())
+    format!(
+        "dlv_{}",
+        Uuid::new_v5(&ID_NAMESPACE, name.as_bytes()).simple()
+    )
 }
 
 /// Names the field that failed (serde's own messages do not, for values
@@ -396,8 +396,9 @@ mod tests {
 
     #[test]
     fn fills_id_kind_received_at() {
-        let event = prepared(json!({"source": "prometheus", "status": "firing", "title": "Disk full"}))
-            .unwrap();
+        let event =
+            prepared(json!({"source": "prometheus", "status": "firing", "title": "Disk full"}))
+                .unwrap();
         assert_eq!(Uuid::parse_str(&event.id).unwrap().get_version_num(), 7);
         assert_eq!(event.kind, "alert");
         assert_eq!(event.received_at, Some(NOW));
@@ -417,7 +418,10 @@ mod tests {
         assert_eq!(event.received_at, Some(datetime!(2026-11-25 10:00:01 UTC)));
         assert_eq!(event.routing_key(), "grafana.alert.high");
         let text = String::from_utf8(event.to_json()).unwrap();
-        assert!(text.contains(r#""occurred_at":"2026-11-25T10:00:00Z""#), "{text}");
+        assert!(
+            text.contains(r#""occurred_at":"2026-11-25T10:00:00Z""#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -438,8 +442,8 @@ mod tests {
 
     #[test]
     fn title_becomes_one_line_and_is_capped() {
-        let event = prepared(json!({"source": "s", "status": "firing", "title": "a\nb\r\n  c"}))
-            .unwrap();
+        let event =
+            prepared(json!({"source": "s", "status": "firing", "title": "a\nb\r\n  c"})).unwrap();
         assert_eq!(event.title, "a b c");
         let long = "x".repeat(5000);
         let event = prepared(json!({"source": "s", "status": "firing", "title": long})).unwrap();
@@ -450,27 +454,59 @@ mod tests {
     #[test]
     fn refuses_what_the_schema_does_not_allow() {
         let cases = [
-            (json!({"status": "firing", "title": "t"}), "missing field `source`"),
-            (json!({"source": "s", "title": "t"}), "missing field `status`"),
-            (json!({"source": "s", "status": "fired", "title": "t"}), "unknown variant `fired`"),
-            (json!({"source": "s", "status": "firing", "title": "t", "severity": "sev1"}),
-                "unknown variant `sev1`"),
-            (json!({"source": "s", "status": "firing", "title": "t", "lables": {}}),
-                "unknown field `lables`"),
-            (json!({"source": "s", "status": "firing", "title": "t", "labels": {"a": 1}}),
-                "invalid type: integer `1`, expected a string"),
-            (json!({"source": "s", "status": "firing", "title": "t", "data": []}),
-                "invalid type: sequence, expected a map"),
-            (json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "yesterday"}),
-                "occurred_at"),
-            (json!({"source": "s", "status": "firing"}), "field `title`: required"),
-            (json!({"source": "", "status": "firing", "title": "t"}), "field `source`: must not be empty"),
-            (json!({"source": "a b", "status": "firing", "title": "t"}), "field `source`: must not contain"),
-            (json!({"source": "s", "status": "firing", "title": "t", "links": [{"href": " "}]}),
-                "field `links`: link 0 has an empty href"),
+            (
+                json!({"status": "firing", "title": "t"}),
+                "missing field `source`",
+            ),
+            (
+                json!({"source": "s", "title": "t"}),
+                "missing field `status`",
+            ),
+            (
+                json!({"source": "s", "status": "fired", "title": "t"}),
+                "unknown variant `fired`",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "severity": "sev1"}),
+                "unknown variant `sev1`",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "lables": {}}),
+                "unknown field `lables`",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "labels": {"a": 1}}),
+                "invalid type: integer `1`, expected a string",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "data": []}),
+                "invalid type: sequence, expected a map",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "yesterday"}),
+                "occurred_at",
+            ),
+            (
+                json!({"source": "s", "status": "firing"}),
+                "field `title`: required",
+            ),
+            (
+                json!({"source": "", "status": "firing", "title": "t"}),
+                "field `source`: must not be empty",
+            ),
+            (
+                json!({"source": "a b", "status": "firing", "title": "t"}),
+                "field `source`: must not contain",
+            ),
+            (
+                json!({"source": "s", "status": "firing", "title": "t", "links": [{"href": " "}]}),
+                "field `links`: link 0 has an empty href",
+            ),
         ];
         for (input, expected) in cases {
-            let err = prepared(input.clone()).expect_err(&input.to_string()).to_string();
+            let err = prepared(input.clone())
+                .expect_err(&input.to_string())
+                .to_string();
             assert!(err.contains(expected), "{input}: {err}");
         }
     }
@@ -480,8 +516,17 @@ mod tests {
         let err = prepared(json!({"source": "s", "status": "firing", "title": "t",
             "message": "m".repeat(MAX_EVENT_BYTES)}))
         .unwrap_err();
-        assert!(matches!(err, EventError::TooLarge { max: MAX_EVENT_BYTES, .. }));
-        assert!(err.to_string().contains("over the 262144-byte limit"), "{err}");
+        assert!(matches!(
+            err,
+            EventError::TooLarge {
+                max: MAX_EVENT_BYTES,
+                ..
+            }
+        ));
+        assert!(
+            err.to_string().contains("over the 262144-byte limit"),
+            "{err}"
+        );
     }
 
     #[test]

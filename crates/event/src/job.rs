@@ -237,7 +237,8 @@ mod tests {
         let t = datetime!(2026-11-25 10:00:00 UTC);
         let text = DeadLetter::undecodable("x".into(), b"{oops", "bad".into(), "q".into(), t);
         assert_eq!(text.raw.as_deref(), Some("{oops"));
-        let binary = DeadLetter::undecodable("x".into(), &[0xff, 0x00], "bad".into(), "q".into(), t);
+        let binary =
+            DeadLetter::undecodable("x".into(), &[0xff, 0x00], "bad".into(), "q".into(), t);
         assert_eq!(binary.raw_base64.as_deref(), Some("/wA="));
         let v: serde_json::Value = serde_json::from_slice(&binary.to_json()).unwrap();
         assert_eq!(v["reason"], "undecodable");

@@ -25,7 +25,12 @@ fn producer_accepts(input: &Value) -> bool {
 #[test]
 fn schema_and_types_have_the_same_fields() {
     let schema = schema();
-    let mut in_schema: Vec<_> = schema["properties"].as_object().unwrap().keys().cloned().collect();
+    let mut in_schema: Vec<_> = schema["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
     in_schema.sort();
 
     let full = json!({
@@ -58,13 +63,23 @@ fn schema_enums_match_the_types() {
         .iter()
         .map(|s| serde_json::to_value(s).unwrap())
         .collect();
-    assert_eq!(schema["properties"]["status"]["enum"], Value::Array(statuses));
-    let severities: Vec<Value> =
-        [Severity::Critical, Severity::High, Severity::Warning, Severity::Info]
-            .iter()
-            .map(|s| serde_json::to_value(s).unwrap())
-            .collect();
-    assert_eq!(schema["properties"]["severity"]["enum"], Value::Array(severities));
+    assert_eq!(
+        schema["properties"]["status"]["enum"],
+        Value::Array(statuses)
+    );
+    let severities: Vec<Value> = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Warning,
+        Severity::Info,
+    ]
+    .iter()
+    .map(|s| serde_json::to_value(s).unwrap())
+    .collect();
+    assert_eq!(
+        schema["properties"]["severity"]["enum"],
+        Value::Array(severities)
+    );
 }
 
 #[test]
@@ -74,32 +89,108 @@ fn schema_and_producer_agree_on_a_table_of_events() {
     // the rules JSON Schema cannot state: a title derivable from other
     // fields, and the size cap.
     let cases = [
-        (json!({"source": "s", "status": "firing", "title": "t"}), true, true),
-        (json!({"source": "s", "status": "resolved", "labels": {"alertname": "A"}}), true, true),
-        (json!({"source": "s", "status": "firing", "message": "first line"}), true, true),
+        (
+            json!({"source": "s", "status": "firing", "title": "t"}),
+            true,
+            true,
+        ),
+        (
+            json!({"source": "s", "status": "resolved", "labels": {"alertname": "A"}}),
+            true,
+            true,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "message": "first line"}),
+            true,
+            true,
+        ),
         (json!({"source": "s", "status": "firing"}), true, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "message": "x".repeat(300_000)}), true, false),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "message": "x".repeat(300_000)}),
+            true,
+            false,
+        ),
         (json!({"status": "firing", "title": "t"}), false, false),
         (json!({"source": "s", "title": "t"}), false, false),
-        (json!({"source": "s", "status": "FIRING", "title": "t"}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "severity": "major"}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "extra": 1}), false, false),
-        (json!({"source": "", "status": "firing", "title": "t"}), false, false),
-        (json!({"source": "a b", "status": "firing", "title": "t"}), false, false),
-        (json!({"source": "s", "kind": "integration.status", "status": "firing", "title": "t"}), true, true),
-        (json!({"source": "s", "status": "firing", "title": "t", "labels": {"n": 1}}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "data": "x"}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "links": [{"text": "x"}]}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "links": [{"href": "h", "rel": "x"}]}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "2026-11-25 10:00"}), false, false),
-        (json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "2026-11-25T10:00:00.5+01:00"}), true, true),
-        (json!({"source": "s", "status": "firing", "title": "t", "id": "x".repeat(201)}), false, false),
+        (
+            json!({"source": "s", "status": "FIRING", "title": "t"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "severity": "major"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "extra": 1}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "", "status": "firing", "title": "t"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "a b", "status": "firing", "title": "t"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "kind": "integration.status", "status": "firing", "title": "t"}),
+            true,
+            true,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "labels": {"n": 1}}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "data": "x"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "links": [{"text": "x"}]}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "links": [{"href": "h", "rel": "x"}]}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "2026-11-25 10:00"}),
+            false,
+            false,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "2026-11-25T10:00:00.5+01:00"}),
+            true,
+            true,
+        ),
+        (
+            json!({"source": "s", "status": "firing", "title": "t", "id": "x".repeat(201)}),
+            false,
+            false,
+        ),
         (json!(["not", "an", "object"]), false, false),
     ];
     for (input, schema_ok, producer_ok) in cases {
         let short: String = input.to_string().chars().take(120).collect();
-        assert_eq!(validator.is_valid(&input), schema_ok, "schema verdict on {short}");
-        assert_eq!(producer_accepts(&input), producer_ok, "producer verdict on {short}");
+        assert_eq!(
+            validator.is_valid(&input),
+            schema_ok,
+            "schema verdict on {short}"
+        );
+        assert_eq!(
+            producer_accepts(&input),
+            producer_ok,
+            "producer verdict on {short}"
+        );
     }
 }
 
@@ -107,24 +198,41 @@ fn schema_and_producer_agree_on_a_table_of_events() {
 fn every_prepared_event_matches_the_schema() {
     let validator = validator();
     let samples = [
-        (Format::Alertmanager, json!({"alerts": [{"status": "firing",
+        (
+            Format::Alertmanager,
+            json!({"alerts": [{"status": "firing",
             "labels": {"alertname": "A", "severity": "critical"},
-            "startsAt": "2026-11-25T10:00:00Z", "generatorURL": "http://p"}]})),
-        (Format::Grafana, json!({"orgId": 1, "alerts": [{"status": "resolved",
+            "startsAt": "2026-11-25T10:00:00Z", "generatorURL": "http://p"}]}),
+        ),
+        (
+            Format::Grafana,
+            json!({"orgId": 1, "alerts": [{"status": "resolved",
             "labels": {"alertname": "B"}, "endsAt": "2026-11-25T10:00:00Z",
-            "imageURL": "http://i", "values": {"A": 1}}]})),
-        (Format::Hertzbeat, json!({"id": 1, "priority": 2, "status": 2, "content": "c",
-            "tags": {"m": "n"}, "gmtCreate": "2022-02-25T13:32:13", "gmtUpdate": "2022-02-25T13:40:00"})),
-        (Format::GrafanaOncall, json!({"alert_uid": "u", "state": "ok"})),
-        (Format::Aporia, json!({"alert_id": "a", "severity": "low", "monitor_name": "m",
-            "dashboard_link": "http://d"})),
+            "imageURL": "http://i", "values": {"A": 1}}]}),
+        ),
+        (
+            Format::Hertzbeat,
+            json!({"id": 1, "priority": 2, "status": 2, "content": "c",
+            "tags": {"m": "n"}, "gmtCreate": "2022-02-25T13:32:13", "gmtUpdate": "2022-02-25T13:40:00"}),
+        ),
+        (
+            Format::GrafanaOncall,
+            json!({"alert_uid": "u", "state": "ok"}),
+        ),
+        (
+            Format::Aporia,
+            json!({"alert_id": "a", "severity": "low", "monitor_name": "m",
+            "dashboard_link": "http://d"}),
+        ),
     ];
     for (format, doc) in samples {
         for mut event in normalize(format, doc).unwrap() {
             event.prepare(datetime!(2026-11-25 10:00 UTC)).unwrap();
             let encoded: Value = serde_json::from_slice(&event.to_json()).unwrap();
-            let errors: Vec<String> =
-                validator.iter_errors(&encoded).map(|e| e.to_string()).collect();
+            let errors: Vec<String> = validator
+                .iter_errors(&encoded)
+                .map(|e| e.to_string())
+                .collect();
             assert!(errors.is_empty(), "{format}: {errors:?} in {encoded}");
         }
     }

@@ -15,8 +15,8 @@
 
 use std::future::Future;
 
-use alertpost_event::normalize::{Format, normalize};
 use alertpost_event::EventError;
+use alertpost_event::normalize::{Format, normalize};
 use alertpost_producer::{Producer, ProducerError};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
@@ -74,11 +74,19 @@ async fn readyz(State(producer): State<Producer>) -> Response {
     if producer.ready().await {
         (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
     } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, "RabbitMQ is unreachable".to_owned(), None)
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "RabbitMQ is unreachable".to_owned(),
+            None,
+        )
     }
 }
 
-async fn accept(producer: &Producer, format: Format, body: Result<Bytes, BytesRejection>) -> Response {
+async fn accept(
+    producer: &Producer,
+    format: Format,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -97,7 +105,11 @@ async fn accept(producer: &Producer, format: Format, body: Result<Bytes, BytesRe
     };
     let events = match normalize(format, doc) {
         Ok(events) if events.is_empty() => {
-            return error(StatusCode::BAD_REQUEST, "no events in the body".to_owned(), None);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "no events in the body".to_owned(),
+                None,
+            );
         }
         Ok(events) => events,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, None),

@@ -89,11 +89,14 @@ impl Producer {
     /// Connects and declares the topology now; fails if it cannot.
     pub async fn connect(url: &str, prefix: &str, name: &str) -> Result<Producer, ProducerError> {
         let producer = Producer::lazy(url, Topology::new(prefix)?, name);
-        producer.publisher().await.map_err(|reason| ProducerError::Unavailable {
-            confirmed: 0,
-            total: 0,
-            reason,
-        })?;
+        producer
+            .publisher()
+            .await
+            .map_err(|reason| ProducerError::Unavailable {
+                confirmed: 0,
+                total: 0,
+                reason,
+            })?;
         Ok(producer)
     }
 
@@ -138,11 +141,14 @@ impl Producer {
         }
         let total = events.len();
         let mut confirmed = 0;
-        let publisher = self.publisher().await.map_err(|reason| ProducerError::Unavailable {
-            confirmed,
-            total,
-            reason,
-        })?;
+        let publisher = self
+            .publisher()
+            .await
+            .map_err(|reason| ProducerError::Unavailable {
+                confirmed,
+                total,
+                reason,
+            })?;
         for window in events.chunks(WINDOW) {
             let mut pending = Vec::with_capacity(window.len());
             for event in window {
@@ -190,7 +196,11 @@ impl Producer {
             PublishError::Unavailable(reason) => {
                 // Forget the broken connection; the next publish reconnects.
                 let mut state = self.inner.state.lock().await;
-                if state.conn.as_ref().is_some_and(|(_, p)| !p.is_open() || !publisher.is_open()) {
+                if state
+                    .conn
+                    .as_ref()
+                    .is_some_and(|(_, p)| !p.is_open() || !publisher.is_open())
+                {
                     state.conn = None;
                 }
                 ProducerError::Unavailable {
@@ -217,10 +227,10 @@ impl Producer {
             tracing::warn!("RabbitMQ connection lost; reconnecting");
             state.conn = None;
         }
-        if let Some((at, reason)) = &state.last_failure {
-            if at.elapsed() < RECONNECT_PAUSE {
-                return Err(reason.clone());
-            }
+        if let Some((at, reason)) = &state.last_failure
+            && at.elapsed() < RECONNECT_PAUSE
+        {
+            return Err(reason.clone());
         }
         match self.open().await {
             Ok((broker, publisher)) => {

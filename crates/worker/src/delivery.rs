@@ -59,7 +59,9 @@ fn log(attempt: &Attempt, verdict: &Verdict) {
     let ms = duration_ms(attempt.duration);
     let status = attempt.result.status();
     match verdict {
-        Verdict::Delivered => tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered"),
+        Verdict::Delivered => {
+            tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered")
+        }
         Verdict::Retry { reason, .. } => {
             tracing::warn!(outcome = "retry", status, duration_ms = ms, %reason, "attempt failed; will retry")
         }

@@ -74,7 +74,6 @@ async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
         Ok(event) => event,
         Err(detail) => return undecodable(publisher, msg, detail).await,
     };
-    tracing::Span::current().record("message_id", event.id.as_str());
     // Rendered once, shared by every integration (until templates arrive).
     let body = Bytes::from(event.to_json());
     let runtime = ctx.runtime.clone();
@@ -138,7 +137,13 @@ async fn undecodable(publisher: &Publisher, msg: &Inbound, detail: String) -> Se
         .clone()
         .unwrap_or_else(|| format!("msg_{}", uuid_like(&msg.body)));
     tracing::warn!(%detail, "undecodable message; dead-lettering it");
-    let letter = DeadLetter::undecodable(id, &msg.body, detail, msg.queue.clone(), OffsetDateTime::now_utc());
+    let letter = DeadLetter::undecodable(
+        id,
+        &msg.body,
+        detail,
+        msg.queue.clone(),
+        OffsetDateTime::now_utc(),
+    );
     if publish_dead(publisher, &[letter]).await {
         Settle::Ack
     } else {

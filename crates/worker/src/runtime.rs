@@ -37,7 +37,10 @@ impl Runtime {
     }
 
     /// The integrations an event goes to.
-    pub fn targets_for<'a>(&'a self, _event: &'a Event) -> impl Iterator<Item = &'a Arc<Target>> + 'a {
+    pub fn targets_for<'a>(
+        &'a self,
+        _event: &'a Event,
+    ) -> impl Iterator<Item = &'a Arc<Target>> + 'a {
         self.targets.iter()
     }
 

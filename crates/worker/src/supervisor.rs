@@ -69,9 +69,11 @@ pub async fn run(
         Some(listener) => {
             let router = crate::admin::router(health.clone());
             let stop = stop.clone();
-            Some(tokio::spawn(crate::admin::serve(listener, router, async move {
-                stop.cancelled().await
-            })))
+            Some(tokio::spawn(crate::admin::serve(
+                listener,
+                router,
+                async move { stop.cancelled().await },
+            )))
         }
         None => None,
     };
@@ -119,11 +121,10 @@ pub async fn run(
     }
 
     tracing::info!("worker stopped");
-    if let Some(admin) = admin {
-        match admin.await {
-            Ok(Err(e)) => return Err(WorkerError::Admin(e)),
-            Ok(Ok(())) | Err(_) => {}
-        }
+    if let Some(admin) = admin
+        && let Ok(Err(e)) = admin.await
+    {
+        return Err(WorkerError::Admin(e));
     }
     Ok(())
 }
@@ -143,7 +144,12 @@ struct Session {
 }
 
 impl Session {
-    async fn open(url: &str, name: &str, topology: &Topology, ctx: &Ctx) -> Result<Session, BrokerError> {
+    async fn open(
+        url: &str,
+        name: &str,
+        topology: &Topology,
+        ctx: &Ctx,
+    ) -> Result<Session, BrokerError> {
         let worker = &ctx.runtime.config.worker;
         let broker = Broker::connect(url, name, topology.clone()).await?;
         broker.declare().await?;
@@ -151,7 +157,9 @@ impl Session {
         // The bound is at most 10000 (checked at load), within u16.
         let prefetch = u16::try_from(worker.max_inflight).unwrap_or(u16::MAX);
         let tag = format!("{name}-events");
-        let events = broker.consume(&topology.events_queue(), prefetch, &tag).await?;
+        let events = broker
+            .consume(&topology.events_queue(), prefetch, &tag)
+            .await?;
         Ok(Session {
             broker,
             publisher,

@@ -76,14 +76,25 @@ timeout = "250ms"
     let db = c.integration("oncall-db").unwrap();
     assert_eq!(db.name, "Grafana OnCall — DB team");
     assert!(!db.enabled);
-    assert_eq!(db.url.as_str(), "https://hooks.example.com/integrations/v1/formatted_webhook/XYZ/");
+    assert_eq!(
+        db.url.as_str(),
+        "https://hooks.example.com/integrations/v1/formatted_webhook/XYZ/"
+    );
     assert_eq!(db.method, Method::Put);
     assert_eq!(db.timeout, Duration::from_secs(5));
     assert_eq!(db.concurrency, 4);
-    let headers: Vec<_> = db.headers.iter().map(|h| (h.name.as_str(), h.value.expose(), h.sensitive)).collect();
+    let headers: Vec<_> = db
+        .headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.expose(), h.sensitive))
+        .collect();
     assert_eq!(
         headers,
-        [("x-env", "prod", false), ("authorization", "Bearer s3cr3t-token", true), ("x-team", "db", false)]
+        [
+            ("x-env", "prod", false),
+            ("authorization", "Bearer s3cr3t-token", true),
+            ("x-team", "db", false)
+        ]
     );
     let local = c.integration("local").unwrap();
     assert_eq!(local.timeout, Duration::from_millis(250));
@@ -99,7 +110,9 @@ url = "https://us%40r:p%3Ass@api.example.com/webhooks/ilert"
 "#);
     let i = &c.integrations[0];
     assert_eq!(i.url.as_str(), "https://api.example.com/webhooks/ilert");
-    let Auth::Basic { username, password } = &i.auth else { panic!("{:?}", i.auth) };
+    let Auth::Basic { username, password } = &i.auth else {
+        panic!("{:?}", i.auth)
+    };
     assert_eq!(username, "us@r");
     assert_eq!(password.expose(), "p:ss");
     assert!(!format!("{c:?}").contains("p:ss"));
@@ -147,7 +160,10 @@ headers = { "Content-Type" = "text/plain", "X Bad" = "v" }
     ];
     assert_eq!(got.len(), expected.len(), "{got:#?}");
     for (got, expected) in got.iter().zip(expected) {
-        assert!(got.starts_with(expected), "got:      {got}\nexpected: {expected}");
+        assert!(
+            got.starts_with(expected),
+            "got:      {got}\nexpected: {expected}"
+        );
     }
 }
 
@@ -163,23 +179,41 @@ id = "x"
 url = "https://b.example.com"
 "#,
     );
-    assert_eq!(got, ["t.toml:6:6: integration `x`, field `id`: duplicate id; already used by the integration at line 3"]);
+    assert_eq!(
+        got,
+        [
+            "t.toml:6:6: integration `x`, field `id`: duplicate id; already used by the integration at line 3"
+        ]
+    );
 }
 
 #[test]
 fn unknown_keys_and_wrong_types_are_refused_with_their_place() {
-    let got = problems("[[integration]]\nid = \"hook\"\nurl = \"https://e.com\"\ntimout = \"5s\"\n");
+    let got =
+        problems("[[integration]]\nid = \"hook\"\nurl = \"https://e.com\"\ntimout = \"5s\"\n");
     assert_eq!(got.len(), 1);
-    assert!(got[0].starts_with("t.toml:4:1: integration `hook`: unknown field `timout`"), "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:4:1: integration `hook`: unknown field `timout`"),
+        "{got:?}"
+    );
 
     let got = problems("[defaults]\nenabled = \"yes\"\n");
-    assert!(got[0].starts_with("t.toml:2:11: [defaults]: invalid type: string \"yes\", expected a boolean"), "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "t.toml:2:11: [defaults]: invalid type: string \"yes\", expected a boolean"
+        ),
+        "{got:?}"
+    );
 
     let got = problems("[polcy]\nrequire_https = true\n");
     assert!(got[0].contains("unknown field `polcy`"), "{got:?}");
 
     let got = problems("[[integration]]\nid = \"x\"\nurl = \"https://e.com\n");
-    assert!(got[0].starts_with("t.toml:3:") && got[0].contains(": integration `x`: invalid basic string"), "{got:?}");
+    assert!(
+        got[0].starts_with("t.toml:3:")
+            && got[0].contains(": integration `x`: invalid basic string"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -198,11 +232,19 @@ url = "http://10.0.0.5/hook"
     assert!(got[1].contains("10.0.0.5 is not a public address"));
 
     let got = problems("[[integration]]\nid = \"m\"\nurl = \"http://[::ffff:169.254.169.254]/\"\n");
-    assert!(got[0].contains("169.254.169.254 is not a public address"), "{got:?}");
+    assert!(
+        got[0].contains("169.254.169.254 is not a public address"),
+        "{got:?}"
+    );
 
-    ok("[policy]\nallow_networks = [\"10.0.0.0/8\"]\n[[integration]]\nid = \"i\"\nurl = \"http://10.0.0.5/\"\n");
+    ok(
+        "[policy]\nallow_networks = [\"10.0.0.0/8\"]\n[[integration]]\nid = \"i\"\nurl = \"http://10.0.0.5/\"\n",
+    );
     let got = problems("[policy]\nallow_networks = [\"10.0.0.0/33\"]\n");
-    assert!(got[0].contains("[policy], field `allow_networks`"), "{got:?}");
+    assert!(
+        got[0].contains("[policy], field `allow_networks`"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -224,5 +266,8 @@ timeout = "forever"
 #[test]
 fn ids_may_not_be_in_defaults() {
     let got = problems("[defaults]\nid = \"x\"\n");
-    assert_eq!(got, ["t.toml:2:6: [defaults], field `id`: ids are per integration; remove it from [defaults]"]);
+    assert_eq!(
+        got,
+        ["t.toml:2:6: [defaults], field `id`: ids are per integration; remove it from [defaults]"]
+    );
 }

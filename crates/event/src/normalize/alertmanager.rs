@@ -41,7 +41,13 @@ pub(super) fn normalize(doc: Value, source: &'static str) -> Result<Vec<Event>, 
         return Err(NormalizeError::new(format!("{what}: `alerts` is empty")));
     }
     let mut group = Map::new();
-    for key in ["receiver", "groupKey", "externalURL", "truncatedAlerts", "orgId"] {
+    for key in [
+        "receiver",
+        "groupKey",
+        "externalURL",
+        "truncatedAlerts",
+        "orgId",
+    ] {
         if let Some(v) = doc.get(key).filter(|v| !v.is_null()) {
             group.insert(key.to_owned(), v.clone());
         }
@@ -63,7 +69,11 @@ fn one(alert: &Value, source: &str, group: &Map<String, Value>) -> Result<Event,
     let status = match str_field(alert, "status") {
         Some("firing") => Status::Firing,
         Some("resolved") => Status::Resolved,
-        Some(other) => return Err(format!("unknown status `{other}` (expected firing or resolved)")),
+        Some(other) => {
+            return Err(format!(
+                "unknown status `{other}` (expected firing or resolved)"
+            ));
+        }
         None => return Err("`status` is missing".to_owned()),
     };
     let labels = string_map(alert.get("labels"));
@@ -101,7 +111,10 @@ fn one(alert: &Value, source: &str, group: &Map<String, Value>) -> Result<Event,
     };
     event.links = [
         link(str_field(alert, "generatorURL"), "Source"),
-        link(annotations.get("runbook_url").map(String::as_str), "Runbook"),
+        link(
+            annotations.get("runbook_url").map(String::as_str),
+            "Runbook",
+        ),
         link(str_field(alert, "dashboardURL"), "Dashboard"),
         link(str_field(alert, "panelURL"), "Panel"),
         link(str_field(alert, "silenceURL"), "Silence"),
@@ -215,11 +228,17 @@ mod tests {
         assert_eq!(e.status, Status::Firing);
         assert_eq!(e.severity, Some(Severity::Critical));
         assert_eq!(e.title, "High request latency on api-1");
-        assert_eq!(e.message.as_deref(), Some("p99 latency is 2.3s (threshold 1s)"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("p99 latency is 2.3s (threshold 1s)")
+        );
         assert_eq!(e.dedup_key.as_deref(), Some("5d4c1b2a3f6e7d8c"));
         assert_eq!(e.labels["team"], "db");
         assert_eq!(e.labels.len(), 6);
-        assert_eq!(e.annotations["runbook_url"], "https://runbooks.example.com/latency");
+        assert_eq!(
+            e.annotations["runbook_url"],
+            "https://runbooks.example.com/latency"
+        );
         assert_eq!(e.environment.as_deref(), Some("prod"));
         assert_eq!(
             e.occurred_at,
@@ -229,8 +248,14 @@ mod tests {
         assert_eq!(
             e.links,
             vec![
-                Link { href: "http://prometheus:9090/graph?g0.expr=latency".into(), text: Some("Source".into()) },
-                Link { href: "https://runbooks.example.com/latency".into(), text: Some("Runbook".into()) },
+                Link {
+                    href: "http://prometheus:9090/graph?g0.expr=latency".into(),
+                    text: Some("Source".into())
+                },
+                Link {
+                    href: "https://runbooks.example.com/latency".into(),
+                    text: Some("Runbook".into())
+                },
             ]
         );
         assert_eq!(e.image_url, None);
@@ -260,11 +285,17 @@ mod tests {
         assert_eq!(e.title, "CPU usage");
         assert_eq!(e.message.as_deref(), Some("CPU above 95% for 5m"));
         assert_eq!(e.dedup_key.as_deref(), Some("0f1e2d3c4b5a6978"));
-        assert_eq!(e.image_url.as_deref(), Some("https://grafana.example.com/public/img/cpu.png"));
+        assert_eq!(
+            e.image_url.as_deref(),
+            Some("https://grafana.example.com/public/img/cpu.png")
+        );
         assert_eq!(e.occurred_at, Some(datetime!(2026-11-25 09:00:00 UTC)));
         let texts: Vec<_> = e.links.iter().map(|l| l.text.as_deref().unwrap()).collect();
         assert_eq!(texts, ["Source", "Dashboard", "Panel", "Silence"]);
-        assert_eq!(e.links[2].href, "https://grafana.example.com/d/xyz?orgId=1&viewPanel=2");
+        assert_eq!(
+            e.links[2].href,
+            "https://grafana.example.com/d/xyz?orgId=1&viewPanel=2"
+        );
         assert_eq!(e.data["orgId"], 1);
         assert_eq!(e.data["values"]["B"], 97.3);
         assert_eq!(e.data["valueString"], "[ var='B' labels={} value=97.3 ]");
@@ -287,8 +318,14 @@ mod tests {
             (json!([]), "must be a JSON object, got an array"),
             (json!({"status": "firing"}), "`alerts` must be an array"),
             (json!({"alerts": []}), "`alerts` is empty"),
-            (json!({"alerts": [{"labels": {}}]}), "alert 0: `status` is missing"),
-            (json!({"alerts": [{"status": "pending"}]}), "alert 0: unknown status `pending`"),
+            (
+                json!({"alerts": [{"labels": {}}]}),
+                "alert 0: `status` is missing",
+            ),
+            (
+                json!({"alerts": [{"status": "pending"}]}),
+                "alert 0: unknown status `pending`",
+            ),
         ] {
             let err = run(Format::Alertmanager, doc).unwrap_err();
             assert!(err.reason.contains(expected), "{err}");

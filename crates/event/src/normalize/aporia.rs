@@ -85,21 +85,30 @@ mod tests {
             e.message.as_deref(),
             Some("Drift detected in feature `tenure`\nJS distance 0.31 > 0.2")
         );
-        assert_eq!(e.dedup_key.as_deref(), Some("b1c0e6a4-2f7d-4a51-9d52-6f3e0c9a1b77"));
+        assert_eq!(
+            e.dedup_key.as_deref(),
+            Some("b1c0e6a4-2f7d-4a51-9d52-6f3e0c9a1b77")
+        );
         assert_eq!(e.environment.as_deref(), Some("production"));
         assert_eq!(e.labels["model_id"], "churn-v3");
         assert_eq!(e.labels["model_name"], "Churn prediction");
         assert_eq!(e.labels["monitor_id"], "f3a9c2d1");
         assert_eq!(e.labels["monitor_name"], "Churn model drift");
         assert_eq!(e.labels["monitor_type"], "data_drift");
-        assert_eq!(e.links[0].href, "https://platform.aporia.com/models/churn-v3/alerts/b1c0e6a4");
+        assert_eq!(
+            e.links[0].href,
+            "https://platform.aporia.com/models/churn-v3/alerts/b1c0e6a4"
+        );
         assert_eq!(e.data["severity"], "medium");
     }
 
     #[test]
     fn falls_back_to_monitor_name() {
-        let e = &run(Format::Aporia, json!({"monitor_name": "M", "alert_id": 7, "severity": "high"}))
-            .unwrap()[0];
+        let e = &run(
+            Format::Aporia,
+            json!({"monitor_name": "M", "alert_id": 7, "severity": "high"}),
+        )
+        .unwrap()[0];
         assert_eq!(e.title, "M");
         assert_eq!(e.dedup_key.as_deref(), Some("7"));
         assert_eq!(e.severity, Some(Severity::High));

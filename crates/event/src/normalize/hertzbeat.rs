@@ -33,8 +33,8 @@ pub(super) fn normalize(doc: Value) -> Result<Vec<Event>, NormalizeError> {
         Some(n) => return Err(err(format!("unknown status {n} (expected 0 to 3)"))),
         None => return Err(err("`status` is missing or not a number".to_owned())),
     };
-    let content = str_field(&alert, "content")
-        .ok_or_else(|| err("`content` is missing".to_owned()))?;
+    let content =
+        str_field(&alert, "content").ok_or_else(|| err("`content` is missing".to_owned()))?;
     let title = content.lines().next().unwrap_or(content).to_owned();
 
     let mut event = Event::new("hertzbeat", status, title);
@@ -105,7 +105,10 @@ mod tests {
         assert_eq!(e.status, Status::Firing);
         assert_eq!(e.severity, Some(Severity::Critical));
         assert_eq!(e.title, "监控紧急可用性告警: UN_CONNECTABLE");
-        assert_eq!(e.message.as_deref(), Some("监控紧急可用性告警: UN_CONNECTABLE"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("监控紧急可用性告警: UN_CONNECTABLE")
+        );
         assert_eq!(e.dedup_key.as_deref(), Some("76456"));
         assert_eq!(e.labels["monitorName"], "API_poetry.didi.top");
         assert_eq!(e.labels["monitorId"], "3543534545");
@@ -138,7 +141,10 @@ mod tests {
     fn status_three_is_acknowledged_and_bad_status_refused() {
         let mut doc = sample();
         doc["status"] = json!(3);
-        assert_eq!(run(Format::Hertzbeat, doc.clone()).unwrap()[0].status, Status::Acknowledged);
+        assert_eq!(
+            run(Format::Hertzbeat, doc.clone()).unwrap()[0].status,
+            Status::Acknowledged
+        );
         doc["status"] = json!(9);
         let err = run(Format::Hertzbeat, doc.clone()).unwrap_err();
         assert!(err.reason.contains("unknown status 9"), "{err}");

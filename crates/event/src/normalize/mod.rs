@@ -267,15 +267,20 @@ mod tests {
 
     #[test]
     fn documents_split_one_or_many() {
-        let one = documents(br#"{"a": [1,
-            2]}"#);
+        let one = documents(
+            br#"{"a": [1,
+            2]}"#,
+        );
         assert_eq!(one.len(), 1);
         let many = documents(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n");
         let lines: Vec<usize> = many.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [1, 2, 4]);
         let bad = documents(b"{\"a\":1}\n{\"a\":");
         assert_eq!(bad[1].0, 2);
-        assert!(bad[1].1.as_ref().unwrap_err().reason.contains("line 2"), "{bad:?}");
+        assert!(
+            bad[1].1.as_ref().unwrap_err().reason.contains("line 2"),
+            "{bad:?}"
+        );
     }
 
     #[test]

@@ -31,7 +31,12 @@ pub(super) fn normalize(doc: Value) -> Result<Vec<Event>, NormalizeError> {
     let message = str_field(&alert, "message").map(str::to_owned);
     let title = str_field(&alert, "title")
         .map(str::to_owned)
-        .or_else(|| message.as_deref().and_then(|m| m.lines().next()).map(str::to_owned))
+        .or_else(|| {
+            message
+                .as_deref()
+                .and_then(|m| m.lines().next())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "Grafana OnCall alert".to_owned());
     let mut event = Event::new("grafana-oncall", status, title);
     event.message = message;
@@ -71,18 +76,31 @@ mod tests {
         assert_eq!(e.severity, None);
         assert_eq!(e.title, "The whole system is down");
         assert_eq!(e.message.as_deref(), Some("Smth happened. Oh no!"));
-        assert_eq!(e.dedup_key.as_deref(), Some("08d6891a-835c-e661-39fa-96b6a9e26552"));
-        assert_eq!(e.image_url.as_deref(), Some("https://images.example.com/cat.jpg"));
-        assert_eq!(e.links, vec![Link {
-            href: "https://status.example.com/downtime".into(),
-            text: Some("Upstream details".into())
-        }]);
+        assert_eq!(
+            e.dedup_key.as_deref(),
+            Some("08d6891a-835c-e661-39fa-96b6a9e26552")
+        );
+        assert_eq!(
+            e.image_url.as_deref(),
+            Some("https://images.example.com/cat.jpg")
+        );
+        assert_eq!(
+            e.links,
+            vec![Link {
+                href: "https://status.example.com/downtime".into(),
+                text: Some("Upstream details".into())
+            }]
+        );
         assert_eq!(e.data["state"], "alerting");
     }
 
     #[test]
     fn ok_resolves_and_everything_is_optional() {
-        let e = &run(Format::GrafanaOncall, json!({"state": "ok", "message": "back\nup"})).unwrap()[0];
+        let e = &run(
+            Format::GrafanaOncall,
+            json!({"state": "ok", "message": "back\nup"}),
+        )
+        .unwrap()[0];
         assert_eq!(e.status, Status::Resolved);
         assert_eq!(e.title, "back");
         let e = &run(Format::GrafanaOncall, json!({})).unwrap()[0];

@@ -1,0 +1,35 @@
+# alertpost: the two commands a newcomer needs are `make run` and `make test`.
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test lint bench rabbitmq build
+
+## run: RabbitMQ up, then a receiver, a worker and the ingest with
+## examples/alertpost.toml, and the sample alerts flowing through them.
+run: rabbitmq build
+	@scripts/run-demo.sh
+
+## test: the whole suite (format, lints, unit and end-to-end tests against
+## the local RabbitMQ).
+test: rabbitmq lint
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+## lint: rustfmt and clippy, warnings as errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## bench: alertpost against the minimal consume → POST → ack loop; writes
+## BENCHMARKS.md.
+bench: rabbitmq
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run --release -p alertpost-tests --bin alertpost-bench -- --out BENCHMARKS.md
+
+## rabbitmq: install (Debian) and start RabbitMQ if needed.
+rabbitmq:
+	@scripts/ensure-rabbitmq.sh
+
+build:
+	$(CARGO) build --release --workspace --bins

@@ -1,0 +1,241 @@
+//! `POST /v1/events` and `/v1/ingest/<format>` over the real broker.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use alertpost_broker::Topology;
+use alertpost_producer::Producer;
+use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Starts the ingest for `topology` on 127.0.0.1:0; it stops with the test.
+async fn ingest(url: &str, topology: Topology) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let producer = Producer::lazy(url, topology, "test-ingest");
+    tokio::spawn(alertpost_ingest::serve(
+        listener,
+        producer,
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn post(addr: SocketAddr, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, body)
+}
+
+fn payload(name: &str) -> String {
+    let path = format!(
+        "{}/../examples/payloads/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[tokio::test]
+async fn every_format_is_ingested_and_delivered() {
+    let prefix = TestPrefix::new("ingest-formats");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let addr = ingest(&prefix.url, prefix.topology.clone()).await;
+
+    // (format, events in the sample, the events' source)
+    let formats = [
+        ("alertmanager", 2, "prometheus"),
+        ("grafana", 1, "grafana"),
+        ("hertzbeat", 1, "hertzbeat"),
+        ("grafana-oncall", 1, "grafana-oncall"),
+        ("aporia", 1, "aporia"),
+    ];
+    let mut expected = BTreeMap::new();
+    for (format, count, source) in formats {
+        let (status, body) = post(addr, &format!("/v1/ingest/{format}"), payload(format)).await;
+        assert_eq!(status, 202, "{format}: {body}");
+        assert_eq!(body["accepted"], count, "{format}: {body}");
+        for id in body["ids"].as_array().unwrap() {
+            expected.insert(id.as_str().unwrap().to_owned(), source);
+        }
+    }
+    let (status, body) = post(
+        addr,
+        "/v1/events",
+        json!([{"source": "app", "status": "firing", "title": "a"},
+               {"source": "app", "status": "resolved", "title": "a"}])
+        .to_string(),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    for id in body["ids"].as_array().unwrap() {
+        expected.insert(id.as_str().unwrap().to_owned(), "app");
+    }
+
+    let requests = receiver.wait_for(expected.len(), WAIT).await;
+    receiver
+        .assert_no_more(expected.len(), Duration::from_millis(300))
+        .await;
+    let got: BTreeMap<String, &'static str> = requests
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            let source = expected[body["id"].as_str().unwrap()];
+            assert_eq!(body["source"], source);
+            (body["id"].as_str().unwrap().to_owned(), source)
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // Spot checks of what the normalizers carried through.
+    let by_source = |s: &str| {
+        requests
+            .iter()
+            .map(|r| r.json())
+            .filter(|b| b["source"] == s)
+            .collect::<Vec<_>>()
+    };
+    let am = by_source("prometheus");
+    assert!(
+        am.iter()
+            .any(|b| b["status"] == "resolved" && b["dedup_key"] == "a1b2c3d4e5f60718")
+    );
+    assert_eq!(by_source("hertzbeat")[0]["severity"], "critical");
+    assert_eq!(
+        by_source("grafana-oncall")[0]["dedup_key"],
+        "08d6891a-835c-e661-39fa-96b6a9e26552"
+    );
+    assert_eq!(by_source("aporia")[0]["labels"]["model_id"], "churn-v3");
+    assert_eq!(by_source("grafana")[0]["links"][1]["text"], "Dashboard");
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_a_reason_and_nothing_is_published() {
+    let prefix = TestPrefix::new("ingest-bad");
+    prefix.declare().await;
+    let addr = ingest(&prefix.url, prefix.topology.clone()).await;
+    let big = format!(
+        "{{\"source\":\"s\",\"status\":\"firing\",\"message\":\"{}\"}}",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let one_too_big = format!(
+        "[{{\"source\":\"s\",\"status\":\"firing\",\"title\":\"ok\"}},{{\"source\":\"s\",\"status\":\"firing\",\"message\":\"{}\"}}]",
+        "x".repeat(300 * 1024)
+    );
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("/v1/events", "{not json".into(), 400, "invalid JSON"),
+        ("/v1/events", "[]".into(), 400, "no events"),
+        (
+            "/v1/events",
+            json!({"source": "s", "status": "on"}).to_string(),
+            400,
+            "unknown variant `on`",
+        ),
+        (
+            "/v1/events",
+            json!([{"source": "s", "status": "firing", "title": "ok"}, {"status": "firing"}])
+                .to_string(),
+            400,
+            "event 1: ",
+        ),
+        (
+            "/v1/events",
+            json!({"source": "s", "status": "firing"}).to_string(),
+            400,
+            "field `title`: required",
+        ),
+        (
+            "/v1/ingest/nagios",
+            "{}".into(),
+            404,
+            "unknown format `nagios`",
+        ),
+        (
+            "/v1/ingest/alertmanager",
+            json!({"alerts": []}).to_string(),
+            400,
+            "`alerts` is empty",
+        ),
+        (
+            "/v1/ingest/hertzbeat",
+            json!({"status": 0}).to_string(),
+            400,
+            "`content` is missing",
+        ),
+        ("/v1/events", big, 413, "over the 4194304-byte limit"),
+        ("/v1/events", one_too_big, 413, "over the 262144-byte limit"),
+    ];
+    for (path, body, status, reason) in cases {
+        let (got, answer) = post(addr, path, body).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        let error = answer["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{path}: no JSON error: {answer}"));
+        assert!(error.contains(reason), "{path}: {error}");
+    }
+    let events_queue = prefix.topology.events_queue();
+    assert_eq!(
+        prefix.ready(&events_queue).await,
+        0,
+        "nothing was published"
+    );
+
+    // The same server does publish valid input: the zero above means something.
+    let (status, _) = post(
+        addr,
+        "/v1/events",
+        json!({"source": "s", "status": "firing", "title": "t"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(prefix.ready(&events_queue).await, 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_a_503() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+    let addr = ingest(&url, Topology::new("t-unreachable").unwrap()).await;
+    let (status, body) = post(
+        addr,
+        "/v1/events",
+        json!({"source": "s", "status": "firing", "title": "t"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("RabbitMQ is unavailable"), "{error}");
+    assert!(
+        !error.contains("guest:guest"),
+        "no credentials in errors: {error}"
+    );
+    let (status, _) = alertpost_tests::bin::http_get(addr, "/readyz")
+        .await
+        .unwrap();
+    assert_eq!(status, 503);
+    let (status, _) = alertpost_tests::bin::http_get(addr, "/healthz")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+}
