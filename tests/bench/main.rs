@@ -1,0 +1,490 @@
+//! `make bench`: alertpost against the minimal consume → POST → ack loop,
+//! on the same broker and receiver, in the same run; writes BENCHMARKS.md.
+//!
+//! Throughput: N events are published into a fresh quorum queue, then the
+//! consumer under test (the baseline loop, or `alertpost worker`, each its
+//! own process) drains it into the receiver; the rate is N over the time
+//! from the first request to the last. Runs alternate baseline/alertpost
+//! and the medians are compared (the machines are noisy: ratios, not
+//! absolutes). Latency: events published one at a time at a fixed rate, the
+//! receiver measures receipt − `received_at`. Memory: the worker's peak RSS.
+//!
+//! `alertpost-bench baseline ...` is the baseline loop itself (run as a
+//! child process by the bench).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alertpost_event::{Event, Severity, Status};
+use alertpost_producer::Producer;
+use alertpost_tests::TestPrefix;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("baseline") {
+        baseline::run(&args[2..]).await;
+        return;
+    }
+    let mut out = PathBuf::from("BENCHMARKS.md");
+    let mut events = 20_000usize;
+    let mut runs = 3usize;
+    let mut throughput_only = false;
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--out" => out = PathBuf::from(&args[i + 1]),
+            "--events" => events = args[i + 1].parse().expect("--events N"),
+            "--runs" => runs = args[i + 1].parse().expect("--runs N"),
+            // For profiling: one kind of run only, nothing written.
+            "--throughput-only" => {
+                throughput_only = true;
+                i -= 1;
+            }
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    let report = bench(events, runs, throughput_only).await;
+    if throughput_only {
+        return;
+    }
+    std::fs::write(&out, report).expect("BENCHMARKS.md is writable");
+    eprintln!("wrote {}", out.display());
+}
+
+/// A receiver that counts requests and, when asked, the latency of each
+/// (now − the body's `received_at`).
+#[derive(Default)]
+struct Sink {
+    count: AtomicU64,
+    first: Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
+    latencies: Mutex<Vec<f64>>,
+    measure_latency: std::sync::atomic::AtomicBool,
+}
+
+impl Sink {
+    fn reset(&self, latency: bool) {
+        self.count.store(0, Ordering::SeqCst);
+        *self.first.lock().unwrap() = None;
+        *self.last.lock().unwrap() = None;
+        self.latencies.lock().unwrap().clear();
+        self.measure_latency.store(latency, Ordering::SeqCst);
+    }
+}
+
+async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> &'static str {
+    let now = Instant::now();
+    if sink.measure_latency.load(Ordering::Relaxed)
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(at) = v["received_at"].as_str()
+        && let Ok(t) =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+    {
+        let ms = (time::OffsetDateTime::now_utc() - t).as_seconds_f64() * 1000.0;
+        sink.latencies.lock().unwrap().push(ms);
+    }
+    sink.first.lock().unwrap().get_or_insert(now);
+    *sink.last.lock().unwrap() = Some(now);
+    sink.count.fetch_add(1, Ordering::SeqCst);
+    "{\"status\":\"ok\"}"
+}
+
+async fn wait_count(sink: &Sink, n: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while sink.count.load(Ordering::SeqCst) < n {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+fn sample_event(i: usize) -> Event {
+    let mut e = Event::new(
+        "bench",
+        Status::Firing,
+        format!("Disk usage high on db-{}", i % 50),
+    );
+    e.severity = Some(Severity::Warning);
+    e.message = Some("Filesystem /var/lib/postgresql is 91% full (threshold 90%).".into());
+    e.labels.insert("team".into(), "db".into());
+    e.labels.insert("env".into(), "prod".into());
+    e.labels.insert("host".into(), format!("db-{}", i % 50));
+    e
+}
+
+fn exe_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("own path")
+        .parent()
+        .expect("a directory")
+        .to_path_buf()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks of 1/100 s on every common configuration.
+    Some((utime + stime) / 100.0)
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+struct Run {
+    rate: f64,
+    peak_rss_kib: Option<u64>,
+    /// CPU microseconds the consumer process spent per event.
+    cpu_us: Option<f64>,
+}
+
+async fn preload(prefix: &TestPrefix, n: usize) {
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "bench-loader")
+        .await
+        .expect("RabbitMQ is reachable");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(2000) {
+        producer
+            .publish_all(chunk.iter().map(|i| sample_event(*i)).collect())
+            .await
+            .expect("preload");
+    }
+    producer.close().await;
+}
+
+fn worker_config(dir: &std::path::Path, url: &str) -> PathBuf {
+    let path = dir.join("bench.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[worker]\nmax_inflight = 256\n\
+             [[integration]]\nid = \"bench\"\nurl = \"{url}\"\nconcurrency = 256\n"
+        ),
+    )
+    .expect("temp dir is writable");
+    path
+}
+
+/// Starts `alertpost worker`. `ALERTPOST_BENCH_WRAP` (e.g. `perf record -g
+/// -o /tmp/perf.data --`) runs it under a profiler.
+fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
+    let wrap = std::env::var("ALERTPOST_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(words).arg(exe_dir().join("alertpost"));
+            c
+        }
+        None => Command::new(exe_dir().join("alertpost")),
+    };
+    cmd.args(["worker", "--config"])
+        .arg(config)
+        .args(["--admin-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("ALERTPOST_AMQP_URL", &prefix.url)
+        .env("ALERTPOST_PREFIX", &prefix.prefix)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("target/release/alertpost exists (make bench builds it)")
+}
+
+async fn throughput(sink: &Sink, url: &str, n: usize, alertpost: bool) -> Run {
+    let prefix = TestPrefix::new(if alertpost { "bench-ap" } else { "bench-base" });
+    prefix.declare().await;
+    preload(&prefix, n).await;
+    sink.reset(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child = if alertpost {
+        let config = worker_config(dir.path(), url);
+        spawn_worker(&prefix, &config, &dir.path().join("data"))
+    } else {
+        Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "baseline",
+                &prefix.url,
+                &prefix.topology.events_queue(),
+                url,
+                "256",
+            ])
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the baseline loop starts")
+    };
+    let pid = child.id();
+    let done = wait_count(sink, n as u64, Duration::from_secs(300)).await;
+    let rss = peak_rss_kib(pid);
+    let cpu = cpu_seconds(pid);
+    stop(child);
+    assert!(
+        done,
+        "only {} of {n} requests arrived",
+        sink.count.load(Ordering::SeqCst)
+    );
+    let first = sink.first.lock().unwrap().expect("requests arrived");
+    let last = sink.last.lock().unwrap().expect("requests arrived");
+    let secs = (last - first).as_secs_f64().max(1e-6);
+    Run {
+        rate: (n as f64 - 1.0) / secs,
+        peak_rss_kib: rss,
+        cpu_us: cpu.map(|c| c * 1e6 / n as f64),
+    }
+}
+
+/// Publishes `rate` events/s for `secs` seconds (one publish per tick,
+/// confirmed) into a running worker; returns (p50, p99, max) in ms.
+async fn latency(sink: &Sink, url: &str, rate: u64, secs: u64) -> (f64, f64, f64, usize) {
+    let prefix = TestPrefix::new("bench-lat");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = worker_config(dir.path(), url);
+    let child = spawn_worker(&prefix, &config, &dir.path().join("data"));
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "bench-latency")
+        .await
+        .expect("RabbitMQ is reachable");
+    // Let the worker connect and start consuming before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sink.reset(true);
+    let total = (rate * secs) as usize;
+    // Ticks of 10 ms, each publishing its share; every publish is confirmed
+    // before the next tick's (`received_at` is stamped just before sending).
+    let per_tick = (rate as f64 / 100.0).max(1.0);
+    let mut interval = tokio::time::interval(Duration::from_millis(10));
+    let mut sent = 0usize;
+    let mut owed = 0.0f64;
+    let mut tasks = tokio::task::JoinSet::new();
+    while sent < total {
+        interval.tick().await;
+        owed += per_tick;
+        let k = (owed.floor() as usize).min(total - sent);
+        owed -= k as f64;
+        if k > 0 {
+            let p = producer.clone();
+            let batch: Vec<Event> = (sent..sent + k).map(sample_event).collect();
+            tasks.spawn(async move { p.publish_all(batch).await.map(|_| ()) });
+            sent += k;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("publisher task").expect("publish");
+    }
+    let arrived = wait_count(sink, total as u64, Duration::from_secs(60)).await;
+    producer.close().await;
+    stop(child);
+    assert!(arrived, "latency run: not every event arrived");
+    let mut l = sink.latencies.lock().unwrap().clone();
+    l.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        l[((l.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(l.len() - 1)]
+    };
+    (pct(0.50), pct(0.99), l[l.len() - 1], l.len())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn bench(n: usize, runs: usize, throughput_only: bool) -> String {
+    let sink = Arc::new(Sink::default());
+    let app = Router::new().fallback(receive).with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut base = Vec::new();
+    let mut ours = Vec::new();
+    let mut rss = Vec::new();
+    let mut base_cpu: Vec<f64> = Vec::new();
+    let mut ours_cpu: Vec<f64> = Vec::new();
+    for r in 1..=runs {
+        let b = throughput(&sink, &url, n, false).await;
+        eprintln!(
+            "run {r}: baseline {:.0}/s, {:.1} µs CPU/event",
+            b.rate,
+            b.cpu_us.unwrap_or(0.0)
+        );
+        let a = throughput(&sink, &url, n, true).await;
+        eprintln!(
+            "run {r}: alertpost {:.0}/s, {:.1} µs CPU/event (peak RSS {:?} KiB)",
+            a.rate,
+            a.cpu_us.unwrap_or(0.0),
+            a.peak_rss_kib
+        );
+        base_cpu.extend(b.cpu_us);
+        ours_cpu.extend(a.cpu_us);
+        base.push(b.rate);
+        ours.push(a.rate);
+        rss.extend(a.peak_rss_kib);
+    }
+    let base_med = median(base.clone());
+    let ours_med = median(ours.clone());
+    let ratio = ours_med / base_med;
+    let ratios: Vec<String> = base
+        .iter()
+        .zip(&ours)
+        .map(|(b, a)| format!("{:.2}", a / b))
+        .collect();
+
+    if throughput_only {
+        return String::new();
+    }
+    let (p50, p99, max, count) = latency(&sink, &url, 200, 10).await;
+    eprintln!("latency at 200/s: p50 {p50:.2} ms, p99 {p99:.2} ms");
+    let half = ((base_med / 2.0) as u64).max(200);
+    let (h50, h99, hmax, hcount) = latency(&sink, &url, half, 5).await;
+    eprintln!("latency at {half}/s: p50 {h50:.2} ms, p99 {h99:.2} ms");
+    let peak_rss_mib = rss.iter().copied().max().map(|k| k as f64 / 1024.0);
+
+    let date = time::OffsetDateTime::now_utc().date();
+    let rabbit = Command::new("rabbitmqctl")
+        .arg("version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let fmt_runs = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rss_text = peak_rss_mib.map_or("not measured".to_owned(), |m| format!("{m:.1} MiB"));
+    format!(
+        "# Benchmarks\n\n\
+         Written by `make bench` ({date}, unix {unix}) on {cores} cores, RabbitMQ {rabbit}, quorum queues, \
+         release build, receiver and broker on loopback. Numbers from one machine and one run of the \
+         bench: compare ratios, not absolutes.\n\n\
+         ## Throughput: alertpost vs the minimal consume → POST → ack loop\n\n\
+         {n} events preloaded into a fresh quorum queue, then drained by the consumer under test into one \
+         HTTP receiver (prefetch 256, 256 requests in flight at most, one pooled HTTP client). The rate is \
+         the events over the time from the first request to the last. Baseline and alertpost alternate, \
+         {runs} runs each.\n\n\
+         | | runs (events/s) | median (events/s) |\n| --- | --- | --- |\n\
+         | baseline loop | {} | {base_med:.0} |\n| alertpost worker | {} | {ours_med:.0} |\n\n\
+         **Ratio (median alertpost / median baseline): {ratio:.2}** (per run: {}). Target: ≥ 0.85.\n\n\
+         CPU time of the consumer process per event (median): baseline {:.1} µs, alertpost {:.1} µs. \
+         On two cores shared with RabbitMQ and the receiver, every microsecond the consumer spends is \
+         one RabbitMQ does not get.\n\n\
+         ## Latency: publish → receipt\n\n\
+         A running worker; events published at a fixed rate, each confirmed by RabbitMQ; the receiver \
+         measures its clock minus the event's `received_at` (stamped by the producer just before \
+         publishing), so the figure includes the publish and its confirm.\n\n\
+         | rate | events | p50 | p99 | max | target p99 |\n| --- | --- | --- | --- | --- | --- |\n\
+         | 200/s | {count} | {p50:.2} ms | {p99:.2} ms | {max:.2} ms | ≤ 4 ms |\n\
+         | {half}/s (half the baseline ceiling) | {hcount} | {h50:.2} ms | {h99:.2} ms | {hmax:.2} ms | < 25 ms |\n\n\
+         ## Memory\n\n\
+         Peak RSS of the worker process over the throughput runs: **{rss_text}** (target ≤ 40 MiB).\n\n\
+         ## Not measured yet\n\n\
+         Fan-out cost (an event matching 4 integrations) and the effect of a failing endpoint on the \
+         others: they need integration filters and delay-queue retries, which land with later issues.\n",
+        fmt_runs(&base),
+        fmt_runs(&ours),
+        ratios.join(", "),
+        median(base_cpu),
+        median(ours_cpu),
+    )
+}
+
+mod baseline {
+    //! The minimal loop: consume with manual acks under a prefetch window,
+    //! POST the body as is, ack on a 2xx. Nothing else: no decoding, no
+    //! matching, no recording, no retries.
+
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+    use lapin::types::FieldTable;
+    use lapin::{Connection, ConnectionProperties};
+    use tokio::sync::Semaphore;
+
+    pub async fn run(args: &[String]) {
+        let [url, queue, target, prefetch] = args else {
+            panic!("baseline AMQP_URL QUEUE TARGET_URL PREFETCH");
+        };
+        let prefetch: u16 = prefetch.parse().expect("prefetch");
+        let conn = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .expect("connect");
+        let channel = conn.create_channel().await.expect("channel");
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .expect("qos");
+        let mut consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "baseline".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let http = reqwest::Client::new();
+        let bound = Arc::new(Semaphore::new(usize::from(prefetch)));
+        while let Some(delivery) = consumer.next().await {
+            let Ok(delivery) = delivery else { break };
+            let permit = bound.clone().acquire_owned().await.expect("open");
+            let http = http.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let ok = http
+                    .post(&target)
+                    .header("content-type", "application/json")
+                    .body(delivery.data)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                } else {
+                    let _ = delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await;
+                }
+                drop(permit);
+            });
+        }
+    }
+}
