@@ -192,26 +192,35 @@ fn worker_config(dir: &std::path::Path, url: &str) -> PathBuf {
     path
 }
 
-/// Starts `alertpost worker`. `ALERTPOST_BENCH_WRAP` (e.g. `perf record -g
-/// -o /tmp/perf.data --`) runs it under a profiler.
-fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
-    let wrap = std::env::var("ALERTPOST_BENCH_WRAP").unwrap_or_default();
+/// `program`, or, when the environment variable `var` holds a command
+/// (e.g. `perf record -g -o /tmp/perf.data --`), `program` run under it:
+/// `ALERTPOST_BENCH_WRAP` for the worker, `ALERTPOST_BENCH_WRAP_BASELINE`
+/// for the baseline loop.
+fn wrapped(var: &str, program: PathBuf) -> Command {
+    let wrap = std::env::var(var).unwrap_or_default();
     let mut words = wrap.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(program) => {
-            let mut c = Command::new(program);
-            c.args(words).arg(exe_dir().join("alertpost"));
+    match words.next() {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.args(words).arg(program);
             c
         }
-        None => Command::new(exe_dir().join("alertpost")),
-    };
+        None => Command::new(program),
+    }
+}
+
+fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
+    let mut cmd = wrapped("ALERTPOST_BENCH_WRAP", exe_dir().join("alertpost"));
     cmd.args(["worker", "--config"])
         .arg(config)
         .args(["--admin-addr", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("ALERTPOST_AMQP_URL", &prefix.url)
         .env("ALERTPOST_PREFIX", &prefix.prefix)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("ALERTPOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stderr(Stdio::null())
         .spawn()
         .expect("target/release/alertpost exists (make bench builds it)")
@@ -227,17 +236,20 @@ async fn throughput(sink: &Sink, url: &str, n: usize, alertpost: bool) -> Run {
         let config = worker_config(dir.path(), url);
         spawn_worker(&prefix, &config, &dir.path().join("data"))
     } else {
-        Command::new(std::env::current_exe().expect("own path"))
-            .args([
-                "baseline",
-                &prefix.url,
-                &prefix.topology.events_queue(),
-                url,
-                "256",
-            ])
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the baseline loop starts")
+        wrapped(
+            "ALERTPOST_BENCH_WRAP_BASELINE",
+            std::env::current_exe().expect("own path"),
+        )
+        .args([
+            "baseline",
+            &prefix.url,
+            &prefix.topology.events_queue(),
+            url,
+            "256",
+        ])
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the baseline loop starts")
     };
     let pid = child.id();
     let done = wait_count(sink, n as u64, Duration::from_secs(300)).await;

@@ -283,3 +283,56 @@ async fn the_json_body_is_the_event_as_published() {
     );
     worker.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lost_broker_connection_is_survived() {
+    use alertpost_tests::proxy::Proxy;
+
+    let prefix = TestPrefix::new("reconnect");
+    let receiver = Receiver::start().await;
+    let upstream = prefix
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5672")
+        .parse()
+        .expect("a host:port in the AMQP URL");
+    let proxy = Proxy::start(upstream).await;
+    let worker = RunningWorker::spawn(
+        &prefix,
+        &proxy.amqp_url(),
+        &config(&receiver, &[("hook", "/hook")]),
+    )
+    .await;
+    worker.wait_ready(WAIT).await;
+    let producer = producer(&prefix).await;
+    producer
+        .publish_all((0..3).map(event).collect())
+        .await
+        .unwrap();
+    receiver.wait_for(3, WAIT).await;
+
+    // The broker goes away: the worker says so on /readyz...
+    proxy.down();
+    worker.wait_readyz(503, WAIT).await;
+    // ...events published meanwhile wait in the queue...
+    let later = producer
+        .publish_all((3..6).map(event).collect())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.count(), 3);
+    // ...and once it is back, the worker reconnects and delivers them.
+    proxy.up();
+    worker.wait_ready(WAIT).await;
+    let requests = receiver.wait_for(6, WAIT).await;
+    let ids: BTreeSet<&str> = requests
+        .iter()
+        .map(|r| r.header("alertpost-event-id").unwrap())
+        .collect();
+    for e in &later {
+        assert!(ids.contains(e.id.as_str()), "{} was not delivered", e.id);
+    }
+    worker.stop().await.unwrap();
+}

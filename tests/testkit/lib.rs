@@ -6,12 +6,14 @@
 //!   when it is dropped, so tests run in parallel without touching each other;
 //! - [`worker`]: a worker in this process, stopped through its shutdown future;
 //! - [`bin`]: the `alertpost` binary, for what must be a real process
-//!   (exit codes, signals, a crash).
+//!   (exit codes, signals, a crash);
+//! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut.
 //!
 //! What they do not model: TLS, slow networks, HTTP/2.
 
 pub mod bin;
 pub mod prefix;
+pub mod proxy;
 pub mod receiver;
 pub mod worker;
 

@@ -18,6 +18,14 @@ impl RunningWorker {
     /// Starts a worker for `prefix` with the config in `toml`, and waits
     /// until it is consuming (its `/readyz` says so).
     pub async fn start(prefix: &TestPrefix, toml: &str) -> RunningWorker {
+        let worker = RunningWorker::spawn(prefix, &prefix.url, toml).await;
+        worker.wait_ready(Duration::from_secs(20)).await;
+        worker
+    }
+
+    /// Starts a worker connecting to `amqp_url` (a proxy, say), without
+    /// waiting for it to be ready.
+    pub async fn spawn(prefix: &TestPrefix, amqp_url: &str, toml: &str) -> RunningWorker {
         let config = alertpost_config::parse(toml, "test.toml", &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("{e}"));
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -26,7 +34,7 @@ impl RunningWorker {
         let admin_addr = admin.local_addr().expect("bound");
         let (tx, rx) = oneshot::channel::<()>();
         let options = WorkerOptions {
-            amqp_url: prefix.url.clone(),
+            amqp_url: amqp_url.to_owned(),
             topology: prefix.topology.clone(),
             config,
             admin: Some(admin),
@@ -35,29 +43,29 @@ impl RunningWorker {
         let handle = tokio::spawn(alertpost_worker::run(options, async move {
             let _ = rx.await;
         }));
-        let worker = RunningWorker {
+        RunningWorker {
             stop: Some(tx),
             handle,
             admin: admin_addr,
-        };
-        worker.wait_ready(Duration::from_secs(20)).await;
-        worker
+        }
     }
 
     /// Polls `/readyz` until it answers 200.
     pub async fn wait_ready(&self, timeout: Duration) {
+        self.wait_readyz(200, timeout).await;
+    }
+
+    /// Polls `/readyz` until it answers `status`.
+    pub async fn wait_readyz(&self, status: u16, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if crate::bin::http_get(self.admin, "/readyz")
-                .await
-                .map(|(s, _)| s)
-                == Some(200)
-            {
+            let got = crate::bin::http_get(self.admin, "/readyz").await;
+            if got.map(|(s, _)| s) == Some(status) {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "worker not ready after {timeout:?}"
+                "/readyz did not answer {status} within {timeout:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

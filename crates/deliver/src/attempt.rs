@@ -8,7 +8,7 @@ use std::error::Error as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::HeaderMap;
 
 use crate::client::{Client, PolicyRefused};
 use crate::request::Request;
@@ -41,7 +41,7 @@ pub enum AttemptResult {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderMap,
     /// The start of the body, at most [`BODY_LIMIT`] bytes.
     pub body: Bytes,
     /// Whether the body went on past what was read.
@@ -50,10 +50,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
@@ -87,12 +84,13 @@ impl AttemptResult {
 impl Client {
     /// Sends `request` once. Never fails: every way it can go wrong is an
     /// [`AttemptResult`].
-    pub async fn send(&self, request: &Request) -> Attempt {
+    pub async fn send(&self, request: Request) -> Attempt {
         let started_at = SystemTime::now();
         let clock = Instant::now();
+        let timeout = request.timeout;
         let result = match self.permits_url(&request.url) {
             Err(reason) => AttemptResult::Policy(reason),
-            Ok(()) => match tokio::time::timeout(request.timeout, self.exchange(request)).await {
+            Ok(()) => match tokio::time::timeout(timeout, self.exchange(request)).await {
                 Ok(result) => result,
                 Err(_) => AttemptResult::Timeout,
             },
@@ -104,30 +102,12 @@ impl Client {
         }
     }
 
-    async fn exchange(&self, request: &Request) -> AttemptResult {
-        let mut headers = HeaderMap::with_capacity(request.headers.len());
-        for h in &request.headers {
-            // Names and values were checked when the config was loaded; a
-            // value that still fails (a template-made one) is left out.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_str(h.value.expose()),
-            ) {
-                let mut value = value;
-                value.set_sensitive(h.sensitive);
-                headers.append(name, value);
-            }
-        }
-        let method = match request.method {
-            alertpost_config::Method::Post => reqwest::Method::POST,
-            alertpost_config::Method::Put => reqwest::Method::PUT,
-            alertpost_config::Method::Patch => reqwest::Method::PATCH,
-        };
+    async fn exchange(&self, request: Request) -> AttemptResult {
         let sent = self
             .http
-            .request(method, request.url.clone())
-            .headers(headers)
-            .body(request.body.clone())
+            .request(request.method, request.url)
+            .headers(request.headers)
+            .body(request.body)
             .send()
             .await;
         let mut response = match sent {
@@ -135,45 +115,51 @@ impl Client {
             Err(e) => return transport_error(e),
         };
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = BytesMut::new();
-        let mut truncated = false;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = BODY_LIMIT - body.len();
-                    if chunk.len() > room {
-                        body.extend_from_slice(&chunk[..room]);
-                        truncated = true;
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                // The status arrived: that is the answer, even if the body
-                // broke off. Keep what was read.
-                Err(_) => {
-                    truncated = true;
-                    break;
-                }
-            }
-        }
+        let headers = std::mem::take(response.headers_mut());
+        let (body, truncated) = read_body(&mut response).await;
         AttemptResult::Response(Response {
             status,
             headers,
-            body: body.freeze(),
+            body,
             truncated,
         })
     }
+}
+
+/// Reads the body up to [`BODY_LIMIT`]: `(bytes, truncated)`. A body that
+/// breaks off after the status still yields what was read (the status is
+/// the answer), marked truncated.
+async fn read_body(response: &mut reqwest::Response) -> (Bytes, bool) {
+    // Most webhook answers are one small chunk: keep it without copying.
+    let mut first: Option<Bytes> = None;
+    let mut more = BytesMut::new();
+    let truncated = loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break false,
+            Err(_) => break true,
+        };
+        if first.is_none() {
+            first = Some(chunk);
+            continue;
+        }
+        if more.is_empty() {
+            more.extend_from_slice(first.as_deref().unwrap_or_default());
+        }
+        more.extend_from_slice(&chunk);
+        if more.len() >= BODY_LIMIT {
+            // Stopped before the end of the body.
+            break true;
+        }
+    };
+    let mut body = if more.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        more.freeze()
+    };
+    let over = body.len() > BODY_LIMIT;
+    body.truncate(BODY_LIMIT);
+    (body, truncated || over)
 }
 
 fn transport_error(e: reqwest::Error) -> AttemptResult {

@@ -103,12 +103,16 @@ mod tests {
     use bytes::Bytes;
 
     fn response(status: u16, headers: &[(&str, &str)], body: &str) -> AttemptResult {
+        let mut map = reqwest::header::HeaderMap::new();
+        for (n, v) in headers {
+            map.insert(
+                reqwest::header::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
         AttemptResult::Response(Response {
             status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            headers: map,
             body: Bytes::from(body.to_owned()),
             truncated: false,
         })

@@ -18,7 +18,7 @@ pub mod request;
 pub use attempt::{Attempt, AttemptResult, Response};
 pub use classify::{Verdict, classify};
 pub use client::Client;
-pub use request::{Request, RequestMeta};
+pub use request::{Endpoint, Request, RequestMeta};
 
 /// `alertpost/<version>`, the user agent of every request.
 pub const USER_AGENT: &str = concat!("alertpost/", env!("CARGO_PKG_VERSION"));

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alertpost_config::{Config, Policy};
-use alertpost_deliver::{AttemptResult, Client, Request, RequestMeta, Verdict, classify};
+use alertpost_deliver::{AttemptResult, Client, Endpoint, Request, RequestMeta, Verdict, classify};
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{any, post};
@@ -70,12 +70,12 @@ async fn sends_the_documented_headers_and_body() {
     );
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::from_static(b"{\"a\":1}"),
         "application/json",
         &meta(),
     );
-    let attempt = client.send(&request).await;
+    let attempt = client.send(request.clone()).await;
     assert_eq!(classify(&attempt.result), Verdict::Delivered, "{attempt:?}");
     let AttemptResult::Response(response) = &attempt.result else {
         panic!()
@@ -109,12 +109,12 @@ async fn redirects_are_not_followed() {
     let config = config(&format!("{base}/redirect"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
         "application/json",
         &meta(),
     );
-    let attempt = client.send(&request).await;
+    let attempt = client.send(request.clone()).await;
     assert_eq!(attempt.result.status(), Some(302));
     assert!(matches!(classify(&attempt.result), Verdict::Dead { .. }));
     assert!(seen.lock().unwrap().is_empty());
@@ -126,12 +126,12 @@ async fn timeouts_bound_the_attempt() {
     let config = config(&format!("{base}/slow"), "timeout = \"200ms\"");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
         "application/json",
         &meta(),
     );
-    let attempt = client.send(&request).await;
+    let attempt = client.send(request.clone()).await;
     assert!(
         matches!(attempt.result, AttemptResult::Timeout),
         "{attempt:?}"
@@ -146,12 +146,12 @@ async fn large_bodies_are_cut() {
     let config = config(&format!("{base}/big"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
         "application/json",
         &meta(),
     );
-    let AttemptResult::Response(r) = client.send(&request).await.result else {
+    let AttemptResult::Response(r) = client.send(request.clone()).await.result else {
         panic!()
     };
     assert_eq!(r.body.len(), alertpost_deliver::attempt::BODY_LIMIT);
@@ -165,12 +165,12 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
     let strict = Client::new(Policy::default()).unwrap();
 
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
         "application/json",
         &meta(),
     );
-    let attempt = strict.send(&request).await;
+    let attempt = strict.send(request.clone()).await;
     let AttemptResult::Policy(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };
@@ -185,7 +185,7 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
         .replace("127.0.0.1", "localhost")
         .parse()
         .unwrap();
-    let attempt = strict.send(&by_name).await;
+    let attempt = strict.send(by_name.clone()).await;
     let AttemptResult::Policy(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };
@@ -198,7 +198,7 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
 
     // Allowed, the same name goes through.
     let open = Client::new(config.policy.clone()).unwrap();
-    let attempt = open.send(&by_name).await;
+    let attempt = open.send(by_name).await;
     assert_eq!(attempt.result.status(), Some(200), "{attempt:?}");
 }
 
@@ -210,12 +210,12 @@ async fn connection_refused_is_retried_and_hides_the_url() {
     let config = config(&format!("http://127.0.0.1:{port}/secret-token-path"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &config.integrations[0],
+        &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
         "application/json",
         &meta(),
     );
-    let attempt = client.send(&request).await;
+    let attempt = client.send(request.clone()).await;
     let AttemptResult::Connect(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };

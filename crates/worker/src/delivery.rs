@@ -38,15 +38,18 @@ pub async fn attempt(
     async move {
         // The semaphore is never closed, so acquiring cannot fail; if it
         // ever were, sending without the bound beats losing the delivery.
-        let _permit = target.permits.acquire().await.ok();
+        let _permit = match &target.permits {
+            Some(permits) => permits.acquire().await.ok(),
+            None => None,
+        };
         let meta = RequestMeta {
             delivery_id,
             event_id: &event.id,
             attempt: number,
             timestamp: unix_now(),
         };
-        let request = Request::new(integration, body, "application/json", &meta);
-        let attempt = client.send(&request).await;
+        let request = Request::new(&target.endpoint, body, "application/json", &meta);
+        let attempt = client.send(request).await;
         let verdict = classify(&attempt.result);
         log(&attempt, &verdict);
         Tried { attempt, verdict }

@@ -46,7 +46,9 @@ enum Settle {
 pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
     let span = tracing::info_span!("message", queue = %msg.queue, message_id = msg.message_id.as_deref().unwrap_or(""));
     async move {
-        let settle = match AssertUnwindSafe(process(&ctx, &publisher, &msg))
+        // Boxed: the handling future is large, and the task that spawns
+        // this one per message stays small and cheap to create.
+        let settle = match AssertUnwindSafe(Box::pin(process(&ctx, &publisher, &msg)))
             .catch_unwind()
             .await
         {

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use alertpost_config::{Config, Integration};
+use alertpost_deliver::Endpoint;
+use alertpost_deliver::request::BadHeader;
 use alertpost_event::Event;
 use tokio::sync::Semaphore;
 
@@ -10,8 +12,13 @@ use tokio::sync::Semaphore;
 #[derive(Debug)]
 pub struct Target {
     pub integration: Integration,
+    /// The integration's request parts, parsed once.
+    pub endpoint: Endpoint,
     /// `integration.concurrency` permits: attempts in flight to it at once.
-    pub permits: Semaphore,
+    /// `None` when that bound is at least the worker's in-flight bound: a
+    /// message makes at most one attempt per integration at a time, so the
+    /// worker's bound already holds it.
+    pub permits: Option<Semaphore>,
 }
 
 /// Everything a dispatch needs from the configuration.
@@ -23,17 +30,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Runtime {
+    pub fn new(config: Config) -> Result<Runtime, BadHeader> {
+        let bound = config.worker.max_inflight;
         let targets = config
             .enabled()
             .map(|i| {
-                Arc::new(Target {
-                    permits: Semaphore::new(i.concurrency),
+                Ok(Arc::new(Target {
+                    permits: (i.concurrency < bound).then(|| Semaphore::new(i.concurrency)),
+                    endpoint: Endpoint::new(i)?,
                     integration: i.clone(),
-                })
+                }))
             })
-            .collect();
-        Runtime { config, targets }
+            .collect::<Result<_, BadHeader>>()?;
+        Ok(Runtime { config, targets })
     }
 
     /// The integrations an event goes to.

@@ -21,8 +21,8 @@ use alertpost_broker::{Broker, BrokerError, Consumer, Publisher, Topology};
 use alertpost_config::Config;
 use alertpost_deliver::Client;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::dispatch::{self, Ctx};
 use crate::health::Health;
@@ -50,6 +50,8 @@ pub enum WorkerError {
     Client(#[from] alertpost_deliver::client::ClientError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
+    #[error(transparent)]
+    Header(#[from] alertpost_deliver::request::BadHeader),
 }
 
 /// Runs a worker until `shutdown` completes, then drains and returns.
@@ -80,7 +82,7 @@ pub async fn run(
 
     let ctx = Arc::new(Ctx {
         client: Client::new(opts.config.policy.clone())?,
-        runtime: Arc::new(Runtime::new(opts.config)),
+        runtime: Arc::new(Runtime::new(opts.config)?),
     });
     tracing::info!(
         integrations = ctx.runtime.targets.len(),
@@ -171,19 +173,18 @@ impl Session {
 
     async fn run(mut self, ctx: &Arc<Ctx>, health: &Health, stop: &CancellationToken) -> Ended {
         let bound = Arc::new(Semaphore::new(self.max_inflight));
-        let mut tasks = JoinSet::new();
+        // Tasks are tracked, not joined one by one: a finished task wakes
+        // no one, and shutdown waits for all of them at once.
+        let tasks = TaskTracker::new();
+        // Cancelled when the connection is lost: the session's tasks stop
+        // where they are (their messages are redelivered by the broker).
+        let lost = CancellationToken::new();
         let mut permit: Option<OwnedSemaphorePermit> = None;
         health.set_consuming(true);
         let ended = loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => break Ended::Shutdown,
-                Some(joined) = tasks.join_next() => {
-                    if let Err(e) = joined {
-                        // `dispatch::handle` catches panics; this is an abort.
-                        tracing::error!(error = %e, "a message task ended abnormally");
-                    }
-                }
                 p = bound.clone().acquire_owned(), if permit.is_none() => {
                     // The semaphore is never closed.
                     permit = p.ok();
@@ -193,8 +194,12 @@ impl Session {
                         let held = permit.take();
                         let ctx = ctx.clone();
                         let publisher = self.publisher.clone();
+                        let lost = lost.clone();
                         tasks.spawn(async move {
-                            dispatch::handle(ctx, publisher, msg).await;
+                            tokio::select! {
+                                _ = dispatch::handle(ctx, publisher, msg) => {}
+                                _ = lost.cancelled() => {}
+                            }
                             drop(held);
                         });
                     }
@@ -204,26 +209,25 @@ impl Session {
             }
         };
         health.set_consuming(false);
+        tasks.close();
         match &ended {
             Ended::Shutdown => {
                 self.events.cancel().await;
-                let in_flight = tasks.len();
-                tracing::info!(in_flight, "draining");
-                let drained = tokio::time::timeout(self.drain_timeout, async {
-                    while tasks.join_next().await.is_some() {}
-                })
-                .await;
-                if drained.is_err() {
+                tracing::info!(in_flight = tasks.len(), "draining");
+                if tokio::time::timeout(self.drain_timeout, tasks.wait())
+                    .await
+                    .is_err()
+                {
                     tracing::warn!(
                         left = tasks.len(),
                         "drain timeout reached; unfinished messages go back to the queue"
                     );
-                    tasks.abort_all();
+                    lost.cancel();
                 }
             }
-            Ended::Lost(_) => tasks.abort_all(),
+            Ended::Lost(_) => lost.cancel(),
         }
-        while tasks.join_next().await.is_some() {}
+        tasks.wait().await;
         self.publisher.close().await;
         self.broker.close().await;
         ended
