@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench rabbitmq build
+.PHONY: run test lint bench rabbitmq test-tools build
 
 ## run: RabbitMQ up, then a receiver, a worker and the ingest with
 ## examples/alertpost.toml, and the sample alerts flowing through them.
@@ -12,7 +12,7 @@ run: rabbitmq build
 
 ## test: the whole suite (format, lints, unit and end-to-end tests against
 ## the local RabbitMQ).
-test: rabbitmq lint
+test: rabbitmq test-tools lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
@@ -30,6 +30,10 @@ bench: rabbitmq
 ## rabbitmq: install (Debian) and start RabbitMQ if needed.
 rabbitmq:
 	@scripts/ensure-rabbitmq.sh
+
+## test-tools: the ecosystem's own programs the tests use (Alertmanager).
+test-tools:
+	@scripts/ensure-test-tools.sh
 
 build:
 	$(CARGO) build --release --workspace --bins

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real RabbitMQ (`ALERTPOST_AMQP_URL`, else the local
 //! default), real HTTP receivers on 127.0.0.1:0, a prefix per test.
 
+mod alertmanager;
 mod cli;
 mod ingest;
 mod pipeline;
