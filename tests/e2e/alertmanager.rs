@@ -61,10 +61,10 @@ async fn start_alertmanager(webhook: &str) -> Alertmanager {
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        if let Ok(r) = client.get(format!("{url}/-/ready")).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if let Ok(r) = client.get(format!("{url}/-/ready")).send().await
+            && r.status().is_success()
+        {
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
