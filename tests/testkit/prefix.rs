@@ -78,7 +78,16 @@ impl TestPrefix {
 impl Drop for TestPrefix {
     fn drop(&mut self) {
         let url = self.url.clone();
-        let topology = self.topology.clone();
+        // A worker run as a binary declares the default tiers, whatever this
+        // prefix's own: delete both sets, or quorum queues pile up on the
+        // broker run after run.
+        let mut tiers = self.topology.tiers().to_vec();
+        tiers.extend(alertpost_broker::topology::DEFAULT_TIERS);
+        let topology = self
+            .topology
+            .clone()
+            .with_tiers(tiers)
+            .unwrap_or_else(|_| self.topology.clone());
         // Drop cannot await, and may run inside a runtime: delete from a
         // thread of its own, and wait for it so the test ends clean.
         let cleanup = std::thread::spawn(move || {

@@ -39,6 +39,7 @@ impl RunningWorker {
             config,
             admin: Some(admin),
             name: format!("{}-worker", prefix.prefix),
+            reload: None,
         };
         let handle = tokio::spawn(alertpost_worker::run(options, async move {
             let _ = rx.await;

@@ -64,6 +64,9 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Validate the config file and list every problem.
     Check,
+    /// Render a sample event (or --event) for one integration and send it
+    /// now, filters ignored; print the request, the response and the verdict.
+    Test(TestArgs),
     /// Declare the exchange and queues, then exit.
     Setup,
 }
@@ -86,6 +89,16 @@ pub struct PublishArgs {
     pub format: String,
     /// Input file; `-` or nothing reads stdin.
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The integration's id.
+    #[arg(long)]
+    pub integration: String,
+    /// An event to send (alertpost.event.v1 JSON) instead of the sample.
+    #[arg(long)]
+    pub event: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

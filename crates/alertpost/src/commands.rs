@@ -10,7 +10,7 @@ use alertpost_producer::{Producer, ProducerError};
 use anyhow::{Context, anyhow};
 
 use crate::Failure;
-use crate::cli::{Cli, Command, Global, IngestArgs, PublishArgs, WorkerArgs};
+use crate::cli::{Cli, Command, Global, IngestArgs, PublishArgs, TestArgs, WorkerArgs};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
@@ -19,6 +19,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Publish(args) => publish(g, args).await,
         Command::Ingest(args) => ingest(g, args).await,
         Command::Check => check(g),
+        Command::Test(args) => test(g, args).await,
         Command::Setup => setup(g).await,
     }
 }
@@ -60,12 +61,18 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
         .await
         .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
     tracing::info!(admin = %args.admin_addr, "admin server listening");
+    let (reload, configs) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(crate::signals::reload_on_sighup(
+        config_path(g, "worker")?.to_owned(),
+        reload,
+    ));
     let options = alertpost_worker::WorkerOptions {
         amqp_url: g.amqp.clone(),
         topology,
         config,
         admin: Some(admin),
         name: process_name("worker"),
+        reload: Some(configs),
     };
     alertpost_worker::run(options, crate::signals::shutdown()).await?;
     Ok(())
@@ -153,6 +160,11 @@ async fn ingest(g: &Global, args: &IngestArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn test(g: &Global, args: &TestArgs) -> Result<(), Failure> {
+    let path = config_path(g, "test")?;
+    crate::test_cmd::run(path, &args.integration, args.event.as_deref()).await
+}
+
 fn check(g: &Global) -> Result<(), Failure> {
     let path = config_path(g, "check")?;
     match alertpost_config::load(path) {
@@ -163,6 +175,33 @@ fn check(g: &Global) -> Result<(), Failure> {
                 config.integrations.len(),
                 config.enabled().count()
             );
+            for i in &config.integrations {
+                let matchers: Vec<String> = i
+                    .filter
+                    .matchers()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                println!(
+                    "  {:<20} {:<8} {} {}, {}, auth {}{}{}",
+                    i.id,
+                    if i.enabled { "enabled" } else { "disabled" },
+                    i.method,
+                    i.url_for_logs(),
+                    i.body_source,
+                    i.auth.kind(),
+                    if i.signing_key.is_some() {
+                        ", signed"
+                    } else {
+                        ""
+                    },
+                    if matchers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", match {}", matchers.join(" "))
+                    },
+                );
+            }
             Ok(())
         }
         Err(e) => {

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod logging;
 mod signals;
+mod test_cmd;
 
 use std::process::ExitCode;
 

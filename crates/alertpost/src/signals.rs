@@ -1,7 +1,40 @@
 //! SIGTERM and SIGINT: the first starts a graceful shutdown, a second one
-//! exits at once.
+//! exits at once. SIGHUP: reload the config file.
 
+use std::path::PathBuf;
+
+use alertpost_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+/// On each SIGHUP, reads and validates `path` again and hands the new
+/// config to the worker; an invalid one is refused with its problems logged
+/// and the running config stays.
+pub async fn reload_on_sighup(path: PathBuf, configs: mpsc::Sender<Config>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot watch SIGHUP; config reload is unavailable");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match alertpost_config::load(&path) {
+            Ok(config) => {
+                tracing::info!(path = %path.display(), "SIGHUP: configuration valid; switching");
+                if configs.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                for problem in &e.problems {
+                    tracing::error!(%problem, "SIGHUP: configuration refused");
+                }
+                tracing::error!(
+                    problems = e.problems.len(),
+                    "SIGHUP: new configuration refused; the current one keeps running"
+                );
+            }
+        }
+    }
+}
 
 /// Completes on the first SIGTERM or SIGINT; then watches for a second one
 /// and exits the process with 130 if it comes.

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use alertpost_render::Body;
 use url::Url;
 
+use crate::filter::Filter;
 use crate::secret::Secret;
 
 /// One webhook integration, with `[defaults]` applied.
@@ -24,24 +26,29 @@ pub struct Integration {
     pub timeout: Duration,
     /// Attempts in flight at once to this integration, per worker.
     pub concurrency: usize,
+    /// Which events it gets (`match`).
+    pub filter: Filter,
+    /// The request body: a preset (`format`) or a `template`.
+    pub body: Body,
+    /// Where the body came from, for displays: `format alertpost`, `template`.
+    pub body_source: String,
+    pub content_type: String,
+    /// Standard Webhooks signing key (`secret = "whsec_..."`).
+    pub signing_key: Option<SigningKey>,
+    /// Response checks (`validate`): a 2xx that fails one is retried.
+    pub validate: Vec<Validator>,
+    /// PagerDuty's routing key, for templates (`integration.routing_key`).
+    pub routing_key: Option<Secret>,
 }
 
 impl Integration {
     /// The URL to show in logs and errors: scheme, host and port only, as
     /// paths and queries often carry tokens (Slack, OnCall).
     pub fn url_for_logs(&self) -> String {
+        let host = self.url.host_str().unwrap_or("");
         match self.url.port() {
-            Some(port) => format!(
-                "{}://{}:{}/…",
-                self.url.scheme(),
-                self.url.host_str().unwrap_or(""),
-                port
-            ),
-            None => format!(
-                "{}://{}/…",
-                self.url.scheme(),
-                self.url.host_str().unwrap_or("")
-            ),
+            Some(port) => format!("{}://{host}:{port}/…", self.url.scheme()),
+            None => format!("{}://{host}/…", self.url.scheme()),
         }
     }
 }
@@ -75,8 +82,9 @@ pub struct Header {
     /// Lowercase.
     pub name: String,
     pub value: Secret,
-    /// Whether the value may be shown (in `alertpost test` output): false when
-    /// it came from the environment or the name suggests a credential.
+    /// Whether the value must be masked wherever a request is shown: it came
+    /// from the environment, belongs to auth, or its name suggests a
+    /// credential.
     pub sensitive: bool,
 }
 
@@ -84,9 +92,96 @@ pub struct Header {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
     None,
-    /// HTTP Basic; from `user:pass@` in the URL (percent-decoded).
+    /// HTTP Basic: `{ type = "basic", username, password }`, or `user:pass@`
+    /// in the URL (percent-decoded).
     Basic {
         username: String,
         password: Secret,
     },
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        token: Secret,
+    },
+    /// OAuth 2 client credentials; the token is fetched and cached.
+    OAuth2(OAuth2),
+    /// Headers of one's choosing (`DD-API-KEY = ...`), all masked.
+    Header(Vec<Header>),
+}
+
+impl Auth {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Basic { .. } => "basic",
+            Auth::Bearer { .. } => "bearer",
+            Auth::OAuth2(_) => "oauth2",
+            Auth::Header(_) => "header",
+        }
+    }
+}
+
+/// OAuth 2 client credentials (RFC 6749 §4.4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OAuth2 {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub token_url: Url,
+    pub scopes: Vec<String>,
+}
+
+/// A Standard Webhooks signing key: the bytes behind `whsec_<base64>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(pub(crate) Vec<u8>);
+
+impl SigningKey {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// `{ path = "$.status", expected = ["ok", "accepted"] }`: the response body
+/// is JSON and a value at `path` is one of `expected`.
+#[derive(Debug, Clone)]
+pub struct Validator {
+    /// As written, for messages.
+    pub path: String,
+    pub query: serde_json_path::JsonPath,
+    pub expected: Vec<String>,
+}
+
+impl Validator {
+    /// Checks a response body; `Err` says what was found instead.
+    pub fn check(&self, body: &[u8]) -> Result<(), String> {
+        let json: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|_| format!("{}: the response body is not JSON", self.path))?;
+        let found: Vec<String> = self
+            .query
+            .query(&json)
+            .all()
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        if found.iter().any(|v| self.expected.contains(v)) {
+            return Ok(());
+        }
+        let got = if found.is_empty() {
+            "nothing".to_owned()
+        } else {
+            found.join(", ")
+        };
+        Err(format!(
+            "{}: found {got}, expected one of {}",
+            self.path,
+            self.expected.join(", ")
+        ))
+    }
 }

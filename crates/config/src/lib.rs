@@ -2,7 +2,9 @@
 //!
 //! Layout:
 //! - [`raw`]: the file as written (every value with its span);
-//! - [`integration`]: the validated integration and its parts;
+//! - [`filter`]: `match`, the matchers that pick an integration's events;
+//! - [`integration`]: the validated integration and its parts (auth,
+//!   signing key, response validators);
 //! - [`policy`]: the outbound policy (https, allowed networks);
 //! - [`problem`]: what went wrong, with the integration, field, line, column;
 //! - [`secret`]: values that must never be shown;
@@ -12,6 +14,7 @@
 //! `alertpost check` can list them all. Nothing here does network I/O.
 
 mod expand;
+pub mod filter;
 pub mod integration;
 pub mod policy;
 pub mod problem;
@@ -22,7 +25,8 @@ mod validate;
 use std::path::Path;
 use std::time::Duration;
 
-pub use integration::{Auth, Header, Integration, Method};
+pub use filter::{Filter, Matcher};
+pub use integration::{Auth, Header, Integration, Method, OAuth2, SigningKey, Validator};
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;

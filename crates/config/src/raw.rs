@@ -43,4 +43,37 @@ pub(crate) struct RawIntegration {
     pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub timeout: Option<Spanned<String>>,
     pub concurrency: Option<Spanned<i64>>,
+    #[serde(rename = "match")]
+    pub matchers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub format: Option<Spanned<String>>,
+    pub template: Option<Spanned<String>>,
+    pub content_type: Option<Spanned<String>>,
+    pub auth: Option<Spanned<RawAuth>>,
+    pub secret: Option<Spanned<String>>,
+    pub validate: Option<Spanned<Vec<Spanned<RawValidator>>>>,
+    pub routing_key: Option<Spanned<String>>,
+}
+
+/// `auth = { type = "...", ... }`; which keys a type takes is checked later,
+/// so a misplaced one is named with its type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret: Option<Spanned<String>>,
+    pub token_url: Option<Spanned<String>>,
+    pub scopes: Option<Vec<Spanned<String>>>,
+    pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawValidator {
+    pub path: Spanned<String>,
+    pub expected: Spanned<Vec<Spanned<toml::Value>>>,
 }

@@ -11,8 +11,13 @@ use std::time::Duration;
 use toml::Spanned;
 use url::Url;
 
+mod parts;
+
+use parts::BodySpec;
+
 use crate::expand::expand;
-use crate::integration::{Auth, Header, Integration, Method};
+use crate::filter::Filter;
+use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validator};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
 use crate::raw::{RawFile, RawIntegration, RawPolicy, RawWorker};
@@ -128,6 +133,14 @@ struct Partial {
     headers: Option<Vec<Header>>,
     timeout: Option<Duration>,
     concurrency: Option<usize>,
+    filter: Option<Filter>,
+    body: Option<BodySpec>,
+    content_type: Option<String>,
+    auth: Option<Auth>,
+    auth_written: bool,
+    signing_key: Option<SigningKey>,
+    validate: Option<Vec<Validator>>,
+    routing_key: Option<Secret>,
 }
 
 impl Cx<'_> {
@@ -329,6 +342,26 @@ impl Cx<'_> {
                 ),
             }
         }
+        if let Some(m) = &raw.matchers {
+            p.filter = self.matchers(m, section);
+        }
+        p.body = self.body_spec(raw.format.as_ref(), raw.template.as_ref(), section);
+        if let Some(ct) = &raw.content_type {
+            p.content_type = self.content_type(ct, section);
+        }
+        if let Some(a) = &raw.auth {
+            p.auth_written = true;
+            p.auth = self.auth(a, section);
+        }
+        if let Some(s) = &raw.secret {
+            p.signing_key = self.signing_key(s, section);
+        }
+        if let Some(v) = &raw.validate {
+            p.validate = self.validators(v, section);
+        }
+        if let Some(k) = &raw.routing_key {
+            p.routing_key = self.routing_key(k, section);
+        }
         p
     }
 
@@ -378,10 +411,60 @@ impl Cx<'_> {
         if let Some((url, _, url_span)) = &url {
             self.check_policy(url, url_span, &section, policy);
         }
+        let url_auth = url
+            .as_ref()
+            .map(|(_, a, _)| a.clone())
+            .unwrap_or(Auth::None);
+        let auth = match (url_auth, own.auth.or_else(|| defaults.auth.clone())) {
+            (Auth::None, Some(auth)) => auth,
+            (url_auth, None) => url_auth,
+            (_, Some(_)) => {
+                let at = raw.auth.as_ref().map_or(span.clone(), Spanned::span);
+                self.problem(
+                    at,
+                    &section,
+                    Some("auth"),
+                    "credentials are in the URL and in `auth`; keep one",
+                );
+                Auth::None
+            }
+        };
+        if (own.auth_written || defaults.auth_written)
+            && matches!(auth, Auth::None)
+            && self.problems.len() > before
+        {
+            return None;
+        }
+        if let Auth::OAuth2(o) = &auth {
+            let at = raw.auth.as_ref().map_or(span.clone(), Spanned::span);
+            self.check_policy(&o.token_url, &at, &section, policy);
+        }
+        let routing_key = own.routing_key.or_else(|| defaults.routing_key.clone());
+        let content_type = own
+            .content_type
+            .or_else(|| defaults.content_type.clone())
+            .unwrap_or_else(|| "application/json".to_owned());
+        let spec = own
+            .body
+            .or_else(|| defaults.body.clone())
+            .unwrap_or_else(|| BodySpec::Format("alertpost".to_owned()));
+        if matches!(&spec, BodySpec::Format(f) if f == "pagerduty") && routing_key.is_none() {
+            self.problem(
+                span.clone(),
+                &section,
+                Some("routing_key"),
+                "required by format pagerduty (the integration key of the PagerDuty service)",
+            );
+        }
+        let body_source = match &spec {
+            BodySpec::Format(name) => format!("format {name}"),
+            BodySpec::Template(..) => "template".to_owned(),
+        };
         if self.problems.len() > before {
             return None;
         }
-        let (url, auth, _) = url?;
+        let body = self.body(&spec, &content_type, &section, routing_key.as_ref())?;
+        let (url, _, _) = url?;
         let id = id?;
         Some(Integration {
             name: own
@@ -399,6 +482,19 @@ impl Cx<'_> {
                 .concurrency
                 .or(defaults.concurrency)
                 .unwrap_or(DEFAULT_CONCURRENCY),
+            filter: own
+                .filter
+                .or_else(|| defaults.filter.clone())
+                .unwrap_or_default(),
+            body,
+            body_source,
+            content_type,
+            signing_key: own.signing_key.or_else(|| defaults.signing_key.clone()),
+            validate: own
+                .validate
+                .or_else(|| defaults.validate.clone())
+                .unwrap_or_default(),
+            routing_key,
         })
     }
 

@@ -8,10 +8,10 @@ use std::error::Error as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 
 use crate::client::{Client, PolicyRefused};
-use crate::request::Request;
+use crate::request::{Endpoint, Request, RequestMeta};
 
 /// How much of a response body is read.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,6 +34,8 @@ pub enum AttemptResult {
     Connect(String),
     /// The outbound policy refused the destination; nothing was sent.
     Policy(String),
+    /// No OAuth 2 token could be had; nothing was sent.
+    Token(String),
     /// Anything else that went wrong in transport.
     Failed(String),
 }
@@ -69,6 +71,7 @@ impl AttemptResult {
             AttemptResult::Timeout => "timeout",
             AttemptResult::Connect(_) => "connect",
             AttemptResult::Policy(_) => "policy",
+            AttemptResult::Token(_) => "token",
             AttemptResult::Failed(_) => "error",
         }
     }
@@ -82,23 +85,100 @@ impl AttemptResult {
 }
 
 impl Client {
-    /// Sends `request` once. Never fails: every way it can go wrong is an
-    /// [`AttemptResult`].
+    /// One attempt to deliver `body` to `endpoint`: the request with its
+    /// auth and signature, sent once; with OAuth 2, a 401 fetches a fresh
+    /// token and sends once more (still one attempt). Never fails: every way
+    /// it can go wrong is an [`AttemptResult`].
+    pub async fn attempt(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        meta: &RequestMeta<'_>,
+    ) -> Attempt {
+        self.run(endpoint, body, meta, false).await.1
+    }
+
+    /// Like [`Client::attempt`], also returning the request as it was last
+    /// sent (for `alertpost test`).
+    pub async fn attempt_shown(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        meta: &RequestMeta<'_>,
+    ) -> (Request, Attempt) {
+        let (request, attempt) = self.run(endpoint, body, meta, true).await;
+        // `run` keeps the request when asked to.
+        let request = request.unwrap_or_else(|| Request::new(endpoint, Bytes::new(), meta));
+        (request, attempt)
+    }
+
+    async fn run(
+        &self,
+        endpoint: &Endpoint,
+        body: Bytes,
+        meta: &RequestMeta<'_>,
+        keep: bool,
+    ) -> (Option<Request>, Attempt) {
+        let started_at = SystemTime::now();
+        let clock = Instant::now();
+        let done = |shown: Option<Request>, result| {
+            (
+                shown,
+                Attempt {
+                    started_at,
+                    duration: clock.elapsed(),
+                    result,
+                },
+            )
+        };
+        let mut request = Request::new(endpoint, body, meta);
+        let Some(tokens) = &endpoint.tokens else {
+            let shown = keep.then(|| request.clone());
+            return done(shown, self.send_once(request).await);
+        };
+        let used = match tokens.header(self, endpoint.timeout).await {
+            Ok(h) => h,
+            Err(reason) => return done(keep.then_some(request), AttemptResult::Token(reason)),
+        };
+        request.headers.insert(AUTHORIZATION, used.clone());
+        let mut again = request.clone();
+        let mut shown = keep.then(|| request.clone());
+        let mut result = self.send_once(request).await;
+        if matches!(&result, AttemptResult::Response(r) if r.status == 401) {
+            result = match tokens.refresh(self, endpoint.timeout, &used).await {
+                Ok(fresh) => {
+                    again.headers.insert(AUTHORIZATION, fresh);
+                    if keep {
+                        shown = Some(again.clone());
+                    }
+                    self.send_once(again).await
+                }
+                Err(reason) => AttemptResult::Token(reason),
+            };
+        }
+        done(shown, result)
+    }
+
+    /// Sends `request` once, as it is.
     pub async fn send(&self, request: Request) -> Attempt {
         let started_at = SystemTime::now();
         let clock = Instant::now();
+        let result = self.send_once(request).await;
+        Attempt {
+            started_at,
+            duration: clock.elapsed(),
+            result,
+        }
+    }
+
+    async fn send_once(&self, request: Request) -> AttemptResult {
         let timeout = request.timeout;
-        let result = match self.permits_url(&request.url) {
+        match self.permits_url(&request.url) {
             Err(reason) => AttemptResult::Policy(reason),
             Ok(()) => match tokio::time::timeout(timeout, self.exchange(request)).await {
                 Ok(result) => result,
                 Err(_) => AttemptResult::Timeout,
             },
-        };
-        Attempt {
-            started_at,
-            duration: clock.elapsed(),
-            result,
         }
     }
 

@@ -2,9 +2,11 @@
 //!
 //! | attempt | verdict |
 //! | --- | --- |
-//! | 2xx | delivered |
+//! | 2xx, every `validate` rule holds | delivered |
+//! | 2xx, a `validate` rule fails | retry (the reason names the rule) |
 //! | 408, 425, 429, 5xx | retry (honouring `Retry-After` on 429 and 503) |
 //! | timeout, connection failure, other transport error | retry |
+//! | no OAuth 2 token (the token endpoint failed) | retry |
 //! | 1xx, 3xx (redirects are not followed), other 4xx | dead, reason `status` |
 //! | destination refused by the outbound policy | dead, reason `policy` |
 //!
@@ -13,6 +15,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use alertpost_config::Validator;
 use alertpost_event::job::DeadReason;
 
 use crate::attempt::{AttemptResult, Response};
@@ -32,11 +35,18 @@ pub enum Verdict {
     },
 }
 
-/// Classifies one attempt.
-pub fn classify(result: &AttemptResult) -> Verdict {
+/// Classifies one attempt; `validators` are the integration's response
+/// checks.
+pub fn classify(result: &AttemptResult, validators: &[Validator]) -> Verdict {
     match result {
         AttemptResult::Response(r) => match r.status {
-            200..=299 => Verdict::Delivered,
+            200..=299 => match validators.iter().find_map(|v| v.check(&r.body).err()) {
+                None => Verdict::Delivered,
+                Some(failed) => Verdict::Retry {
+                    reason: format!("HTTP {}, but validator {failed}", r.status),
+                    retry_after: None,
+                },
+            },
             408 | 425 | 429 | 500..=599 => Verdict::Retry {
                 reason: describe(r),
                 retry_after: match r.status {
@@ -57,7 +67,7 @@ pub fn classify(result: &AttemptResult) -> Verdict {
             reason: format!("connection failed: {e}"),
             retry_after: None,
         },
-        AttemptResult::Failed(e) => Verdict::Retry {
+        AttemptResult::Failed(e) | AttemptResult::Token(e) => Verdict::Retry {
             reason: e.clone(),
             retry_after: None,
         },
@@ -127,7 +137,7 @@ mod tests {
     }
 
     fn check(result: AttemptResult, expect: Expect) {
-        let verdict = classify(&result);
+        let verdict = classify(&result, &[]);
         let ok = match (&verdict, &expect) {
             (Verdict::Delivered, Expect::Delivered) => true,
             (Verdict::Retry { retry_after, .. }, Expect::Retry(after)) => {
@@ -175,7 +185,7 @@ mod tests {
 
     #[test]
     fn reasons_carry_the_status_and_the_start_of_the_body() {
-        let v = classify(&response(400, &[], "{\"error\":\n\"bad field\"}"));
+        let v = classify_plain(&response(400, &[], "{\"error\":\n\"bad field\"}"));
         assert_eq!(
             v,
             Verdict::Dead {
@@ -183,8 +193,45 @@ mod tests {
                 detail: "HTTP 400: {\"error\": \"bad field\"}".to_owned()
             }
         );
-        let v = classify(&response(503, &[], ""));
+        let v = classify_plain(&response(503, &[], ""));
         assert!(matches!(v, Verdict::Retry { reason, .. } if reason == "HTTP 503"));
+    }
+
+    fn classify_plain(result: &AttemptResult) -> Verdict {
+        classify(result, &[])
+    }
+
+    #[test]
+    fn validators_turn_a_2xx_into_a_retry() {
+        let c = alertpost_config::parse(
+            "[[integration]]\nid = \"x\"\nurl = \"https://e.example.com\"\nvalidate = [{ path = \"$.status\", expected = [\"ok\"] }]\n",
+            "t.toml",
+            &|_| None,
+        )
+        .unwrap();
+        let validators = &c.integrations[0].validate;
+        assert_eq!(
+            classify(&response(200, &[], r#"{"status":"ok"}"#), validators),
+            Verdict::Delivered
+        );
+        let v = classify(&response(200, &[], r#"{"status":"queued"}"#), validators);
+        assert_eq!(
+            v,
+            Verdict::Retry {
+                reason: "HTTP 200, but validator $.status: found queued, expected one of ok"
+                    .to_owned(),
+                retry_after: None
+            }
+        );
+        // Validators judge only answers that are otherwise a success.
+        assert!(matches!(
+            classify(&response(400, &[], "{}"), validators),
+            Verdict::Dead { .. }
+        ));
+        check(
+            AttemptResult::Token("token endpoint answered HTTP 500".into()),
+            Expect::Retry(None),
+        );
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! The request of one attempt.
 //!
 //! Headers, in the order they are sent: `content-type`, the Standard
-//! Webhooks `webhook-id` (the delivery id, the same on every attempt) and
-//! `webhook-timestamp`, `alertpost-attempt`, `alertpost-event-id`, the
-//! integration's configured headers, then `authorization` from its auth.
-//! `user-agent` is the client's. Values marked sensitive (credentials,
-//! values from the environment) are masked wherever a request is shown.
+//! Webhooks `webhook-id` (the delivery id, the same on every attempt),
+//! `webhook-timestamp` and, with a signing key, `webhook-signature`;
+//! `alertpost-attempt`, `alertpost-event-id`; the integration's configured
+//! headers; then its auth (`authorization`, or the auth headers). The
+//! `user-agent` is the client's. Values that are credentials are marked
+//! sensitive and masked wherever a request is shown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_config::{Auth, Integration, Method};
+use alertpost_config::{Auth, Integration, Method, SigningKey, Validator};
 use base64::Engine;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
+
+use crate::oauth::TokenCache;
+use crate::sign::sign;
 
 /// What identifies one attempt of one delivery.
 #[derive(Debug, Clone, Copy)]
@@ -22,19 +27,25 @@ pub struct RequestMeta<'a> {
     pub event_id: &'a str,
     /// 1 for the first attempt.
     pub attempt: u32,
-    /// Unix seconds, sent as `webhook-timestamp` (and signed, with a secret).
+    /// Unix seconds, sent as `webhook-timestamp` (and signed).
     pub timestamp: i64,
 }
 
-/// An integration made ready for requests: its method, URL, timeout and the
-/// headers that are the same on every request, parsed once.
+/// An integration made ready for requests: parsed once, used for every
+/// attempt. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    pub id: String,
     pub method: reqwest::Method,
     pub url: Url,
     pub timeout: Duration,
-    /// Configured headers and auth, in order.
+    pub content_type: HeaderValue,
+    /// Configured headers and static auth, in order.
     pub headers: HeaderMap,
+    /// OAuth 2: the token is added per request.
+    pub tokens: Option<Arc<TokenCache>>,
+    pub signing_key: Option<SigningKey>,
+    pub validate: Arc<[Validator]>,
 }
 
 /// A configured header that cannot be sent (checked at load, so only a
@@ -47,26 +58,37 @@ pub struct BadHeader(pub String);
 impl Endpoint {
     pub fn new(integration: &Integration) -> Result<Endpoint, BadHeader> {
         let mut headers = HeaderMap::with_capacity(integration.headers.len() + 1);
-        for h in &integration.headers {
-            let name =
-                HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| BadHeader(h.name.clone()))?;
-            let mut value =
-                HeaderValue::from_str(h.value.expose()).map_err(|_| BadHeader(h.name.clone()))?;
-            value.set_sensitive(h.sensitive);
+        let mut add = |name: &str, value: &str, sensitive: bool| -> Result<(), BadHeader> {
+            let bad = || BadHeader(name.to_owned());
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| bad())?;
+            value.set_sensitive(sensitive);
             headers.append(name, value);
+            Ok(())
+        };
+        for h in &integration.headers {
+            add(&h.name, h.value.expose(), h.sensitive)?;
         }
+        let mut tokens = None;
         match &integration.auth {
             Auth::None => {}
             Auth::Basic { username, password } => {
                 let credentials = format!("{username}:{}", password.expose());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
-                let mut value = HeaderValue::from_str(&format!("Basic {encoded}"))
-                    .map_err(|_| BadHeader("authorization".to_owned()))?;
-                value.set_sensitive(true);
-                headers.insert(reqwest::header::AUTHORIZATION, value);
+                add("authorization", &format!("Basic {encoded}"), true)?;
             }
+            Auth::Bearer { token } => {
+                add("authorization", &format!("Bearer {}", token.expose()), true)?
+            }
+            Auth::Header(auth_headers) => {
+                for h in auth_headers {
+                    add(&h.name, h.value.expose(), true)?;
+                }
+            }
+            Auth::OAuth2(o) => tokens = Some(Arc::new(TokenCache::new(o.clone()))),
         }
         Ok(Endpoint {
+            id: integration.id.clone(),
             method: match integration.method {
                 Method::Post => reqwest::Method::POST,
                 Method::Put => reqwest::Method::PUT,
@@ -74,7 +96,12 @@ impl Endpoint {
             },
             url: integration.url.clone(),
             timeout: integration.timeout,
+            content_type: HeaderValue::from_str(&integration.content_type)
+                .map_err(|_| BadHeader("content-type".to_owned()))?,
             headers,
+            tokens,
+            signing_key: integration.signing_key.clone(),
+            validate: integration.validate.clone().into(),
         })
     }
 }
@@ -92,18 +119,15 @@ pub struct Request {
 
 static WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 static WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+static WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 static ATTEMPT: HeaderName = HeaderName::from_static("alertpost-attempt");
 static EVENT_ID: HeaderName = HeaderName::from_static("alertpost-event-id");
 
 impl Request {
-    /// The request of one attempt to deliver `body` to `endpoint`.
-    pub fn new(
-        endpoint: &Endpoint,
-        body: Bytes,
-        content_type: &str,
-        meta: &RequestMeta<'_>,
-    ) -> Request {
-        let mut headers = HeaderMap::with_capacity(6 + endpoint.headers.len());
+    /// The request of one attempt to deliver `body` to `endpoint`, without
+    /// an OAuth 2 token (added when sending).
+    pub fn new(endpoint: &Endpoint, body: Bytes, meta: &RequestMeta<'_>) -> Request {
+        let mut headers = HeaderMap::with_capacity(7 + endpoint.headers.len());
         let mut put = |name: &HeaderName, value: &str| {
             // Ids are alertpost's own (printable ASCII); a value that still
             // fails is left out rather than failing the attempt.
@@ -111,11 +135,17 @@ impl Request {
                 headers.insert(name.clone(), v);
             }
         };
-        put(&reqwest::header::CONTENT_TYPE, content_type);
         put(&WEBHOOK_ID, meta.delivery_id);
         put(&WEBHOOK_TIMESTAMP, &meta.timestamp.to_string());
+        if let Some(key) = &endpoint.signing_key {
+            put(
+                &WEBHOOK_SIGNATURE,
+                &sign(key.bytes(), meta.delivery_id, meta.timestamp, &body),
+            );
+        }
         put(&ATTEMPT, &meta.attempt.to_string());
         put(&EVENT_ID, meta.event_id);
+        headers.insert(reqwest::header::CONTENT_TYPE, endpoint.content_type.clone());
         for (name, value) in &endpoint.headers {
             headers.append(name.clone(), value.clone());
         }

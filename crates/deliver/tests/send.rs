@@ -72,11 +72,14 @@ async fn sends_the_documented_headers_and_body() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::from_static(b"{\"a\":1}"),
-        "application/json",
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
-    assert_eq!(classify(&attempt.result), Verdict::Delivered, "{attempt:?}");
+    assert_eq!(
+        classify(&attempt.result, &[]),
+        Verdict::Delivered,
+        "{attempt:?}"
+    );
     let AttemptResult::Response(response) = &attempt.result else {
         panic!()
     };
@@ -111,12 +114,14 @@ async fn redirects_are_not_followed() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
-        "application/json",
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
     assert_eq!(attempt.result.status(), Some(302));
-    assert!(matches!(classify(&attempt.result), Verdict::Dead { .. }));
+    assert!(matches!(
+        classify(&attempt.result, &[]),
+        Verdict::Dead { .. }
+    ));
     assert!(seen.lock().unwrap().is_empty());
 }
 
@@ -128,7 +133,6 @@ async fn timeouts_bound_the_attempt() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
-        "application/json",
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
@@ -137,7 +141,10 @@ async fn timeouts_bound_the_attempt() {
         "{attempt:?}"
     );
     assert!(attempt.duration < Duration::from_secs(2));
-    assert!(matches!(classify(&attempt.result), Verdict::Retry { .. }));
+    assert!(matches!(
+        classify(&attempt.result, &[]),
+        Verdict::Retry { .. }
+    ));
 }
 
 #[tokio::test]
@@ -148,7 +155,6 @@ async fn large_bodies_are_cut() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
-        "application/json",
         &meta(),
     );
     let AttemptResult::Response(r) = client.send(request.clone()).await.result else {
@@ -167,7 +173,6 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
-        "application/json",
         &meta(),
     );
     let attempt = strict.send(request.clone()).await;
@@ -193,7 +198,10 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
         reason.contains("localhost resolves only to addresses the outbound policy refuses"),
         "{reason}"
     );
-    assert!(matches!(classify(&attempt.result), Verdict::Dead { .. }));
+    assert!(matches!(
+        classify(&attempt.result, &[]),
+        Verdict::Dead { .. }
+    ));
     assert!(seen.lock().unwrap().is_empty());
 
     // Allowed, the same name goes through.
@@ -212,7 +220,6 @@ async fn connection_refused_is_retried_and_hides_the_url() {
     let request = Request::new(
         &Endpoint::new(&config.integrations[0]).unwrap(),
         Bytes::new(),
-        "application/json",
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
@@ -220,5 +227,8 @@ async fn connection_refused_is_retried_and_hides_the_url() {
         panic!("{attempt:?}")
     };
     assert!(!reason.contains("secret-token-path"), "{reason}");
-    assert!(matches!(classify(&attempt.result), Verdict::Retry { .. }));
+    assert!(matches!(
+        classify(&attempt.result, &[]),
+        Verdict::Retry { .. }
+    ));
 }

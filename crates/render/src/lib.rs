@@ -18,6 +18,7 @@
 pub mod context;
 pub mod filters;
 pub mod presets;
+pub mod sample;
 pub mod template;
 
 pub use context::{Context, Extra};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alertpost_deliver::{Attempt, Client, Request, RequestMeta, Verdict, classify};
+use alertpost_deliver::{Attempt, Client, RequestMeta, Verdict, classify};
 use alertpost_event::Event;
 use bytes::Bytes;
 use tracing::Instrument;
@@ -48,9 +48,8 @@ pub async fn attempt(
             attempt: number,
             timestamp: unix_now(),
         };
-        let request = Request::new(&target.endpoint, body, "application/json", &meta);
-        let attempt = client.send(request).await;
-        let verdict = classify(&attempt.result);
+        let attempt = client.attempt(&target.endpoint, body, &meta).await;
+        let verdict = classify(&attempt.result, &target.endpoint.validate);
         log(&attempt, &verdict);
         Tried { attempt, verdict }
     }

@@ -16,9 +16,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use alertpost_broker::{Destination, Inbound, Outgoing, Publisher};
-use alertpost_deliver::{Client, Verdict};
-use alertpost_event::job::{AttemptSummary, DEAD_SCHEMA, DeadLetter, DeliveryJob};
+use alertpost_deliver::Verdict;
+use alertpost_event::job::{AttemptSummary, DEAD_SCHEMA, DeadLetter, DeadReason, DeliveryJob};
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
+use alertpost_render::{Context, Extra};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::join_all;
@@ -26,13 +27,22 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::delivery::{self, Tried, duration_ms};
-use crate::runtime::{Runtime, Target};
+use crate::runtime::{Current, Target};
 
 /// What every dispatch shares.
 #[derive(Debug)]
 pub struct Ctx {
-    pub runtime: Arc<Runtime>,
-    pub client: Client,
+    /// The configuration in force; a message takes a snapshot.
+    pub current: Current,
+}
+
+/// What became of one delivery.
+enum Done {
+    Delivered,
+    Retry,
+    /// Boxed: the letter carries the event, and most deliveries are not
+    /// dead.
+    Dead(Box<DeadLetter>),
 }
 
 /// How a message is settled with the broker.
@@ -76,47 +86,104 @@ async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
         Ok(event) => event,
         Err(detail) => return undecodable(publisher, msg, detail).await,
     };
-    // Rendered once, shared by every integration (until templates arrive).
-    let body = Bytes::from(event.to_json());
-    let runtime = ctx.runtime.clone();
+    let runtime = ctx.current.get();
     let targets: Vec<&Arc<Target>> = runtime.targets_for(&event).collect();
-    let tried = join_all(targets.iter().map(|target| {
-        let id = delivery_id(&event.id, &target.integration.id);
-        let body = body.clone();
-        let event = &event;
-        async move {
-            let tried = delivery::attempt(&ctx.client, target, event, &id, 1, body).await;
-            (target, id, tried)
-        }
+    if targets.is_empty() {
+        tracing::debug!(event_id = %event.id, "no integration matches the event");
+        return Settle::Ack;
+    }
+    // Built once per message, shared by every integration's rendering; the
+    // context only when a template needs more than the event itself.
+    let event_json = Bytes::from(event.to_json());
+    let context = targets
+        .iter()
+        .any(|t| !t.integration.body.is_event())
+        .then(|| Context::new(&event));
+    let done = join_all(targets.iter().map(|target| {
+        deliver(
+            &runtime.client,
+            target,
+            &event,
+            &event_json,
+            context.as_ref(),
+            &msg.queue,
+        )
     }))
     .await;
 
     let mut settle = Settle::Ack;
     let mut dead = Vec::new();
-    for (target, id, tried) in tried {
-        match &tried.verdict {
-            Verdict::Delivered => {}
-            Verdict::Retry { .. } => settle = Settle::Requeue,
-            Verdict::Dead { reason, detail } => {
-                let mut job = first_job(&event, &target.integration.id, id, &tried);
-                job.attempts = 1;
-                dead.push(DeadLetter {
-                    id: job.delivery_id.clone(),
-                    reason: *reason,
-                    detail: detail.clone(),
-                    dead_at: OffsetDateTime::now_utc(),
-                    queue: msg.queue.clone(),
-                    job: Some(job),
-                    raw: None,
-                    raw_base64: None,
-                });
-            }
+    for d in done {
+        match d {
+            Done::Delivered => {}
+            Done::Retry => settle = Settle::Requeue,
+            Done::Dead(letter) => dead.push(*letter),
         }
     }
     if !publish_dead(publisher, &dead).await {
         return Settle::Requeue;
     }
     settle
+}
+
+/// Renders and makes the first attempt of one delivery.
+async fn deliver(
+    client: &alertpost_deliver::Client,
+    target: &Target,
+    event: &Event,
+    event_json: &Bytes,
+    context: Option<&Context>,
+    queue: &str,
+) -> Done {
+    let integration = &target.integration;
+    let id = delivery_id(&event.id, &integration.id);
+    let extra = Extra {
+        integration_id: &integration.id,
+        integration_name: &integration.name,
+        routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
+        delivery_id: &id,
+    };
+    let rendered = match context {
+        Some(context) => integration.body.render(context, event_json, &extra),
+        None => Ok(event_json.clone()),
+    };
+    let body = match rendered {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(event_id = %event.id, delivery_id = %id, integration = %integration.id, error = %e, "template failed; dead-lettering");
+            let job = new_job(event, &integration.id, id, OffsetDateTime::now_utc());
+            return Done::Dead(Box::new(dead_letter(job, DeadReason::Template, e.to_string(), queue)));
+        }
+    };
+    let tried = delivery::attempt(client, target, event, &id, 1, body).await;
+    match &tried.verdict {
+        Verdict::Delivered => Done::Delivered,
+        Verdict::Retry { .. } => Done::Retry,
+        Verdict::Dead { reason, detail } => {
+            let mut job = new_job(
+                event,
+                &integration.id,
+                id,
+                OffsetDateTime::from(tried.attempt.started_at),
+            );
+            job.attempts = 1;
+            job.record(summary(1, &tried));
+            Done::Dead(Box::new(dead_letter(job, *reason, detail.clone(), queue)))
+        }
+    }
+}
+
+fn dead_letter(job: DeliveryJob, reason: DeadReason, detail: String, queue: &str) -> DeadLetter {
+    DeadLetter {
+        id: job.delivery_id.clone(),
+        reason,
+        detail,
+        dead_at: OffsetDateTime::now_utc(),
+        queue: queue.to_owned(),
+        job: Some(job),
+        raw: None,
+        raw_base64: None,
+    }
 }
 
 /// Reads an event message. `Err` carries why it is not one.
@@ -182,21 +249,23 @@ async fn publish_dead(publisher: &Publisher, letters: &[DeadLetter]) -> bool {
     all
 }
 
-/// The job of a delivery after its first attempt.
-fn first_job(event: &Event, integration: &str, delivery_id: String, tried: &Tried) -> DeliveryJob {
-    let started = OffsetDateTime::from(tried.attempt.started_at);
-    let mut job = DeliveryJob {
+/// A delivery job before any attempt was recorded in it.
+fn new_job(
+    event: &Event,
+    integration: &str,
+    delivery_id: String,
+    first: OffsetDateTime,
+) -> DeliveryJob {
+    DeliveryJob {
         delivery_id,
         integration: integration.to_owned(),
         attempts: 0,
-        first_attempt_at: started,
-        not_before: started,
+        first_attempt_at: first,
+        not_before: first,
         replayed: None,
         history: Vec::new(),
         event: event.clone(),
-    };
-    job.record(summary(1, tried));
-    job
+    }
 }
 
 fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {

@@ -1,14 +1,16 @@
-//! The configuration as the worker uses it.
+//! The configuration as the worker uses it. A reload builds a new
+//! [`Runtime`] and swaps it in; a message keeps the one it started with, so
+//! in-flight deliveries finish under the config they began under.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use alertpost_config::{Config, Integration};
+use alertpost_deliver::Client;
 use alertpost_deliver::Endpoint;
-use alertpost_deliver::request::BadHeader;
 use alertpost_event::Event;
 use tokio::sync::Semaphore;
 
-/// One integration and the permits that bound its concurrency.
+/// One integration, ready to deliver to.
 #[derive(Debug)]
 pub struct Target {
     pub integration: Integration,
@@ -25,12 +27,22 @@ pub struct Target {
 #[derive(Debug)]
 pub struct Runtime {
     pub config: Config,
+    /// The HTTP client, built for the config's outbound policy.
+    pub client: Client,
     /// Enabled integrations, in file order.
     pub targets: Vec<Arc<Target>>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Header(#[from] alertpost_deliver::request::BadHeader),
+    #[error(transparent)]
+    Client(#[from] alertpost_deliver::client::ClientError),
+}
+
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, BadHeader> {
+    pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
         let bound = config.worker.max_inflight;
         let targets = config
             .enabled()
@@ -41,19 +53,53 @@ impl Runtime {
                     integration: i.clone(),
                 }))
             })
-            .collect::<Result<_, BadHeader>>()?;
-        Ok(Runtime { config, targets })
+            .collect::<Result<_, RuntimeError>>()?;
+        Ok(Runtime {
+            client: Client::new(config.policy.clone())?,
+            config,
+            targets,
+        })
     }
 
-    /// The integrations an event goes to.
+    /// The integrations an event goes to: enabled, and their filter holds.
     pub fn targets_for<'a>(
         &'a self,
-        _event: &'a Event,
+        event: &'a Event,
     ) -> impl Iterator<Item = &'a Arc<Target>> + 'a {
-        self.targets.iter()
+        self.targets
+            .iter()
+            .filter(move |t| t.integration.filter.matches(event))
     }
 
     pub fn target(&self, id: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.integration.id == id)
+    }
+}
+
+/// The current runtime, replaced whole on reload.
+#[derive(Debug)]
+pub struct Current(RwLock<Arc<Runtime>>);
+
+impl Current {
+    pub fn new(runtime: Runtime) -> Current {
+        Current(RwLock::new(Arc::new(runtime)))
+    }
+
+    /// A snapshot: what one message is handled with, start to end.
+    pub fn get(&self) -> Arc<Runtime> {
+        // A poisoned lock still holds a complete runtime (the swap is one
+        // assignment); keep serving it.
+        match self.0.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn replace(&self, runtime: Runtime) {
+        let runtime = Arc::new(runtime);
+        match self.0.write() {
+            Ok(mut r) => *r = runtime,
+            Err(poisoned) => *poisoned.into_inner() = runtime,
+        }
     }
 }

@@ -19,14 +19,13 @@ use std::time::Duration;
 
 use alertpost_broker::{Broker, BrokerError, Consumer, Publisher, Topology};
 use alertpost_config::Config;
-use alertpost_deliver::Client;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::{self, Ctx};
 use crate::health::Health;
-use crate::runtime::Runtime;
+use crate::runtime::{Current, Runtime, RuntimeError};
 
 /// Pause before the first reconnection attempt; doubles up to the max.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
@@ -42,16 +41,17 @@ pub struct WorkerOptions {
     pub admin: Option<tokio::net::TcpListener>,
     /// Names the connection in RabbitMQ and prefixes consumer tags.
     pub name: String,
+    /// New configurations to switch to (SIGHUP in `main`), already
+    /// validated. Messages in flight finish under the one they started with.
+    pub reload: Option<mpsc::Receiver<Config>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
-    Client(#[from] alertpost_deliver::client::ClientError),
+    Runtime(#[from] RuntimeError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
-    #[error(transparent)]
-    Header(#[from] alertpost_deliver::request::BadHeader),
 }
 
 /// Runs a worker until `shutdown` completes, then drains and returns.
@@ -81,14 +81,16 @@ pub async fn run(
     };
 
     let ctx = Arc::new(Ctx {
-        client: Client::new(opts.config.policy.clone())?,
-        runtime: Arc::new(Runtime::new(opts.config)?),
+        current: Current::new(Runtime::new(opts.config)?),
     });
     tracing::info!(
-        integrations = ctx.runtime.targets.len(),
+        integrations = ctx.current.get().targets.len(),
         prefix = opts.topology.prefix(),
         "worker starting"
     );
+    if let Some(reload) = opts.reload {
+        tokio::spawn(reloads(ctx.clone(), reload));
+    }
 
     let mut pause = RECONNECT_MIN;
     loop {
@@ -131,6 +133,24 @@ pub async fn run(
     Ok(())
 }
 
+/// Switches to each new configuration as it arrives. One that cannot be
+/// made into a runtime (a header the HTTP library refuses) is refused with
+/// a log line and the old one stays.
+async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>) {
+    while let Some(config) = configs.recv().await {
+        let enabled = config.enabled().count();
+        match Runtime::new(config) {
+            Ok(runtime) => {
+                ctx.current.replace(runtime);
+                tracing::info!(enabled, "configuration reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "new configuration refused; keeping the current one")
+            }
+        }
+    }
+}
+
 enum Ended {
     Shutdown,
     Lost(String),
@@ -152,7 +172,8 @@ impl Session {
         topology: &Topology,
         ctx: &Ctx,
     ) -> Result<Session, BrokerError> {
-        let worker = &ctx.runtime.config.worker;
+        let runtime = ctx.current.get();
+        let worker = &runtime.config.worker;
         let broker = Broker::connect(url, name, topology.clone()).await?;
         broker.declare().await?;
         let publisher = broker.publisher().await?;

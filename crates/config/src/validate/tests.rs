@@ -271,3 +271,184 @@ fn ids_may_not_be_in_defaults() {
         ["t.toml:2:6: [defaults], field `id`: ids are per integration; remove it from [defaults]"]
     );
 }
+
+#[test]
+fn integration_features_load() {
+    let c = ok(r#"
+[defaults]
+validate = [{ path = "$.status", expected = ["ok", 200] }]
+
+[[integration]]
+id = "oncall"
+url = "https://oncall.example.com/hook"
+match = ['severity=~"critical|high"', 'labels.team="db"']
+format = "grafana-oncall"
+auth = { type = "bearer", token = "${TOKEN}" }
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+[[integration]]
+id = "custom"
+url = "https://hooks.example.com/x"
+template = '''
+{ "alert": "{{ title }}", "team": "{{ labels.team }}" }
+'''
+auth = { type = "oauth2", client_id = "app", client_secret = "${TOKEN}", token_url = "https://auth.example.com/token", scopes = ["alerts:write"] }
+
+[[integration]]
+id = "text"
+url = "https://hooks.example.com/t"
+template = "{{ title }} is {{ status }}"
+content_type = "text/plain; charset=utf-8"
+auth = { type = "header", headers = { "DD-API-KEY" = "${TOKEN}" } }
+
+[[integration]]
+id = "pd"
+url = "https://events.pagerduty.com/v2/enqueue"
+format = "pagerduty"
+routing_key = "${TOKEN}"
+auth = { type = "basic", username = "u", password = "p" }
+"#);
+    let oncall = c.integration("oncall").unwrap();
+    assert_eq!(oncall.filter.matchers().len(), 2);
+    assert_eq!(oncall.body_source, "format grafana-oncall");
+    assert!(matches!(&oncall.auth, Auth::Bearer { token } if token.expose() == "s3cr3t-token"));
+    assert_eq!(oncall.signing_key.as_ref().unwrap().bytes().len(), 24);
+    assert_eq!(oncall.validate.len(), 1);
+    assert_eq!(oncall.validate[0].expected, ["ok", "200"]);
+    assert!(oncall.validate[0].check(br#"{"status": 200}"#).is_ok());
+    let err = oncall.validate[0]
+        .check(br#"{"status": "error"}"#)
+        .unwrap_err();
+    assert_eq!(err, "$.status: found error, expected one of ok, 200");
+    assert!(
+        oncall.validate[0]
+            .check(b"<html>")
+            .unwrap_err()
+            .contains("not JSON")
+    );
+
+    let custom = c.integration("custom").unwrap();
+    assert_eq!(custom.body_source, "template");
+    assert_eq!(custom.content_type, "application/json");
+    let Auth::OAuth2(o) = &custom.auth else {
+        panic!()
+    };
+    assert_eq!(
+        (o.client_id.as_str(), o.client_secret.expose()),
+        ("app", "s3cr3t-token")
+    );
+    assert_eq!(o.scopes, ["alerts:write"]);
+
+    let text = c.integration("text").unwrap();
+    assert!(!text.body.is_event());
+    let Auth::Header(h) = &text.auth else {
+        panic!()
+    };
+    assert_eq!(
+        (h[0].name.as_str(), h[0].value.expose(), h[0].sensitive),
+        ("dd-api-key", "s3cr3t-token", true)
+    );
+
+    let pd = c.integration("pd").unwrap();
+    assert_eq!(pd.routing_key.as_ref().unwrap().expose(), "s3cr3t-token");
+    assert!(
+        c.integration("oncall").unwrap().filter.matchers()[0]
+            .to_string()
+            .starts_with("severity=~")
+    );
+    assert!(
+        !format!("{c:?}").contains("s3cr3t"),
+        "secrets stay out of Debug"
+    );
+}
+
+#[test]
+fn integration_feature_problems_are_placed() {
+    let text = r#"
+[[integration]]
+id = "a"
+url = "https://x.example.com"
+match = ['severity="high"', 'sevrity="x"']
+format = "nope"
+
+[[integration]]
+id = "b"
+url = "https://x.example.com"
+template = '''
+{
+  "t": "{{ titel }}",
+  "u": "{{ title + }}"
+}
+'''
+
+[[integration]]
+id = "c"
+url = "https://x.example.com"
+auth = { type = "bearer", username = "u" }
+secret = "not-a-secret"
+validate = [{ path = "status", expected = [] }]
+
+[[integration]]
+id = "d"
+url = "https://x.example.com"
+format = "pagerduty"
+template = "{}"
+
+[[integration]]
+id = "e"
+url = "https://u:p@x.example.com"
+auth = { type = "bearer", token = "t" }
+"#;
+    let got = problems(text);
+    let expected = [
+        "t.toml:5:29: integration `a`, field `match[1]`: `sevrity` is not a field",
+        "t.toml:6:10: integration `a`, field `format`: `nope` is not a preset; presets: alertpost, grafana-oncall",
+        "t.toml:14:20: integration `b`, field `template`: syntax error",
+        "t.toml:21:8: integration `c`, field `auth.username`: not used by auth type bearer",
+        "t.toml:21:8: integration `c`, field `auth.token`: required by auth type bearer",
+        "t.toml:22:10: integration `c`, field `secret`: expected `whsec_`",
+        "t.toml:23:22: integration `c`, field `validate[0].path`: not an RFC 9535 JSONPath",
+        "t.toml:23:43: integration `c`, field `validate[0].expected`: list at least one value",
+        "t.toml:28:10: integration `d`, field `format`: set `format` or `template`, not both",
+        "t.toml:34:8: integration `e`, field `auth`: credentials are in the URL and in `auth`",
+    ];
+    for (got, expected) in got.iter().zip(expected) {
+        assert!(
+            got.starts_with(expected),
+            "got:      {got}\nexpected: {expected}"
+        );
+    }
+    assert_eq!(got.len(), expected.len(), "{got:#?}");
+}
+
+#[test]
+fn unknown_template_fields_name_their_line() {
+    let got = problems(
+        "[[integration]]\nid = \"b\"\nurl = \"https://x.example.com\"\ntemplate = '''\n{\n  \"t\": \"{{ titel }}\"\n}\n'''\n",
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "t.toml:6:12: integration `b`, field `template`: `titel` is not a field of the event"
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn pagerduty_needs_a_routing_key_and_templates_must_render() {
+    let got = problems(
+        "[[integration]]\nid = \"pd\"\nurl = \"https://e.example.com\"\nformat = \"pagerduty\"\n",
+    );
+    assert!(
+        got[0].contains("field `routing_key`: required by format pagerduty"),
+        "{got:?}"
+    );
+    let got = problems(
+        "[[integration]]\nid = \"r\"\nurl = \"https://e.example.com\"\ntemplate = '{\"t\": \"{{ title | timestamp_ms }}\"}'\n",
+    );
+    assert!(
+        got[0].contains("field `template`: cannot render a sample event"),
+        "{got:?}"
+    );
+}
