@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# Installs, from Debian's packages, the ecosystem programs the end-to-end
-# tests talk to (today: the real Prometheus Alertmanager), where missing.
+# Installs the ecosystem's own programs and libraries the end-to-end tests
+# check alertpost against, where missing:
+# - the real Prometheus Alertmanager, from Debian's packages;
+# - the Standard Webhooks reference library (PyPI `standardwebhooks`), in a
+#   virtual environment under target/test-python (tests find it there).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-need=()
-command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 \
-  || need+=(prometheus-alertmanager)
-
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
-echo "ensure-test-tools: installing ${need[*]} from Debian's packages"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-# Only the program is needed: no service is started for it.
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt_install() {
+  echo "ensure-test-tools: installing $* from Debian's packages"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  # Only the programs are needed: no service is started for them.
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1; then
+  apt_install prometheus-alertmanager
+fi
+
+VENV=target/test-python
+if ! "$VENV/bin/python" -c 'import standardwebhooks' >/dev/null 2>&1; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    apt_install python3-venv
+  fi
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  echo "ensure-test-tools: installing standardwebhooks from PyPI into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks
+fi

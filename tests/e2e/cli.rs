@@ -300,3 +300,258 @@ async fn sigterm_drains_and_exits_zero() {
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
     receiver.assert_no_more(2, Duration::from_millis(200)).await;
 }
+
+// Multi-threaded: the receiver must answer while the test waits on the
+// command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_command_shows_the_exchange_and_fails_on_a_failure() {
+    let prefix = TestPrefix::new("cli-test");
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/ok",
+        [Reply::ok()
+            .header("x-request-id", "r-42")
+            .body(r#"{"status":"accepted","echo":"R0UT1NGK3Y"}"#)],
+    );
+    receiver.script(
+        "/bad",
+        (0..2).map(|_| Reply::status(422).body(r#"{"error":"unknown field"}"#)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("t.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
+             [[integration]]\nid = \"pd\"\nurl = \"{}\"\nformat = \"pagerduty\"\nrouting_key = \"R0UT1NGK3Y\"\nenabled = false\n\
+             auth = {{ type = \"bearer\", token = \"t0ps3cret\" }}\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\
+             validate = [{{ path = \"$.status\", expected = [\"accepted\"] }}]\n\
+             [[integration]]\nid = \"bad\"\nurl = \"{}\"\n",
+            receiver.url("/ok"),
+            receiver.url("/bad")
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(alertpost(&prefix).args([
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "pd",
+    ]));
+    assert_eq!(code, 0, "{out}{err}");
+    for expected in [
+        "integration pd (pd, disabled), format pagerduty",
+        "from the sample event",
+        &format!("> POST {}", receiver.url("/ok")),
+        "> authorization: *** (masked)",
+        "> webhook-signature: v1,",
+        "> content-type: application/json",
+        "\"routing_key\":\"***\"",
+        "< HTTP 200 (",
+        "< x-request-id: r-42",
+        "\"echo\":\"***\"",
+        "ok    $.status in [accepted]",
+        "result: delivered",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in:\n{out}");
+    }
+    assert!(
+        !out.contains("t0ps3cret") && !out.contains("R0UT1NGK3Y"),
+        "{out}"
+    );
+    let sent = receiver.requests_to("/ok");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].json()["routing_key"],
+        "R0UT1NGK3Y",
+        "the real key is sent"
+    );
+
+    let (code, out, _) = run(alertpost(&prefix).args([
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "bad",
+    ]));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("< HTTP 422"), "{out}");
+    assert!(
+        out.contains("result: failed, would be dead-lettered (status): HTTP 422"),
+        "{out}"
+    );
+
+    let event = dir.path().join("e.json");
+    std::fs::write(
+        &event,
+        r#"{"source":"me","status":"firing","title":"From a file"}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(alertpost(&prefix).args([
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "bad",
+        "--event",
+        event.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 1, "{err}");
+    assert!(out.contains("\"title\":\"From a file\""), "{out}");
+
+    let (code, _, err) = run(alertpost(&prefix).args([
+        "test",
+        "--config",
+        config.to_str().unwrap(),
+        "--integration",
+        "nope",
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no integration `nope`") && err.contains("ids: pd, bad"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn check_lists_template_auth_and_matcher_problems() {
+    let prefix = TestPrefix::new("cli-check2");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        r#"[[integration]]
+id = "a"
+url = "https://a.example.com"
+match = ['severity=~"(unclosed"']
+template = '''
+{ "t": "{{ titel }}" }
+'''
+
+[[integration]]
+id = "b"
+url = "https://b.example.com"
+auth = { type = "oauth2", client_id = "x" }
+secret = "${MISSING_SIGNING_SECRET}"
+"#,
+    )
+    .unwrap();
+    let (code, out, _) = run(alertpost(&prefix).args(["check", "--config", bad.to_str().unwrap()]));
+    assert_eq!(code, 2);
+    let lines: Vec<&str> = out.lines().collect();
+    let expected = [
+        "bad.toml:4:10: integration `a`, field `match[0]`: `(unclosed` is not a valid regular expression",
+        "bad.toml:6:12: integration `a`, field `template`: `titel` is not a field of the event",
+        "bad.toml:12:8: integration `b`, field `auth.client_secret`: required by auth type oauth2",
+        "bad.toml:12:8: integration `b`, field `auth.token_url`: required by auth type oauth2",
+        "bad.toml:13:10: integration `b`, field `secret`: environment variable `MISSING_SIGNING_SECRET` is not set",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{out}");
+    for (line, want) in lines.iter().zip(expected) {
+        assert!(line.contains(want), "got:  {line}\nwant: {want}");
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_a_valid_config_and_refuses_an_invalid_one() {
+    let prefix = TestPrefix::new("sighup");
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("alertpost.toml");
+    let write = |path: &str| {
+        std::fs::write(
+            &config,
+            format!("[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n", receiver.url(path)),
+        )
+        .unwrap();
+    };
+    write("/first");
+    let mut worker = alertpost(&prefix)
+        .args([
+            "worker",
+            "--config",
+            config.to_str().unwrap(),
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = worker.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    let wait_log = |needle: &'static str| {
+        let log = log.clone();
+        async move {
+            let deadline = Instant::now() + WAIT;
+            while !log.lock().unwrap().contains(needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no `{needle}` in the log:\n{}",
+                    log.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &worker.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    wait_log("connected to RabbitMQ").await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test")
+        .await
+        .unwrap();
+    let e = |t: &str| alertpost_event::Event::new("t", alertpost_event::Status::Firing, t);
+    producer.publish(e("one")).await.unwrap();
+    receiver.wait_for(1, WAIT).await;
+
+    std::fs::write(
+        &config,
+        "[[integration]]\nid = \"hook\"\nurl = \"ftp://nope\"\n",
+    )
+    .unwrap();
+    hup();
+    wait_log("new configuration refused").await;
+    assert!(
+        log.lock()
+            .unwrap()
+            .contains("scheme `ftp` is not supported")
+    );
+    producer.publish(e("two")).await.unwrap();
+    receiver.wait_for(2, WAIT).await;
+    assert_eq!(
+        receiver.requests_to("/first").len(),
+        2,
+        "the old config keeps running"
+    );
+
+    write("/second");
+    hup();
+    wait_log("configuration reloaded").await;
+    producer.publish(e("three")).await.unwrap();
+    receiver.wait_for(3, WAIT).await;
+    assert_eq!(receiver.requests_to("/second").len(), 1);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &worker.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(worker.wait().unwrap().code(), Some(0));
+}

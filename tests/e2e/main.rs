@@ -4,4 +4,5 @@
 mod alertmanager;
 mod cli;
 mod ingest;
+mod integrations;
 mod pipeline;

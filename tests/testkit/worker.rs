@@ -4,12 +4,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use alertpost_worker::{WorkerError, WorkerOptions};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::TestPrefix;
 
 pub struct RunningWorker {
     stop: Option<oneshot::Sender<()>>,
+    reload: mpsc::Sender<alertpost_config::Config>,
     handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
     pub admin: SocketAddr,
 }
@@ -33,19 +34,21 @@ impl RunningWorker {
             .expect("admin can listen");
         let admin_addr = admin.local_addr().expect("bound");
         let (tx, rx) = oneshot::channel::<()>();
+        let (reload, configs) = mpsc::channel(1);
         let options = WorkerOptions {
             amqp_url: amqp_url.to_owned(),
             topology: prefix.topology.clone(),
             config,
             admin: Some(admin),
             name: format!("{}-worker", prefix.prefix),
-            reload: None,
+            reload: Some(configs),
         };
         let handle = tokio::spawn(alertpost_worker::run(options, async move {
             let _ = rx.await;
         }));
         RunningWorker {
             stop: Some(tx),
+            reload,
             handle,
             admin: admin_addr,
         }
@@ -70,6 +73,16 @@ impl RunningWorker {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Hands the worker a new configuration, as SIGHUP does.
+    pub async fn reload(&self, toml: &str) {
+        let config = alertpost_config::parse(toml, "reload.toml", &|name| std::env::var(name).ok())
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.reload
+            .send(config)
+            .await
+            .expect("the worker takes reloads");
     }
 
     /// Graceful stop: drain, then return the worker's result.

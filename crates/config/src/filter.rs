@@ -83,10 +83,17 @@ impl Matcher {
         let path = parse_path(text[..at].trim())?;
         let value = parse_value(text[at + len..].trim())?;
         let regex = match op {
-            Op::Re | Op::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("`{value}` is not a valid regular expression: {e}"))?,
-            ),
+            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                // The regex crate's message spans lines (a caret under
+                // the pattern); keep only its last line, the reason.
+                let text = e.to_string();
+                let reason = text
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                format!("`{value}` is not a valid regular expression: {reason}")
+            })?),
             Op::Eq | Op::Ne => None,
         };
         Ok(Matcher {

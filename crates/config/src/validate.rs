@@ -460,10 +460,13 @@ impl Cx<'_> {
             BodySpec::Format(name) => format!("format {name}"),
             BodySpec::Template(..) => "template".to_owned(),
         };
+        // Compiled even when other fields have problems, so every problem
+        // of the integration is listed at once.
+        let body = self.body(&spec, &content_type, &section, routing_key.as_ref());
         if self.problems.len() > before {
             return None;
         }
-        let body = self.body(&spec, &content_type, &section, routing_key.as_ref())?;
+        let body = body?;
         let (url, _, _) = url?;
         let id = id?;
         Some(Integration {

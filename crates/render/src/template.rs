@@ -241,15 +241,16 @@ struct Leaves<'a> {
 impl Leaves<'_> {
     fn node(&mut self, value: Json) -> Node {
         match value {
-            Json::String(s) => self.string(s),
+            Json::String(s) => self.string(s, true),
             Json::Array(items) => Node::Array(items.into_iter().map(|v| self.node(v)).collect()),
             Json::Object(members) => Node::Object(
                 members
                     .into_iter()
                     .map(|(k, v)| {
-                        let key = match self.string(k) {
-                            Node::Literal(Json::String(k)) => Key::Literal(k),
+                        // Keys are always text: a placeholder's value, as a string.
+                        let key = match self.string(k, false) {
                             Node::Text(name) | Node::Typed(name) => Key::Text(name),
+                            Node::Literal(Json::String(k)) => Key::Literal(k),
                             _ => Key::Literal(String::new()),
                         };
                         (key, self.node(v))
@@ -260,13 +261,14 @@ impl Leaves<'_> {
         }
     }
 
-    fn string(&mut self, s: String) -> Node {
+    /// A template string; `typed` lets a single placeholder keep its type.
+    fn string(&mut self, s: String, typed: bool) -> Node {
         if !(s.contains("{{") || s.contains("{%") || s.contains("{#")) {
             return Node::Literal(Json::String(s));
         }
         let name = format!("leaf{}", self.next);
         self.next += 1;
-        let (source, typed) = match single_placeholder(&s) {
+        let (source, typed) = match single_placeholder(&s).filter(|_| typed) {
             Some(expr) => (format!("{{{{ ({expr}) | _typed }}}}"), true),
             None => (s.clone(), false),
         };

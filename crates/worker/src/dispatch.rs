@@ -152,7 +152,12 @@ async fn deliver(
         Err(e) => {
             tracing::warn!(event_id = %event.id, delivery_id = %id, integration = %integration.id, error = %e, "template failed; dead-lettering");
             let job = new_job(event, &integration.id, id, OffsetDateTime::now_utc());
-            return Done::Dead(Box::new(dead_letter(job, DeadReason::Template, e.to_string(), queue)));
+            return Done::Dead(Box::new(dead_letter(
+                job,
+                DeadReason::Template,
+                e.to_string(),
+                queue,
+            )));
         }
     };
     let tried = delivery::attempt(client, target, event, &id, 1, body).await;

@@ -1,0 +1,410 @@
+//! What users configure per integration, end to end: filters, templates,
+//! presets, auth, signatures, validators, reload.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use alertpost_event::{Event, Severity, Status};
+use alertpost_producer::Producer;
+use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+const POLICY: &str = "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n";
+
+async fn producer(prefix: &TestPrefix) -> Producer {
+    Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .expect("RabbitMQ is reachable")
+}
+
+fn event(title: &str, severity: Option<Severity>, status: Status, team: &str) -> Event {
+    let mut e = Event::new("test", status, title);
+    e.severity = severity;
+    e.labels.insert("team".into(), team.into());
+    e
+}
+
+/// Titles of the events each path received.
+fn titles_by_path(receiver: &Receiver) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in receiver.requests() {
+        out.entry(r.path.clone())
+            .or_default()
+            .insert(r.json()["title"].as_str().unwrap_or("").to_owned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn filters_route_each_event_to_the_integrations_that_match() {
+    let prefix = TestPrefix::new("filters");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        r#"{POLICY}
+[[integration]]
+id = "db-urgent"
+url = "{db}"
+match = ['labels.team="db"', 'severity=~"critical|high"']
+
+[[integration]]
+id = "open"
+url = "{open}"
+match = ['status!="resolved"']
+
+[[integration]]
+id = "ml"
+url = "{ml}"
+match = ['data.model_id=~"churn-.*"']
+
+[[integration]]
+id = "off"
+enabled = false
+url = "{off}"
+"#,
+        db = receiver.url("/db"),
+        open = receiver.url("/open"),
+        ml = receiver.url("/ml"),
+        off = receiver.url("/off"),
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut model = event("e4", None, Status::Firing, "ml");
+    model.data.insert("model_id".into(), json!("churn-v3"));
+    let events = vec![
+        event("e1", Some(Severity::Critical), Status::Firing, "db"),
+        event("e2", Some(Severity::Warning), Status::Firing, "db"),
+        event("e3", Some(Severity::High), Status::Resolved, "web"),
+        model,
+        event("e5", Some(Severity::High), Status::Resolved, "db"),
+    ];
+    producer(&prefix).await.publish_all(events).await.unwrap();
+    receiver.wait_for(6, WAIT).await;
+    receiver.assert_no_more(6, Duration::from_millis(500)).await;
+
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let got = titles_by_path(&receiver);
+    assert_eq!(got["/db"], set(&["e1", "e5"]));
+    assert_eq!(got["/open"], set(&["e1", "e2", "e4"]));
+    assert_eq!(got["/ml"], set(&["e4"]));
+    assert!(!got.contains_key("/off"));
+    worker.stop().await.unwrap();
+    // e3 matched nothing and was acked all the same.
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+}
+
+#[tokio::test]
+async fn hostile_strings_render_to_valid_json() {
+    let prefix = TestPrefix::new("hostile");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        r#"{POLICY}
+[[integration]]
+id = "custom"
+url = "{url}"
+template = '''
+{{
+  "summary": "[{{{{ severity | upper }}}}] {{{{ title }}}}",
+  "text": "{{{{ message }}}}",
+  "team": "{{{{ labels.team }}}}",
+  "labels": "{{{{ labels }}}}",
+  "payload": "{{{{ data.payload }}}}",
+  "count": "{{{{ data.count }}}}",
+  "missing": "{{{{ data.nothing }}}}",
+  "{{{{ labels.team }}}}": true
+}}
+'''
+"#,
+        url = receiver.url("/custom")
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let hostile = "quote \" backslash \\ newline \n tab \t unicode ✓ 🔥 \u{0007} </script> {{ title }} {% raw %}";
+    let mut e = Event::new("test", Status::Firing, "t");
+    e.severity = Some(Severity::Critical);
+    e.message = Some(hostile.to_owned());
+    e.labels.insert("team".into(), hostile.to_owned());
+    e.data.insert(
+        "payload".into(),
+        json!({"nested": [hostile, 1.5, null, true]}),
+    );
+    e.data.insert("count".into(), json!(42));
+    producer(&prefix).await.publish(e).await.unwrap();
+    let got = receiver.wait_for(1, WAIT).await;
+    let body: Value = got[0].json();
+    assert_eq!(body["summary"], "[CRITICAL] t");
+    assert_eq!(body["text"], hostile);
+    assert_eq!(body["team"], hostile);
+    assert_eq!(body["labels"], json!({"team": hostile}));
+    assert_eq!(
+        body["payload"],
+        json!({"nested": [hostile, 1.5, null, true]})
+    );
+    assert_eq!(body["count"], 42);
+    assert!(body.get("missing").is_none());
+    assert_eq!(body[hostile], true);
+    assert_eq!(got[0].header("content-type"), Some("application/json"));
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn text_templates_and_presets_send_their_shape() {
+    let prefix = TestPrefix::new("presets");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        r#"{POLICY}
+[[integration]]
+id = "text"
+url = "{text}"
+template = "{{{{ status | upper }}}}: {{{{ title }}}}"
+content_type = "text/plain; charset=utf-8"
+
+[[integration]]
+id = "oncall"
+url = "{oncall}"
+format = "grafana-oncall"
+
+[[integration]]
+id = "pd"
+url = "{pd}"
+format = "pagerduty"
+routing_key = "R0UT1NG"
+"#,
+        text = receiver.url("/text"),
+        oncall = receiver.url("/oncall"),
+        pd = receiver.url("/pd"),
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut e = event("Disk full", Some(Severity::High), Status::Resolved, "db");
+    e.dedup_key = Some("fp-1".into());
+    producer(&prefix).await.publish(e).await.unwrap();
+    receiver.wait_for(3, WAIT).await;
+    let text = &receiver.requests_to("/text")[0];
+    assert_eq!(&text.body[..], b"RESOLVED: Disk full");
+    assert_eq!(
+        text.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    let oncall = receiver.requests_to("/oncall")[0].json();
+    assert_eq!(
+        oncall,
+        json!({"alert_uid": "fp-1", "title": "Disk full", "state": "ok"})
+    );
+    let pd = receiver.requests_to("/pd")[0].json();
+    assert_eq!(pd["routing_key"], "R0UT1NG");
+    assert_eq!(pd["event_action"], "resolve");
+    assert_eq!(pd["dedup_key"], "fp-1");
+    assert_eq!(pd["payload"]["severity"], "error");
+    worker.stop().await.unwrap();
+}
+
+/// One captured webhook: its headers and body.
+type Captured = (Vec<(String, String)>, Vec<u8>);
+
+/// Verifies captured webhooks with the Standard Webhooks reference library
+/// (PyPI `standardwebhooks`); returns how many verified.
+fn verify_with_reference(secret: &str, captured: &[Captured]) -> usize {
+    let python = format!(
+        "{}/../target/test-python/bin/python",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "{python} is missing: run scripts/ensure-test-tools.sh (make test does)"
+    );
+    let input: Vec<Value> = captured
+        .iter()
+        .map(|(headers, body)| {
+            let headers: serde_json::Map<String, Value> =
+                headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            json!({"headers": headers, "body": String::from_utf8_lossy(body)})
+        })
+        .collect();
+    let script = r#"
+import json, sys
+from standardwebhooks.webhooks import Webhook
+secret, items = sys.argv[1], json.load(sys.stdin)
+ok = 0
+for item in items:
+    try:
+        Webhook(secret).verify(item["body"], item["headers"])
+        ok += 1
+    except Exception as e:
+        print("failed:", e, file=sys.stderr)
+print(ok)
+"#;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script, secret])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn signatures_verify_with_the_reference_implementation() {
+    let prefix = TestPrefix::new("signed");
+    let receiver = Receiver::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let toml = format!(
+        "{POLICY}\n[[integration]]\nid = \"signed\"\nurl = \"{}\"\nsecret = \"{secret}\"\nformat = \"slack\"\n\
+         [[integration]]\nid = \"unsigned\"\nurl = \"{}\"\n",
+        receiver.url("/signed"),
+        receiver.url("/unsigned")
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let events: Vec<Event> = (0..5)
+        .map(|i| {
+            event(
+                &format!("signed ✓ \"{i}\""),
+                Some(Severity::Info),
+                Status::Firing,
+                "db",
+            )
+        })
+        .collect();
+    producer(&prefix).await.publish_all(events).await.unwrap();
+    receiver.wait_for(10, WAIT).await;
+    let signed: Vec<_> = receiver
+        .requests_to("/signed")
+        .into_iter()
+        .map(|r| (r.headers.clone(), r.body.to_vec()))
+        .collect();
+    assert_eq!(signed.len(), 5);
+    for (headers, _) in &signed {
+        let sig = headers
+            .iter()
+            .find(|(n, _)| n == "webhook-signature")
+            .map(|(_, v)| v.as_str());
+        assert!(sig.is_some_and(|s| s.starts_with("v1,")), "{headers:?}");
+    }
+    assert_eq!(verify_with_reference(secret, &signed), 5);
+    // The reference does check: a changed body or another key fails.
+    let mut tampered = signed.clone();
+    tampered[0].1.push(b' ');
+    assert_eq!(verify_with_reference(secret, &tampered), 4);
+    assert_eq!(
+        verify_with_reference("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", &signed),
+        0
+    );
+    for r in receiver.requests_to("/unsigned") {
+        assert!(r.header("webhook-signature").is_none());
+        assert!(r.header("webhook-id").is_some() && r.header("webhook-timestamp").is_some());
+    }
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oauth2_through_the_worker_fetches_one_token() {
+    let prefix = TestPrefix::new("oauth2");
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/token",
+        [Reply::ok().body(r#"{"access_token":"tok-1","token_type":"bearer","expires_in":3600}"#)],
+    );
+    let toml = format!(
+        "{POLICY}\n[[integration]]\nid = \"api\"\nurl = \"{}\"\n\
+         auth = {{ type = \"oauth2\", client_id = \"alertpost\", client_secret = \"${{ALERTPOST_TEST_SECRET}}\", token_url = \"{}\", scopes = [\"alerts\"] }}\n",
+        receiver.url("/hook"),
+        receiver.url("/token")
+    );
+    // SAFETY: tests in this binary read the variable only through config
+    // parsing, and every writer sets the same value.
+    unsafe { std::env::set_var("ALERTPOST_TEST_SECRET", "cl1ent-s3cret") };
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let events: Vec<Event> = (0..20)
+        .map(|i| event(&format!("e{i}"), None, Status::Firing, "x"))
+        .collect();
+    producer(&prefix).await.publish_all(events).await.unwrap();
+    receiver.wait_for(21, WAIT).await;
+    receiver
+        .assert_no_more(21, Duration::from_millis(300))
+        .await;
+    let tokens = receiver.requests_to("/token");
+    assert_eq!(tokens.len(), 1, "one token for twenty deliveries");
+    let form = String::from_utf8_lossy(&tokens[0].body).into_owned();
+    assert_eq!(
+        form,
+        "grant_type=client_credentials&client_id=alertpost&client_secret=cl1ent-s3cret&scope=alerts"
+    );
+    for r in receiver.requests_to("/hook") {
+        assert_eq!(r.header("authorization"), Some("Bearer tok-1"));
+    }
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_validator_means_another_try() {
+    let prefix = TestPrefix::new("validate");
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/hook",
+        [
+            Reply::ok().body(r#"{"status":"error","reason":"queue full"}"#),
+            Reply::ok().body(r#"{"status":"accepted"}"#),
+        ],
+    );
+    let toml = format!(
+        "{POLICY}\n[[integration]]\nid = \"v\"\nurl = \"{}\"\nvalidate = [{{ path = \"$.status\", expected = [\"ok\", \"accepted\"] }}]\n",
+        receiver.url("/hook")
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    producer(&prefix)
+        .await
+        .publish(event("v", None, Status::Firing, "x"))
+        .await
+        .unwrap();
+    receiver.wait_for(2, WAIT).await;
+    receiver.assert_no_more(2, Duration::from_millis(500)).await;
+    worker.stop().await.unwrap();
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+}
+
+#[tokio::test]
+async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_the_old() {
+    let prefix = TestPrefix::new("reload");
+    let receiver = Receiver::start().await;
+    receiver.script("/old", [Reply::ok().delay(Duration::from_millis(1500))]);
+    let old = format!(
+        "{POLICY}\n[[integration]]\nid = \"old\"\nurl = \"{}\"\n",
+        receiver.url("/old")
+    );
+    let new = format!(
+        "{POLICY}\n[[integration]]\nid = \"new\"\nurl = \"{}\"\n",
+        receiver.url("/new")
+    );
+    let worker = RunningWorker::start(&prefix, &old).await;
+    let producer = producer(&prefix).await;
+    producer
+        .publish(event("first", None, Status::Firing, "x"))
+        .await
+        .unwrap();
+    receiver.wait_for(1, WAIT).await; // in flight at /old, answered in 1.5 s
+
+    worker.reload(&new).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    producer
+        .publish(event("second", None, Status::Firing, "x"))
+        .await
+        .unwrap();
+    receiver.wait_for(2, WAIT).await;
+    receiver
+        .assert_no_more(2, Duration::from_millis(1800))
+        .await;
+    let got = titles_by_path(&receiver);
+    assert_eq!(got["/old"], BTreeSet::from(["first".to_owned()]));
+    assert_eq!(got["/new"], BTreeSet::from(["second".to_owned()]));
+    worker.stop().await.unwrap();
+    // The first finished under the old config and was acked, not redone.
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+}
