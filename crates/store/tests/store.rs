@@ -1,0 +1,209 @@
+//! The store on a real sled in a temporary directory.
+
+use std::time::Duration;
+
+use alertpost_event::job::DeadLetter;
+use alertpost_store::{AttemptRecord, Finished, Retention, Store, StoreError};
+use time::OffsetDateTime;
+
+fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: format!("dlv_{event}_{integration}"),
+        event_id: event.to_owned(),
+        integration: integration.to_owned(),
+        attempt: n,
+        started_at: at,
+        duration_ms: 12,
+        outcome: "retry".to_owned(),
+        code: "5xx".to_owned(),
+        status: Some(503),
+        response_headers: vec![("retry-after".into(), "1".into())],
+        response_body: Some("busy".into()),
+        error: Some("HTTP 503: busy".into()),
+    }
+}
+
+/// Runs the writer until everything queued is written.
+async fn written(store: &Store) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let s = store.clone();
+    let run = tokio::spawn(async move {
+        s.run(Retention::default(), async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = tx.send(());
+    run.await.unwrap();
+}
+
+#[tokio::test]
+async fn attempts_are_kept_and_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let t0 = OffsetDateTime::now_utc();
+    for n in 1..=3 {
+        store.record(attempt(
+            "e1",
+            "a",
+            n,
+            t0 + Duration::from_secs(u64::from(n)),
+        ));
+    }
+    store.record(attempt("e1", "b", 1, t0));
+    store.record(attempt("e2", "a", 1, t0 + Duration::from_secs(10)));
+    written(&store).await;
+
+    let e1: Vec<(String, u32)> = store
+        .attempts(Some("e1"), None, 10)
+        .into_iter()
+        .map(|r| (r.integration, r.attempt))
+        .collect();
+    assert_eq!(
+        e1,
+        [
+            ("b".into(), 1),
+            ("a".into(), 1),
+            ("a".into(), 2),
+            ("a".into(), 3)
+        ]
+    );
+    let e1a = store.attempts(Some("e1"), Some("a"), 2);
+    assert_eq!(
+        e1a.iter().map(|r| r.attempt).collect::<Vec<_>>(),
+        [2, 3],
+        "the last two"
+    );
+    assert_eq!(e1a[1], attempt("e1", "a", 3, t0 + Duration::from_secs(3)));
+    let recent = store.attempts(None, None, 2);
+    assert_eq!(
+        recent
+            .iter()
+            .map(|r| r.event_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e1", "e2"],
+        "newest last"
+    );
+    assert!(store.attempts(Some("nope"), None, 10).is_empty());
+    assert!(store.attempt_bytes() > 0);
+}
+
+#[tokio::test]
+async fn the_journal_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.finished("dlv_1").is_none());
+    store.finish("dlv_1", Finished::Delivered).unwrap();
+    store.finish("dlv_2", Finished::Dead).unwrap();
+    assert_eq!(
+        store.finished("dlv_1").unwrap().outcome,
+        Finished::Delivered
+    );
+    assert_eq!(store.finished("dlv_2").unwrap().outcome, Finished::Dead);
+
+    let now = OffsetDateTime::now_utc();
+    for i in 0..3 {
+        let letter = DeadLetter::undecodable(
+            format!("m{i}"),
+            b"x",
+            "bad".into(),
+            "q".into(),
+            now + Duration::from_secs(i),
+        );
+        store.record_dead(&letter).unwrap();
+    }
+    let dead: Vec<String> = store
+        .dead_letters(None, 2)
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(dead, ["m2", "m1"], "newest first");
+
+    // The journal survives a restart.
+    store.flush().await.unwrap();
+    drop(store);
+    let again = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        again.finished("dlv_1").unwrap().outcome,
+        Finished::Delivered
+    );
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_directory_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    assert!(
+        text.contains("each worker needs a --data-dir of its own"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn retention_prunes_by_age_then_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let old = now - Duration::from_secs(3 * 24 * 3600);
+    for n in 0..50 {
+        store.record(attempt(&format!("old{n}"), "a", 1, old));
+    }
+    for n in 0..50 {
+        store.record(attempt(
+            &format!("new{n}"),
+            "a",
+            1,
+            now - Duration::from_secs(100 - n),
+        ));
+    }
+    written(&store).await;
+    let per_record = store.attempt_bytes() / 100;
+
+    let keep_two_days = Retention {
+        max_age: Duration::from_secs(2 * 24 * 3600),
+        max_bytes: u64::MAX,
+    };
+    store.prune_now(&keep_two_days).unwrap();
+    assert_eq!(store.attempts(None, None, 1000).len(), 50);
+    assert!(store.attempts(Some("old0"), None, 10).is_empty());
+    assert!(store.oldest_attempt_age().unwrap() < Duration::from_secs(200));
+
+    let ten_records = Retention {
+        max_age: Duration::from_secs(2 * 24 * 3600),
+        max_bytes: per_record * 10,
+    };
+    store.prune_now(&ten_records).unwrap();
+    let left = store.attempts(None, None, 1000);
+    assert!(left.len() <= 10 && left.len() >= 8, "{}", left.len());
+    assert_eq!(left.last().unwrap().event_id, "new49", "the newest stay");
+}
+
+#[tokio::test]
+async fn a_broken_store_is_moved_aside_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data");
+    std::fs::create_dir_all(&path).unwrap();
+    // Not a sled directory: a `conf` file sled cannot read.
+    std::fs::write(path.join("conf"), b"\xff\xfe garbage").unwrap();
+    let err = Store::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("move it aside"), "{err}");
+    let store = Store::open_or_move_aside(&path).unwrap();
+    store.finish("dlv", Finished::Delivered).unwrap();
+    let aside: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        aside
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("data.broken-")),
+        "{aside:?}"
+    );
+}
