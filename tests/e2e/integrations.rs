@@ -355,7 +355,7 @@ async fn a_failed_validator_means_another_try() {
         ],
     );
     let toml = format!(
-        "{POLICY}\n[[integration]]\nid = \"v\"\nurl = \"{}\"\nvalidate = [{{ path = \"$.status\", expected = [\"ok\", \"accepted\"] }}]\n",
+        "{POLICY}\n[[integration]]\nid = \"v\"\nurl = \"{}\"\nvalidate = [{{ path = \"$.status\", expected = [\"ok\", \"accepted\"] }}]\nretry = {{ initial = \"1s\", jitter = 0.0 }}\n",
         receiver.url("/hook")
     );
     let worker = RunningWorker::start(&prefix, &toml).await;

@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod cli;
+mod durability;
 mod ingest;
 mod integrations;
 mod pipeline;

@@ -10,6 +10,9 @@ use crate::TestPrefix;
 
 pub struct RunningWorker {
     stop: Option<oneshot::Sender<()>>,
+    /// The worker's store directory (removed when the worker is dropped).
+    pub data: tempfile::TempDir,
+    pub store: alertpost_store::Store,
     reload: mpsc::Sender<alertpost_config::Config>,
     handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
     pub admin: SocketAddr,
@@ -27,6 +30,14 @@ impl RunningWorker {
     /// Starts a worker connecting to `amqp_url` (a proxy, say), without
     /// waiting for it to be ready.
     pub async fn spawn(prefix: &TestPrefix, amqp_url: &str, toml: &str) -> RunningWorker {
+        // The worker's delay tiers are the prefix's unless the test sets its
+        // own (a top-level key: it goes before any table).
+        let toml = if toml.contains("delay_tiers") {
+            toml.to_owned()
+        } else {
+            format!("{}\n{toml}", prefix.tiers_toml())
+        };
+        let toml = toml.as_str();
         let config = alertpost_config::parse(toml, "test.toml", &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("{e}"));
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -35,6 +46,8 @@ impl RunningWorker {
         let admin_addr = admin.local_addr().expect("bound");
         let (tx, rx) = oneshot::channel::<()>();
         let (reload, configs) = mpsc::channel(1);
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let store = alertpost_store::Store::open(data.path()).expect("a fresh store opens");
         let options = WorkerOptions {
             amqp_url: amqp_url.to_owned(),
             topology: prefix.topology.clone(),
@@ -42,12 +55,15 @@ impl RunningWorker {
             admin: Some(admin),
             name: format!("{}-worker", prefix.prefix),
             reload: Some(configs),
+            store: store.clone(),
         };
         let handle = tokio::spawn(alertpost_worker::run(options, async move {
             let _ = rx.await;
         }));
         RunningWorker {
             stop: Some(tx),
+            data,
+            store,
             reload,
             handle,
             admin: admin_addr,

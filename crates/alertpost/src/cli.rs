@@ -69,6 +69,59 @@ pub enum Command {
     Test(TestArgs),
     /// Declare the exchange and queues, then exit.
     Setup,
+    /// Dead letters: list, show, replay, purge (through the broker).
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// The attempts of one event: from a running worker's admin API, or
+    /// from a stopped worker's store.
+    Attempts(AttemptsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters.
+    List {
+        #[arg(long)]
+        integration: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// Read at most this many.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Show one dead letter in full (by its id, delivery id or event id).
+    Show { id: String },
+    /// Send dead letters back to be delivered, attempts reset.
+    Replay {
+        #[arg(long, group = "which")]
+        integration: Option<String>,
+        #[arg(long, group = "which")]
+        id: Option<String>,
+        #[arg(long, group = "which")]
+        all: bool,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Required: purging cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AttemptsArgs {
+    pub event_id: String,
+    /// A running worker's admin address (e.g. 127.0.0.1:9464).
+    #[arg(long, conflicts_with = "data_dir")]
+    pub admin: Option<String>,
+    /// A stopped worker's data directory.
+    #[arg(long, env = "ALERTPOST_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub integration: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -76,9 +129,13 @@ pub struct WorkerArgs {
     /// Directory of this worker's attempt store.
     #[arg(long, env = "ALERTPOST_DATA_DIR", default_value = "./alertpost-data")]
     pub data_dir: PathBuf,
-    /// Address of /healthz and /readyz.
+    /// Address of the admin API (/healthz, /readyz, /metrics, attempts).
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin_addr: SocketAddr,
+    /// If the store cannot be opened (not because another worker holds it),
+    /// move it aside and start a new one instead of failing.
+    #[arg(long)]
+    pub move_aside_broken_store: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,15 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check => check(g),
         Command::Test(args) => test(g, args).await,
         Command::Setup => setup(g).await,
+        Command::Dlq(command) => {
+            let broker = Broker::connect(&g.amqp, &process_name("dlq"), topology(g)?)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let result = crate::dlq::run(&broker, command).await;
+            broker.close().await;
+            result
+        }
+        Command::Attempts(args) => crate::attempts::run(args).await,
     }
 }
 
@@ -57,6 +66,12 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
             args.data_dir.display()
         )
     })?;
+    let store = if args.move_aside_broken_store {
+        alertpost_store::Store::open_or_move_aside(&args.data_dir)
+    } else {
+        alertpost_store::Store::open(&args.data_dir)
+    }
+    .map_err(|e| Failure::Runtime(e.into()))?;
     let admin = tokio::net::TcpListener::bind(args.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
@@ -73,6 +88,7 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
         admin: Some(admin),
         name: process_name("worker"),
         reload: Some(configs),
+        store,
     };
     alertpost_worker::run(options, crate::signals::shutdown()).await?;
     Ok(())
@@ -218,7 +234,14 @@ fn check(g: &Global) -> Result<(), Failure> {
 }
 
 async fn setup(g: &Global) -> Result<(), Failure> {
-    let topology = topology(g)?;
+    let mut topology = topology(g)?;
+    // With a config, its delay tiers; else the defaults.
+    if let Some(path) = &g.config {
+        let config = load_config(path)?;
+        topology = topology
+            .with_tiers(config.delay_tiers)
+            .map_err(|e| Failure::Usage(e.into()))?;
+    }
     let broker = Broker::connect(&g.amqp, &process_name("setup"), topology)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;

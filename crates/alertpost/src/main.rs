@@ -2,8 +2,10 @@
 //! signals, and calls one library function per subcommand. No delivery
 //! logic lives here.
 
+mod attempts;
 mod cli;
 mod commands;
+mod dlq;
 mod logging;
 mod signals;
 mod test_cmd;

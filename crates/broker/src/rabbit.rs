@@ -178,6 +178,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Removes every ready message of `queue`; returns how many.
+    pub async fn purge(&self, queue: &str) -> Result<u32, BrokerError> {
+        let channel = self.channel("purge").await?;
+        let n = channel
+            .queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default())
+            .await
+            .map_err(|e| declare_error(format!("purge of queue {queue}"), e))?;
+        let _ = channel.close(200, "purged".into()).await;
+        Ok(n)
+    }
+
     /// Counts of a queue, by passive declaration.
     pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
         let channel = self.channel("stats").await?;

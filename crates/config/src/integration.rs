@@ -39,6 +39,41 @@ pub struct Integration {
     pub validate: Vec<Validator>,
     /// PagerDuty's routing key, for templates (`integration.routing_key`).
     pub routing_key: Option<Secret>,
+    /// When to try again after a failed attempt (`retry`).
+    pub retry: RetryPolicy,
+}
+
+/// `retry = { max_attempts, initial, max_interval, multiplier, max_age, jitter }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; then the delivery is dead
+    /// (reason `exhausted`).
+    pub max_attempts: u32,
+    /// Delay after the first failed attempt.
+    pub initial: Duration,
+    /// Cap on one delay.
+    pub max_interval: Duration,
+    /// Each delay is the previous one times this.
+    pub multiplier: f64,
+    /// Counted from the first attempt; a delivery that would be tried later
+    /// than this is dead (reason `expired`).
+    pub max_age: Duration,
+    /// Each delay is randomized by ± this fraction, so deliveries that failed
+    /// together do not all come back at once.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 10,
+            initial: Duration::from_secs(5),
+            max_interval: Duration::from_secs(3600),
+            multiplier: 2.0,
+            max_age: Duration::from_secs(24 * 3600),
+            jitter: 0.2,
+        }
+    }
 }
 
 impl Integration {

@@ -26,7 +26,9 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use filter::{Filter, Matcher};
-pub use integration::{Auth, Header, Integration, Method, OAuth2, SigningKey, Validator};
+pub use integration::{
+    Auth, Header, Integration, Method, OAuth2, RetryPolicy, SigningKey, Validator,
+};
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;
@@ -36,6 +38,9 @@ pub use secret::Secret;
 pub struct Config {
     pub policy: Policy,
     pub worker: WorkerSettings,
+    pub store: StoreSettings,
+    /// The delay queues retries wait in (`delay_tiers`), ascending.
+    pub delay_tiers: Vec<Duration>,
     /// Every integration, enabled or not, in file order.
     pub integrations: Vec<Integration>,
 }
@@ -49,6 +54,36 @@ pub struct WorkerSettings {
     /// On SIGTERM, how long in-flight deliveries may take to finish.
     pub drain_timeout: Duration,
 }
+
+/// The worker's store (`[store]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreSettings {
+    /// Records older than this are pruned.
+    pub retention: Duration,
+    /// Attempt records beyond this many bytes are pruned, oldest first.
+    pub max_size: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> StoreSettings {
+        StoreSettings {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_size: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The delay tiers when the file names none: 1s, 5s, 30s, 2m, 10m, 30m, 1h, 3h.
+pub const DEFAULT_DELAY_TIERS: [Duration; 8] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+    Duration::from_secs(10800),
+];
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {

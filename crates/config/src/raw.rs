@@ -13,8 +13,28 @@ pub(crate) struct RawFile {
     pub policy: Option<Spanned<RawPolicy>>,
     pub defaults: Option<Spanned<RawIntegration>>,
     pub worker: Option<Spanned<RawWorker>>,
+    pub store: Option<Spanned<RawStore>>,
+    pub delay_tiers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub integration: Vec<Spanned<RawIntegration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub retention: Option<Spanned<String>>,
+    pub max_size: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub max_attempts: Option<Spanned<i64>>,
+    pub initial: Option<Spanned<String>>,
+    pub max_interval: Option<Spanned<String>>,
+    pub multiplier: Option<Spanned<f64>>,
+    pub max_age: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +72,7 @@ pub(crate) struct RawIntegration {
     pub secret: Option<Spanned<String>>,
     pub validate: Option<Spanned<Vec<Spanned<RawValidator>>>>,
     pub routing_key: Option<Spanned<String>>,
+    pub retry: Option<Spanned<RawRetry>>,
 }
 
 /// `auth = { type = "...", ... }`; which keys a type takes is checked later,

@@ -17,12 +17,13 @@ use parts::BodySpec;
 
 use crate::expand::expand;
 use crate::filter::Filter;
+use crate::integration::RetryPolicy;
 use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validator};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
-use crate::raw::{RawFile, RawIntegration, RawPolicy, RawWorker};
+use crate::raw::{RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker};
 use crate::secret::Secret;
-use crate::{Config, WorkerSettings};
+use crate::{Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
@@ -65,6 +66,11 @@ pub(crate) fn config(
     };
     let policy = raw.policy.map(|p| cx.policy(p)).unwrap_or_default();
     let worker = raw.worker.map(|w| cx.worker(w)).unwrap_or_default();
+    let store = raw.store.map(|s| cx.store(s)).unwrap_or_default();
+    let delay_tiers = match &raw.delay_tiers {
+        Some(t) => cx.delay_tiers(t),
+        None => DEFAULT_DELAY_TIERS.to_vec(),
+    };
     let defaults = match &raw.defaults {
         Some(d) => {
             if let Some(id) = &d.get_ref().id {
@@ -105,6 +111,8 @@ pub(crate) fn config(
         Ok(Config {
             policy,
             worker,
+            store,
+            delay_tiers,
             integrations: integrations.into_iter().map(|(i, _)| i).collect(),
         })
     } else {
@@ -141,6 +149,18 @@ struct Partial {
     signing_key: Option<SigningKey>,
     validate: Option<Vec<Validator>>,
     routing_key: Option<Secret>,
+    retry: RetryPartial,
+}
+
+/// A `retry` table's own values; each field merges with `[defaults]` on its own.
+#[derive(Default, Clone, Copy)]
+struct RetryPartial {
+    max_attempts: Option<u32>,
+    initial: Option<Duration>,
+    max_interval: Option<Duration>,
+    multiplier: Option<f64>,
+    max_age: Option<Duration>,
+    jitter: Option<f64>,
 }
 
 impl Cx<'_> {
@@ -362,7 +382,107 @@ impl Cx<'_> {
         if let Some(k) = &raw.routing_key {
             p.routing_key = self.routing_key(k, section);
         }
+        if let Some(r) = &raw.retry {
+            p.retry = self.retry(r.get_ref(), section);
+        }
         p
+    }
+
+    fn retry(&mut self, raw: &RawRetry, section: &str) -> RetryPartial {
+        let mut r = RetryPartial::default();
+        if let Some(n) = &raw.max_attempts {
+            match u32::try_from(*n.get_ref()) {
+                Ok(v @ 1..=1000) => r.max_attempts = Some(v),
+                _ => self.problem(
+                    n.span(),
+                    section,
+                    Some("retry.max_attempts"),
+                    "must be between 1 and 1000",
+                ),
+            }
+        }
+        for (value, field, slot) in [
+            (&raw.initial, "retry.initial", &mut r.initial),
+            (&raw.max_interval, "retry.max_interval", &mut r.max_interval),
+            (&raw.max_age, "retry.max_age", &mut r.max_age),
+        ] {
+            if let Some(v) = value {
+                *slot = self.duration(v, section, field);
+            }
+        }
+        if let Some(m) = &raw.multiplier {
+            let v = *m.get_ref();
+            if (1.0..=10.0).contains(&v) {
+                r.multiplier = Some(v);
+            } else {
+                self.problem(
+                    m.span(),
+                    section,
+                    Some("retry.multiplier"),
+                    "must be between 1.0 and 10.0",
+                );
+            }
+        }
+        if let Some(j) = &raw.jitter {
+            let v = *j.get_ref();
+            if (0.0..=1.0).contains(&v) {
+                r.jitter = Some(v);
+            } else {
+                self.problem(
+                    j.span(),
+                    section,
+                    Some("retry.jitter"),
+                    "must be between 0.0 and 1.0",
+                );
+            }
+        }
+        r
+    }
+
+    fn store(&mut self, raw: Spanned<RawStore>) -> StoreSettings {
+        let raw = raw.into_inner();
+        let mut store = StoreSettings::default();
+        if let Some(d) = &raw.retention
+            && let Some(v) = self.duration(d, "[store]", "retention")
+        {
+            store.retention = v;
+        }
+        if let Some(size) = &raw.max_size {
+            match parse_size(size.get_ref()) {
+                Some(v) if v >= 1024 * 1024 => store.max_size = v,
+                _ => self.problem(
+                    size.span(),
+                    "[store]",
+                    Some("max_size"),
+                    "not a size of 1MiB or more (e.g. \"256MiB\", \"2GiB\")",
+                ),
+            }
+        }
+        store
+    }
+
+    fn delay_tiers(&mut self, raw: &Spanned<Vec<Spanned<String>>>) -> Vec<Duration> {
+        let mut tiers = Vec::new();
+        for t in raw.get_ref() {
+            if let Some(d) = self.duration(t, "delay_tiers", "delay_tiers") {
+                if d.subsec_nanos() != 0 || d > Duration::from_secs(24 * 3600) {
+                    self.problem(
+                        t.span(),
+                        "delay_tiers",
+                        None,
+                        "each tier is whole seconds, at most 24h",
+                    );
+                } else {
+                    tiers.push(d);
+                }
+            }
+        }
+        if raw.get_ref().is_empty() {
+            self.problem(raw.span(), "delay_tiers", None, "list at least one tier");
+        }
+        tiers.sort();
+        tiers.dedup();
+        tiers
     }
 
     fn integration(
@@ -498,6 +618,7 @@ impl Cx<'_> {
                 .or_else(|| defaults.validate.clone())
                 .unwrap_or_default(),
             routing_key,
+            retry: merge_retry(own.retry, defaults.retry),
         })
     }
 
@@ -529,6 +650,51 @@ impl Cx<'_> {
                 );
         }
     }
+}
+
+/// An integration's `retry`, field by field over `[defaults]`, over the
+/// built-in defaults.
+fn merge_retry(own: RetryPartial, defaults: RetryPartial) -> RetryPolicy {
+    let d = RetryPolicy::default();
+    let mut r = RetryPolicy {
+        max_attempts: own
+            .max_attempts
+            .or(defaults.max_attempts)
+            .unwrap_or(d.max_attempts),
+        initial: own.initial.or(defaults.initial).unwrap_or(d.initial),
+        max_interval: own
+            .max_interval
+            .or(defaults.max_interval)
+            .unwrap_or(d.max_interval),
+        multiplier: own
+            .multiplier
+            .or(defaults.multiplier)
+            .unwrap_or(d.multiplier),
+        max_age: own.max_age.or(defaults.max_age).unwrap_or(d.max_age),
+        jitter: own.jitter.or(defaults.jitter).unwrap_or(d.jitter),
+    };
+    // A cap below the first delay would make the first delay the cap.
+    r.max_interval = r.max_interval.max(r.initial);
+    r
+}
+
+/// `256MiB`, `2GiB`, `500MB`, `1048576`: a size in bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 /// `[defaults]` headers, with the integration's own added or overriding.

@@ -18,8 +18,8 @@ pub const JOB_SCHEMA: &str = "alertpost.job.v1";
 pub const DEAD_SCHEMA: &str = "alertpost.dead.v1";
 
 /// How many attempts a job carries in its history; older ones are dropped
-/// (the worker's store keeps them all).
-pub const HISTORY_LIMIT: usize = 20;
+/// (the worker's store keeps them all). Above the default `max_attempts`.
+pub const HISTORY_LIMIT: usize = 50;
 
 /// One event's delivery to one integration, between attempts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -182,6 +182,17 @@ impl DeadLetter {
 }
 
 impl DeliveryJob {
+    /// This job sent back by `alertpost dlq replay`: attempts reset, due now,
+    /// marked as a replay (the history stays, for the record).
+    pub fn replayed(mut self, now: OffsetDateTime) -> DeliveryJob {
+        let count = self.replayed.as_ref().map_or(0, |r| r.count) + 1;
+        self.replayed = Some(Replay { at: now, count });
+        self.attempts = 0;
+        self.first_attempt_at = now;
+        self.not_before = now;
+        self
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
@@ -226,8 +237,23 @@ mod tests {
                 error: None,
             });
         }
+        assert_eq!(job.history.len(), 25);
+        for n in 26..=HISTORY_LIMIT as u32 + 5 {
+            job.record(AttemptSummary {
+                attempt: n,
+                started_at: t,
+                duration_ms: 3,
+                code: "5xx".into(),
+                status: Some(503),
+                error: None,
+            });
+        }
         assert_eq!(job.history.len(), HISTORY_LIMIT);
         assert_eq!(job.history[0].attempt, 6);
+        let replayed = job.clone().replayed(t + std::time::Duration::from_secs(60));
+        assert_eq!(replayed.attempts, 0);
+        assert_eq!(replayed.replayed.as_ref().unwrap().count, 1);
+        assert_eq!(replayed.clone().replayed(t).replayed.unwrap().count, 2);
         let back: DeliveryJob = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(back, job);
     }

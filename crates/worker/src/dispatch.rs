@@ -1,25 +1,31 @@
 //! One message → its deliveries → the hand-off → the ack.
 //!
-//! [`handle`] never lets a message go unsettled while its channel lives:
-//! - every delivery delivered → ack;
-//! - a delivery dead (a 4xx, the policy) → its dead letter is published and
-//!   confirmed, then the rest is settled as above or below;
-//! - a delivery to retry → the message is requeued, to be delivered again
-//!   (delivery limit: after too many, RabbitMQ moves it to the dead queue);
-//! - a message that is not a valid event → dead letter with its bytes and
-//!   the reason, confirmed, then ack: never back into the queue;
-//! - a publish that cannot be confirmed → no ack: the message is requeued,
-//!   or, with the connection gone, redelivered by the broker;
-//! - a panic while handling → requeue, and the worker goes on.
+//! A message is an event (from `<prefix>.events`: a first attempt for each
+//! integration it matches) or a delivery job (from `<prefix>.deliveries`:
+//! one more attempt of one delivery). Each delivery comes to a [`Step`]:
+//! done, wait in a delay tier, or dead. Then, in [`handoff`]:
+//! - every delay-tier job and dead letter is published, and confirmed;
+//! - only then is the message acked;
+//! - a publish that is not confirmed leaves the message requeued, to be
+//!   handled again: what was already delivered is skipped (the journal),
+//!   the rest is tried again.
+//!
+//! A message that is not a valid event or job goes to the dead queue with
+//! its bytes and the reason (confirmed), then is acked: never back into the
+//! queue. A panic while handling requeues the message and the worker goes on.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
-use alertpost_broker::{Destination, Inbound, Outgoing, Publisher};
+use alertpost_broker::{Inbound, Publisher, Topology};
 use alertpost_deliver::Verdict;
-use alertpost_event::job::{AttemptSummary, DEAD_SCHEMA, DeadLetter, DeadReason, DeliveryJob};
+use alertpost_event::job::{
+    AttemptSummary, DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA, Replay,
+};
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
 use alertpost_render::{Context, Extra};
+use alertpost_store::{AttemptRecord, Finished, Store};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::join_all;
@@ -27,29 +33,53 @@ use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::delivery::{self, Tried, duration_ms};
-use crate::runtime::{Current, Target};
+use crate::handoff;
+use crate::runtime::{Current, Runtime, Target};
+use crate::schedule::{self, Next};
+
+/// A job due this soon is tried now rather than sent round another tier.
+const HOP_SLACK: Duration = Duration::from_millis(250);
+
+/// Bytes of a response body kept in the store.
+const STORED_BODY: usize = 4096;
 
 /// What every dispatch shares.
 #[derive(Debug)]
 pub struct Ctx {
     /// The configuration in force; a message takes a snapshot.
     pub current: Current,
-}
-
-/// What became of one delivery.
-enum Done {
-    Delivered,
-    Retry,
-    /// Boxed: the letter carries the event, and most deliveries are not
-    /// dead.
-    Dead(Box<DeadLetter>),
+    pub store: Store,
+    /// Names the delay tiers jobs wait in.
+    pub topology: Topology,
 }
 
 /// How a message is settled with the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Settle {
+pub(crate) enum Settle {
     Ack,
     Requeue,
+}
+
+/// What one delivery comes to.
+pub(crate) enum Step {
+    /// Delivered now, or found finished in the journal and not sent again
+    /// (`skipped`, a metric of its own).
+    Done {
+        #[allow(dead_code)] // Read by the metrics.
+        skipped: bool,
+    },
+    /// To wait in the delay tier `tier`, then be tried again.
+    Retry {
+        job: Box<DeliveryJob>,
+        tier: Duration,
+    },
+    /// Given up: to the dead queue.
+    Dead(Box<DeadLetter>),
+}
+
+enum Work {
+    Event(Box<Event>),
+    Job(Box<DeliveryJob>),
 }
 
 /// Handles one message to the end; see the module docs for the contract.
@@ -82,10 +112,15 @@ pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
 }
 
 async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
-    let event = match decode(msg) {
-        Ok(event) => event,
-        Err(detail) => return undecodable(publisher, msg, detail).await,
-    };
+    match decode(msg, &ctx.topology) {
+        Err(detail) => undecodable(ctx, publisher, msg, detail).await,
+        Ok(Work::Event(event)) => event_message(ctx, publisher, msg, *event).await,
+        Ok(Work::Job(job)) => job_message(ctx, publisher, msg, *job).await,
+    }
+}
+
+/// First attempts: one per integration the event matches.
+async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: Event) -> Settle {
     let runtime = ctx.current.get();
     let targets: Vec<&Arc<Target>> = runtime.targets_for(&event).collect();
     if targets.is_empty() {
@@ -99,49 +134,127 @@ async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
         .iter()
         .any(|t| !t.integration.body.is_event())
         .then(|| Context::new(&event));
-    let done = join_all(targets.iter().map(|target| {
-        deliver(
-            &runtime.client,
+    let steps = join_all(targets.iter().map(|target| {
+        let d = Delivery {
+            event: &event,
             target,
-            &event,
-            &event_json,
-            context.as_ref(),
-            &msg.queue,
-        )
+            id: delivery_id(&event.id, &target.integration.id),
+            attempts: 0,
+            first_attempt_at: None,
+            history: Vec::new(),
+            replayed: None,
+        };
+        // Only a redelivered message can hold a delivery already finished.
+        let check_journal = msg.redelivered;
+        let runtime = &runtime;
+        let (event_json, context) = (&event_json, context.as_ref());
+        async move {
+            if check_journal && already_finished(&ctx.store, &d.id, None) {
+                return Step::Done { skipped: true };
+            }
+            attempt(ctx, runtime, d, event_json, context, &msg.queue).await
+        }
     }))
     .await;
-
-    let mut settle = Settle::Ack;
-    let mut dead = Vec::new();
-    for d in done {
-        match d {
-            Done::Delivered => {}
-            Done::Retry => settle = Settle::Requeue,
-            Done::Dead(letter) => dead.push(*letter),
-        }
-    }
-    if !publish_dead(publisher, &dead).await {
-        return Settle::Requeue;
-    }
-    settle
+    handoff::hand_off(ctx, publisher, steps).await
 }
 
-/// Renders and makes the first attempt of one delivery.
-async fn deliver(
-    client: &alertpost_deliver::Client,
-    target: &Target,
-    event: &Event,
+/// One more attempt of one delivery.
+async fn job_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, job: DeliveryJob) -> Settle {
+    let now = OffsetDateTime::now_utc();
+    // A delay longer than the largest tier takes several hops.
+    let remaining: Duration = (job.not_before - now).try_into().unwrap_or(Duration::ZERO);
+    if remaining > HOP_SLACK {
+        let tier = ctx.topology.tier_for(remaining);
+        tracing::debug!(delivery_id = %job.delivery_id, remaining_s = remaining.as_secs(), "not due yet; another hop");
+        let step = Step::Retry {
+            job: Box::new(job),
+            tier,
+        };
+        return handoff::hand_off(ctx, publisher, vec![step]).await;
+    }
+    let runtime = ctx.current.get();
+    let Some(target) = runtime.target(&job.integration) else {
+        let detail = format!(
+            "integration `{}` is not in the configuration (or not enabled)",
+            job.integration
+        );
+        tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
+        let letter = dead_letter(job, DeadReason::Unknown, detail, &msg.queue);
+        return handoff::hand_off(ctx, publisher, vec![Step::Dead(Box::new(letter))]).await;
+    };
+    if already_finished(&ctx.store, &job.delivery_id, job.replayed.as_ref()) {
+        return handoff::hand_off(ctx, publisher, vec![Step::Done { skipped: true }]).await;
+    }
+    let event_json = Bytes::from(job.event.to_json());
+    let context = (!target.integration.body.is_event()).then(|| Context::new(&job.event));
+    let d = Delivery {
+        event: &job.event,
+        target,
+        id: job.delivery_id.clone(),
+        attempts: job.attempts,
+        first_attempt_at: Some(job.first_attempt_at),
+        history: job.history.clone(),
+        replayed: job.replayed.clone(),
+    };
+    let step = attempt(ctx, &runtime, d, &event_json, context.as_ref(), &msg.queue).await;
+    handoff::hand_off(ctx, publisher, vec![step]).await
+}
+
+/// Whether the journal says this delivery is finished: delivered, or dead
+/// (unless this is a replay of the dead one).
+fn already_finished(store: &Store, id: &str, replayed: Option<&Replay>) -> bool {
+    match store.finished(id).map(|j| j.outcome) {
+        Some(Finished::Delivered) => true,
+        Some(Finished::Dead) => replayed.is_none(),
+        None => false,
+    }
+}
+
+/// One delivery in progress.
+struct Delivery<'a> {
+    event: &'a Event,
+    target: &'a Target,
+    id: String,
+    /// Attempts made before this one.
+    attempts: u32,
+    /// `None`: this is the first attempt.
+    first_attempt_at: Option<OffsetDateTime>,
+    history: Vec<AttemptSummary>,
+    replayed: Option<Replay>,
+}
+
+impl Delivery<'_> {
+    /// The job of this delivery, for a delay tier or the dead queue.
+    fn into_job(self, first_attempt_at: OffsetDateTime) -> DeliveryJob {
+        DeliveryJob {
+            delivery_id: self.id,
+            integration: self.target.integration.id.clone(),
+            attempts: self.attempts,
+            first_attempt_at,
+            not_before: first_attempt_at,
+            replayed: self.replayed,
+            history: self.history,
+            event: self.event.clone(),
+        }
+    }
+}
+
+/// Renders, attempts, records, and decides what comes next.
+async fn attempt(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    mut d: Delivery<'_>,
     event_json: &Bytes,
     context: Option<&Context>,
     queue: &str,
-) -> Done {
-    let integration = &target.integration;
-    let id = delivery_id(&event.id, &integration.id);
+) -> Step {
+    let integration = &d.target.integration;
     let extra = Extra {
         integration_id: &integration.id,
         integration_name: &integration.name,
         routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
-        delivery_id: &id,
+        delivery_id: &d.id,
     };
     let rendered = match context {
         Some(context) => integration.body.render(context, event_json, &extra),
@@ -150,31 +263,93 @@ async fn deliver(
     let body = match rendered {
         Ok(body) => body,
         Err(e) => {
-            tracing::warn!(event_id = %event.id, delivery_id = %id, integration = %integration.id, error = %e, "template failed; dead-lettering");
-            let job = new_job(event, &integration.id, id, OffsetDateTime::now_utc());
-            return Done::Dead(Box::new(dead_letter(
-                job,
+            tracing::warn!(event_id = %d.event.id, delivery_id = %d.id, integration = %integration.id, error = %e, "template failed; dead-lettering");
+            let first = d.first_attempt_at.unwrap_or_else(OffsetDateTime::now_utc);
+            let letter = dead_letter(
+                d.into_job(first),
                 DeadReason::Template,
                 e.to_string(),
                 queue,
-            )));
+            );
+            return Step::Dead(Box::new(letter));
         }
     };
-    let tried = delivery::attempt(client, target, event, &id, 1, body).await;
-    match &tried.verdict {
-        Verdict::Delivered => Done::Delivered,
-        Verdict::Retry { .. } => Done::Retry,
-        Verdict::Dead { reason, detail } => {
-            let mut job = new_job(
-                event,
-                &integration.id,
-                id,
-                OffsetDateTime::from(tried.attempt.started_at),
-            );
-            job.attempts = 1;
-            job.record(summary(1, &tried));
-            Done::Dead(Box::new(dead_letter(job, *reason, detail.clone(), queue)))
+    let number = d.attempts + 1;
+    let tried = delivery::attempt(&runtime.client, d.target, d.event, &d.id, number, body).await;
+    let started = OffsetDateTime::from(tried.attempt.started_at);
+    let first = d.first_attempt_at.unwrap_or(started);
+    ctx.store.record(record(&d, number, &tried));
+    d.attempts = number;
+    d.history.push(summary(number, &tried));
+    let keep = alertpost_event::job::HISTORY_LIMIT;
+    if d.history.len() > keep {
+        let excess = d.history.len() - keep;
+        d.history.drain(..excess);
+    }
+    match tried.verdict {
+        Verdict::Delivered => {
+            if let Err(e) = ctx.store.finish(&d.id, Finished::Delivered) {
+                tracing::warn!(error = %e, "cannot write the journal");
+            }
+            Step::Done { skipped: false }
         }
+        Verdict::Dead { reason, detail } => Step::Dead(Box::new(dead_letter(
+            d.into_job(first),
+            reason,
+            detail,
+            queue,
+        ))),
+        Verdict::Retry {
+            reason,
+            retry_after,
+        } => {
+            let now = OffsetDateTime::now_utc();
+            let policy = &integration.retry;
+            match schedule::next(policy, number, first, now, retry_after) {
+                Next::RetryIn(delay) => {
+                    let tier = ctx.topology.tier_for(delay);
+                    let mut job = d.into_job(first);
+                    job.not_before = now + delay;
+                    tracing::info!(delivery_id = %job.delivery_id, attempt = number, delay_ms = duration_ms(delay), tier_s = tier.as_secs(), "retry scheduled");
+                    Step::Retry {
+                        job: Box::new(job),
+                        tier,
+                    }
+                }
+                Next::Exhausted => {
+                    let detail = format!("gave up after {number} attempts; last: {reason}");
+                    Step::Dead(Box::new(dead_letter(
+                        d.into_job(first),
+                        DeadReason::Exhausted,
+                        detail,
+                        queue,
+                    )))
+                }
+                Next::Expired => {
+                    let detail = format!(
+                        "the next try would come more than {} after the first; last: {reason}",
+                        humanize(policy.max_age)
+                    );
+                    Step::Dead(Box::new(dead_letter(
+                        d.into_job(first),
+                        DeadReason::Expired,
+                        detail,
+                        queue,
+                    )))
+                }
+            }
+        }
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
     }
 }
 
@@ -191,25 +366,32 @@ fn dead_letter(job: DeliveryJob, reason: DeadReason, detail: String, queue: &str
     }
 }
 
-/// Reads an event message. `Err` carries why it is not one.
-fn decode(msg: &Inbound) -> Result<Event, String> {
-    match msg.kind.as_deref() {
-        None | Some(EVENT_SCHEMA) => {}
+/// Reads an event or a job: by the message's type, else by its queue.
+fn decode(msg: &Inbound, topology: &Topology) -> Result<Work, String> {
+    let is_job = match msg.kind.as_deref() {
+        Some(EVENT_SCHEMA) => false,
+        Some(JOB_SCHEMA) => true,
+        None => msg.queue == topology.deliveries_queue(),
         Some(other) => return Err(format!("unknown message type `{other}`")),
+    };
+    if is_job {
+        let job: DeliveryJob = serde_json::from_slice(&msg.body)
+            .map_err(|e| format!("not a valid {JOB_SCHEMA} delivery job: {e}"))?;
+        return Ok(Work::Job(Box::new(job)));
     }
     let mut event = Event::from_json(&msg.body).map_err(|e| e.to_string())?;
     event
         .prepare_received(&msg.body, OffsetDateTime::now_utc())
         .map_err(|e| format!("not a valid event: {e}"))?;
-    Ok(event)
+    Ok(Work::Event(Box::new(event)))
 }
 
 /// Sends a message that cannot be read to the dead queue, then acks it.
-async fn undecodable(publisher: &Publisher, msg: &Inbound, detail: String) -> Settle {
+async fn undecodable(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, detail: String) -> Settle {
     let id = msg
         .message_id
         .clone()
-        .unwrap_or_else(|| format!("msg_{}", uuid_like(&msg.body)));
+        .unwrap_or_else(|| format!("msg_{}", fnv(&msg.body)));
     tracing::warn!(%detail, "undecodable message; dead-lettering it");
     let letter = DeadLetter::undecodable(
         id,
@@ -218,59 +400,7 @@ async fn undecodable(publisher: &Publisher, msg: &Inbound, detail: String) -> Se
         msg.queue.clone(),
         OffsetDateTime::now_utc(),
     );
-    if publish_dead(publisher, &[letter]).await {
-        Settle::Ack
-    } else {
-        Settle::Requeue
-    }
-}
-
-/// Publishes dead letters with pipelined confirms; true when all are
-/// confirmed.
-async fn publish_dead(publisher: &Publisher, letters: &[DeadLetter]) -> bool {
-    let mut pending = Vec::with_capacity(letters.len());
-    for letter in letters {
-        let body = letter.to_json();
-        let msg = Outgoing {
-            body: &body,
-            kind: DEAD_SCHEMA,
-            message_id: &letter.id,
-        };
-        match publisher.send(&Destination::Dead, &msg).await {
-            Ok(p) => pending.push(p),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot publish a dead letter");
-                return false;
-            }
-        }
-    }
-    let mut all = true;
-    for p in pending {
-        if let Err(e) = p.confirmed().await {
-            tracing::error!(error = %e, "a dead letter was not confirmed");
-            all = false;
-        }
-    }
-    all
-}
-
-/// A delivery job before any attempt was recorded in it.
-fn new_job(
-    event: &Event,
-    integration: &str,
-    delivery_id: String,
-    first: OffsetDateTime,
-) -> DeliveryJob {
-    DeliveryJob {
-        delivery_id,
-        integration: integration.to_owned(),
-        attempts: 0,
-        first_attempt_at: first,
-        not_before: first,
-        replayed: None,
-        history: Vec::new(),
-        event: event.clone(),
-    }
+    handoff::hand_off(ctx, publisher, vec![Step::Dead(Box::new(letter))]).await
 }
 
 fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
@@ -288,9 +418,46 @@ fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
     }
 }
 
-/// A short stable id for a message that has none.
-fn uuid_like(bytes: &[u8]) -> String {
-    // FNV-1a: stable across runs, good enough to tell dead letters apart.
+/// The store's record of an attempt.
+fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
+    let (headers, body) = match &tried.attempt.result {
+        alertpost_deliver::AttemptResult::Response(r) => (
+            r.headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            Some(String::from_utf8_lossy(&r.body[..r.body.len().min(STORED_BODY)]).into_owned()),
+        ),
+        _ => (Vec::new(), None),
+    };
+    let (outcome, error) = match &tried.verdict {
+        Verdict::Delivered => ("delivered", None),
+        Verdict::Retry { reason, .. } => ("retry", Some(reason.clone())),
+        Verdict::Dead { detail, .. } => ("dead", Some(detail.clone())),
+    };
+    AttemptRecord {
+        delivery_id: d.id.clone(),
+        event_id: d.event.id.clone(),
+        integration: d.target.integration.id.clone(),
+        attempt,
+        started_at: OffsetDateTime::from(tried.attempt.started_at),
+        duration_ms: duration_ms(tried.attempt.duration),
+        outcome: outcome.to_owned(),
+        code: tried.attempt.result.code().to_owned(),
+        status: tried.attempt.result.status(),
+        response_headers: headers,
+        response_body: body,
+        error,
+    }
+}
+
+/// A short stable id for a message that has none (FNV-1a).
+fn fnv(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

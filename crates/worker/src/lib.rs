@@ -3,13 +3,16 @@
 //! Layout, along a message's path:
 //! - [`supervisor`]: connects, declares, consumes under a bound of
 //!   in-flight messages, reconnects after a failure, drains on shutdown;
-//! - [`dispatch`]: one message → its deliveries, run concurrently; then the
-//!   hand-off (retry jobs and dead letters, confirmed) and the ack;
-//! - [`delivery`]: one attempt of one delivery: body, request, send,
-//!   classify, log;
+//! - [`dispatch`]: one message (an event, or a delivery job back from a
+//!   delay tier) → its deliveries, run concurrently, each rendered,
+//!   attempted, recorded, and given its next step;
+//! - `handoff`: the steps that are not done go to a delay tier or the dead
+//!   queue, confirmed; then the ack;
+//! - [`schedule`]: when a failed delivery is tried again (backoff);
+//! - [`delivery`]: one attempt of one delivery: request, send, classify, log;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
 //!   with their concurrency permits);
-//! - [`admin`]: `/healthz`, `/readyz`;
+//! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON;
 //! - [`health`]: the readiness the supervisor reports and admin serves.
 //!
 //! The contract with the broker (see `alertpost_broker::seam`): a message is
@@ -20,8 +23,10 @@
 pub mod admin;
 pub mod delivery;
 pub mod dispatch;
+mod handoff;
 pub mod health;
 pub mod runtime;
+pub mod schedule;
 pub mod supervisor;
 
 pub use supervisor::{WorkerError, WorkerOptions, run};

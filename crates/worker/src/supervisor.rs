@@ -9,16 +9,18 @@
 //! the drain timeout (their hand-offs and acks included), then close. What
 //! is not finished by then is left unacked and RabbitMQ redelivers it.
 //!
-//! A lost connection: every task of that session is aborted (their
-//! messages are redelivered by the broker), and the supervisor reconnects
-//! with a capped doubling pause.
+//! A lost connection: the session's deliveries in flight finish (their acks
+//! fail, the broker redelivers, and the journal keeps what was delivered
+//! from being sent twice), bounded by the drain timeout; then the supervisor
+//! reconnects with a capped doubling pause.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_broker::{Broker, BrokerError, Consumer, Publisher, Topology};
+use alertpost_broker::{Broker, BrokerError, Consumer, Inbound, Publisher, Topology};
 use alertpost_config::Config;
+use alertpost_store::{Retention, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,6 +46,8 @@ pub struct WorkerOptions {
     /// New configurations to switch to (SIGHUP in `main`), already
     /// validated. Messages in flight finish under the one they started with.
     pub reload: Option<mpsc::Receiver<Config>>,
+    /// This worker's record (its `--data-dir`).
+    pub store: Store,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,8 @@ pub enum WorkerError {
     Runtime(#[from] RuntimeError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
+    #[error("delay tiers: {0}")]
+    Topology(#[from] alertpost_broker::TopologyError),
 }
 
 /// Runs a worker until `shutdown` completes, then drains and returns.
@@ -69,7 +75,7 @@ pub async fn run(
     let health = Arc::new(Health::default());
     let admin = match opts.admin {
         Some(listener) => {
-            let router = crate::admin::router(health.clone());
+            let router = crate::admin::router(health.clone(), opts.store.clone());
             let stop = stop.clone();
             Some(tokio::spawn(crate::admin::serve(
                 listener,
@@ -80,12 +86,26 @@ pub async fn run(
         None => None,
     };
 
+    // The delay tiers are the config's; they apply from start (a reload
+    // that changes them takes effect at the next start).
+    let topology = opts.topology.with_tiers(opts.config.delay_tiers.clone())?;
+    let retention = Retention {
+        max_age: opts.config.store.retention,
+        max_bytes: opts.config.store.max_size,
+    };
+    let recorder = {
+        let store = opts.store.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move { store.run(retention, stop.cancelled_owned()).await })
+    };
     let ctx = Arc::new(Ctx {
         current: Current::new(Runtime::new(opts.config)?),
+        store: opts.store,
+        topology: topology.clone(),
     });
     tracing::info!(
         integrations = ctx.current.get().targets.len(),
-        prefix = opts.topology.prefix(),
+        prefix = topology.prefix(),
         "worker starting"
     );
     if let Some(reload) = opts.reload {
@@ -96,7 +116,7 @@ pub async fn run(
     loop {
         let opened = tokio::select! {
             _ = stop.cancelled() => break,
-            opened = Session::open(&opts.amqp_url, &opts.name, &opts.topology, &ctx) => opened,
+            opened = Session::open(&opts.amqp_url, &opts.name, &topology, &ctx) => opened,
         };
         match opened {
             Ok(session) => {
@@ -124,6 +144,8 @@ pub async fn run(
         }
     }
 
+    // The store writes what is queued and flushes.
+    let _ = recorder.await;
     tracing::info!("worker stopped");
     if let Some(admin) = admin
         && let Ok(Err(e)) = admin.await
@@ -151,6 +173,27 @@ async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>) {
     }
 }
 
+/// Spawns the handling of one message, holding its permit until done.
+fn spawn(
+    tasks: &TaskTracker,
+    ctx: &Arc<Ctx>,
+    publisher: &Publisher,
+    lost: &CancellationToken,
+    msg: Inbound,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let ctx = ctx.clone();
+    let publisher = publisher.clone();
+    let lost = lost.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            _ = dispatch::handle(ctx, publisher, msg) => {}
+            _ = lost.cancelled() => {}
+        }
+        drop(permit);
+    });
+}
+
 enum Ended {
     Shutdown,
     Lost(String),
@@ -161,6 +204,7 @@ struct Session {
     broker: Broker,
     publisher: Publisher,
     events: Consumer,
+    deliveries: Consumer,
     max_inflight: usize,
     drain_timeout: Duration,
 }
@@ -179,14 +223,25 @@ impl Session {
         let publisher = broker.publisher().await?;
         // The bound is at most 10000 (checked at load), within u16.
         let prefetch = u16::try_from(worker.max_inflight).unwrap_or(u16::MAX);
-        let tag = format!("{name}-events");
         let events = broker
-            .consume(&topology.events_queue(), prefetch, &tag)
+            .consume(
+                &topology.events_queue(),
+                prefetch,
+                &format!("{name}-events"),
+            )
+            .await?;
+        let deliveries = broker
+            .consume(
+                &topology.deliveries_queue(),
+                prefetch,
+                &format!("{name}-deliveries"),
+            )
             .await?;
         Ok(Session {
             broker,
             publisher,
             events,
+            deliveries,
             max_inflight: worker.max_inflight,
             drain_timeout: worker.drain_timeout,
         })
@@ -197,7 +252,7 @@ impl Session {
         // Tasks are tracked, not joined one by one: a finished task wakes
         // no one, and shutdown waits for all of them at once.
         let tasks = TaskTracker::new();
-        // Cancelled when the connection is lost: the session's tasks stop
+        // Cancelled when draining runs out of time: the session's tasks stop
         // where they are (their messages are redelivered by the broker).
         let lost = CancellationToken::new();
         let mut permit: Option<OwnedSemaphorePermit> = None;
@@ -211,42 +266,37 @@ impl Session {
                     permit = p.ok();
                 }
                 next = self.events.next(), if permit.is_some() => match next {
-                    Some(Ok(msg)) => {
-                        let held = permit.take();
-                        let ctx = ctx.clone();
-                        let publisher = self.publisher.clone();
-                        let lost = lost.clone();
-                        tasks.spawn(async move {
-                            tokio::select! {
-                                _ = dispatch::handle(ctx, publisher, msg) => {}
-                                _ = lost.cancelled() => {}
-                            }
-                            drop(held);
-                        });
-                    }
+                    Some(Ok(msg)) => spawn(&tasks, ctx, &self.publisher, &lost, msg, permit.take()),
                     Some(Err(e)) => break Ended::Lost(e.to_string()),
-                    None => break Ended::Lost("the broker cancelled the consumer".to_owned()),
+                    None => break Ended::Lost("the broker cancelled the events consumer".to_owned()),
+                },
+                next = self.deliveries.next(), if permit.is_some() => match next {
+                    Some(Ok(msg)) => spawn(&tasks, ctx, &self.publisher, &lost, msg, permit.take()),
+                    Some(Err(e)) => break Ended::Lost(e.to_string()),
+                    None => break Ended::Lost("the broker cancelled the deliveries consumer".to_owned()),
                 },
             }
         };
         health.set_consuming(false);
         tasks.close();
-        match &ended {
-            Ended::Shutdown => {
-                self.events.cancel().await;
-                tracing::info!(in_flight = tasks.len(), "draining");
-                if tokio::time::timeout(self.drain_timeout, tasks.wait())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(
-                        left = tasks.len(),
-                        "drain timeout reached; unfinished messages go back to the queue"
-                    );
-                    lost.cancel();
-                }
-            }
-            Ended::Lost(_) => lost.cancel(),
+        if matches!(ended, Ended::Shutdown) {
+            self.events.cancel().await;
+            self.deliveries.cancel().await;
+        }
+        // On shutdown, and as well when the connection is lost: deliveries in
+        // flight finish (their hand-offs and acks fail with a lost
+        // connection, but the journal records what was delivered, so the
+        // redelivered messages are not sent twice).
+        tracing::info!(in_flight = tasks.len(), "draining");
+        if tokio::time::timeout(self.drain_timeout, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = tasks.len(),
+                "drain timeout reached; unfinished messages go back to the queue"
+            );
+            lost.cancel();
         }
         tasks.wait().await;
         self.publisher.close().await;

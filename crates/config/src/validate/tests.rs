@@ -452,3 +452,69 @@ fn pagerduty_needs_a_routing_key_and_templates_must_render() {
         "{got:?}"
     );
 }
+
+#[test]
+fn retry_tiers_and_store() {
+    let c = ok(r#"
+delay_tiers = ["30s", "1s", "5s", "1s"]
+
+[store]
+retention = "2d"
+max_size = "64MiB"
+
+[defaults]
+retry = { max_attempts = 5, initial = "2s" }
+
+[[integration]]
+id = "a"
+url = "https://a.example.com"
+retry = { initial = "1s", multiplier = 3.0, jitter = 0.0 }
+
+[[integration]]
+id = "b"
+url = "https://b.example.com"
+"#);
+    assert_eq!(
+        c.delay_tiers,
+        [
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+            Duration::from_secs(30)
+        ]
+    );
+    assert_eq!(c.store.retention, Duration::from_secs(2 * 86400));
+    assert_eq!(c.store.max_size, 64 << 20);
+    let a = c.integration("a").unwrap().retry;
+    assert_eq!(
+        (a.max_attempts, a.initial, a.multiplier, a.jitter),
+        (5, Duration::from_secs(1), 3.0, 0.0)
+    );
+    assert_eq!(a.max_age, Duration::from_secs(86400));
+    let b = c.integration("b").unwrap().retry;
+    assert_eq!(
+        (b.max_attempts, b.initial, b.multiplier),
+        (5, Duration::from_secs(2), 2.0)
+    );
+    assert_eq!(
+        ok("[[integration]]\nid = \"x\"\nurl = \"https://x.example.com\"\n")
+            .delay_tiers
+            .len(),
+        8
+    );
+
+    let got = problems(
+        "delay_tiers = [\"1.5s\", \"forever\"]\n[store]\nmax_size = \"12 parsecs\"\n[[integration]]\nid = \"x\"\nurl = \"https://x.example.com\"\nretry = { max_attempts = 0, multiplier = 0.5, jitter = 2.0, initial = \"soon\" }\n",
+    );
+    let all = got.join("\n");
+    for expected in [
+        "delay_tiers: each tier is whole seconds",
+        "delay_tiers, field `delay_tiers`: `forever` is not a duration",
+        "[store], field `max_size`: not a size",
+        "field `retry.max_attempts`: must be between 1 and 1000",
+        "field `retry.initial`: `soon` is not a duration",
+        "field `retry.multiplier`: must be between 1.0 and 10.0",
+        "field `retry.jitter`: must be between 0.0 and 1.0",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
+}
