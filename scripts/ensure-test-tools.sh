@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the ecosystem's own programs and libraries the end-to-end tests
 # check alertpost against, where missing:
-# - the real Prometheus Alertmanager, from Debian's packages;
-# - the Standard Webhooks reference library (PyPI `standardwebhooks`), in a
-#   virtual environment under target/test-python (tests find it there).
+# - the real Prometheus Alertmanager, and promtool (package `prometheus`),
+#   from Debian's packages;
+# - the Standard Webhooks reference library (PyPI `standardwebhooks`) and
+#   PyYAML, in a virtual environment under target/test-python (tests find
+#   them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,17 +21,22 @@ apt_install() {
   $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+need=()
 if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertmanager >/dev/null 2>&1; then
-  apt_install prometheus-alertmanager
+  need+=(prometheus-alertmanager)
+fi
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  apt_install "${need[@]}"
 fi
 
 VENV=target/test-python
-if ! "$VENV/bin/python" -c 'import standardwebhooks' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import standardwebhooks, yaml' >/dev/null 2>&1; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     apt_install python3-venv
   fi
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  echo "ensure-test-tools: installing standardwebhooks from PyPI into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks
+  echo "ensure-test-tools: installing standardwebhooks and PyYAML from PyPI into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks pyyaml
 fi

@@ -530,7 +530,11 @@ async fn a_delay_longer_than_the_largest_tier_takes_several_hops() {
     let prefix = TestPrefix::with_tiers("hops", &[1]);
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::status(503)]);
-    let worker = RunningWorker::start(&prefix, &config(&receiver, r#"initial = "3s", jitter = 0.0"#)).await;
+    let worker = RunningWorker::start(
+        &prefix,
+        &config(&receiver, r#"initial = "3s", jitter = 0.0"#),
+    )
+    .await;
     producer(&prefix).await.publish(event("far")).await.unwrap();
     let got = receiver.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;

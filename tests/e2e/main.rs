@@ -6,4 +6,5 @@ mod cli;
 mod durability;
 mod ingest;
 mod integrations;
+mod observability;
 mod pipeline;

@@ -41,6 +41,26 @@ pub struct Integration {
     pub routing_key: Option<Secret>,
     /// When to try again after a failed attempt (`retry`).
     pub retry: RetryPolicy,
+    /// When to stop sending for a while (`circuit`).
+    pub circuit: CircuitPolicy,
+}
+
+/// `circuit = { failures, cooldown }`: after `failures` attempts in a row
+/// fail in a way worth retrying, deliveries go straight to the delay queues
+/// for `cooldown`, then one attempt probes. `failures = 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CircuitPolicy {
+    pub failures: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for CircuitPolicy {
+    fn default() -> CircuitPolicy {
+        CircuitPolicy {
+            failures: 10,
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `retry = { max_attempts, initial, max_interval, multiplier, max_age, jitter }`.

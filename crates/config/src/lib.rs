@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use filter::{Filter, Matcher};
 pub use integration::{
-    Auth, Header, Integration, Method, OAuth2, RetryPolicy, SigningKey, Validator,
+    Auth, CircuitPolicy, Header, Integration, Method, OAuth2, RetryPolicy, SigningKey, Validator,
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};

@@ -73,6 +73,14 @@ pub(crate) struct RawIntegration {
     pub validate: Option<Spanned<Vec<Spanned<RawValidator>>>>,
     pub routing_key: Option<Spanned<String>>,
     pub retry: Option<Spanned<RawRetry>>,
+    pub circuit: Option<Spanned<RawCircuit>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCircuit {
+    pub failures: Option<Spanned<i64>>,
+    pub cooldown: Option<Spanned<String>>,
 }
 
 /// `auth = { type = "...", ... }`; which keys a type takes is checked later,

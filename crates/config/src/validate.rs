@@ -17,11 +17,11 @@ use parts::BodySpec;
 
 use crate::expand::expand;
 use crate::filter::Filter;
-use crate::integration::RetryPolicy;
 use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validator};
+use crate::integration::{CircuitPolicy, RetryPolicy};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
-use crate::raw::{RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker};
+use crate::raw::{RawCircuit, RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker};
 use crate::secret::Secret;
 use crate::{Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings};
 
@@ -150,6 +150,7 @@ struct Partial {
     validate: Option<Vec<Validator>>,
     routing_key: Option<Secret>,
     retry: RetryPartial,
+    circuit: (Option<u32>, Option<Duration>),
 }
 
 /// A `retry` table's own values; each field merges with `[defaults]` on its own.
@@ -385,7 +386,33 @@ impl Cx<'_> {
         if let Some(r) = &raw.retry {
             p.retry = self.retry(r.get_ref(), section);
         }
+        if let Some(c) = &raw.circuit {
+            p.circuit = self.circuit(c.get_ref(), section);
+        }
         p
+    }
+
+    fn circuit(&mut self, raw: &RawCircuit, section: &str) -> (Option<u32>, Option<Duration>) {
+        let failures = raw
+            .failures
+            .as_ref()
+            .and_then(|f| match u32::try_from(*f.get_ref()) {
+                Ok(v @ 0..=10_000) => Some(v),
+                _ => {
+                    self.problem(
+                        f.span(),
+                        section,
+                        Some("circuit.failures"),
+                        "must be between 0 (off) and 10000",
+                    );
+                    None
+                }
+            });
+        let cooldown = raw
+            .cooldown
+            .as_ref()
+            .and_then(|c| self.duration(c, section, "circuit.cooldown"));
+        (failures, cooldown)
     }
 
     fn retry(&mut self, raw: &RawRetry, section: &str) -> RetryPartial {
@@ -619,6 +646,18 @@ impl Cx<'_> {
                 .unwrap_or_default(),
             routing_key,
             retry: merge_retry(own.retry, defaults.retry),
+            circuit: CircuitPolicy {
+                failures: own
+                    .circuit
+                    .0
+                    .or(defaults.circuit.0)
+                    .unwrap_or(CircuitPolicy::default().failures),
+                cooldown: own
+                    .circuit
+                    .1
+                    .or(defaults.circuit.1)
+                    .unwrap_or(CircuitPolicy::default().cooldown),
+            },
         })
     }
 

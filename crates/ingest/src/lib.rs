@@ -6,6 +6,7 @@
 //! | `POST /v1/ingest/<format>` | a source's own payload (`alertmanager`, `grafana`, `hertzbeat`, `grafana-oncall`, `aporia`), one event per alert |
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | connected to RabbitMQ |
+//! | `GET /metrics` | `alertpost_events_published_total{source}`, `alertpost_broker_connected`, process metrics |
 //!
 //! Answers: `202` with the ids once RabbitMQ has confirmed every event;
 //! `400` with a JSON `error` for input that is not valid (nothing is
@@ -17,6 +18,7 @@ use std::future::Future;
 
 use alertpost_event::EventError;
 use alertpost_event::normalize::{Format, normalize};
+use alertpost_metrics::IngestMetrics;
 use alertpost_producer::{Producer, ProducerError};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
@@ -30,6 +32,13 @@ use serde_json::{Value, json};
 /// The largest request body accepted: room for a big Alertmanager group.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// What every request shares.
+#[derive(Clone)]
+struct Ingest {
+    producer: Producer,
+    metrics: IngestMetrics,
+}
+
 /// The ingest routes over `producer`.
 pub fn router(producer: Producer) -> Router {
     Router::new()
@@ -37,8 +46,12 @@ pub fn router(producer: Producer) -> Router {
         .route("/v1/ingest/{format}", post(ingest))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(producer)
+        .with_state(Ingest {
+            producer,
+            metrics: IngestMetrics::new(),
+        })
 }
 
 /// Serves the ingest on `listener` until `shutdown` completes; requests in
@@ -55,23 +68,36 @@ pub async fn serve(
     result
 }
 
-async fn events(State(producer): State<Producer>, body: Result<Bytes, BytesRejection>) -> Response {
-    accept(&producer, Format::Events, body).await
+async fn events(State(state): State<Ingest>, body: Result<Bytes, BytesRejection>) -> Response {
+    accept(&state, Format::Events, body).await
 }
 
 async fn ingest(
-    State(producer): State<Producer>,
+    State(state): State<Ingest>,
     Path(format): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match format.parse::<Format>() {
-        Ok(format) => accept(&producer, format, body).await,
+        Ok(format) => accept(&state, format, body).await,
         Err(e) => error(StatusCode::NOT_FOUND, e.reason, None),
     }
 }
 
-async fn readyz(State(producer): State<Producer>) -> Response {
-    if producer.ready().await {
+async fn metrics(State(state): State<Ingest>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            alertpost_metrics::CONTENT_TYPE,
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Ingest>) -> Response {
+    let ready = state.producer.ready().await;
+    state.metrics.broker_connected.set(i64::from(ready));
+    if ready {
         (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
     } else {
         error(
@@ -82,11 +108,8 @@ async fn readyz(State(producer): State<Producer>) -> Response {
     }
 }
 
-async fn accept(
-    producer: &Producer,
-    format: Format,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn accept(state: &Ingest, format: Format, body: Result<Bytes, BytesRejection>) -> Response {
+    let producer = &state.producer;
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -114,8 +137,16 @@ async fn accept(
         Ok(events) => events,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, None),
     };
-    match producer.publish_all(events).await {
+    let result = producer.publish_all(events).await;
+    state.metrics.broker_connected.set(i64::from(!matches!(
+        result,
+        Err(ProducerError::Unavailable { .. })
+    )));
+    match result {
         Ok(published) => {
+            for e in &published {
+                state.metrics.published(&e.source);
+            }
             let ids: Vec<&str> = published.iter().map(|e| e.id.as_str()).collect();
             (
                 StatusCode::ACCEPTED,

@@ -85,6 +85,8 @@ struct Inner {
     meta: sled::Tree,
     seq: AtomicU64,
     dropped: AtomicU64,
+    /// Whether the last write succeeded.
+    healthy: std::sync::atomic::AtomicBool,
     queue: mpsc::Sender<AttemptRecord>,
     writer: std::sync::Mutex<Option<mpsc::Receiver<AttemptRecord>>>,
 }
@@ -131,6 +133,7 @@ impl Store {
             meta: tree("meta")?,
             seq: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            healthy: std::sync::atomic::AtomicBool::new(true),
             queue,
             writer: std::sync::Mutex::new(Some(writer)),
             db,
@@ -175,6 +178,11 @@ impl Store {
                 );
             }
         }
+    }
+
+    /// Whether the store's last write succeeded (for `/readyz`).
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
     }
 
     /// Attempt records dropped since start.
@@ -332,6 +340,7 @@ impl Store {
             .apply_batch(attempts)
             .and_then(|()| self.inner.recent.apply_batch(recent))
             .and_then(|()| self.add_bytes(bytes as i64));
+        self.inner.healthy.store(written.is_ok(), Ordering::Relaxed);
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot write attempt records");
         }

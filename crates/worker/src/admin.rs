@@ -3,13 +3,15 @@
 //! | route | answers |
 //! | --- | --- |
 //! | `GET /healthz` | the process is alive |
-//! | `GET /readyz` | 200 when connected to the broker and consuming, else 503 |
+//! | `GET /readyz` | 200 when connected to the broker, consuming, and the store writes, else 503 |
+//! | `GET /metrics` | Prometheus metrics |
 //! | `GET /v1/attempts?event_id=&integration=&limit=` | attempts from this worker's store, JSON, oldest first |
 //! | `GET /v1/dead-letters?integration=&limit=` | dead letters this worker produced, JSON, newest first |
 
 use std::future::Future;
 use std::sync::Arc;
 
+use alertpost_metrics::WorkerMetrics;
 use alertpost_store::Store;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -29,25 +31,44 @@ const MAX_LIMIT: usize = 10_000;
 struct Admin {
     health: Arc<Health>,
     store: Store,
+    metrics: WorkerMetrics,
 }
 
-pub fn router(health: Arc<Health>, store: Store) -> Router {
+pub fn router(health: Arc<Health>, store: Store, metrics: WorkerMetrics) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/attempts", get(attempts))
         .route("/v1/dead-letters", get(dead_letters))
-        .with_state(Admin { health, store })
+        .with_state(Admin {
+            health,
+            store,
+            metrics,
+        })
+}
+
+async fn metrics_text(State(admin): State<Admin>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            alertpost_metrics::CONTENT_TYPE,
+        )],
+        admin.metrics.encode(),
+    )
 }
 
 async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
     let health = &admin.health;
+    let store_ok = admin.store.healthy();
+    let ready = health.ready() && store_ok;
     let body = json!({
-        "ready": health.ready(),
+        "ready": ready,
         "broker_connected": health.connected(),
         "consuming": health.consuming(),
+        "store": store_ok,
     });
-    let status = if health.ready() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

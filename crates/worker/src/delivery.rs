@@ -8,6 +8,7 @@ use alertpost_event::Event;
 use bytes::Bytes;
 use tracing::Instrument;
 
+use crate::circuit::Gate;
 use crate::runtime::Target;
 
 /// What one attempt did and what it means.
@@ -18,7 +19,9 @@ pub struct Tried {
 }
 
 /// Makes attempt number `number` of delivering `body` (the rendered event)
-/// to `target`.
+/// to `target`. `Err(wait)`: the integration's circuit is open (checked
+/// once a permit is held, so attempts queued behind a failing one see it);
+/// no request was made.
 pub async fn attempt(
     client: &Client,
     target: &Target,
@@ -26,7 +29,7 @@ pub async fn attempt(
     delivery_id: &str,
     number: u32,
     body: Bytes,
-) -> Tried {
+) -> Result<Tried, Duration> {
     let integration = &target.integration;
     let span = tracing::info_span!(
         "delivery",
@@ -42,16 +45,28 @@ pub async fn attempt(
             Some(permits) => permits.acquire().await.ok(),
             None => None,
         };
+        if let Gate::Open(wait) = target.circuit.gate() {
+            return Err(wait);
+        }
         let meta = RequestMeta {
             delivery_id,
             event_id: &event.id,
             attempt: number,
             timestamp: unix_now(),
         };
+        let m = &target.metrics;
+        m.inflight.inc();
         let attempt = client.attempt(&target.endpoint, body, &meta).await;
+        m.inflight.dec();
+        m.attempt(attempt.result.code());
+        m.duration.observe(attempt.duration.as_secs_f64());
         let verdict = classify(&attempt.result, &target.endpoint.validate);
         log(&attempt, &verdict);
-        Tried { attempt, verdict }
+        let open = target
+            .circuit
+            .record(matches!(verdict, Verdict::Retry { .. }));
+        m.circuit_open.set(i64::from(open));
+        Ok(Tried { attempt, verdict })
     }
     .instrument(span)
     .await

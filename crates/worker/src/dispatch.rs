@@ -36,6 +36,7 @@ use crate::delivery::{self, Tried, duration_ms};
 use crate::handoff;
 use crate::runtime::{Current, Runtime, Target};
 use crate::schedule::{self, Next};
+use alertpost_metrics::WorkerMetrics;
 
 /// A job due this soon is tried now rather than sent round another tier.
 const HOP_SLACK: Duration = Duration::from_millis(250);
@@ -51,6 +52,7 @@ pub struct Ctx {
     pub store: Store,
     /// Names the delay tiers jobs wait in.
     pub topology: Topology,
+    pub metrics: WorkerMetrics,
 }
 
 /// How a message is settled with the broker.
@@ -62,12 +64,8 @@ pub(crate) enum Settle {
 
 /// What one delivery comes to.
 pub(crate) enum Step {
-    /// Delivered now, or found finished in the journal and not sent again
-    /// (`skipped`, a metric of its own).
-    Done {
-        #[allow(dead_code)] // Read by the metrics.
-        skipped: bool,
-    },
+    /// Delivered now, or found finished in the journal and not sent again.
+    Done,
     /// To wait in the delay tier `tier`, then be tried again.
     Retry {
         job: Box<DeliveryJob>,
@@ -121,8 +119,9 @@ async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
 
 /// First attempts: one per integration the event matches.
 async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: Event) -> Settle {
+    ctx.metrics.consumed(&event.source);
     let runtime = ctx.current.get();
-    let targets: Vec<&Arc<Target>> = runtime.targets_for(&event).collect();
+    let targets: Vec<&Arc<Target>> = runtime.targets_for(&event);
     if targets.is_empty() {
         tracing::debug!(event_id = %event.id, "no integration matches the event");
         return Settle::Ack;
@@ -150,7 +149,8 @@ async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: E
         let (event_json, context) = (&event_json, context.as_ref());
         async move {
             if check_journal && already_finished(&ctx.store, &d.id, None) {
-                return Step::Done { skipped: true };
+                d.target.metrics.outcome("skipped_duplicate");
+                return Step::Done;
             }
             attempt(ctx, runtime, d, event_json, context, &msg.queue).await
         }
@@ -180,11 +180,13 @@ async fn job_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, job: Deliv
             job.integration
         );
         tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
+        ctx.metrics.dead_unknown(&job.integration);
         let letter = dead_letter(job, DeadReason::Unknown, detail, &msg.queue);
         return handoff::hand_off(ctx, publisher, vec![Step::Dead(Box::new(letter))]).await;
     };
     if already_finished(&ctx.store, &job.delivery_id, job.replayed.as_ref()) {
-        return handoff::hand_off(ctx, publisher, vec![Step::Done { skipped: true }]).await;
+        target.metrics.outcome("skipped_duplicate");
+        return handoff::hand_off(ctx, publisher, vec![Step::Done]).await;
     }
     let event_json = Bytes::from(job.event.to_json());
     let context = (!target.integration.body.is_event()).then(|| Context::new(&job.event));
@@ -264,6 +266,8 @@ async fn attempt(
         Ok(body) => body,
         Err(e) => {
             tracing::warn!(event_id = %d.event.id, delivery_id = %d.id, integration = %integration.id, error = %e, "template failed; dead-lettering");
+            d.target.metrics.outcome("dead");
+            d.target.metrics.dead(DeadReason::Template);
             let first = d.first_attempt_at.unwrap_or_else(OffsetDateTime::now_utc);
             let letter = dead_letter(
                 d.into_job(first),
@@ -274,8 +278,13 @@ async fn attempt(
             return Step::Dead(Box::new(letter));
         }
     };
+    let m = &d.target.metrics;
     let number = d.attempts + 1;
-    let tried = delivery::attempt(&runtime.client, d.target, d.event, &d.id, number, body).await;
+    let tried =
+        match delivery::attempt(&runtime.client, d.target, d.event, &d.id, number, body).await {
+            Ok(tried) => tried,
+            Err(remaining) => return held_back(ctx, d, remaining, queue),
+        };
     let started = OffsetDateTime::from(tried.attempt.started_at);
     let first = d.first_attempt_at.unwrap_or(started);
     ctx.store.record(record(&d, number, &tried));
@@ -286,19 +295,29 @@ async fn attempt(
         let excess = d.history.len() - keep;
         d.history.drain(..excess);
     }
+    // Counted once, here, after classification.
     match tried.verdict {
         Verdict::Delivered => {
             if let Err(e) = ctx.store.finish(&d.id, Finished::Delivered) {
                 tracing::warn!(error = %e, "cannot write the journal");
             }
-            Step::Done { skipped: false }
+            m.outcome("delivered");
+            if let Some(received) = d.event.received_at {
+                let age = OffsetDateTime::now_utc() - received;
+                m.end_to_end.observe(age.as_seconds_f64().max(0.0));
+            }
+            Step::Done
         }
-        Verdict::Dead { reason, detail } => Step::Dead(Box::new(dead_letter(
-            d.into_job(first),
-            reason,
-            detail,
-            queue,
-        ))),
+        Verdict::Dead { reason, detail } => {
+            m.outcome("dead");
+            m.dead(reason);
+            Step::Dead(Box::new(dead_letter(
+                d.into_job(first),
+                reason,
+                detail,
+                queue,
+            )))
+        }
         Verdict::Retry {
             reason,
             retry_after,
@@ -311,12 +330,15 @@ async fn attempt(
                     let mut job = d.into_job(first);
                     job.not_before = now + delay;
                     tracing::info!(delivery_id = %job.delivery_id, attempt = number, delay_ms = duration_ms(delay), tier_s = tier.as_secs(), "retry scheduled");
+                    retried(ctx, m, tier);
                     Step::Retry {
                         job: Box::new(job),
                         tier,
                     }
                 }
                 Next::Exhausted => {
+                    m.outcome("dead");
+                    m.dead(DeadReason::Exhausted);
                     let detail = format!("gave up after {number} attempts; last: {reason}");
                     Step::Dead(Box::new(dead_letter(
                         d.into_job(first),
@@ -326,6 +348,8 @@ async fn attempt(
                     )))
                 }
                 Next::Expired => {
+                    m.outcome("dead");
+                    m.dead(DeadReason::Expired);
                     let detail = format!(
                         "the next try would come more than {} after the first; last: {reason}",
                         humanize(policy.max_age)
@@ -339,6 +363,43 @@ async fn attempt(
                 }
             }
         }
+    }
+}
+
+/// The circuit is open: no request; straight to a delay tier for the rest
+/// of the cooldown (at least the first retry delay), or dead if that would
+/// pass `max_age`.
+fn held_back(ctx: &Ctx, d: Delivery<'_>, remaining: Duration, queue: &str) -> Step {
+    let m = &d.target.metrics;
+    let now = OffsetDateTime::now_utc();
+    let first = d.first_attempt_at.unwrap_or(now);
+    let policy = d.target.integration.retry;
+    let delay = remaining.max(policy.initial);
+    if now + delay > first + policy.max_age {
+        let detail = "the circuit is open and the next try would come after max_age".to_owned();
+        m.outcome("dead");
+        m.dead(DeadReason::Expired);
+        return Step::Dead(Box::new(dead_letter(
+            d.into_job(first),
+            DeadReason::Expired,
+            detail,
+            queue,
+        )));
+    }
+    let tier = ctx.topology.tier_for(delay);
+    retried(ctx, m, tier);
+    let mut job = d.into_job(first);
+    job.not_before = now + delay;
+    Step::Retry {
+        job: Box::new(job),
+        tier,
+    }
+}
+
+fn retried(ctx: &Ctx, m: &alertpost_metrics::IntegrationMetrics, tier: Duration) {
+    m.outcome("retried");
+    if let Some(i) = ctx.topology.tiers().iter().position(|t| *t == tier) {
+        m.retry(i);
     }
 }
 
@@ -393,6 +454,7 @@ async fn undecodable(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, detail: St
         .clone()
         .unwrap_or_else(|| format!("msg_{}", fnv(&msg.body)));
     tracing::warn!(%detail, "undecodable message; dead-lettering it");
+    ctx.metrics.undecodable();
     let letter = DeadLetter::undecodable(
         id,
         &msg.body,

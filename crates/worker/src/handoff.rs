@@ -14,7 +14,7 @@ pub(crate) async fn hand_off(ctx: &Ctx, publisher: &Publisher, steps: Vec<Step>)
     let mut pending = Vec::new();
     for step in &steps {
         let (to, body, kind, id) = match step {
-            Step::Done { .. } => continue,
+            Step::Done => continue,
             Step::Retry { job, tier } => (
                 Destination::Retry(*tier),
                 job.to_json(),

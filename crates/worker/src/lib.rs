@@ -9,6 +9,7 @@
 //! - `handoff`: the steps that are not done go to a delay tier or the dead
 //!   queue, confirmed; then the ack;
 //! - [`schedule`]: when a failed delivery is tried again (backoff);
+//! - [`circuit`]: the per-integration circuit breaker;
 //! - [`delivery`]: one attempt of one delivery: request, send, classify, log;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
 //!   with their concurrency permits);
@@ -21,6 +22,7 @@
 //! unacked, and RabbitMQ hands it out again.
 
 pub mod admin;
+pub mod circuit;
 pub mod delivery;
 pub mod dispatch;
 mod handoff;

@@ -8,7 +8,10 @@ use alertpost_config::{Config, Integration};
 use alertpost_deliver::Client;
 use alertpost_deliver::Endpoint;
 use alertpost_event::Event;
+use alertpost_metrics::{IntegrationMetrics, WorkerMetrics};
 use tokio::sync::Semaphore;
+
+use crate::circuit::Circuit;
 
 /// One integration, ready to deliver to.
 #[derive(Debug)]
@@ -21,6 +24,9 @@ pub struct Target {
     /// message makes at most one attempt per integration at a time, so the
     /// worker's bound already holds it.
     pub permits: Option<Semaphore>,
+    /// Its series, resolved once.
+    pub metrics: IntegrationMetrics,
+    pub circuit: Circuit,
 }
 
 /// Everything a dispatch needs from the configuration.
@@ -42,12 +48,19 @@ pub enum RuntimeError {
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Result<Runtime, RuntimeError> {
+    /// `tiers` names the delay tiers, for the retry series.
+    pub fn new(
+        config: Config,
+        metrics: &WorkerMetrics,
+        tiers: &[String],
+    ) -> Result<Runtime, RuntimeError> {
         let bound = config.worker.max_inflight;
         let targets = config
             .enabled()
             .map(|i| {
                 Ok(Arc::new(Target {
+                    metrics: metrics.integration(&i.id, tiers),
+                    circuit: Circuit::new(i.circuit),
                     permits: (i.concurrency < bound).then(|| Semaphore::new(i.concurrency)),
                     endpoint: Endpoint::new(i)?,
                     integration: i.clone(),
@@ -62,13 +75,18 @@ impl Runtime {
     }
 
     /// The integrations an event goes to: enabled, and their filter holds.
-    pub fn targets_for<'a>(
-        &'a self,
-        event: &'a Event,
-    ) -> impl Iterator<Item = &'a Arc<Target>> + 'a {
+    /// The others count it as `filtered`.
+    pub fn targets_for(&self, event: &Event) -> Vec<&Arc<Target>> {
         self.targets
             .iter()
-            .filter(move |t| t.integration.filter.matches(event))
+            .filter(|t| {
+                let matches = t.integration.filter.matches(event);
+                if !matches {
+                    t.metrics.outcome("filtered");
+                }
+                matches
+            })
+            .collect()
     }
 
     pub fn target(&self, id: &str) -> Option<&Arc<Target>> {

@@ -18,8 +18,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertpost_broker::topology::tier_name;
 use alertpost_broker::{Broker, BrokerError, Consumer, Inbound, Publisher, Topology};
 use alertpost_config::Config;
+use alertpost_metrics::WorkerMetrics;
 use alertpost_store::{Retention, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -72,10 +74,11 @@ pub async fn run(
         trigger.cancel();
     });
 
-    let health = Arc::new(Health::default());
+    let metrics = WorkerMetrics::new();
+    let health = Arc::new(Health::new(metrics.broker_connected.clone()));
     let admin = match opts.admin {
         Some(listener) => {
-            let router = crate::admin::router(health.clone(), opts.store.clone());
+            let router = crate::admin::router(health.clone(), opts.store.clone(), metrics.clone());
             let stop = stop.clone();
             Some(tokio::spawn(crate::admin::serve(
                 listener,
@@ -98,18 +101,37 @@ pub async fn run(
         let stop = stop.clone();
         tokio::spawn(async move { store.run(retention, stop.cancelled_owned()).await })
     };
+    let tier_names: Vec<String> = topology.tiers().iter().map(|t| tier_name(*t)).collect();
     let ctx = Arc::new(Ctx {
-        current: Current::new(Runtime::new(opts.config)?),
+        current: Current::new(Runtime::new(opts.config, &metrics, &tier_names)?),
         store: opts.store,
         topology: topology.clone(),
+        metrics: metrics.clone(),
     });
+    // The store's size, for `alertpost_store_bytes`.
+    {
+        let (store, gauge, stop) = (ctx.store.clone(), metrics.store_bytes.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {
+                        let store = store.clone();
+                        let bytes = tokio::task::spawn_blocking(move || store.size_on_disk()).await.unwrap_or(0);
+                        gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                    }
+                }
+            }
+        });
+    }
     tracing::info!(
         integrations = ctx.current.get().targets.len(),
         prefix = topology.prefix(),
         "worker starting"
     );
     if let Some(reload) = opts.reload {
-        tokio::spawn(reloads(ctx.clone(), reload));
+        tokio::spawn(reloads(ctx.clone(), reload, tier_names.clone()));
     }
 
     let mut pause = RECONNECT_MIN;
@@ -158,10 +180,10 @@ pub async fn run(
 /// Switches to each new configuration as it arrives. One that cannot be
 /// made into a runtime (a header the HTTP library refuses) is refused with
 /// a log line and the old one stays.
-async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>) {
+async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>, tiers: Vec<String>) {
     while let Some(config) = configs.recv().await {
         let enabled = config.enabled().count();
-        match Runtime::new(config) {
+        match Runtime::new(config, &ctx.metrics, &tiers) {
             Ok(runtime) => {
                 ctx.current.replace(runtime);
                 tracing::info!(enabled, "configuration reloaded");

@@ -1,0 +1,403 @@
+//! alertpost's metrics, with the `prometheus` crate.
+//!
+//! | name | type | labels | from |
+//! | --- | --- | --- | --- |
+//! | `alertpost_events_published_total` | counter | `source` | ingest |
+//! | `alertpost_events_consumed_total` | counter | `source` | worker |
+//! | `alertpost_deliveries_total` | counter | `integration`, `outcome` (delivered, retried, dead, filtered, skipped_duplicate) | worker |
+//! | `alertpost_delivery_attempts_total` | counter | `integration`, `code` (2xx…5xx, timeout, connect, policy, token, error) | worker |
+//! | `alertpost_delivery_duration_seconds` | histogram | `integration` | worker |
+//! | `alertpost_end_to_end_seconds` | histogram | `integration` (event `received_at` → delivered) | worker |
+//! | `alertpost_retries_scheduled_total` | counter | `integration`, `tier` | worker |
+//! | `alertpost_dead_letters_total` | counter | `integration`, `reason` | worker |
+//! | `alertpost_inflight_deliveries` | gauge | `integration` | worker |
+//! | `alertpost_circuit_open` | gauge | `integration` | worker |
+//! | `alertpost_store_bytes` | gauge | | worker |
+//! | `alertpost_broker_connected` | gauge | | both |
+//! | `process_*` | | | both |
+//!
+//! Labels are bounded: integration ids, fixed outcome and code sets, tier
+//! names, dead-letter reasons; never URLs or event ids (an event's `source`
+//! is the one label producers choose). The hot path holds resolved series
+//! ([`IntegrationMetrics`]), so counting costs no label lookup.
+
+use alertpost_event::job::DeadReason;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Seconds: from 5 ms to 30 s, the range of webhook answers.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// `outcome` values of `alertpost_deliveries_total`.
+pub const OUTCOMES: [&str; 5] = [
+    "delivered",
+    "retried",
+    "dead",
+    "filtered",
+    "skipped_duplicate",
+];
+
+/// `code` values of `alertpost_delivery_attempts_total`.
+pub const CODES: [&str; 10] = [
+    "1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect", "policy", "token", "error",
+];
+
+/// The families a worker exports.
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    registry: Registry,
+    events_consumed: IntCounterVec,
+    deliveries: IntCounterVec,
+    attempts: IntCounterVec,
+    duration: HistogramVec,
+    end_to_end: HistogramVec,
+    retries: IntCounterVec,
+    dead_letters: IntCounterVec,
+    inflight: IntGaugeVec,
+    circuit: IntGaugeVec,
+    pub store_bytes: IntGauge,
+    pub broker_connected: IntGauge,
+}
+
+/// The families the ingest exports.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    registry: Registry,
+    events_published: IntCounterVec,
+    pub broker_connected: IntGauge,
+}
+
+/// One integration's series, resolved once (at load and on reload).
+#[derive(Clone)]
+pub struct IntegrationMetrics {
+    outcomes: [IntCounter; 5],
+    codes: Vec<IntCounter>,
+    pub duration: Histogram,
+    pub end_to_end: Histogram,
+    /// Per delay tier, in the topology's order.
+    retries: Vec<IntCounter>,
+    dead: Vec<(DeadReason, IntCounter)>,
+    pub inflight: IntGauge,
+    pub circuit_open: IntGauge,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .expect("metric names and labels are valid");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("each family is registered once");
+    v
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let v =
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("metric names and labels are valid");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("each family is registered once");
+    v
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("metric names are valid");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("each family is registered once");
+    g
+}
+
+fn histogram_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let v = HistogramVec::new(opts, labels).expect("metric names and labels are valid");
+    registry
+        .register(Box::new(v.clone()))
+        .expect("each family is registered once");
+    v
+}
+
+fn registry() -> Registry {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        // Process metrics: resident memory, CPU, open files.
+        let _ = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+    }
+    registry
+}
+
+fn encode(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    // Encoding into a Vec does not fail for well-formed families.
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+impl WorkerMetrics {
+    pub fn new() -> WorkerMetrics {
+        let r = registry();
+        WorkerMetrics {
+            events_consumed: counter_vec(
+                &r,
+                "alertpost_events_consumed_total",
+                "Events taken from the events queue.",
+                &["source"],
+            ),
+            deliveries: counter_vec(
+                &r,
+                "alertpost_deliveries_total",
+                "Deliveries by how they ended this time: delivered, retried (handed to a delay tier), dead, filtered (the integration's match did not hold), skipped_duplicate (already finished, per the journal).",
+                &["integration", "outcome"],
+            ),
+            attempts: counter_vec(
+                &r,
+                "alertpost_delivery_attempts_total",
+                "HTTP attempts by result: the status class, or timeout, connect, policy, token, error.",
+                &["integration", "code"],
+            ),
+            duration: histogram_vec(
+                &r,
+                "alertpost_delivery_duration_seconds",
+                "Time of one attempt, connect to last byte.",
+                &["integration"],
+            ),
+            end_to_end: histogram_vec(
+                &r,
+                "alertpost_end_to_end_seconds",
+                "From the event's received_at to its delivery.",
+                &["integration"],
+            ),
+            retries: counter_vec(
+                &r,
+                "alertpost_retries_scheduled_total",
+                "Deliveries handed to a delay tier.",
+                &["integration", "tier"],
+            ),
+            dead_letters: counter_vec(
+                &r,
+                "alertpost_dead_letters_total",
+                "Deliveries (and unreadable messages) sent to the dead queue, by reason.",
+                &["integration", "reason"],
+            ),
+            inflight: gauge_vec(
+                &r,
+                "alertpost_inflight_deliveries",
+                "Attempts in progress.",
+                &["integration"],
+            ),
+            circuit: gauge_vec(
+                &r,
+                "alertpost_circuit_open",
+                "1 while the integration's circuit breaker is open.",
+                &["integration"],
+            ),
+            store_bytes: gauge(
+                &r,
+                "alertpost_store_bytes",
+                "Bytes the worker's store takes on disk.",
+            ),
+            broker_connected: gauge(
+                &r,
+                "alertpost_broker_connected",
+                "1 while connected to RabbitMQ.",
+            ),
+            registry: r,
+        }
+    }
+
+    /// The series of one integration, created at zero so dashboards show
+    /// zeros, not gaps. `tiers` are the tier names, in order.
+    pub fn integration(&self, id: &str, tiers: &[String]) -> IntegrationMetrics {
+        let outcomes = OUTCOMES.map(|o| self.deliveries.with_label_values(&[id, o]));
+        IntegrationMetrics {
+            outcomes,
+            codes: CODES
+                .iter()
+                .map(|c| self.attempts.with_label_values(&[id, c]))
+                .collect(),
+            duration: self.duration.with_label_values(&[id]),
+            end_to_end: self.end_to_end.with_label_values(&[id]),
+            retries: tiers
+                .iter()
+                .map(|t| self.retries.with_label_values(&[id, t]))
+                .collect(),
+            dead: DeadReason::ALL
+                .iter()
+                .filter(|r| **r != DeadReason::Undecodable)
+                .map(|r| (*r, self.dead_letters.with_label_values(&[id, r.as_str()])))
+                .collect(),
+            inflight: self.inflight.with_label_values(&[id]),
+            circuit_open: self.circuit.with_label_values(&[id]),
+        }
+    }
+
+    pub fn consumed(&self, source: &str) {
+        self.events_consumed.with_label_values(&[source]).inc();
+    }
+
+    /// A dead letter with no integration: a message that could not be read.
+    pub fn undecodable(&self) {
+        self.dead_letters
+            .with_label_values(&["", DeadReason::Undecodable.as_str()])
+            .inc();
+    }
+
+    /// A dead letter of an integration not in the configuration.
+    pub fn dead_unknown(&self, integration: &str) {
+        self.dead_letters
+            .with_label_values(&[integration, DeadReason::Unknown.as_str()])
+            .inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        encode(&self.registry)
+    }
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> WorkerMetrics {
+        WorkerMetrics::new()
+    }
+}
+
+impl IntegrationMetrics {
+    /// `outcome` is one of [`OUTCOMES`].
+    pub fn outcome(&self, outcome: &str) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].inc();
+        }
+    }
+
+    /// `code` is one of [`CODES`].
+    pub fn attempt(&self, code: &str) {
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            self.codes[i].inc();
+        }
+    }
+
+    /// `tier` is the tier's place in the topology.
+    pub fn retry(&self, tier: usize) {
+        if let Some(c) = self.retries.get(tier) {
+            c.inc();
+        }
+    }
+
+    pub fn dead(&self, reason: DeadReason) {
+        if let Some((_, c)) = self.dead.iter().find(|(r, _)| *r == reason) {
+            c.inc();
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerMetrics")
+    }
+}
+
+impl std::fmt::Debug for IngestMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IngestMetrics")
+    }
+}
+
+impl std::fmt::Debug for IntegrationMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IntegrationMetrics")
+    }
+}
+
+impl IngestMetrics {
+    pub fn new() -> IngestMetrics {
+        let r = registry();
+        IngestMetrics {
+            events_published: counter_vec(
+                &r,
+                "alertpost_events_published_total",
+                "Events published, confirmed by RabbitMQ.",
+                &["source"],
+            ),
+            broker_connected: gauge(
+                &r,
+                "alertpost_broker_connected",
+                "1 while connected to RabbitMQ.",
+            ),
+            registry: r,
+        }
+    }
+
+    pub fn published(&self, source: &str) {
+        self.events_published.with_label_values(&[source]).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        encode(&self.registry)
+    }
+}
+
+impl Default for IngestMetrics {
+    fn default() -> IngestMetrics {
+        IngestMetrics::new()
+    }
+}
+
+/// The content type of [`WorkerMetrics::encode`] and [`IngestMetrics::encode`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integration_series_start_at_zero_and_count() {
+        let m = WorkerMetrics::new();
+        let i = m.integration("hook", &["1s".into(), "5s".into()]);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"alertpost_deliveries_total{integration="hook",outcome="delivered"} 0"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"alertpost_retries_scheduled_total{integration="hook",tier="5s"} 0"#)
+        );
+        assert!(
+            text.contains(
+                r#"alertpost_dead_letters_total{integration="hook",reason="exhausted"} 0"#
+            )
+        );
+        i.outcome("delivered");
+        i.attempt("2xx");
+        i.retry(1);
+        i.dead(DeadReason::Status);
+        i.duration.observe(0.02);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"alertpost_deliveries_total{integration="hook",outcome="delivered"} 1"#
+            )
+        );
+        assert!(
+            text.contains(r#"alertpost_delivery_attempts_total{code="2xx",integration="hook"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"alertpost_retries_scheduled_total{integration="hook",tier="5s"} 1"#)
+        );
+        assert!(
+            text.contains(r#"alertpost_dead_letters_total{integration="hook",reason="status"} 1"#)
+        );
+        assert!(text.contains(
+            r#"alertpost_delivery_duration_seconds_bucket{integration="hook",le="0.025"} 1"#
+        ));
+        assert!(text.contains("process_resident_memory_bytes"));
+    }
+}

@@ -1,0 +1,149 @@
+//! A circuit breaker per integration: after `failures` attempts in a row
+//! fail in a way worth retrying (5xx, timeouts, connection errors, 429...),
+//! the circuit opens for `cooldown`. While open, deliveries to the
+//! integration go straight to the delay queues without a request, so a dead
+//! endpoint costs the others nothing. When the cooldown ends, one attempt
+//! probes: success closes the circuit, failure opens it again.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use alertpost_config::CircuitPolicy;
+
+#[derive(Debug)]
+pub struct Circuit {
+    policy: CircuitPolicy,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// The cooldown is over and one probe is out.
+    Probing,
+}
+
+/// Whether an attempt may go out now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Pass,
+    /// Open: come back after this long.
+    Open(Duration),
+}
+
+impl Circuit {
+    pub fn new(policy: CircuitPolicy) -> Circuit {
+        Circuit {
+            policy,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock still holds a valid state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn gate(&self) -> Gate {
+        if self.policy.failures == 0 {
+            return Gate::Pass;
+        }
+        let mut state = self.state();
+        match *state {
+            State::Closed { .. } => Gate::Pass,
+            State::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *state = State::Probing;
+                    Gate::Pass
+                } else {
+                    Gate::Open(until - now)
+                }
+            }
+            // One probe at a time; the others wait a little.
+            State::Probing => Gate::Open(self.policy.cooldown.min(Duration::from_secs(1))),
+        }
+    }
+
+    /// Reports an attempt: `failed` when it failed in a way worth retrying.
+    /// Returns whether the circuit is open afterwards.
+    pub fn record(&self, failed: bool) -> bool {
+        if self.policy.failures == 0 {
+            return false;
+        }
+        let mut state = self.state();
+        let next = match (*state, failed) {
+            (_, false) => State::Closed { failures: 0 },
+            (State::Closed { failures }, true) if failures + 1 < self.policy.failures => {
+                State::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (State::Open { until }, true) => State::Open { until },
+            (_, true) => State::Open {
+                until: Instant::now() + self.policy.cooldown,
+            },
+        };
+        if matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. }) {
+            tracing::warn!(
+                cooldown_s = self.policy.cooldown.as_secs(),
+                "circuit opened: deliveries go to the delay queues without a request"
+            );
+        }
+        if matches!(next, State::Closed { .. }) && !matches!(*state, State::Closed { .. }) {
+            tracing::info!("circuit closed");
+        }
+        *state = next;
+        matches!(next, State::Open { .. })
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(*self.state(), State::Open { .. } | State::Probing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn circuit(failures: u32, cooldown_ms: u64) -> Circuit {
+        Circuit::new(CircuitPolicy {
+            failures,
+            cooldown: Duration::from_millis(cooldown_ms),
+        })
+    }
+
+    #[test]
+    fn opens_after_failures_in_a_row_and_probes_after_cooldown() {
+        let c = circuit(3, 50);
+        assert!(!c.record(true));
+        assert!(!c.record(false), "a success resets the count");
+        assert!(!c.record(true));
+        assert!(!c.record(true));
+        assert!(c.record(true), "third in a row opens");
+        assert!(matches!(c.gate(), Gate::Open(_)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.gate(), Gate::Pass, "the probe");
+        assert!(matches!(c.gate(), Gate::Open(_)), "one probe at a time");
+        assert!(c.record(true), "a failed probe opens again");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.gate(), Gate::Pass);
+        assert!(!c.record(false), "a good probe closes");
+        assert_eq!(c.gate(), Gate::Pass);
+        assert!(!c.is_open());
+    }
+
+    #[test]
+    fn zero_failures_disables_it() {
+        let c = circuit(0, 50);
+        for _ in 0..100 {
+            assert!(!c.record(true));
+        }
+        assert_eq!(c.gate(), Gate::Pass);
+    }
+}
