@@ -3,23 +3,28 @@
 //! imports sled.
 //!
 //! It is the worker's record, never the source of truth (that is RabbitMQ):
-//! attempts are written in batches by a background task, off the delivery
-//! path, and a crash may lose the last moments of history, never a delivery.
-//! The journal is written at once (an in-memory insert; sled flushes every
-//! 500 ms) because a redelivered message checks it before sending.
+//! attempts and journal entries are written in batches by a background
+//! task, off the delivery path, and a crash may lose the last moments of
+//! history, never a delivery (at worst a redelivered message sends again
+//! what was delivered just before the crash). Until a journal entry is
+//! written it is held in memory, so a redelivery in the same process always
+//! finds it.
 //!
-//! Trees: `attempts` (key: event id, time, sequence), `recent` (time,
-//! sequence → attempts key), `journal` (delivery id → outcome),
-//! `journal_time` (time, sequence → delivery id), `dead` (time, sequence →
-//! dead letter), `meta` (byte counter). Retention by age and by the bytes
-//! of attempt records, pruned in the background.
+//! Trees: `attempts` (key: event id, time, sequence; value: time, then the
+//! record), `journal` (delivery id → time and outcome), `dead` (time,
+//! sequence → dead letter), `meta` (byte counter). Retention by age and by
+//! the bytes of attempt records, pruned in the background by a rolling scan.
+//! Attempt keys start with the event id: alertpost's ids are UUID v7, so
+//! key order is event time order, which the size limit and the listing of
+//! recent attempts rely on (events with ids of their own sort elsewhere).
 
 mod prune;
 mod record;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alertpost_event::job::DeadLetter;
@@ -27,6 +32,12 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 pub use record::{AttemptRecord, Finished, JournalEntry};
+
+/// What the background writer writes.
+enum Write {
+    Attempt(Box<AttemptRecord>),
+    Finish(String, Finished, OffsetDateTime),
+}
 
 /// Attempts waiting to be written; beyond this, new records are dropped (and
 /// counted) rather than slow deliveries down.
@@ -78,17 +89,19 @@ struct Inner {
     path: PathBuf,
     db: sled::Db,
     attempts: sled::Tree,
-    recent: sled::Tree,
     journal: sled::Tree,
-    journal_time: sled::Tree,
     dead: sled::Tree,
     meta: sled::Tree,
     seq: AtomicU64,
     dropped: AtomicU64,
     /// Whether the last write succeeded.
     healthy: std::sync::atomic::AtomicBool,
-    queue: mpsc::Sender<AttemptRecord>,
-    writer: std::sync::Mutex<Option<mpsc::Receiver<AttemptRecord>>>,
+    queue: mpsc::Sender<Write>,
+    writer: Mutex<Option<mpsc::Receiver<Write>>>,
+    /// Journal entries queued but not written yet.
+    pending: Mutex<HashMap<String, Finished>>,
+    /// Where the rolling prune scan goes on from, per tree.
+    cursors: Mutex<HashMap<&'static str, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -126,16 +139,16 @@ impl Store {
         let inner = Inner {
             path: dir.to_owned(),
             attempts: tree("attempts")?,
-            recent: tree("recent")?,
             journal: tree("journal")?,
-            journal_time: tree("journal_time")?,
             dead: tree("dead")?,
             meta: tree("meta")?,
             seq: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             healthy: std::sync::atomic::AtomicBool::new(true),
             queue,
-            writer: std::sync::Mutex::new(Some(writer)),
+            writer: Mutex::new(Some(writer)),
+            pending: Mutex::new(HashMap::new()),
+            cursors: Mutex::new(HashMap::new()),
             db,
         };
         Ok(Store {
@@ -169,7 +182,12 @@ impl Store {
     /// Queues an attempt for the background writer. Never waits: when the
     /// writer is far behind, the record is dropped and counted.
     pub fn record(&self, attempt: AttemptRecord) {
-        if self.inner.queue.try_send(attempt).is_err() {
+        if self
+            .inner
+            .queue
+            .try_send(Write::Attempt(Box::new(attempt)))
+            .is_err()
+        {
             let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::warn!(
@@ -190,23 +208,42 @@ impl Store {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Notes that a delivery is finished (delivered or dead-lettered).
-    pub fn finish(&self, delivery_id: &str, outcome: Finished) -> Result<(), StoreError> {
+    /// Notes that a delivery is finished (delivered or dead-lettered). Seen
+    /// by [`Store::finished`] at once; written with the next batch.
+    pub fn finish(&self, delivery_id: &str, outcome: Finished) {
         let now = OffsetDateTime::now_utc();
-        let entry = JournalEntry { outcome, at: now };
-        self.inner
-            .journal
-            .insert(delivery_id.as_bytes(), record::to_json(&entry))?;
-        self.inner
-            .journal_time
-            .insert(self.time_key(now), delivery_id.as_bytes())?;
-        Ok(())
+        self.pending().insert(delivery_id.to_owned(), outcome);
+        let write = Write::Finish(delivery_id.to_owned(), outcome, now);
+        if let Err(
+            mpsc::error::TrySendError::Full(Write::Finish(id, outcome, at))
+            | mpsc::error::TrySendError::Closed(Write::Finish(id, outcome, at)),
+        ) = self.inner.queue.try_send(write)
+        {
+            // The writer is far behind (or gone): write this one directly,
+            // the journal matters more than history.
+            let _ = self
+                .inner
+                .journal
+                .insert(id.as_bytes(), &record::journal_value(at, outcome)[..]);
+            self.pending().remove(&id);
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Finished>> {
+        // A poisoned map is still a valid map.
+        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How a delivery finished, if this worker finished it.
     pub fn finished(&self, delivery_id: &str) -> Option<JournalEntry> {
+        if let Some(outcome) = self.pending().get(delivery_id) {
+            return Some(JournalEntry {
+                outcome: *outcome,
+                at: OffsetDateTime::now_utc(),
+            });
+        }
         let raw = self.inner.journal.get(delivery_id.as_bytes()).ok()??;
-        serde_json::from_slice(&raw).ok()
+        record::read_journal(&raw)
     }
 
     /// Keeps a dead letter this worker produced.
@@ -217,8 +254,8 @@ impl Store {
         Ok(())
     }
 
-    /// Attempts, newest last: of one event (and integration) when given,
-    /// else the most recent; at most `limit`.
+    /// Attempts, oldest first: of one event (and integration) when given,
+    /// else of the most recent events; at most `limit`.
     pub fn attempts(
         &self,
         event_id: Option<&str>,
@@ -226,37 +263,35 @@ impl Store {
         limit: usize,
     ) -> Vec<AttemptRecord> {
         let keep = |r: &AttemptRecord| integration.is_none_or(|i| r.integration == i);
-        let mut out: Vec<AttemptRecord> = match event_id {
+        let decode = |v: sled::IVec| record::read_attempt(&v);
+        match event_id {
             Some(id) => {
-                let prefix = record::event_prefix(id);
                 let all: Vec<AttemptRecord> = self
                     .inner
                     .attempts
-                    .scan_prefix(prefix)
-                    .values()
-                    .filter_map(|v| v.ok())
-                    .filter_map(|v| serde_json::from_slice(&v).ok())
+                    .scan_prefix(record::event_prefix(id))
+                    .filter_map(|kv| kv.ok().map(|(_, v)| v))
+                    .filter_map(decode)
                     .filter(|r| keep(r))
                     .collect();
                 let skip = all.len().saturating_sub(limit);
                 all.into_iter().skip(skip).collect()
             }
-            None => self
-                .inner
-                .recent
-                .iter()
-                .rev()
-                .filter_map(|kv| kv.ok().map(|(_, k)| k))
-                .filter_map(|k| self.inner.attempts.get(k).ok().flatten())
-                .filter_map(|v| serde_json::from_slice::<AttemptRecord>(&v).ok())
-                .filter(|r| keep(r))
-                .take(limit)
-                .collect(),
-        };
-        if event_id.is_none() {
-            out.reverse();
+            None => {
+                let mut recent: Vec<AttemptRecord> = self
+                    .inner
+                    .attempts
+                    .iter()
+                    .rev()
+                    .filter_map(|kv| kv.ok().map(|(_, v)| v))
+                    .filter_map(decode)
+                    .filter(|r| keep(r))
+                    .take(limit)
+                    .collect();
+                recent.sort_by_key(|r| r.started_at);
+                recent
+            }
         }
-        out
     }
 
     /// Dead letters this worker produced, newest first.
@@ -288,7 +323,7 @@ impl Store {
         let mut prune_every = tokio::time::interval(Duration::from_secs(60));
         prune_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch: Vec<Write> = Vec::with_capacity(BATCH);
         loop {
             tokio::select! {
                 biased;
@@ -323,26 +358,40 @@ impl Store {
         Ok(())
     }
 
-    fn write(&self, batch: &mut Vec<AttemptRecord>) {
+    fn write(&self, batch: &mut Vec<Write>) {
         let mut attempts = sled::Batch::default();
-        let mut recent = sled::Batch::default();
+        let mut journal = sled::Batch::default();
+        let mut finished = Vec::new();
         let mut bytes = 0u64;
-        for r in batch.drain(..) {
-            let key = record::attempt_key(&r.event_id, r.started_at, self.next_seq());
-            let value = record::to_json(&r);
-            bytes += value.len() as u64;
-            recent.insert(&self.time_key(r.started_at)[..], key.clone());
-            attempts.insert(key, value);
+        for w in batch.drain(..) {
+            match w {
+                Write::Attempt(r) => {
+                    let key = record::attempt_key(&r.event_id, r.started_at, self.next_seq());
+                    let value = record::attempt_value(&r);
+                    bytes += value.len() as u64;
+                    attempts.insert(key, value);
+                }
+                Write::Finish(id, outcome, at) => {
+                    journal.insert(id.as_bytes(), &record::journal_value(at, outcome)[..]);
+                    finished.push(id);
+                }
+            }
         }
         let written = self
             .inner
             .attempts
             .apply_batch(attempts)
-            .and_then(|()| self.inner.recent.apply_batch(recent))
+            .and_then(|()| self.inner.journal.apply_batch(journal))
             .and_then(|()| self.add_bytes(bytes as i64));
         self.inner.healthy.store(written.is_ok(), Ordering::Relaxed);
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot write attempt records");
+        match written {
+            Ok(()) => {
+                let mut pending = self.pending();
+                for id in finished {
+                    pending.remove(&id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot write attempt records"),
         }
     }
 

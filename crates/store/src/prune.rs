@@ -1,15 +1,15 @@
-//! Retention: records older than the age limit go, then the oldest attempt
-//! records until their bytes fit the size limit.
-
-use std::time::Duration;
+//! Retention: a rolling scan drops records older than the age limit; then,
+//! while the attempt records take more bytes than allowed, the first keys
+//! go (for UUID v7 event ids, the oldest events).
 
 use time::OffsetDateTime;
 
 use crate::record::{time_key, time_of};
 use crate::{Retention, Store, StoreError};
 
-/// Keys removed per batch: bounds the time one pruning step holds sled.
-const STEP: usize = 1000;
+/// Keys looked at per tree and per pruning step: bounds the time one step
+/// holds sled, whatever the store's size.
+const SCAN: usize = 50_000;
 
 impl Store {
     /// Prunes now (the background task does this every minute).
@@ -19,36 +19,41 @@ impl Store {
 
     pub(crate) fn prune(&self, retention: &Retention) -> Result<(), StoreError> {
         let cutoff = OffsetDateTime::now_utc() - retention.max_age;
-        let cutoff_key = time_key(cutoff, 0);
+        let cutoff_ns = u64::try_from(cutoff.unix_timestamp_nanos()).unwrap_or(0);
         let mut removed = 0usize;
-        // By age: attempts (through `recent`), the journal, dead letters.
-        loop {
-            let n = self.prune_attempts(|k| k < &cutoff_key[..])?;
-            removed += n;
-            if n < STEP {
-                break;
-            }
+        // By age: attempts and the journal (values start with their time),
+        // dead letters (keys start with it).
+        let freed = self.scan_out(&self.inner.attempts, "attempts", cutoff_ns)?;
+        self.add_bytes(-i64::try_from(freed.1).unwrap_or(i64::MAX))?;
+        removed += freed.0;
+        removed += self.scan_out(&self.inner.journal, "journal", cutoff_ns)?.0;
+        let old: Vec<_> = self
+            .inner
+            .dead
+            .range(..time_key(cutoff, 0).to_vec())
+            .take(SCAN)
+            .filter_map(Result::ok)
+            .map(|(k, _)| k)
+            .collect();
+        for k in old {
+            self.inner.dead.remove(k)?;
+            removed += 1;
         }
-        for (index, target) in [
-            (&self.inner.journal_time, Some(&self.inner.journal)),
-            (&self.inner.dead, None),
-        ] {
-            let old: Vec<_> = index
-                .range(..cutoff_key.to_vec())
-                .take(100_000)
-                .filter_map(Result::ok)
-                .collect();
-            for (k, v) in old {
-                index.remove(k)?;
-                if let Some(target) = target {
-                    target.remove(v)?;
-                }
-            }
-        }
-        // By size: oldest attempts first, until they fit.
+        // By size: the first attempt keys, until they fit.
         let mut excess = self.attempt_bytes().saturating_sub(retention.max_bytes);
         while excess > 0 {
-            let (n, freed) = self.prune_oldest(excess)?;
+            let mut freed = 0u64;
+            let mut n = 0usize;
+            for entry in self.inner.attempts.iter().take(1000) {
+                let (key, value) = entry?;
+                self.inner.attempts.remove(key)?;
+                freed += value.len() as u64;
+                n += 1;
+                if freed >= excess {
+                    break;
+                }
+            }
+            self.add_bytes(-i64::try_from(freed).unwrap_or(i64::MAX))?;
             removed += n;
             excess = excess.saturating_sub(freed);
             if n == 0 {
@@ -61,52 +66,58 @@ impl Store {
         Ok(())
     }
 
-    /// Removes up to [`STEP`] of the oldest attempts while `keep_going`
-    /// holds for their time keys; returns how many.
-    fn prune_attempts(&self, keep_going: impl Fn(&[u8]) -> bool) -> Result<usize, StoreError> {
-        let oldest: Vec<_> = self
+    /// Looks at up to [`SCAN`] keys of `tree` from where the last scan
+    /// stopped, removing those whose value's time is before `cutoff_ns`;
+    /// returns how many were removed and their bytes.
+    fn scan_out(
+        &self,
+        tree: &sled::Tree,
+        name: &'static str,
+        cutoff_ns: u64,
+    ) -> Result<(usize, u64), StoreError> {
+        let start = self
             .inner
-            .recent
+            .cursors
+            .lock()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+            .unwrap_or_default();
+        let mut last = None;
+        let mut removed = (0usize, 0u64);
+        for entry in tree.range(start..).take(SCAN) {
+            let (key, value) = entry?;
+            if time_of(&value) < cutoff_ns {
+                tree.remove(&key)?;
+                removed.0 += 1;
+                removed.1 += value.len() as u64;
+            }
+            last = Some(key);
+        }
+        // Next time on from here; at the end, from the start again.
+        let next = match last {
+            Some(key) => {
+                let mut k = key.to_vec();
+                k.push(0);
+                k
+            }
+            None => Vec::new(),
+        };
+        let scanned_all = tree.range(next.clone()..).next().is_none();
+        if let Ok(mut c) = self.inner.cursors.lock() {
+            c.insert(name, if scanned_all { Vec::new() } else { next });
+        }
+        Ok(removed)
+    }
+
+    /// The time of the oldest attempt kept, for tests and tools.
+    pub fn oldest_attempt(&self) -> Option<OffsetDateTime> {
+        let oldest = self
+            .inner
+            .attempts
             .iter()
-            .take(STEP)
             .filter_map(Result::ok)
-            .take_while(|(k, _)| keep_going(k))
-            .collect();
-        let mut bytes = 0i64;
-        for (time, key) in &oldest {
-            if let Some(value) = self.inner.attempts.remove(key)? {
-                bytes += value.len() as i64;
-            }
-            self.inner.recent.remove(time)?;
-        }
-        self.add_bytes(-bytes)?;
-        Ok(oldest.len())
-    }
-
-    /// Removes the oldest attempts until `bytes` are freed (at most
-    /// [`STEP`]); returns how many, and the bytes freed.
-    fn prune_oldest(&self, bytes: u64) -> Result<(usize, u64), StoreError> {
-        let mut freed = 0u64;
-        let mut n = 0usize;
-        for entry in self.inner.recent.iter().take(STEP) {
-            let (time, key) = entry?;
-            if let Some(value) = self.inner.attempts.remove(&key)? {
-                freed += value.len() as u64;
-            }
-            self.inner.recent.remove(time)?;
-            n += 1;
-            if freed >= bytes {
-                break;
-            }
-        }
-        self.add_bytes(-i64::try_from(freed).unwrap_or(i64::MAX))?;
-        Ok((n, freed))
-    }
-
-    /// The age of the oldest attempt kept, for tests and tools.
-    pub fn oldest_attempt_age(&self) -> Option<Duration> {
-        let (k, _) = self.inner.recent.first().ok()??;
-        let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0);
-        Some(Duration::from_nanos(now.saturating_sub(time_of(&k))))
+            .map(|(_, v)| time_of(&v))
+            .min()?;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(oldest)).ok()
     }
 }

@@ -298,9 +298,7 @@ async fn attempt(
     // Counted once, here, after classification.
     match tried.verdict {
         Verdict::Delivered => {
-            if let Err(e) = ctx.store.finish(&d.id, Finished::Delivered) {
-                tracing::warn!(error = %e, "cannot write the journal");
-            }
+            ctx.store.finish(&d.id, Finished::Delivered);
             m.outcome("delivered");
             if let Some(received) = d.event.received_at {
                 let age = OffsetDateTime::now_utc() - received;

@@ -53,10 +53,8 @@ pub(crate) async fn hand_off(ctx: &Ctx, publisher: &Publisher, steps: Vec<Step>)
             if let Err(e) = ctx.store.record_dead(letter) {
                 tracing::warn!(error = %e, "cannot record a dead letter in the store");
             }
-            if letter.job.is_some()
-                && let Err(e) = ctx.store.finish(&letter.id, Finished::Dead)
-            {
-                tracing::warn!(error = %e, "cannot write the journal");
+            if letter.job.is_some() {
+                ctx.store.finish(&letter.id, Finished::Dead);
             }
         }
     }
