@@ -2,28 +2,27 @@
 //! deliveries, the dead letters this worker produced. The only crate that
 //! imports sled.
 //!
-//! It is the worker's record, never the source of truth (that is RabbitMQ):
-//! attempts and journal entries are written in batches by a background
-//! task, off the delivery path, and a crash may lose the last moments of
-//! history, never a delivery (at worst a redelivered message sends again
-//! what was delivered just before the crash). Until a journal entry is
-//! written it is held in memory, so a redelivery in the same process always
-//! finds it.
+//! It is the worker's record, never the source of truth (that is RabbitMQ).
+//! Attempts and finished deliveries go through a background writer that
+//! writes a [`segment`] of them every 200 ms (one sled insert per segment:
+//! sled costs microseconds per insert, too much per delivery). A crash may
+//! lose the last moments of history, never a delivery.
 //!
-//! Trees: `attempts` (key: event id, time, sequence; value: time, then the
-//! record), `journal` (delivery id → time and outcome), `dead` (time,
-//! sequence → dead letter), `meta` (byte counter). Retention by age and by
-//! the bytes of attempt records, pruned in the background by a rolling scan.
-//! Attempt keys start with the event id: alertpost's ids are UUID v7, so
-//! key order is event time order, which the size limit and the listing of
-//! recent attempts rely on (events with ids of their own sort elsewhere).
+//! The journal lives in memory (the deliveries finished in the last 15
+//! minutes, at most 200 000), is persisted in the segments, and is reloaded
+//! from them at start: a message redelivered after a lost connection or a
+//! restart finds the deliveries already done, and they are not sent again.
+//!
+//! Trees: `segments` (key: time, sequence), `dead` (time, sequence → dead
+//! letter), `meta` (byte counter). Retention by age and by size: the oldest
+//! segments go first.
 
-mod prune;
+mod journal;
 mod record;
+mod segment;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,22 +30,26 @@ use alertpost_event::job::DeadLetter;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use journal::Journal;
 pub use record::{AttemptRecord, Finished, JournalEntry};
+use record::{read_u64, time_key, time_of};
+
+/// Records waiting to be written; beyond this, new attempt records are
+/// dropped (and counted) rather than slow deliveries down.
+const QUEUE: usize = 16 * 1024;
+/// Records in one segment at most.
+const SEGMENT_MAX: usize = 2048;
+/// How often the writer writes what is queued.
+const WRITE_EVERY: Duration = Duration::from_millis(200);
+/// sled's page cache: small, for the worker's memory budget (sled's own
+/// default is 1 GiB).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// What the background writer writes.
 enum Write {
     Attempt(Box<AttemptRecord>),
-    Finish(String, Finished, OffsetDateTime),
+    Finish(String, Finished),
 }
-
-/// Attempts waiting to be written; beyond this, new records are dropped (and
-/// counted) rather than slow deliveries down.
-const QUEUE: usize = 16 * 1024;
-/// Records written per batch at most.
-const BATCH: usize = 1024;
-/// sled's page cache: small, for the worker's memory budget (sled's own
-/// default is 1 GiB).
-const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Retention {
@@ -88,20 +91,16 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     db: sled::Db,
-    attempts: sled::Tree,
-    journal: sled::Tree,
+    segments: sled::Tree,
     dead: sled::Tree,
     meta: sled::Tree,
     seq: AtomicU64,
     dropped: AtomicU64,
     /// Whether the last write succeeded.
-    healthy: std::sync::atomic::AtomicBool,
+    healthy: AtomicBool,
     queue: mpsc::Sender<Write>,
     writer: Mutex<Option<mpsc::Receiver<Write>>>,
-    /// Journal entries queued but not written yet.
-    pending: Mutex<HashMap<String, Finished>>,
-    /// Where the rolling prune scan goes on from, per tree.
-    cursors: Mutex<HashMap<&'static str, Vec<u8>>>,
+    journal: Mutex<Journal>,
 }
 
 impl std::fmt::Debug for Store {
@@ -113,7 +112,7 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`, and reloads the journal.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
             .path(dir)
@@ -135,25 +134,23 @@ impl Store {
                 }
             })?;
         let (queue, writer) = mpsc::channel(QUEUE);
-        let tree = |name: &str| db.open_tree(name);
-        let inner = Inner {
-            path: dir.to_owned(),
-            attempts: tree("attempts")?,
-            journal: tree("journal")?,
-            dead: tree("dead")?,
-            meta: tree("meta")?,
-            seq: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            healthy: std::sync::atomic::AtomicBool::new(true),
-            queue,
-            writer: Mutex::new(Some(writer)),
-            pending: Mutex::new(HashMap::new()),
-            cursors: Mutex::new(HashMap::new()),
-            db,
+        let store = Store {
+            inner: Arc::new(Inner {
+                path: dir.to_owned(),
+                segments: db.open_tree("segments")?,
+                dead: db.open_tree("dead")?,
+                meta: db.open_tree("meta")?,
+                seq: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
+                healthy: AtomicBool::new(true),
+                queue,
+                writer: Mutex::new(Some(writer)),
+                journal: Mutex::new(Journal::default()),
+                db,
+            }),
         };
-        Ok(Store {
-            inner: Arc::new(inner),
-        })
+        store.reload_journal();
+        Ok(store)
     }
 
     /// Opens the store; if it cannot be opened for a reason other than
@@ -198,52 +195,37 @@ impl Store {
         }
     }
 
-    /// Whether the store's last write succeeded (for `/readyz`).
-    pub fn healthy(&self) -> bool {
-        self.inner.healthy.load(Ordering::Relaxed)
-    }
-
     /// Attempt records dropped since start.
     pub fn dropped(&self) -> u64 {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Notes that a delivery is finished (delivered or dead-lettered). Seen
-    /// by [`Store::finished`] at once; written with the next batch.
+    /// Whether the store's last write succeeded (for `/readyz`).
+    pub fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Journal> {
+        // A poisoned journal is still a valid journal.
+        self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that a delivery is finished (delivered or dead-lettered): seen
+    /// by [`Store::finished`] at once, persisted with the next segment.
     pub fn finish(&self, delivery_id: &str, outcome: Finished) {
-        let now = OffsetDateTime::now_utc();
-        self.pending().insert(delivery_id.to_owned(), outcome);
-        let write = Write::Finish(delivery_id.to_owned(), outcome, now);
-        if let Err(
-            mpsc::error::TrySendError::Full(Write::Finish(id, outcome, at))
-            | mpsc::error::TrySendError::Closed(Write::Finish(id, outcome, at)),
-        ) = self.inner.queue.try_send(write)
-        {
-            // The writer is far behind (or gone): write this one directly,
-            // the journal matters more than history.
-            let _ = self
-                .inner
-                .journal
-                .insert(id.as_bytes(), &record::journal_value(at, outcome)[..]);
-            self.pending().remove(&id);
-        }
+        self.journal().insert(delivery_id, outcome);
+        // A full queue loses only the persisted copy: the in-memory journal
+        // still has it for as long as redeliveries come.
+        let _ = self
+            .inner
+            .queue
+            .try_send(Write::Finish(delivery_id.to_owned(), outcome));
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Finished>> {
-        // A poisoned map is still a valid map.
-        self.inner.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// How a delivery finished, if this worker finished it.
+    /// How a delivery finished, if this worker finished it recently (the
+    /// journal's window: 15 minutes, 200 000 deliveries).
     pub fn finished(&self, delivery_id: &str) -> Option<JournalEntry> {
-        if let Some(outcome) = self.pending().get(delivery_id) {
-            return Some(JournalEntry {
-                outcome: *outcome,
-                at: OffsetDateTime::now_utc(),
-            });
-        }
-        let raw = self.inner.journal.get(delivery_id.as_bytes()).ok()??;
-        record::read_journal(&raw)
+        self.journal().get(delivery_id)
     }
 
     /// Keeps a dead letter this worker produced.
@@ -255,7 +237,7 @@ impl Store {
     }
 
     /// Attempts, oldest first: of one event (and integration) when given,
-    /// else of the most recent events; at most `limit`.
+    /// else the most recent; at most `limit` (the last ones).
     pub fn attempts(
         &self,
         event_id: Option<&str>,
@@ -263,35 +245,37 @@ impl Store {
         limit: usize,
     ) -> Vec<AttemptRecord> {
         let keep = |r: &AttemptRecord| integration.is_none_or(|i| r.integration == i);
-        let decode = |v: sled::IVec| record::read_attempt(&v);
-        match event_id {
+        let mut found: Vec<AttemptRecord> = match event_id {
             Some(id) => {
-                let all: Vec<AttemptRecord> = self
-                    .inner
-                    .attempts
-                    .scan_prefix(record::event_prefix(id))
-                    .filter_map(|kv| kv.ok().map(|(_, v)| v))
-                    .filter_map(decode)
-                    .filter(|r| keep(r))
-                    .collect();
-                let skip = all.len().saturating_sub(limit);
-                all.into_iter().skip(skip).collect()
+                // An alertpost event id (UUID v7) says when the event was
+                // made: its attempts come after that.
+                let from =
+                    journal::uuid_v7_time(id).map(|t| time_key(t - Duration::from_secs(60), 0));
+                self.inner
+                    .segments
+                    .range(from.map(|k| k.to_vec()).unwrap_or_default()..)
+                    .filter_map(Result::ok)
+                    .filter(|(_, v)| {
+                        segment::header(v).is_some_and(|h| h.events.iter().any(|e| e == id))
+                    })
+                    .flat_map(|(_, v)| segment::attempts(&v))
+                    .filter(|r| r.event_id == id && keep(r))
+                    .collect()
             }
             None => {
-                let mut recent: Vec<AttemptRecord> = self
-                    .inner
-                    .attempts
-                    .iter()
-                    .rev()
-                    .filter_map(|kv| kv.ok().map(|(_, v)| v))
-                    .filter_map(decode)
-                    .filter(|r| keep(r))
-                    .take(limit)
-                    .collect();
-                recent.sort_by_key(|r| r.started_at);
+                let mut recent = Vec::new();
+                for (_, v) in self.inner.segments.iter().rev().filter_map(Result::ok) {
+                    recent.extend(segment::attempts(&v).into_iter().filter(|r| keep(r)));
+                    if recent.len() >= limit {
+                        break;
+                    }
+                }
                 recent
             }
-        }
+        };
+        found.sort_by_key(|r| r.started_at);
+        let skip = found.len().saturating_sub(limit);
+        found.into_iter().skip(skip).collect()
     }
 
     /// Dead letters this worker produced, newest first.
@@ -320,30 +304,45 @@ impl Store {
         let Some(mut queue) = self.inner.writer.lock().ok().and_then(|mut w| w.take()) else {
             return;
         };
+        let mut write_every = tokio::time::interval(WRITE_EVERY);
+        write_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune_every = tokio::time::interval(Duration::from_secs(60));
         prune_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
-        let mut batch: Vec<Write> = Vec::with_capacity(BATCH);
+        let mut batch: Vec<Write> = Vec::with_capacity(SEGMENT_MAX);
         loop {
+            let room = SEGMENT_MAX - batch.len();
             tokio::select! {
                 biased;
-                n = queue.recv_many(&mut batch, BATCH) => {
+                _ = &mut shutdown => break,
+                n = queue.recv_many(&mut batch, room), if room > 0 => {
                     if n == 0 {
                         break;
                     }
-                    self.write(&mut batch);
+                    if batch.len() >= SEGMENT_MAX {
+                        self.write(&mut batch);
+                    }
+                }
+                _ = write_every.tick() => {
+                    if !batch.is_empty() {
+                        self.write(&mut batch);
+                    }
                 }
                 _ = prune_every.tick() => {
                     if let Err(e) = self.prune(&retention) {
                         tracing::warn!(error = %e, "store pruning failed");
                     }
                 }
-                _ = &mut shutdown => break,
             }
         }
         // Whatever is queued still goes in.
         queue.close();
-        while queue.recv_many(&mut batch, BATCH).await > 0 {
+        while queue.recv_many(&mut batch, SEGMENT_MAX).await > 0 {
+            if batch.len() >= SEGMENT_MAX {
+                self.write(&mut batch);
+            }
+        }
+        if !batch.is_empty() {
             self.write(&mut batch);
         }
         if let Err(e) = self.inner.db.flush_async().await {
@@ -351,47 +350,58 @@ impl Store {
         }
     }
 
-    /// Writes now, without waiting for the background writer; for tests and
-    /// tools.
+    /// Flushes sled to disk now; for tests and tools.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush_async().await?;
         Ok(())
     }
 
     fn write(&self, batch: &mut Vec<Write>) {
-        let mut attempts = sled::Batch::default();
-        let mut journal = sled::Batch::default();
+        let mut attempts = Vec::new();
         let mut finished = Vec::new();
-        let mut bytes = 0u64;
         for w in batch.drain(..) {
             match w {
-                Write::Attempt(r) => {
-                    let key = record::attempt_key(&r.event_id, r.started_at, self.next_seq());
-                    let value = record::attempt_value(&r);
-                    bytes += value.len() as u64;
-                    attempts.insert(key, value);
-                }
-                Write::Finish(id, outcome, at) => {
-                    journal.insert(id.as_bytes(), &record::journal_value(at, outcome)[..]);
-                    finished.push(id);
-                }
+                Write::Attempt(r) => attempts.push(*r),
+                Write::Finish(id, outcome) => finished.push((id, outcome)),
             }
         }
+        let value = segment::encode(&attempts, &finished);
+        let bytes = value.len() as i64;
+        // Keyed by its oldest attempt (its records span the last 200 ms).
+        let at = attempts
+            .iter()
+            .map(|a| a.started_at)
+            .min()
+            .unwrap_or_else(OffsetDateTime::now_utc);
         let written = self
             .inner
-            .attempts
-            .apply_batch(attempts)
-            .and_then(|()| self.inner.journal.apply_batch(journal))
-            .and_then(|()| self.add_bytes(bytes as i64));
+            .segments
+            .insert(self.time_key(at), value)
+            .and_then(|_| self.add_bytes(bytes));
         self.inner.healthy.store(written.is_ok(), Ordering::Relaxed);
-        match written {
-            Ok(()) => {
-                let mut pending = self.pending();
-                for id in finished {
-                    pending.remove(&id);
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot write attempt records");
+        }
+    }
+
+    /// The journal of the last window, from the segments written in it.
+    fn reload_journal(&self) {
+        let from = OffsetDateTime::now_utc() - journal::WINDOW;
+        let mut journal = self.journal();
+        for (_, v) in self
+            .inner
+            .segments
+            .range(time_key(from, 0).to_vec()..)
+            .filter_map(Result::ok)
+        {
+            if let Some(h) = segment::header(&v) {
+                for id in &h.delivered {
+                    journal.insert(id, Finished::Delivered);
+                }
+                for id in &h.dead {
+                    journal.insert(id, Finished::Dead);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot write attempt records"),
         }
     }
 
@@ -401,26 +411,78 @@ impl Store {
 
     /// A key ordered by time: nanoseconds, then a sequence for uniqueness.
     fn time_key(&self, at: OffsetDateTime) -> [u8; 16] {
-        record::time_key(at, self.next_seq())
+        time_key(at, self.next_seq())
     }
 
     fn add_bytes(&self, delta: i64) -> sled::Result<()> {
         self.inner
             .meta
             .update_and_fetch(b"bytes", |old| {
-                let current = old.map_or(0, record::read_u64);
+                let current = old.map_or(0, read_u64);
                 Some(current.saturating_add_signed(delta).to_be_bytes().to_vec())
             })
             .map(|_| ())
     }
 
-    /// Bytes of attempt records, as counted when written and pruned.
+    /// Bytes of segments, as counted when written and pruned.
     pub fn attempt_bytes(&self) -> u64 {
         self.inner
             .meta
             .get(b"bytes")
             .ok()
             .flatten()
-            .map_or(0, |v| record::read_u64(&v))
+            .map_or(0, |v| read_u64(&v))
+    }
+
+    /// Prunes now (the background task does this every minute).
+    pub fn prune_now(&self, retention: &Retention) -> Result<(), StoreError> {
+        self.prune(retention)
+    }
+
+    /// Drops segments and dead letters older than the age limit, then the
+    /// oldest segments while they take more bytes than allowed.
+    fn prune(&self, retention: &Retention) -> Result<(), StoreError> {
+        let cutoff = time_key(OffsetDateTime::now_utc() - retention.max_age, 0).to_vec();
+        let mut removed = 0usize;
+        let mut freed = 0i64;
+        for (k, v) in self
+            .inner
+            .segments
+            .range(..cutoff.clone())
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            self.inner.segments.remove(k)?;
+            freed += v.len() as i64;
+            removed += 1;
+        }
+        for (k, _) in self
+            .inner
+            .dead
+            .range(..cutoff)
+            .filter_map(Result::ok)
+            .collect::<Vec<_>>()
+        {
+            self.inner.dead.remove(k)?;
+        }
+        self.add_bytes(-freed)?;
+        while self.attempt_bytes() > retention.max_bytes {
+            let Some((k, v)) = self.inner.segments.first()? else {
+                break;
+            };
+            self.inner.segments.remove(k)?;
+            self.add_bytes(-(v.len() as i64))?;
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::debug!(removed, bytes = self.attempt_bytes(), "store pruned");
+        }
+        Ok(())
+    }
+
+    /// The time of the oldest attempt kept, for tests and tools.
+    pub fn oldest_attempt(&self) -> Option<OffsetDateTime> {
+        let (k, _) = self.inner.segments.first().ok()??;
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_of(&k))).ok()
     }
 }

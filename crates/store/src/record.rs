@@ -44,11 +44,6 @@ pub struct JournalEntry {
     pub at: OffsetDateTime,
 }
 
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Plain data with string keys: serializing cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
 fn nanos(at: OffsetDateTime) -> u64 {
     u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0)
 }
@@ -62,42 +57,9 @@ pub(crate) fn time_key(at: OffsetDateTime, seq: u64) -> [u8; 16] {
     key
 }
 
-/// The time at the start of a stored value (attempts, journal).
-pub(crate) fn time_of(value: &[u8]) -> u64 {
-    value.get(..8).map_or(0, read_u64)
-}
-
-/// An attempt as stored: its time (8 bytes), then the record as JSON, so
-/// pruning reads the time without decoding the record.
-pub(crate) fn attempt_value(r: &AttemptRecord) -> Vec<u8> {
-    let mut v = nanos(r.started_at).to_be_bytes().to_vec();
-    v.extend_from_slice(&to_json(r));
-    v
-}
-
-pub(crate) fn read_attempt(value: &[u8]) -> Option<AttemptRecord> {
-    serde_json::from_slice(value.get(8..)?).ok()
-}
-
-/// A journal entry as stored: its time (8 bytes) and the outcome (1 byte).
-pub(crate) fn journal_value(at: OffsetDateTime, outcome: Finished) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[..8].copy_from_slice(&nanos(at).to_be_bytes());
-    v[8] = match outcome {
-        Finished::Delivered => 1,
-        Finished::Dead => 2,
-    };
-    v
-}
-
-pub(crate) fn read_journal(value: &[u8]) -> Option<JournalEntry> {
-    let outcome = match value.get(8)? {
-        1 => Finished::Delivered,
-        2 => Finished::Dead,
-        _ => return None,
-    };
-    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_of(value))).ok()?;
-    Some(JournalEntry { outcome, at })
+/// The time a [`time_key`] holds.
+pub(crate) fn time_of(key: &[u8]) -> u64 {
+    key.get(..8).map_or(0, read_u64)
 }
 
 pub(crate) fn read_u64(bytes: &[u8]) -> u64 {
@@ -105,17 +67,4 @@ pub(crate) fn read_u64(bytes: &[u8]) -> u64 {
     let n = bytes.len().min(8);
     b[..n].copy_from_slice(&bytes[..n]);
     u64::from_be_bytes(b)
-}
-
-/// `<event id> 0x00`: every attempt key of one event starts with it.
-pub(crate) fn event_prefix(event_id: &str) -> Vec<u8> {
-    let mut p = event_id.as_bytes().to_vec();
-    p.push(0);
-    p
-}
-
-pub(crate) fn attempt_key(event_id: &str, at: OffsetDateTime, seq: u64) -> Vec<u8> {
-    let mut key = event_prefix(event_id);
-    key.extend_from_slice(&time_key(at, seq));
-    key
 }

@@ -23,25 +23,22 @@ fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> Attemp
     }
 }
 
-/// Runs the writer until everything queued is written.
-async fn written(store: &Store) {
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+/// Starts the background writer; it writes what is queued every 200 ms.
+fn writer(store: &Store) -> tokio::task::JoinHandle<()> {
     let s = store.clone();
-    let run = tokio::spawn(async move {
-        s.run(Retention::default(), async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let _ = tx.send(());
-    run.await.unwrap();
+    tokio::spawn(async move { s.run(Retention::default(), std::future::pending()).await })
+}
+
+/// Waits for the writer's next write.
+async fn written() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
 #[tokio::test]
 async fn attempts_are_kept_and_queried() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let _writer = writer(&store);
     let t0 = OffsetDateTime::now_utc();
     for n in 1..=3 {
         store.record(attempt(
@@ -53,7 +50,7 @@ async fn attempts_are_kept_and_queried() {
     }
     store.record(attempt("e1", "b", 1, t0));
     store.record(attempt("e2", "a", 1, t0 + Duration::from_secs(10)));
-    written(&store).await;
+    written().await;
 
     let e1: Vec<(String, u32)> = store
         .attempts(Some("e1"), None, 10)
@@ -93,6 +90,7 @@ async fn attempts_are_kept_and_queried() {
 async fn the_journal_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let writer = writer(&store);
     assert!(store.finished("dlv_1").is_none());
     store.finish("dlv_1", Finished::Delivered);
     store.finish("dlv_2", Finished::Dead);
@@ -103,7 +101,7 @@ async fn the_journal_and_dead_letters() {
     );
     assert_eq!(store.finished("dlv_2").unwrap().outcome, Finished::Dead);
     // ...and after.
-    written(&store).await;
+    written().await;
     assert_eq!(store.finished("dlv_2").unwrap().outcome, Finished::Dead);
 
     let now = OffsetDateTime::now_utc();
@@ -124,8 +122,10 @@ async fn the_journal_and_dead_letters() {
         .collect();
     assert_eq!(dead, ["m2", "m1"], "newest first");
 
-    // The journal survives a restart.
+    // The journal survives a restart (reloaded from the segments).
     store.flush().await.unwrap();
+    writer.abort();
+    let _ = writer.await;
     drop(store);
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(
@@ -152,40 +152,46 @@ async fn a_second_process_on_the_directory_is_refused_clearly() {
 async fn retention_prunes_by_age_then_by_size() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let _writer = writer(&store);
     let now = OffsetDateTime::now_utc();
     let old = now - Duration::from_secs(3 * 24 * 3600);
-    // Ids that sort in time order, as alertpost's UUID v7 ids do.
-    for n in 0..50 {
-        store.record(attempt(&format!("0-old{n:03}"), "a", 1, old));
+    // Records go to disk in segments, one per write of the background
+    // writer: here one of old records, then ten of recent ones.
+    for n in 0..10 {
+        store.record(attempt(&format!("old{n}"), "a", 1, old));
     }
-    for n in 0..50 {
-        store.record(attempt(
-            &format!("1-new{n:03}"),
-            "a",
-            1,
-            now - Duration::from_secs(100 - n),
-        ));
+    written().await;
+    for s in 0..10u64 {
+        for n in 0..10u64 {
+            store.record(attempt(
+                &format!("new{s}-{n}"),
+                "a",
+                1,
+                now - Duration::from_secs(100 - s),
+            ));
+        }
+        written().await;
     }
-    written(&store).await;
-    let per_record = store.attempt_bytes() / 100;
+    let per_segment = store.attempt_bytes() / 11;
 
     let keep_two_days = Retention {
         max_age: Duration::from_secs(2 * 24 * 3600),
         max_bytes: u64::MAX,
     };
     store.prune_now(&keep_two_days).unwrap();
-    assert_eq!(store.attempts(None, None, 1000).len(), 50);
-    assert!(store.attempts(Some("0-old000"), None, 10).is_empty());
+    assert_eq!(store.attempts(None, None, 1000).len(), 100);
+    assert!(store.attempts(Some("old0"), None, 10).is_empty());
     assert!(now - store.oldest_attempt().unwrap() < Duration::from_secs(200));
 
-    let ten_records = Retention {
+    let three_segments = Retention {
         max_age: Duration::from_secs(2 * 24 * 3600),
-        max_bytes: per_record * 10,
+        max_bytes: per_segment * 3 + per_segment / 2,
     };
-    store.prune_now(&ten_records).unwrap();
+    store.prune_now(&three_segments).unwrap();
     let left = store.attempts(None, None, 1000);
-    assert!(left.len() <= 10 && left.len() >= 8, "{}", left.len());
-    assert_eq!(left.last().unwrap().event_id, "1-new049", "the newest stay");
+    assert_eq!(left.len(), 30, "the three newest segments stay");
+    assert_eq!(left.first().unwrap().event_id, "new7-0");
+    assert!(store.attempts(Some("new9-9"), None, 10).len() == 1);
 }
 
 #[tokio::test]

@@ -1,0 +1,115 @@
+//! The in-memory journal: deliveries finished in the last [`WINDOW`], at
+//! most [`CAPACITY`], keyed by 128 bits of the delivery id (its UUID, which
+//! `dlv_<32 hex>` ids are; other ids are hashed).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+
+use crate::record::{Finished, JournalEntry};
+
+/// How far back the journal reaches: redeliveries come within seconds of a
+/// lost connection, and within minutes of a restart.
+pub(crate) const WINDOW: Duration = Duration::from_secs(15 * 60);
+/// At most this many entries (about 8 MiB).
+pub(crate) const CAPACITY: usize = 200_000;
+
+#[derive(Default)]
+pub(crate) struct Journal {
+    entries: HashMap<u128, (Finished, OffsetDateTime)>,
+    order: VecDeque<(u128, Instant)>,
+}
+
+impl Journal {
+    pub fn insert(&mut self, delivery_id: &str, outcome: Finished) {
+        let key = key(delivery_id);
+        let now = Instant::now();
+        if self
+            .entries
+            .insert(key, (outcome, OffsetDateTime::now_utc()))
+            .is_none()
+        {
+            self.order.push_back((key, now));
+        }
+        while let Some(&(old, at)) = self.order.front() {
+            if self.order.len() > CAPACITY || now.duration_since(at) > WINDOW {
+                self.order.pop_front();
+                self.entries.remove(&old);
+            } else {
+                break;
+            }
+        }
+    }
+
+    pub fn get(&self, delivery_id: &str) -> Option<JournalEntry> {
+        self.entries
+            .get(&key(delivery_id))
+            .map(|(outcome, at)| JournalEntry {
+                outcome: *outcome,
+                at: *at,
+            })
+    }
+}
+
+fn key(id: &str) -> u128 {
+    if let Some(hex) = id.strip_prefix("dlv_")
+        && hex.len() == 32
+        && let Ok(v) = u128::from_str_radix(hex, 16)
+    {
+        return v;
+    }
+    // FNV-1a, 128 bits: for ids that are not alertpost's own.
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in id.as_bytes() {
+        h ^= u128::from(*b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h
+}
+
+/// The creation time of a UUID v7 (`xxxxxxxx-xxxx-7xxx-...`), from its first
+/// 48 bits; `None` for other ids.
+pub(crate) fn uuid_v7_time(id: &str) -> Option<OffsetDateTime> {
+    let bytes = id.as_bytes();
+    if bytes.len() != 36 || bytes.get(14) != Some(&b'7') {
+        return None;
+    }
+    let hex: String = id[..13].chars().filter(|c| *c != '-').collect();
+    let ms = u64::from_str_radix(&hex, 16).ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_recent_entries_within_capacity() {
+        let mut j = Journal::default();
+        j.insert("dlv_0123456789abcdef0123456789abcdef", Finished::Delivered);
+        j.insert("foreign-id", Finished::Dead);
+        assert_eq!(
+            j.get("dlv_0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .outcome,
+            Finished::Delivered
+        );
+        assert_eq!(j.get("foreign-id").unwrap().outcome, Finished::Dead);
+        assert!(j.get("dlv_00000000000000000000000000000000").is_none());
+        for i in 0..CAPACITY + 10 {
+            j.insert(&format!("dlv_{i:032x}"), Finished::Delivered);
+        }
+        assert!(j.entries.len() <= CAPACITY);
+        assert!(j.get("foreign-id").is_none(), "the oldest went first");
+        assert!(j.get(&format!("dlv_{:032x}", CAPACITY + 9)).is_some());
+    }
+
+    #[test]
+    fn reads_the_time_of_a_uuid_v7() {
+        let t = uuid_v7_time("0193a8f2-7c1e-7d4a-9b2e-5f6a7b8c9d0e").unwrap();
+        assert_eq!(t.year(), 2024);
+        assert!(uuid_v7_time("0193a8f2-7c1e-4d4a-9b2e-5f6a7b8c9d0e").is_none());
+        assert!(uuid_v7_time("evt-1").is_none());
+    }
+}
