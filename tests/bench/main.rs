@@ -179,13 +179,23 @@ async fn preload(prefix: &TestPrefix, n: usize) {
     producer.close().await;
 }
 
+/// The in-flight window of both consumers (the baseline's prefetch and
+/// permits, the worker's `max_inflight`): `ALERTPOST_BENCH_INFLIGHT`, 256 by
+/// default.
+fn inflight() -> String {
+    std::env::var("ALERTPOST_BENCH_INFLIGHT").unwrap_or_else(|_| "256".into())
+}
+
 fn worker_config(dir: &std::path::Path, url: &str) -> PathBuf {
     let path = dir.join("bench.toml");
+    // The same window as the baseline loop's prefetch unless an experiment
+    // says otherwise.
+    let inflight = inflight();
     std::fs::write(
         &path,
         format!(
-            "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[worker]\nmax_inflight = 256\n\
-             [[integration]]\nid = \"bench\"\nurl = \"{url}\"\nconcurrency = 256\n"
+            "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[worker]\nmax_inflight = {inflight}\n\
+             [[integration]]\nid = \"bench\"\nurl = \"{url}\"\nconcurrency = {inflight}\n"
         ),
     )
     .expect("temp dir is writable");
@@ -245,7 +255,7 @@ async fn throughput(sink: &Sink, url: &str, n: usize, alertpost: bool) -> Run {
             &prefix.url,
             &prefix.topology.events_queue(),
             url,
-            "256",
+            &inflight(),
         ])
         .stderr(Stdio::inherit())
         .spawn()

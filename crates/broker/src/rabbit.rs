@@ -457,7 +457,7 @@ fn inbound(d: lapin::message::Delivery, queue: &str) -> Inbound {
             .map(|k| k.as_str().to_owned()),
         redelivered: d.redelivered,
         queue: queue.to_owned(),
-        body: d.data,
+        body: bytes::Bytes::from(d.data),
         acker: Acker(d.acker),
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// A message taken from a queue.
 #[derive(Debug)]
 pub struct Inbound {
-    pub body: Vec<u8>,
+    pub body: bytes::Bytes,
     /// The AMQP `type` property: the schema of the body, when the publisher
     /// set one (`alertpost.event.v1`, `alertpost.job.v1`...).
     pub kind: Option<String>,

@@ -46,6 +46,10 @@ impl Client {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // Retrying is alertpost's to decide (and to count); reqwest's own
+            // resend of protocol-refused requests would also clone every
+            // request to be able to.
+            .retry(reqwest::retry::never())
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_max_idle_per_host(IDLE_PER_HOST)

@@ -207,28 +207,41 @@ impl Event {
         if self.id.is_empty() {
             self.id = Uuid::now_v7().to_string();
         }
-        self.fill(now, None)
+        self.fill(now, None).map(|_| ())
     }
 
     /// Like [`Event::prepare`], for an event that arrived from the queue: an
     /// event published without an id gets one derived from its bytes, so the
     /// same message always yields the same id (and the same delivery ids)
     /// however often it is redelivered.
-    pub fn prepare_received(&mut self, raw: &[u8], now: OffsetDateTime) -> Result<(), EventError> {
+    ///
+    /// `Ok(true)` when preparing changed nothing (the event came prepared,
+    /// as alertpost's producers send it): the message's bytes then encode
+    /// the event as it is, and can be sent as they are.
+    pub fn prepare_received(
+        &mut self,
+        raw: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<bool, EventError> {
+        let mut unchanged = true;
         if self.id.is_empty() {
             self.id = Uuid::new_v5(&ID_NAMESPACE, raw).to_string();
+            unchanged = false;
         }
         // The message's own length stands for the encoded size: re-encoding
         // every received event only to measure it would cost more than the
         // few bytes of difference are worth.
-        self.fill(now, Some(raw.len()))
+        Ok(self.fill(now, Some(raw.len()))? && unchanged)
     }
 
-    fn fill(&mut self, now: OffsetDateTime, size: Option<usize>) -> Result<(), EventError> {
+    /// Fills in and checks; `Ok(true)` when nothing had to change.
+    fn fill(&mut self, now: OffsetDateTime, size: Option<usize>) -> Result<bool, EventError> {
+        let mut unchanged = true;
         check_name("id", &self.id)?;
         check_name("source", &self.source)?;
         if self.kind.is_empty() {
             self.kind = "alert".to_owned();
+            unchanged = false;
         }
         check_name("kind", &self.kind)?;
         if self.title.trim().is_empty() {
@@ -238,8 +251,12 @@ impl Event {
                     "required (or labels.alertname, annotations.summary or message to make it from)"
                         .to_owned(),
             })?;
+            unchanged = false;
         }
-        self.title = one_line(&self.title, MAX_TITLE_CHARS);
+        if !is_one_line(&self.title, MAX_TITLE_CHARS) {
+            self.title = one_line(&self.title, MAX_TITLE_CHARS);
+            unchanged = false;
+        }
         for (i, link) in self.links.iter().enumerate() {
             if link.href.trim().is_empty() {
                 return Err(EventError::Invalid {
@@ -248,7 +265,10 @@ impl Event {
                 });
             }
         }
-        self.received_at.get_or_insert(now);
+        if self.received_at.is_none() {
+            self.received_at = Some(now);
+            unchanged = false;
+        }
         for t in [
             &mut self.occurred_at,
             &mut self.resolved_at,
@@ -257,7 +277,10 @@ impl Event {
         .into_iter()
         .flatten()
         {
-            *t = t.to_offset(time::UtcOffset::UTC);
+            if t.offset() != time::UtcOffset::UTC {
+                *t = t.to_offset(time::UtcOffset::UTC);
+                unchanged = false;
+            }
         }
         let size = size.unwrap_or_else(|| self.encoded_len());
         if size > MAX_EVENT_BYTES {
@@ -266,7 +289,7 @@ impl Event {
                 max: MAX_EVENT_BYTES,
             });
         }
-        Ok(())
+        Ok(unchanged)
     }
 
     fn derive_title(&self) -> Option<String> {
@@ -368,6 +391,14 @@ fn check_name(field: &'static str, value: &str) -> Result<(), EventError> {
         field,
         reason: reason.to_owned(),
     })
+}
+
+/// Whether [`one_line`] would leave `s` as it is.
+fn is_one_line(s: &str, max: usize) -> bool {
+    s.len() <= max
+        && s.trim() == s
+        && !s.contains("  ")
+        && !s.contains(|c: char| c.is_whitespace() && c != ' ')
 }
 
 /// Collapses every run of whitespace (newlines included) to one space and
@@ -541,8 +572,22 @@ mod tests {
         let raw = br#"{"source":"s","status":"firing","title":"t"}"#;
         let mut a = Event::from_json(raw).unwrap();
         let mut b = Event::from_json(raw).unwrap();
-        a.prepare_received(raw, NOW).unwrap();
+        assert!(
+            !a.prepare_received(raw, NOW).unwrap(),
+            "id, kind, received_at filled in"
+        );
         b.prepare_received(raw, NOW).unwrap();
+        // As a producer sends it: prepared already, nothing changes.
+        let sent = a.to_json();
+        let mut c = Event::from_json(&sent).unwrap();
+        assert!(c.prepare_received(&sent, NOW).unwrap());
+        assert_eq!(c, a);
+        let spaced = br#"{"id":"e","kind":"alert","source":"s","status":"firing","title":"a  b","received_at":"2026-11-25T10:00:00Z"}"#;
+        let mut d = Event::from_json(spaced).unwrap();
+        assert!(
+            !d.prepare_received(spaced, NOW).unwrap(),
+            "the title was made one line"
+        );
         assert_eq!(a.id, b.id);
         assert_ne!(delivery_id(&a.id, "x"), delivery_id(&a.id, "y"));
         assert_eq!(delivery_id(&a.id, "x"), delivery_id(&b.id, "x"));

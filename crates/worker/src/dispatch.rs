@@ -76,7 +76,9 @@ pub(crate) enum Step {
 }
 
 enum Work {
-    Event(Box<Event>),
+    /// The event, and the message's bytes when they encode it as it is
+    /// (then they are the `alertpost` body, without encoding it again).
+    Event(Box<Event>, Option<Bytes>),
     Job(Box<DeliveryJob>),
 }
 
@@ -112,13 +114,19 @@ pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
 async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
     match decode(msg, &ctx.topology) {
         Err(detail) => undecodable(ctx, publisher, msg, detail).await,
-        Ok(Work::Event(event)) => event_message(ctx, publisher, msg, *event).await,
+        Ok(Work::Event(event, raw)) => event_message(ctx, publisher, msg, *event, raw).await,
         Ok(Work::Job(job)) => job_message(ctx, publisher, msg, *job).await,
     }
 }
 
 /// First attempts: one per integration the event matches.
-async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: Event) -> Settle {
+async fn event_message(
+    ctx: &Ctx,
+    publisher: &Publisher,
+    msg: &Inbound,
+    event: Event,
+    raw: Option<Bytes>,
+) -> Settle {
     ctx.metrics.consumed(&event.source);
     let runtime = ctx.current.get();
     let targets: Vec<&Arc<Target>> = runtime.targets_for(&event);
@@ -128,7 +136,7 @@ async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: E
     }
     // Built once per message, shared by every integration's rendering; the
     // context only when a template needs more than the event itself.
-    let event_json = Bytes::from(event.to_json());
+    let event_json = raw.unwrap_or_else(|| Bytes::from(event.to_json()));
     let context = targets
         .iter()
         .any(|t| !t.integration.body.is_event())
@@ -152,7 +160,9 @@ async fn event_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, event: E
                 d.target.metrics.outcome("skipped_duplicate");
                 return Step::Done;
             }
-            attempt(ctx, runtime, d, event_json, context, &msg.queue).await
+            // Boxed: `join_all` keeps its futures side by side, and an
+            // attempt's state (the HTTP exchange) is large to move around.
+            Box::pin(attempt(ctx, runtime, d, event_json, context, &msg.queue)).await
         }
     }))
     .await;
@@ -289,11 +299,14 @@ async fn attempt(
     let first = d.first_attempt_at.unwrap_or(started);
     ctx.store.record(record(&d, number, &tried));
     d.attempts = number;
-    d.history.push(summary(number, &tried));
-    let keep = alertpost_event::job::HISTORY_LIMIT;
-    if d.history.len() > keep {
-        let excess = d.history.len() - keep;
-        d.history.drain(..excess);
+    // The job's history matters only if the delivery goes on (or dies).
+    if !matches!(tried.verdict, Verdict::Delivered) {
+        d.history.push(summary(number, &tried));
+        let keep = alertpost_event::job::HISTORY_LIMIT;
+        if d.history.len() > keep {
+            let excess = d.history.len() - keep;
+            d.history.drain(..excess);
+        }
     }
     // Counted once, here, after classification.
     match tried.verdict {
@@ -439,10 +452,11 @@ fn decode(msg: &Inbound, topology: &Topology) -> Result<Work, String> {
         return Ok(Work::Job(Box::new(job)));
     }
     let mut event = Event::from_json(&msg.body).map_err(|e| e.to_string())?;
-    event
+    let unchanged = event
         .prepare_received(&msg.body, OffsetDateTime::now_utc())
         .map_err(|e| format!("not a valid event: {e}"))?;
-    Ok(Work::Event(Box::new(event)))
+    let raw = unchanged.then(|| msg.body.clone());
+    Ok(Work::Event(Box::new(event), raw))
 }
 
 /// Sends a message that cannot be read to the dead queue, then acks it.

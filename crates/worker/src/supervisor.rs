@@ -269,48 +269,72 @@ impl Session {
         })
     }
 
-    async fn run(mut self, ctx: &Arc<Ctx>, health: &Health, stop: &CancellationToken) -> Ended {
-        let bound = Arc::new(Semaphore::new(self.max_inflight));
+    async fn run(self, ctx: &Arc<Ctx>, health: &Health, stop: &CancellationToken) -> Ended {
+        let Session {
+            broker,
+            publisher,
+            events,
+            deliveries,
+            max_inflight,
+            drain_timeout,
+        } = self;
+        let bound = Arc::new(Semaphore::new(max_inflight));
         // Tasks are tracked, not joined one by one: a finished task wakes
         // no one, and shutdown waits for all of them at once.
         let tasks = TaskTracker::new();
         // Cancelled when draining runs out of time: the session's tasks stop
         // where they are (their messages are redelivered by the broker).
         let lost = CancellationToken::new();
-        let mut permit: Option<OwnedSemaphorePermit> = None;
-        health.set_consuming(true);
-        let ended = loop {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => break Ended::Shutdown,
-                p = bound.clone().acquire_owned(), if permit.is_none() => {
-                    // The semaphore is never closed.
-                    permit = p.ok();
-                }
-                next = self.events.next(), if permit.is_some() => match next {
-                    Some(Ok(msg)) => spawn(&tasks, ctx, &self.publisher, &lost, msg, permit.take()),
-                    Some(Err(e)) => break Ended::Lost(e.to_string()),
-                    None => break Ended::Lost("the broker cancelled the events consumer".to_owned()),
-                },
-                next = self.deliveries.next(), if permit.is_some() => match next {
-                    Some(Ok(msg)) => spawn(&tasks, ctx, &self.publisher, &lost, msg, permit.take()),
-                    Some(Err(e)) => break Ended::Lost(e.to_string()),
-                    None => break Ended::Lost("the broker cancelled the deliveries consumer".to_owned()),
-                },
-            }
+        // Each consumer pumps in a task of its own, so an idle queue costs
+        // nothing; when one pump ends (shutdown, a lost connection), `halt`
+        // ends the other.
+        let halt = stop.child_token();
+        let start = |consumer: Consumer| {
+            let pump = Pump {
+                bound: bound.clone(),
+                tasks: tasks.clone(),
+                ctx: ctx.clone(),
+                publisher: publisher.clone(),
+                lost: lost.clone(),
+                halt: halt.clone(),
+            };
+            tokio::spawn(pump.run(consumer))
         };
+        health.set_consuming(true);
+        let mut a = start(events);
+        let mut b = start(deliveries);
+        let (first, rest) = tokio::select! {
+            r = &mut a => (r, b),
+            r = &mut b => (r, a),
+        };
+        halt.cancel();
+        let second = rest.await;
         health.set_consuming(false);
         tasks.close();
-        if matches!(ended, Ended::Shutdown) {
-            self.events.cancel().await;
-            self.deliveries.cancel().await;
+        let mut consumers = Vec::new();
+        let mut ended = Ended::Shutdown;
+        for (i, joined) in [first, second].into_iter().enumerate() {
+            match joined {
+                Ok((e, consumer)) => {
+                    consumers.push(consumer);
+                    if i == 0 {
+                        ended = e;
+                    }
+                }
+                Err(e) => ended = Ended::Lost(format!("a consumer task failed: {e}")),
+            }
+        }
+        if stop.is_cancelled() && matches!(ended, Ended::Shutdown) {
+            for c in &consumers {
+                c.cancel().await;
+            }
         }
         // On shutdown, and as well when the connection is lost: deliveries in
         // flight finish (their hand-offs and acks fail with a lost
         // connection, but the journal records what was delivered, so the
         // redelivered messages are not sent twice).
         tracing::info!(in_flight = tasks.len(), "draining");
-        if tokio::time::timeout(self.drain_timeout, tasks.wait())
+        if tokio::time::timeout(drain_timeout, tasks.wait())
             .await
             .is_err()
         {
@@ -321,8 +345,55 @@ impl Session {
             lost.cancel();
         }
         tasks.wait().await;
-        self.publisher.close().await;
-        self.broker.close().await;
+        publisher.close().await;
+        broker.close().await;
         ended
+    }
+}
+
+/// Takes messages from one consumer and hands each to a task, under the
+/// in-flight bound: a permit first, then the message.
+struct Pump {
+    bound: Arc<Semaphore>,
+    tasks: TaskTracker,
+    ctx: Arc<Ctx>,
+    publisher: Publisher,
+    lost: CancellationToken,
+    halt: CancellationToken,
+}
+
+impl Pump {
+    async fn run(self, mut consumer: Consumer) -> (Ended, Consumer) {
+        let ended = loop {
+            let permit = tokio::select! {
+                biased;
+                _ = self.halt.cancelled() => break Ended::Shutdown,
+                // The semaphore is never closed.
+                p = self.bound.clone().acquire_owned() => p.ok(),
+            };
+            let next = tokio::select! {
+                biased;
+                _ = self.halt.cancelled() => break Ended::Shutdown,
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => spawn(
+                    &self.tasks,
+                    &self.ctx,
+                    &self.publisher,
+                    &self.lost,
+                    msg,
+                    permit,
+                ),
+                Some(Err(e)) => break Ended::Lost(e.to_string()),
+                None => {
+                    break Ended::Lost(format!(
+                        "the broker cancelled the consumer of {}",
+                        consumer.queue()
+                    ));
+                }
+            }
+        };
+        (ended, consumer)
     }
 }
