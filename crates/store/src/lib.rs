@@ -320,17 +320,22 @@ impl Store {
                         break;
                     }
                     if batch.len() >= SEGMENT_MAX {
-                        self.write(&mut batch);
+                        self.write_blocking(&mut batch).await;
                     }
                 }
                 _ = write_every.tick() => {
                     if !batch.is_empty() {
-                        self.write(&mut batch);
+                        self.write_blocking(&mut batch).await;
                     }
                 }
                 _ = prune_every.tick() => {
-                    if let Err(e) = self.prune(&retention) {
-                        tracing::warn!(error = %e, "store pruning failed");
+                    let store = self.clone();
+                    let retention = retention.clone();
+                    let pruned = tokio::task::spawn_blocking(move || store.prune(&retention)).await;
+                    match pruned {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!(error = %e, "store pruning failed"),
+                        Err(e) => tracing::warn!(error = %e, "store pruning task failed"),
                     }
                 }
             }
@@ -339,11 +344,11 @@ impl Store {
         queue.close();
         while queue.recv_many(&mut batch, SEGMENT_MAX).await > 0 {
             if batch.len() >= SEGMENT_MAX {
-                self.write(&mut batch);
+                self.write_blocking(&mut batch).await;
             }
         }
         if !batch.is_empty() {
-            self.write(&mut batch);
+            self.write_blocking(&mut batch).await;
         }
         if let Err(e) = self.inner.db.flush_async().await {
             tracing::warn!(error = %e, "store flush failed");
@@ -354,6 +359,16 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush_async().await?;
         Ok(())
+    }
+
+    /// Writes a segment on the blocking pool: a sled insert can stall for
+    /// milliseconds (page flushes), and the runtime threads carry deliveries.
+    async fn write_blocking(&self, batch: &mut Vec<Write>) {
+        let store = self.clone();
+        let mut owned = std::mem::replace(batch, Vec::with_capacity(SEGMENT_MAX));
+        if let Err(e) = tokio::task::spawn_blocking(move || store.write(&mut owned)).await {
+            tracing::warn!(error = %e, "store writer task failed");
+        }
     }
 
     fn write(&self, batch: &mut Vec<Write>) {
