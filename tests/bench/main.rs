@@ -281,7 +281,7 @@ struct Latency {
 }
 
 /// One rate's latency over several runs: medians of p50 and p99, the
-/// largest max, the events of all runs, and the first run's RSS.
+/// largest max, the events of all runs, and the largest end-of-run RSS.
 struct LatencyRuns {
     p50: f64,
     p99: f64,
@@ -547,7 +547,7 @@ async fn bench(n: usize, runs: usize, throughput_only: bool) -> String {
          | --- | --- | --- | --- | --- | --- | --- | --- |\n\
          {latency_rows}\n\
          ## Memory\n\n\
-         Worker RSS at the end of the 200/s run (steady load): **{steady_rss}** (target ≤ 40 MiB). Peak \
+         Worker RSS at the end of the 200/s runs (steady load; the largest of the runs): **{steady_rss}** (target ≤ 40 MiB). Peak \
          RSS during the throughput runs ({window} requests in flight): {peak_rss}.\n\n\
          ## Not measured yet\n\n\
          Fan-out cost (an event matching 4 integrations) and the effect of a failing endpoint on the \

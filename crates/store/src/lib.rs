@@ -367,6 +367,7 @@ impl Store {
         let store = self.clone();
         let mut owned = std::mem::replace(batch, Vec::with_capacity(SEGMENT_MAX));
         if let Err(e) = tokio::task::spawn_blocking(move || store.write(&mut owned)).await {
+            self.inner.healthy.store(false, Ordering::Relaxed);
             tracing::warn!(error = %e, "store writer task failed");
         }
     }
