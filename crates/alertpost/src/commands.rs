@@ -256,3 +256,16 @@ async fn setup(g: &Global) -> Result<(), Failure> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Producers declare the broker's default tiers; a worker whose config
+    /// names none uses the config's. Both lists must be one list.
+    #[test]
+    fn config_and_broker_default_tiers_agree() {
+        assert_eq!(
+            alertpost_config::DEFAULT_DELAY_TIERS,
+            alertpost_broker::topology::DEFAULT_TIERS
+        );
+    }
+}

@@ -74,6 +74,8 @@ impl Default for StoreSettings {
 }
 
 /// The delay tiers when the file names none: 1s, 5s, 30s, 2m, 10m, 30m, 1h, 3h.
+/// The producers declare the broker's copy of this list; a test in the
+/// `alertpost` crate keeps the two equal.
 pub const DEFAULT_DELAY_TIERS: [Duration; 8] = [
     Duration::from_secs(1),
     Duration::from_secs(5),
