@@ -242,6 +242,68 @@ async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
 }
 
 #[tokio::test]
+async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change() {
+    let prefix = TestPrefix::with_tiers("circuit-reload", &[1, 2]);
+    let receiver = Receiver::start().await;
+    receiver.script("/down", [Reply::status(502)]);
+    let toml = |cooldown: &str, extra: &str| {
+        format!(
+            "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"down\"\nurl = \"{}\"\n\
+             retry = {{ initial = \"1s\", jitter = 0.0 }}\ncircuit = {{ failures = 1, cooldown = \"{cooldown}\" }}\n{extra}",
+            receiver.url("/down")
+        )
+    };
+    let worker = RunningWorker::start(&prefix, &toml("60s", "")).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "t")
+        .await
+        .unwrap();
+    let event = |title: &str| Event::new("t", Status::Firing, title);
+    producer.publish(event("first")).await.unwrap();
+    wait_metric(
+        worker.admin,
+        r#"alertpost_circuit_open{integration="down"}"#,
+        1.0,
+    )
+    .await;
+    let open = r#"alertpost_circuit_open{integration="down"}"#;
+
+    // Another integration added: "down" is unchanged, its circuit stays open
+    // and a new event waits without a request.
+    worker
+        .reload(&toml(
+            "60s",
+            "[[integration]]\nid = \"other\"\nurl = \"http://127.0.0.1:9/\"\nmatch = ['source=\"none\"']\n",
+        ))
+        .await;
+    producer.publish(event("second")).await.unwrap();
+    let retried = r#"alertpost_deliveries_total{integration="down",outcome="retried"}"#;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = scrape(worker.admin).await;
+        assert_eq!(m[open], 1.0, "a reload does not close an open circuit");
+        if m.get(retried).copied().unwrap_or(0.0) >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the held-back deliveries cycle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        receiver.count(),
+        1,
+        "no request while open, across the reload"
+    );
+
+    // A new circuit policy is a new circuit: a new event goes out at once
+    // (the held-back ones keep the time they were given).
+    worker.reload(&toml("1s", "")).await;
+    wait_metric(worker.admin, open, 0.0).await;
+    producer.publish(event("third")).await.unwrap();
+    receiver.wait_for(2, WAIT).await;
+    assert_eq!(receiver.requests()[1].json()["title"], "third");
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn json_logs_carry_one_line_per_delivery_outcome() {
     let prefix = TestPrefix::new("logs");
     let receiver = Receiver::start().await;

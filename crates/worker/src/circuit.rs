@@ -3,7 +3,9 @@
 //! the circuit opens for `cooldown`. While open, deliveries to the
 //! integration go straight to the delay queues without a request, so a dead
 //! endpoint costs the others nothing. When the cooldown ends, one attempt
-//! probes: success closes the circuit, failure opens it again.
+//! probes: success closes the circuit, failure opens it again. A probe that
+//! never reports (its task cancelled at a drain deadline) is taken as lost
+//! once it is overdue, and another probe goes out.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,6 +15,8 @@ use alertpost_config::CircuitPolicy;
 #[derive(Debug)]
 pub struct Circuit {
     policy: CircuitPolicy,
+    /// The longest an attempt can take; a probe out longer is lost.
+    attempt_bound: Duration,
     state: Mutex<State>,
 }
 
@@ -24,8 +28,10 @@ enum State {
     Open {
         until: Instant,
     },
-    /// The cooldown is over and one probe is out.
-    Probing,
+    /// The cooldown is over and one probe is out since `since`.
+    Probing {
+        since: Instant,
+    },
 }
 
 /// Whether an attempt may go out now.
@@ -37,9 +43,12 @@ pub enum Gate {
 }
 
 impl Circuit {
-    pub fn new(policy: CircuitPolicy) -> Circuit {
+    /// `attempt_bound`: the longest one attempt can take, after which a
+    /// probe that has not reported is taken as lost.
+    pub fn new(policy: CircuitPolicy, attempt_bound: Duration) -> Circuit {
         Circuit {
             policy,
+            attempt_bound,
             state: Mutex::new(State::Closed { failures: 0 }),
         }
     }
@@ -59,14 +68,23 @@ impl Circuit {
             State::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
-                    *state = State::Probing;
+                    *state = State::Probing { since: now };
                     Gate::Pass
                 } else {
                     Gate::Open(until - now)
                 }
             }
-            // One probe at a time; the others wait a little.
-            State::Probing => Gate::Open(self.policy.cooldown.min(Duration::from_secs(1))),
+            State::Probing { since } => {
+                let now = Instant::now();
+                if now.saturating_duration_since(since) > self.attempt_bound {
+                    tracing::warn!("circuit probe never reported; probing again");
+                    *state = State::Probing { since: now };
+                    Gate::Pass
+                } else {
+                    // One probe at a time; the others wait a little.
+                    Gate::Open(self.policy.cooldown.min(Duration::from_secs(1)))
+                }
+            }
         }
     }
 
@@ -86,7 +104,9 @@ impl Circuit {
             }
             (State::Open { until }, true) => State::Open { until },
             (_, true) => State::Open {
-                until: Instant::now() + self.policy.cooldown,
+                until: Instant::now()
+                    .checked_add(self.policy.cooldown)
+                    .unwrap_or_else(far_future),
             },
         };
         if matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. }) {
@@ -103,8 +123,16 @@ impl Circuit {
     }
 
     pub fn is_open(&self) -> bool {
-        matches!(*self.state(), State::Open { .. } | State::Probing)
+        matches!(*self.state(), State::Open { .. } | State::Probing { .. })
     }
+}
+
+/// A year from now: "open until further notice" for a cooldown too large to
+/// add to the clock.
+fn far_future() -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_secs(365 * 24 * 3600))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -112,10 +140,13 @@ mod tests {
     use super::*;
 
     fn circuit(failures: u32, cooldown_ms: u64) -> Circuit {
-        Circuit::new(CircuitPolicy {
-            failures,
-            cooldown: Duration::from_millis(cooldown_ms),
-        })
+        Circuit::new(
+            CircuitPolicy {
+                failures,
+                cooldown: Duration::from_millis(cooldown_ms),
+            },
+            Duration::from_secs(60),
+        )
     }
 
     #[test]
@@ -136,6 +167,25 @@ mod tests {
         assert!(!c.record(false), "a good probe closes");
         assert_eq!(c.gate(), Gate::Pass);
         assert!(!c.is_open());
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_is_replaced_once_overdue() {
+        let c = Circuit::new(
+            CircuitPolicy {
+                failures: 1,
+                cooldown: Duration::from_millis(10),
+            },
+            Duration::from_millis(50),
+        );
+        assert!(c.record(true));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.gate(), Gate::Pass, "the probe (its task is then dropped)");
+        assert!(matches!(c.gate(), Gate::Open(_)), "still within its bound");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.gate(), Gate::Pass, "overdue: a new probe");
+        assert!(!c.record(false), "which closes it");
+        assert_eq!(c.gate(), Gate::Pass);
     }
 
     #[test]

@@ -55,9 +55,9 @@ pub async fn attempt(
             timestamp: unix_now(),
         };
         let m = &target.metrics;
-        m.inflight.inc();
+        let in_flight = InFlight::new(&m.inflight);
         let attempt = client.attempt(&target.endpoint, body, &meta).await;
-        m.inflight.dec();
+        drop(in_flight);
         m.attempt(attempt.result.code());
         m.duration.observe(attempt.duration.as_secs_f64());
         let verdict = classify(&attempt.result, &target.endpoint.validate);
@@ -70,6 +70,23 @@ pub async fn attempt(
     }
     .instrument(span)
     .await
+}
+
+/// Counts an attempt in flight until dropped, also when its task is
+/// cancelled mid-request (a drain deadline).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 fn log(attempt: &Attempt, verdict: &Verdict) {

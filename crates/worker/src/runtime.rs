@@ -1,6 +1,9 @@
 //! The configuration as the worker uses it. A reload builds a new
 //! [`Runtime`] and swaps it in; a message keeps the one it started with, so
-//! in-flight deliveries finish under the config they began under.
+//! in-flight deliveries finish under the config they began under. An
+//! integration's circuit and concurrency permits carry over a reload when
+//! the settings they depend on are unchanged: a reload neither closes an
+//! open circuit nor lets old and new messages each use the full bound.
 
 use std::sync::{Arc, RwLock};
 
@@ -23,10 +26,10 @@ pub struct Target {
     /// `None` when that bound is at least the worker's in-flight bound: a
     /// message makes at most one attempt per integration at a time, so the
     /// worker's bound already holds it.
-    pub permits: Option<Semaphore>,
+    pub permits: Option<Arc<Semaphore>>,
     /// Its series, resolved once.
     pub metrics: IntegrationMetrics,
-    pub circuit: Circuit,
+    pub circuit: Arc<Circuit>,
 }
 
 /// Everything a dispatch needs from the configuration.
@@ -48,25 +51,56 @@ pub enum RuntimeError {
 }
 
 impl Runtime {
-    /// `tiers` names the delay tiers, for the retry series.
+    /// `tiers` names the delay tiers, for the retry series; `previous` is
+    /// the runtime being replaced, whose state carries over where it can.
     pub fn new(
         config: Config,
         metrics: &WorkerMetrics,
         tiers: &[String],
+        previous: Option<&Runtime>,
     ) -> Result<Runtime, RuntimeError> {
         let bound = config.worker.max_inflight;
         let targets = config
             .enabled()
             .map(|i| {
+                let before = previous.and_then(|p| p.target(&i.id));
+                let series = metrics.integration(&i.id, tiers);
+                let circuit = match before {
+                    Some(b)
+                        if b.integration.url == i.url
+                            && b.integration.circuit == i.circuit
+                            && b.integration.timeout == i.timeout =>
+                    {
+                        b.circuit.clone()
+                    }
+                    _ => {
+                        series.circuit_open.set(0);
+                        // An attempt is at most two token fetches and two
+                        // requests, each bounded by the timeout.
+                        Arc::new(Circuit::new(i.circuit, i.timeout.saturating_mul(4)))
+                    }
+                };
+                let permits = match before.and_then(|b| b.permits.as_ref().map(|p| (b, p))) {
+                    Some((b, p)) if b.integration.concurrency == i.concurrency => Some(p.clone()),
+                    _ => (i.concurrency < bound).then(|| Arc::new(Semaphore::new(i.concurrency))),
+                };
                 Ok(Arc::new(Target {
-                    metrics: metrics.integration(&i.id, tiers),
-                    circuit: Circuit::new(i.circuit),
-                    permits: (i.concurrency < bound).then(|| Semaphore::new(i.concurrency)),
+                    metrics: series,
+                    circuit,
+                    permits,
                     endpoint: Endpoint::new(i)?,
                     integration: i.clone(),
                 }))
             })
-            .collect::<Result<_, RuntimeError>>()?;
+            .collect::<Result<Vec<_>, RuntimeError>>()?;
+        // A removed or disabled integration's circuit is no longer open.
+        for gone in previous
+            .iter()
+            .flat_map(|p| &p.targets)
+            .filter(|t| !targets.iter().any(|n| n.integration.id == t.integration.id))
+        {
+            gone.metrics.circuit_open.set(0);
+        }
         Ok(Runtime {
             client: Client::new(config.policy.clone())?,
             config,

@@ -103,7 +103,7 @@ pub async fn run(
     };
     let tier_names: Vec<String> = topology.tiers().iter().map(|t| tier_name(*t)).collect();
     let ctx = Arc::new(Ctx {
-        current: Current::new(Runtime::new(opts.config, &metrics, &tier_names)?),
+        current: Current::new(Runtime::new(opts.config, &metrics, &tier_names, None)?),
         store: opts.store,
         topology: topology.clone(),
         metrics: metrics.clone(),
@@ -183,7 +183,8 @@ pub async fn run(
 async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>, tiers: Vec<String>) {
     while let Some(config) = configs.recv().await {
         let enabled = config.enabled().count();
-        match Runtime::new(config, &ctx.metrics, &tiers) {
+        let previous = ctx.current.get();
+        match Runtime::new(config, &ctx.metrics, &tiers, Some(&previous)) {
             Ok(runtime) => {
                 ctx.current.replace(runtime);
                 tracing::info!(enabled, "configuration reloaded");
