@@ -164,6 +164,36 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test]
+async fn an_absurd_retry_after_expires_the_delivery_without_a_loop() {
+    let prefix = TestPrefix::with_tiers("retry-after-huge", &[1]);
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/hook",
+        [Reply::status(503).header("retry-after", "99999999999999")],
+    );
+    let worker = RunningWorker::start(&prefix, &config(&receiver, r#"max_age = "1h""#)).await;
+    producer(&prefix)
+        .await
+        .publish(event("wait forever"))
+        .await
+        .unwrap();
+    receiver.wait_for(1, WAIT).await;
+    // Asked to wait past max_age: dead as expired at once, one request.
+    let deadline = Instant::now() + WAIT;
+    while prefix.ready(&prefix.topology.dead_queue()).await == 0 {
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver
+        .assert_no_more(1, Duration::from_millis(1500))
+        .await;
+    worker.stop().await.unwrap();
+    let dead = dead_letters(&prefix).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["reason"], "expired");
+}
+
+#[tokio::test]
 async fn exhausted_attempts_go_dead_with_the_whole_history() {
     let prefix = TestPrefix::with_tiers("exhausted", &[1]);
     let receiver = Receiver::start().await;

@@ -27,6 +27,8 @@ use crate::{Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest span any setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 const DEFAULT_CONCURRENCY: usize = 32;
 
 /// Headers alertpost sets itself; configuring them would break delivery or
@@ -229,6 +231,11 @@ impl Cx<'_> {
 
     fn duration(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<Duration> {
         match humantime::parse_duration(raw.get_ref().trim()) {
+            Ok(d) if d > MAX_DURATION => {
+                // Clocks plus such spans overflow; no setting needs them.
+                self.problem(raw.span(), section, Some(field), "must be at most 365 days");
+                None
+            }
             Ok(d) if !d.is_zero() => Some(d),
             Ok(_) => {
                 self.problem(raw.span(), section, Some(field), "must be longer than zero");

@@ -94,17 +94,22 @@ fn describe(r: &Response) -> String {
     }
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date.
+/// The longest `Retry-After` taken as given: a receiver's header must not
+/// overflow the clock; a delivery asked to wait this long expires anyway.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `Retry-After`: delay-seconds or an HTTP date, at most [`MAX_RETRY_AFTER`].
 pub fn retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -248,5 +253,10 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after("99999999999999"), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 }

@@ -17,6 +17,9 @@ use crate::client::Client;
 /// Lifetime assumed when the token endpoint names none.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 
+/// The longest lifetime taken as given.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// A token is refreshed this long before it expires (or a tenth of its
 /// lifetime, if that is shorter), so no request carries one that expires on
 /// the way.
@@ -131,7 +134,10 @@ impl TokenCache {
         let lifetime = json["expires_in"]
             .as_u64()
             .or_else(|| json["expires_in"].as_str().and_then(|s| s.parse().ok()))
-            .map_or(DEFAULT_LIFETIME, Duration::from_secs);
+            .map_or(DEFAULT_LIFETIME, Duration::from_secs)
+            // A token endpoint's number must not overflow the clock; a day
+            // between fetches costs nothing.
+            .min(MAX_LIFETIME);
         let early = EARLY.min(lifetime / 10);
         let mut header = HeaderValue::from_str(&format!("Bearer {access}"))
             .map_err(|_| "token endpoint: the token is not a valid header value".to_owned())?;

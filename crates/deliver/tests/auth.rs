@@ -161,6 +161,23 @@ async fn oauth2_fetches_once_caches_and_sends_the_token() {
     }
 }
 
+#[tokio::test]
+async fn a_huge_expires_in_is_capped_not_a_panic() {
+    let (base, server) = start().await;
+    server.expires_in.store(usize::MAX, Ordering::SeqCst);
+    let c = config(
+        &base,
+        &format!(
+            r#"{{ type = "oauth2", client_id = "app", client_secret = "x", token_url = "{base}/token" }}"#
+        ),
+    );
+    let client = Client::new(c.policy.clone()).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
+    assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
+    assert_eq!(server.token_requests.load(Ordering::SeqCst), 1, "cached");
+}
+
 async fn futures_join(client: &Client, endpoint: &Endpoint, n: usize) -> Vec<AttemptResult> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {

@@ -517,4 +517,17 @@ url = "https://b.example.com"
     ] {
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
+
+    // Spans a clock cannot add are refused, whatever the field.
+    let got = problems(
+        "[store]\nretention = \"400d\"\n[[integration]]\nid = \"x\"\nurl = \"https://x.example.com\"\nretry = { max_age = \"1000y\" }\ncircuit = { cooldown = \"500000000y\" }\n",
+    );
+    let all = got.join("\n");
+    for expected in [
+        "[store], field `retention`: must be at most 365 days",
+        "field `retry.max_age`: must be at most 365 days",
+        "field `circuit.cooldown`: must be at most 365 days",
+    ] {
+        assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
+    }
 }
