@@ -282,6 +282,60 @@ async fn a_delivery_past_max_age_is_dead_as_expired() {
     assert_eq!(dead[0]["job"]["attempts"], 2);
 }
 
+/// A message given back again and again (a worker crashing on it, a
+/// hand-off never confirmed) ends in the dead queue at the delivery limit.
+#[tokio::test]
+async fn a_message_requeued_past_the_delivery_limit_is_dead() {
+    let mut prefix = TestPrefix::new("limit");
+    prefix.topology = prefix.topology.clone().with_delivery_limit(2);
+    let broker = prefix.broker().await;
+    broker.declare().await.unwrap();
+    // Published through this topology's own broker: the producer library
+    // would declare the default limit.
+    let body = serde_json::to_vec(&event("poison")).unwrap();
+    broker
+        .publisher()
+        .await
+        .unwrap()
+        .publish(
+            &Destination::Deliveries,
+            &Outgoing {
+                body: &body,
+                kind: JOB_SCHEMA,
+                message_id: "poison",
+            },
+        )
+        .await
+        .unwrap();
+    let mut consumer = broker
+        .consume(&prefix.topology.deliveries_queue(), 1, "poison")
+        .await
+        .unwrap();
+    // Delivered, given back; delivered again, given back; the third time
+    // the broker dead-letters it instead.
+    for _ in 0..3 {
+        let taken = tokio::time::timeout(Duration::from_secs(5), consumer.next()).await;
+        match taken {
+            Ok(Some(Ok(msg))) => msg.requeue().await.unwrap(),
+            _ => break,
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while prefix.ready(&prefix.topology.dead_queue()).await == 0 {
+        assert!(Instant::now() < deadline, "not dead-lettered at the limit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    consumer.cancel().await;
+    broker.close().await;
+    let dead = dead_letters(&prefix).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0]["title"], "poison",
+        "the message itself, as published"
+    );
+    assert_eq!(prefix.ready(&prefix.topology.deliveries_queue()).await, 0);
+}
+
 #[tokio::test]
 async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
     let prefix = TestPrefix::new("bad-job");

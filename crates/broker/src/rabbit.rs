@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -473,15 +473,14 @@ impl Acker {
         }
     }
 
-    pub(crate) async fn nack(&self, requeue: bool) -> Result<(), BrokerError> {
-        let options = BasicNackOptions {
-            requeue,
-            ..BasicNackOptions::default()
-        };
-        match self.0.nack(options).await {
+    /// `basic.reject`, not `basic.nack`: from RabbitMQ 4.3 only a reject counts
+    /// toward a quorum queue's delivery limit, which ends poison loops
+    /// (rabbitmq-server#15387).
+    pub(crate) async fn reject(&self, requeue: bool) -> Result<(), BrokerError> {
+        match self.0.reject(BasicRejectOptions { requeue }).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(BrokerError::Connection(
-                "nack on a closed channel (the message will be redelivered)".to_owned(),
+                "reject on a closed channel (the message will be redelivered)".to_owned(),
             )),
             Err(e) => Err(BrokerError::Connection(e.to_string())),
         }

@@ -39,12 +39,12 @@ impl Inbound {
 
     /// Give the message back to be delivered again (to any worker).
     pub async fn requeue(&self) -> Result<(), BrokerError> {
-        self.acker.nack(true).await
+        self.acker.reject(true).await
     }
 
     /// Refuse the message: the queue's dead-letter settings apply.
     pub async fn reject(&self) -> Result<(), BrokerError> {
-        self.acker.nack(false).await
+        self.acker.reject(false).await
     }
 }
 

@@ -80,6 +80,12 @@ impl Topology {
         Ok(self)
     }
 
+    /// Replaces the work queues' delivery limit (at least 1).
+    pub fn with_delivery_limit(mut self, limit: u32) -> Topology {
+        self.delivery_limit = limit.max(1);
+        self
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
