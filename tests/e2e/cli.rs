@@ -267,7 +267,7 @@ async fn sigterm_drains_and_exits_zero() {
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test")
         .await
         .unwrap();
-    producer
+    let events = producer
         .publish_all(
             (0..2)
                 .map(|i| {
@@ -296,9 +296,25 @@ async fn sigterm_drains_and_exits_zero() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(stderr.contains("draining"), "{stderr}");
-    // Both in-flight deliveries finished and were acked before exit.
+    // Both in-flight deliveries finished and were acked before exit...
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
     receiver.assert_no_more(2, Duration::from_millis(200)).await;
+    // ...and recorded: the store took records until the drain was over.
+    for e in &events {
+        let out = alertpost(&prefix)
+            .args(["attempts", &e.id, "--json", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let attempts: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(attempts[0]["outcome"], "delivered", "{stdout}");
+    }
 }
 
 // Multi-threaded: the receiver must answer while the test waits on the

@@ -96,11 +96,6 @@ pub async fn run(
         max_age: opts.config.store.retention,
         max_bytes: opts.config.store.max_size,
     };
-    let recorder = {
-        let store = opts.store.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move { store.run(retention, stop.cancelled_owned()).await })
-    };
     let tier_names: Vec<String> = topology.tiers().iter().map(|t| tier_name(*t)).collect();
     let ctx = Arc::new(Ctx {
         current: Current::new(Runtime::new(opts.config, &metrics, &tier_names, None)?),
@@ -108,6 +103,14 @@ pub async fn run(
         topology: topology.clone(),
         metrics: metrics.clone(),
     });
+    // The store takes records until the drain is over, not until the signal:
+    // deliveries finished while draining are journaled and recorded too.
+    let drained = CancellationToken::new();
+    let recorder = {
+        let store = ctx.store.clone();
+        let drained = drained.clone();
+        tokio::spawn(async move { store.run(retention, drained.cancelled_owned()).await })
+    };
     // The store's size, for `alertpost_store_bytes`.
     {
         let (store, gauge, stop) = (ctx.store.clone(), metrics.store_bytes.clone(), stop.clone());
@@ -167,6 +170,7 @@ pub async fn run(
     }
 
     // The store writes what is queued and flushes.
+    drained.cancel();
     let _ = recorder.await;
     tracing::info!("worker stopped");
     if let Some(admin) = admin
