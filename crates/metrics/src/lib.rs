@@ -17,9 +17,14 @@
 //! | `process_*` | | | both |
 //!
 //! Labels are bounded: integration ids, fixed outcome and code sets, tier
-//! names, dead-letter reasons; never URLs or event ids (an event's `source`
-//! is the one label producers choose). The hot path holds resolved series
-//! ([`IntegrationMetrics`]), so counting costs no label lookup.
+//! names, dead-letter reasons; never URLs or event ids. An event's `source`
+//! is the one label producers choose, so each process keeps the first
+//! [`MAX_SOURCES`] values it sees and counts the rest as `other`. The hot
+//! path holds resolved series ([`IntegrationMetrics`]), so counting costs no
+//! label lookup.
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 
 use alertpost_event::job::DeadReason;
 use prometheus::{
@@ -46,11 +51,52 @@ pub const CODES: [&str; 10] = [
     "1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect", "policy", "token", "error",
 ];
 
+/// Distinct `source` label values a process exports; later ones are `other`.
+pub const MAX_SOURCES: usize = 100;
+
+/// A counter by `source`, with at most [`MAX_SOURCES`] series.
+#[derive(Clone)]
+struct BySource {
+    counters: IntCounterVec,
+    seen: Arc<RwLock<HashSet<String>>>,
+}
+
+impl BySource {
+    fn new(counters: IntCounterVec) -> BySource {
+        BySource {
+            counters,
+            seen: Arc::default(),
+        }
+    }
+
+    fn inc(&self, source: &str) {
+        self.counters.with_label_values(&[self.label(source)]).inc();
+    }
+
+    fn label<'a>(&self, source: &'a str) -> &'a str {
+        // A poisoned lock still holds a valid set.
+        let known = match self.seen.read() {
+            Ok(s) => s.contains(source),
+            Err(p) => p.into_inner().contains(source),
+        };
+        if known {
+            return source;
+        }
+        let mut seen = self.seen.write().unwrap_or_else(|p| p.into_inner());
+        if seen.len() < MAX_SOURCES {
+            seen.insert(source.to_owned());
+            source
+        } else {
+            "other"
+        }
+    }
+}
+
 /// The families a worker exports.
 #[derive(Clone)]
 pub struct WorkerMetrics {
     registry: Registry,
-    events_consumed: IntCounterVec,
+    events_consumed: BySource,
     deliveries: IntCounterVec,
     attempts: IntCounterVec,
     duration: HistogramVec,
@@ -67,7 +113,7 @@ pub struct WorkerMetrics {
 #[derive(Clone)]
 pub struct IngestMetrics {
     registry: Registry,
-    events_published: IntCounterVec,
+    events_published: BySource,
     pub broker_connected: IntGauge,
 }
 
@@ -143,12 +189,12 @@ impl WorkerMetrics {
     pub fn new() -> WorkerMetrics {
         let r = registry();
         WorkerMetrics {
-            events_consumed: counter_vec(
+            events_consumed: BySource::new(counter_vec(
                 &r,
                 "alertpost_events_consumed_total",
                 "Events taken from the events queue.",
                 &["source"],
-            ),
+            )),
             deliveries: counter_vec(
                 &r,
                 "alertpost_deliveries_total",
@@ -238,7 +284,7 @@ impl WorkerMetrics {
     }
 
     pub fn consumed(&self, source: &str) {
-        self.events_consumed.with_label_values(&[source]).inc();
+        self.events_consumed.inc(source);
     }
 
     /// A dead letter with no integration: a message that could not be read.
@@ -318,12 +364,12 @@ impl IngestMetrics {
     pub fn new() -> IngestMetrics {
         let r = registry();
         IngestMetrics {
-            events_published: counter_vec(
+            events_published: BySource::new(counter_vec(
                 &r,
                 "alertpost_events_published_total",
                 "Events published, confirmed by RabbitMQ.",
                 &["source"],
-            ),
+            )),
             broker_connected: gauge(
                 &r,
                 "alertpost_broker_connected",
@@ -334,7 +380,7 @@ impl IngestMetrics {
     }
 
     pub fn published(&self, source: &str) {
-        self.events_published.with_label_values(&[source]).inc();
+        self.events_published.inc(source);
     }
 
     pub fn encode(&self) -> String {
@@ -399,5 +445,20 @@ mod tests {
             r#"alertpost_delivery_duration_seconds_bucket{integration="hook",le="0.025"} 1"#
         ));
         assert!(text.contains("process_resident_memory_bytes"));
+    }
+
+    #[test]
+    fn sources_beyond_the_bound_count_as_other() {
+        let m = IngestMetrics::new();
+        for i in 0..MAX_SOURCES + 5 {
+            m.published(&format!("s{i}"));
+        }
+        m.published("s0");
+        let text = m.encode();
+        assert!(text.contains(r#"alertpost_events_published_total{source="s0"} 2"#));
+        let last = format!(r#"{{source="s{}"}}"#, MAX_SOURCES - 1);
+        assert!(text.contains(&last), "{text}");
+        assert!(!text.contains(&format!(r#"{{source="s{MAX_SOURCES}"}}"#)));
+        assert!(text.contains(r#"alertpost_events_published_total{source="other"} 5"#));
     }
 }
