@@ -50,8 +50,13 @@ pub(crate) async fn hand_off(ctx: &Ctx, publisher: &Publisher, steps: Vec<Step>)
     // deliveries finished (a redelivery of the message skips them).
     for step in &steps {
         if let Step::Dead(letter) = step {
-            if let Err(e) = ctx.store.record_dead(letter) {
-                tracing::warn!(error = %e, "cannot record a dead letter in the store");
+            // A sled insert: on the blocking pool, not a runtime thread
+            // (dead letters are rare; the copy costs nothing that matters).
+            let (store, copy) = (ctx.store.clone(), letter.clone());
+            match tokio::task::spawn_blocking(move || store.record_dead(&copy)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a dead letter in the store"),
+                Err(e) => tracing::warn!(error = %e, "recording a dead letter failed"),
             }
             if letter.job.is_some() {
                 ctx.store.finish(&letter.id, Finished::Dead);

@@ -2,8 +2,10 @@
 //!
 //! Backpressure is at the source: a permit of the in-flight bound is taken
 //! *before* the next message is pulled, moved into the task that handles
-//! it, and released when that task ends. The consumer's prefetch equals the
-//! bound, so RabbitMQ never pushes more than the worker is willing to hold.
+//! it, and released when that task ends. Each of the two consumers (events,
+//! delivery jobs) has a prefetch equal to the bound, so either queue alone
+//! can fill the worker: RabbitMQ holds at most twice the bound unacked for
+//! it, and at most the bound are being worked on.
 //!
 //! Shutdown: stop consuming (cancel), let the tasks in flight finish within
 //! the drain timeout (their hand-offs and acks included), then close. What
