@@ -24,19 +24,18 @@ pub use topology::{Topology, TopologyError};
 /// The default AMQP URL (the local broker, guest account, default vhost).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-/// Hides the password of an AMQP URL, for logs and errors.
+/// Hides the password of an AMQP URL, for logs and errors. Everything up
+/// to the last `@` counts as user info: a password with a raw `/`, `?` or
+/// `@` in it (an invalid URL, but one a user may write) stays hidden, at the
+/// price of hiding too much of a URL with an `@` in its path.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{path}")
+    match rest.rsplit_once('@') {
+        Some((userinfo, host_and_path)) => {
+            let user = userinfo.split([':', '/', '?', '#']).next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host_and_path}")
         }
         None => url.to_owned(),
     }
@@ -52,5 +51,9 @@ mod tests {
         );
         assert_eq!(super::redact_url("amqp://h/v"), "amqp://h/v");
         assert_eq!(super::redact_url("amqps://u:p@ss@h"), "amqps://u:***@h");
+        assert_eq!(
+            super::redact_url("amqp://u:pa/ss?x@h:5672/%2f"),
+            "amqp://u:***@h:5672/%2f"
+        );
     }
 }

@@ -200,11 +200,16 @@ impl DeliveryJob {
 
     /// Appends an attempt, keeping the last [`HISTORY_LIMIT`].
     pub fn record(&mut self, attempt: AttemptSummary) {
-        self.history.push(attempt);
-        if self.history.len() > HISTORY_LIMIT {
-            let excess = self.history.len() - HISTORY_LIMIT;
-            self.history.drain(..excess);
-        }
+        push_history(&mut self.history, attempt);
+    }
+}
+
+/// Appends an attempt to a history, keeping the last [`HISTORY_LIMIT`].
+pub fn push_history(history: &mut Vec<AttemptSummary>, attempt: AttemptSummary) {
+    history.push(attempt);
+    if history.len() > HISTORY_LIMIT {
+        let excess = history.len() - HISTORY_LIMIT;
+        history.drain(..excess);
     }
 }
 

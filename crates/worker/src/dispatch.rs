@@ -18,6 +18,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertpost_broker::topology::tier_name;
 use alertpost_broker::{Inbound, Publisher, Topology};
 use alertpost_deliver::Verdict;
 use alertpost_event::job::{
@@ -301,12 +302,7 @@ async fn attempt(
     d.attempts = number;
     // The job's history matters only if the delivery goes on (or dies).
     if !matches!(tried.verdict, Verdict::Delivered) {
-        d.history.push(summary(number, &tried));
-        let keep = alertpost_event::job::HISTORY_LIMIT;
-        if d.history.len() > keep {
-            let excess = d.history.len() - keep;
-            d.history.drain(..excess);
-        }
+        alertpost_event::job::push_history(&mut d.history, summary(number, &tried));
     }
     // Counted once, here, after classification.
     match tried.verdict {
@@ -363,7 +359,7 @@ async fn attempt(
                     m.dead(DeadReason::Expired);
                     let detail = format!(
                         "the next try would come more than {} after the first; last: {reason}",
-                        humanize(policy.max_age)
+                        tier_name(policy.max_age)
                     );
                     Step::Dead(Box::new(dead_letter(
                         d.into_job(first),
@@ -411,17 +407,6 @@ fn retried(ctx: &Ctx, m: &alertpost_metrics::IntegrationMetrics, tier: Duration)
     m.outcome("retried");
     if let Some(i) = ctx.topology.tiers().iter().position(|t| *t == tier) {
         m.retry(i);
-    }
-}
-
-fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    if s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
     }
 }
 

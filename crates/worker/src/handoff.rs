@@ -55,7 +55,9 @@ pub(crate) async fn hand_off(ctx: &Ctx, publisher: &Publisher, steps: Vec<Step>)
             let (store, copy) = (ctx.store.clone(), letter.clone());
             match tokio::task::spawn_blocking(move || store.record_dead(&copy)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot record a dead letter in the store"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot record a dead letter in the store")
+                }
                 Err(e) => tracing::warn!(error = %e, "recording a dead letter failed"),
             }
             if letter.job.is_some() {
