@@ -26,6 +26,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 
+mod isolation;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -37,6 +39,8 @@ async fn main() {
     let mut events = 20_000usize;
     let mut runs = 3usize;
     let mut throughput_only = false;
+    let mut isolation_only = false;
+    let mut isolation_events = 5_000usize;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -48,11 +52,23 @@ async fn main() {
                 throughput_only = true;
                 i -= 1;
             }
+            // Only the isolation scenarios, printed, nothing written.
+            "--isolation-only" => {
+                isolation_only = true;
+                i -= 1;
+            }
+            "--isolation-events" => {
+                isolation_events = args[i + 1].parse().expect("--isolation-events N")
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
     }
-    let report = bench(events, runs, throughput_only).await;
+    if isolation_only {
+        println!("{}", isolation::section(isolation_events, runs).await);
+        return;
+    }
+    let report = bench(events, runs, throughput_only, isolation_events).await;
     if throughput_only {
         return;
     }
@@ -69,20 +85,34 @@ struct Sink {
     last: Mutex<Option<Instant>>,
     latencies: Mutex<Vec<f64>>,
     measure_latency: std::sync::atomic::AtomicBool,
+    /// The longest time between two requests.
+    longest_gap: Mutex<Duration>,
 }
 
 impl Sink {
+    /// Counts one request now.
+    fn hit(&self) {
+        let now = Instant::now();
+        self.first.lock().unwrap().get_or_insert(now);
+        let previous = self.last.lock().unwrap().replace(now);
+        if let Some(previous) = previous {
+            let mut gap = self.longest_gap.lock().unwrap();
+            *gap = (*gap).max(now - previous);
+        }
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn reset(&self, latency: bool) {
         self.count.store(0, Ordering::SeqCst);
         *self.first.lock().unwrap() = None;
         *self.last.lock().unwrap() = None;
+        *self.longest_gap.lock().unwrap() = Duration::ZERO;
         self.latencies.lock().unwrap().clear();
         self.measure_latency.store(latency, Ordering::SeqCst);
     }
 }
 
 async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> &'static str {
-    let now = Instant::now();
     if sink.measure_latency.load(Ordering::Relaxed)
         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
         && let Some(at) = v["received_at"].as_str()
@@ -92,9 +122,7 @@ async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> &'static str {
         let ms = (time::OffsetDateTime::now_utc() - t).as_seconds_f64() * 1000.0;
         sink.latencies.lock().unwrap().push(ms);
     }
-    sink.first.lock().unwrap().get_or_insert(now);
-    *sink.last.lock().unwrap() = Some(now);
-    sink.count.fetch_add(1, Ordering::SeqCst);
+    sink.hit();
     "{\"status\":\"ok\"}"
 }
 
@@ -138,6 +166,16 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// The RabbitMQ node's process (`beam.smp`) on this machine, if any: its
+/// CPU is part of what a consumer costs.
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "beam.smp").then_some(pid)
+    })
 }
 
 /// CPU seconds (user + system) a process has used so far.
@@ -219,8 +257,16 @@ fn wrapped(var: &str, program: PathBuf) -> Command {
     }
 }
 
+/// The worker binary: `ALERTPOST_BENCH_BIN` (another build, for before and
+/// after figures in one run), else the one built beside the bench.
+fn worker_binary() -> PathBuf {
+    std::env::var_os("ALERTPOST_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe_dir().join("alertpost"))
+}
+
 fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
-    let mut cmd = wrapped("ALERTPOST_BENCH_WRAP", exe_dir().join("alertpost"));
+    let mut cmd = wrapped("ALERTPOST_BENCH_WRAP", worker_binary());
     cmd.args(["worker", "--config"])
         .arg(config)
         .args(["--admin-addr", "127.0.0.1:0", "--data-dir"])
@@ -397,7 +443,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-async fn bench(n: usize, runs: usize, throughput_only: bool) -> String {
+async fn bench(n: usize, runs: usize, throughput_only: bool, isolation_events: usize) -> String {
     let sink = Arc::new(Sink::default());
     let app = Router::new().fallback(receive).with_state(sink.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -497,6 +543,7 @@ async fn bench(n: usize, runs: usize, throughput_only: bool) -> String {
             .join(", ")
     };
     let window = inflight();
+    let isolation = isolation::section(isolation_events, runs).await;
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {
@@ -549,9 +596,9 @@ async fn bench(n: usize, runs: usize, throughput_only: bool) -> String {
          ## Memory\n\n\
          Worker RSS at the end of the 200/s runs (steady load; the largest of the runs): **{steady_rss}** (target ≤ 40 MiB). Peak \
          RSS during the throughput runs ({window} requests in flight): {peak_rss}.\n\n\
+         {isolation}\
          ## Not measured yet\n\n\
-         Fan-out cost (an event matching 4 integrations) and the effect of a failing endpoint on the \
-         others' throughput.\n",
+         Fan-out cost (an event matching 4 integrations).\n",
         fmt_runs(&base),
         fmt_runs(&ours),
         ratios.join(", "),

@@ -161,6 +161,7 @@ async fn check_lists_every_problem_and_setup_declares() {
 #[tokio::test]
 async fn a_killed_worker_loses_nothing() {
     let prefix = TestPrefix::new("crash");
+    prefix.register_lanes(["hook"]);
     let receiver = Receiver::start().await;
     // Slow answers keep deliveries in flight when the worker dies.
     receiver.script(
@@ -244,6 +245,7 @@ async fn a_killed_worker_loses_nothing() {
 #[tokio::test]
 async fn sigterm_drains_and_exits_zero() {
     let prefix = TestPrefix::new("sigterm");
+    prefix.register_lanes(["hook"]);
     let receiver = Receiver::start().await;
     receiver.script(
         "/hook",
@@ -472,6 +474,7 @@ secret = "${MISSING_SIGNING_SECRET}"
 #[tokio::test]
 async fn sighup_reloads_a_valid_config_and_refuses_an_invalid_one() {
     let prefix = TestPrefix::new("sighup");
+    prefix.register_lanes(["hook"]);
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertpost.toml");

@@ -308,7 +308,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead() {
         .await
         .unwrap();
     let mut consumer = broker
-        .consume(&prefix.topology.deliveries_queue(), 1, "poison")
+        .consume(&alertpost_broker::Source::Deliveries, 1, "poison")
         .await
         .unwrap();
     // Delivered, given back; delivered again, given back; the third time
@@ -377,6 +377,7 @@ async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
 #[tokio::test]
 async fn a_job_waiting_in_a_delay_queue_outlives_its_worker() {
     let prefix = TestPrefix::with_tiers("job-survives", &[1, 3]);
+    prefix.register_lanes(["hook"]);
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::status(503)]);
     let dir = tempfile::tempdir().unwrap();
@@ -466,9 +467,9 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
         .await;
     let journal = worker
         .store
-        .finished(&delivery_id(&e.id, "hook"))
+        .progress(&delivery_id(&e.id, "hook"))
         .expect("journaled");
-    assert_eq!(journal.outcome, alertpost_store::Finished::Delivered);
+    assert_eq!(journal.progress, alertpost_store::Progress::Delivered);
     worker.stop().await.unwrap();
     all_empty(&prefix).await;
 }
@@ -571,6 +572,7 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed() {
 #[tokio::test]
 async fn a_second_worker_on_one_data_dir_is_refused() {
     let prefix = TestPrefix::new("locked");
+    prefix.register_lanes(["x"]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
     std::fs::write(

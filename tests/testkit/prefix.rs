@@ -1,16 +1,48 @@
 //! A topology prefix of a test's own.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alertpost_broker::{Broker, Topology};
 
 /// A unique prefix (`t-<name>-<pid>-<n>-<time>`); the exchange and queues it
 /// names are deleted when it is dropped, even after a failed assertion.
+/// Lanes depend on the integrations a worker is given: those of the
+/// in-process workers are registered when they start, the others with
+/// [`TestPrefix::register_lanes`].
 pub struct TestPrefix {
     pub prefix: String,
     pub url: String,
     pub topology: Topology,
+    lanes: Lanes,
+}
+
+/// The lanes to delete with a prefix; shared with the workers that may
+/// declare more on a reload.
+#[derive(Clone, Default)]
+pub struct Lanes(Arc<Mutex<BTreeSet<String>>>);
+
+impl Lanes {
+    pub fn register<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut lanes = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        lanes.extend(ids.into_iter().map(str::to_owned));
+    }
+
+    /// Registers the lanes of every integration in `config`.
+    pub fn register_config(&self, config: &alertpost_config::Config) {
+        self.register(config.integrations.iter().map(|i| i.id.as_str()));
+    }
+
+    fn all(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -36,7 +68,19 @@ impl TestPrefix {
             prefix,
             url: crate::amqp_url(),
             topology,
+            lanes: Lanes::default(),
         }
+    }
+
+    /// Integrations whose lanes a worker of this prefix may declare: they
+    /// are deleted with the rest.
+    pub fn register_lanes<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        self.lanes.register(ids);
+    }
+
+    /// The shared set of lanes to delete, for workers that reload.
+    pub fn lanes(&self) -> Lanes {
+        self.lanes.clone()
     }
 
     /// The `delay_tiers` line for a config file using this prefix's tiers.
@@ -88,6 +132,12 @@ impl Drop for TestPrefix {
             .clone()
             .with_tiers(tiers)
             .unwrap_or_else(|_| self.topology.clone());
+        let lanes: Vec<String> = self
+            .lanes
+            .all()
+            .iter()
+            .map(|id| self.topology.lane_queue(id))
+            .collect();
         // Drop cannot await, and may run inside a runtime: delete from a
         // thread of its own, and wait for it so the test ends clean.
         let cleanup = std::thread::spawn(move || {
@@ -100,6 +150,7 @@ impl Drop for TestPrefix {
             rt.block_on(async move {
                 if let Ok(broker) = Broker::connect(&url, "alertpost-test-cleanup", topology).await
                 {
+                    let _ = broker.delete_queues(&lanes).await;
                     let _ = broker.delete_topology().await;
                     broker.close().await;
                 }

@@ -14,6 +14,7 @@ pub struct RunningWorker {
     pub data: tempfile::TempDir,
     pub store: alertpost_store::Store,
     reload: mpsc::Sender<alertpost_config::Config>,
+    lanes: crate::prefix::Lanes,
     handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
     pub admin: SocketAddr,
 }
@@ -40,6 +41,8 @@ impl RunningWorker {
         let toml = toml.as_str();
         let config = alertpost_config::parse(toml, "test.toml", &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("{e}"));
+        let lanes = prefix.lanes();
+        lanes.register_config(&config);
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("admin can listen");
@@ -48,16 +51,20 @@ impl RunningWorker {
         let (reload, configs) = mpsc::channel(1);
         let data = tempfile::tempdir().expect("a temporary directory");
         let store = alertpost_store::Store::open(data.path()).expect("a fresh store opens");
+        let topology = prefix
+            .topology
+            .clone()
+            .with_tiers(config.delay_tiers.clone())
+            .expect("the config's tiers are valid");
+        let backend =
+            alertpost_broker::Rabbit::new(amqp_url, &format!("{}-worker", prefix.prefix), topology);
         let options = WorkerOptions {
-            amqp_url: amqp_url.to_owned(),
-            topology: prefix.topology.clone(),
             config,
             admin: Some(admin),
-            name: format!("{}-worker", prefix.prefix),
             reload: Some(configs),
             store: store.clone(),
         };
-        let handle = tokio::spawn(alertpost_worker::run(options, async move {
+        let handle = tokio::spawn(alertpost_worker::run(backend, options, async move {
             let _ = rx.await;
         }));
         RunningWorker {
@@ -65,6 +72,7 @@ impl RunningWorker {
             data,
             store,
             reload,
+            lanes,
             handle,
             admin: admin_addr,
         }
@@ -95,6 +103,7 @@ impl RunningWorker {
     pub async fn reload(&self, toml: &str) {
         let config = alertpost_config::parse(toml, "reload.toml", &|name| std::env::var(name).ok())
             .unwrap_or_else(|e| panic!("{e}"));
+        self.lanes.register_config(&config);
         self.reload
             .send(config)
             .await

@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use alertpost_broker::{Broker, Topology};
+use alertpost_broker::{Broker, Rabbit, Topology};
 use alertpost_config::Config;
 use alertpost_event::normalize::{Format, documents, normalize};
 use alertpost_producer::{Producer, ProducerError};
@@ -59,7 +59,10 @@ fn process_name(role: &str) -> String {
 
 async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
     let config = load_config(config_path(g, "worker")?)?;
-    let topology = topology(g)?;
+    // The delay tiers are the config's.
+    let topology = topology(g)?
+        .with_tiers(config.delay_tiers.clone())
+        .map_err(|e| Failure::Usage(e.into()))?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -81,16 +84,14 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
         config_path(g, "worker")?.to_owned(),
         reload,
     ));
+    let backend = Rabbit::new(&g.amqp, &process_name("worker"), topology);
     let options = alertpost_worker::WorkerOptions {
-        amqp_url: g.amqp.clone(),
-        topology,
         config,
         admin: Some(admin),
-        name: process_name("worker"),
         reload: Some(configs),
         store,
     };
-    alertpost_worker::run(options, crate::signals::shutdown()).await?;
+    alertpost_worker::run(backend, options, crate::signals::shutdown()).await?;
     Ok(())
 }
 
@@ -235,9 +236,12 @@ fn check(g: &Global) -> Result<(), Failure> {
 
 async fn setup(g: &Global) -> Result<(), Failure> {
     let mut topology = topology(g)?;
-    // With a config, its delay tiers; else the defaults.
+    // With a config, its delay tiers and its integrations' lanes; else the
+    // default tiers.
+    let mut lanes = Vec::new();
     if let Some(path) = &g.config {
         let config = load_config(path)?;
+        lanes = config.integrations.iter().map(|i| i.id.clone()).collect();
         topology = topology
             .with_tiers(config.delay_tiers)
             .map_err(|e| Failure::Usage(e.into()))?;
@@ -245,14 +249,19 @@ async fn setup(g: &Global) -> Result<(), Failure> {
     let broker = Broker::connect(&g.amqp, &process_name("setup"), topology)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let declared = broker.declare().await;
+    let declared = match broker.declare().await {
+        Ok(()) => broker.declare_lanes(&lanes).await,
+        Err(e) => Err(e),
+    };
     broker.close().await;
     declared.map_err(|e| Failure::Runtime(e.into()))?;
     let t = broker.topology();
+    let mut queues = t.queues();
+    queues.extend(lanes.iter().map(|id| t.lane_queue(id)));
     println!(
         "declared exchange {} and queues {}",
         t.exchange(),
-        t.queues().join(", ")
+        queues.join(", ")
     );
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! acks (removes) the dead letter.
 
 use alertpost_broker::{Broker, Destination, GetChannel, Inbound, Outgoing};
-use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
+use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_event::{EVENT_SCHEMA, Event};
 use anyhow::anyhow;
 use serde_json::{Value, json};
@@ -25,11 +25,12 @@ struct Dead {
 
 enum Entry {
     /// Written by a worker: the job (or bytes) and the reason.
-    Letter(DeadLetter),
+    Letter(Box<DeadLetter>),
     /// An event the broker moved here (delivery limit reached).
-    Event(Event),
-    /// A job the broker moved here (delivery limit reached).
-    Job(DeliveryJob),
+    Event(Box<Event>),
+    /// Jobs the broker moved here (delivery limit reached): one, or a
+    /// lane's batch (all of one integration).
+    Jobs(Vec<DeliveryJob>),
     /// Something else.
     Unreadable(String),
 }
@@ -39,16 +40,24 @@ impl Dead {
         match &self.entry {
             Entry::Letter(l) => l.id.clone(),
             Entry::Event(e) => e.id.clone(),
-            Entry::Job(j) => j.delivery_id.clone(),
+            Entry::Jobs(jobs) => jobs
+                .first()
+                .map(|j| j.delivery_id.clone())
+                .unwrap_or_default(),
             Entry::Unreadable(_) => self.msg.message_id.clone().unwrap_or_default(),
         }
     }
 
     fn job(&self) -> Option<&DeliveryJob> {
+        self.jobs().first().copied()
+    }
+
+    /// Every delivery job it holds.
+    fn jobs(&self) -> Vec<&DeliveryJob> {
         match &self.entry {
-            Entry::Letter(l) => l.job.as_ref(),
-            Entry::Job(j) => Some(j),
-            _ => None,
+            Entry::Letter(l) => l.job.iter().collect(),
+            Entry::Jobs(jobs) => jobs.iter().collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -66,7 +75,7 @@ impl Dead {
     fn reason(&self) -> String {
         match &self.entry {
             Entry::Letter(l) => l.reason.to_string(),
-            Entry::Event(_) | Entry::Job(_) => "delivery_limit".to_owned(),
+            Entry::Event(_) | Entry::Jobs(_) => "delivery_limit".to_owned(),
             Entry::Unreadable(_) => "unreadable".to_owned(),
         }
     }
@@ -74,29 +83,46 @@ impl Dead {
     fn matches(&self, id: &str) -> bool {
         self.id() == id
             || self.event_id() == Some(id)
-            || self.job().is_some_and(|j| j.delivery_id == id)
+            || self
+                .jobs()
+                .iter()
+                .any(|j| j.delivery_id == id || j.event.id == id)
     }
 
-    /// The summary `dlq list` prints.
-    fn row(&self) -> Value {
+    /// The summaries `dlq list` prints: one per delivery (a lane's batch
+    /// holds several).
+    fn rows(&self) -> Vec<Value> {
         let (detail, dead_at) = match &self.entry {
             Entry::Letter(l) => (l.detail.clone(), Some(l.dead_at)),
-            Entry::Event(_) | Entry::Job(_) => (
+            Entry::Event(_) | Entry::Jobs(_) => (
                 "moved here by RabbitMQ after too many deliveries".to_owned(),
                 None,
             ),
             Entry::Unreadable(e) => (e.clone(), None),
         };
-        json!({
-            "id": self.id(),
-            "delivery_id": self.job().map(|j| j.delivery_id.clone()),
-            "event_id": self.event_id(),
-            "integration": self.integration(),
-            "reason": self.reason(),
-            "attempts": self.job().map_or(0, |j| j.attempts),
-            "dead_at": dead_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-            "detail": detail,
-        })
+        let dead_at = dead_at.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        let row = |id: String, job: Option<&DeliveryJob>, event_id: Option<&str>| {
+            json!({
+                "id": id,
+                "delivery_id": job.map(|j| j.delivery_id.clone()),
+                "event_id": event_id,
+                "integration": job.map(|j| j.integration.clone()),
+                "reason": self.reason(),
+                "attempts": job.map_or(0, |j| j.attempts),
+                "dead_at": dead_at,
+                "detail": detail,
+            })
+        };
+        match &self.entry {
+            Entry::Jobs(jobs) => jobs
+                .iter()
+                .map(|j| row(j.delivery_id.clone(), Some(j), Some(&j.event.id)))
+                .collect(),
+            _ => vec![row(self.id(), self.job(), self.event_id())],
+        }
     }
 
     /// The full record `dlq show` prints.
@@ -104,7 +130,10 @@ impl Dead {
         match &self.entry {
             Entry::Letter(l) => serde_json::to_value(l).unwrap_or(Value::Null),
             Entry::Event(e) => json!({"reason": "delivery_limit", "event": e}),
-            Entry::Job(j) => json!({"reason": "delivery_limit", "job": j}),
+            Entry::Jobs(jobs) => match jobs.as_slice() {
+                [one] => json!({"reason": "delivery_limit", "job": one}),
+                many => json!({"reason": "delivery_limit", "jobs": many}),
+            },
             Entry::Unreadable(e) => {
                 json!({"reason": "unreadable", "error": e, "raw": String::from_utf8_lossy(&self.msg.body)})
             }
@@ -115,15 +144,19 @@ impl Dead {
 fn read(msg: Inbound) -> Dead {
     let entry = match msg.kind.as_deref() {
         Some(DEAD_SCHEMA) | None => match serde_json::from_slice::<DeadLetter>(&msg.body) {
-            Ok(l) => Entry::Letter(l),
+            Ok(l) => Entry::Letter(Box::new(l)),
             Err(e) => Entry::Unreadable(e.to_string()),
         },
         Some(EVENT_SCHEMA) => match Event::from_json(&msg.body) {
-            Ok(e) => Entry::Event(e),
+            Ok(e) => Entry::Event(Box::new(e)),
             Err(e) => Entry::Unreadable(e.to_string()),
         },
         Some(JOB_SCHEMA) => match serde_json::from_slice::<DeliveryJob>(&msg.body) {
-            Ok(j) => Entry::Job(j),
+            Ok(j) => Entry::Jobs(vec![j]),
+            Err(e) => Entry::Unreadable(e.to_string()),
+        },
+        Some(JOBS_SCHEMA) => match serde_json::from_slice::<Vec<DeliveryJob>>(&msg.body) {
+            Ok(jobs) => Entry::Jobs(jobs),
             Err(e) => Entry::Unreadable(e.to_string()),
         },
         Some(other) => Entry::Unreadable(format!("unknown message type `{other}`")),
@@ -204,7 +237,7 @@ async fn list(
     let rows: Vec<Value> = all
         .iter()
         .filter(|d| integration.is_none_or(|i| d.integration() == Some(i)))
-        .map(Dead::row)
+        .flat_map(Dead::rows)
         .collect();
     if as_json {
         println!(
@@ -272,42 +305,48 @@ async fn replay(
         if !chosen {
             continue;
         }
-        let (to, body, kind, message_id) = match &dead.entry {
-            Entry::Event(e) => (
+        // What goes back: the event the broker moved here, or each job
+        // (attempts reset, one hop on) to the deliveries.
+        let sends: Vec<(Destination, Vec<u8>, &'static str, String)> = match &dead.entry {
+            Entry::Event(e) => vec![(
                 Destination::Events {
                     routing_key: e.routing_key(),
                 },
                 e.to_json(),
                 EVENT_SCHEMA,
                 e.id.clone(),
-            ),
-            _ => match dead.job() {
-                Some(job) => {
+            )],
+            _ => dead
+                .jobs()
+                .into_iter()
+                .map(|job| {
                     let job = job.clone().replayed(now);
                     let id = job.delivery_id.clone();
                     (Destination::Deliveries, job.to_json(), JOB_SCHEMA, id)
-                }
-                None => {
-                    unreplayable += 1;
-                    continue;
-                }
-            },
+                })
+                .collect(),
         };
-        let msg = Outgoing {
-            body: &body,
-            kind,
-            message_id: &message_id,
-        };
-        publisher
-            .publish(&to, &msg)
-            .await
-            .map_err(|e| Failure::Runtime(anyhow!("replaying {message_id}: {e}")))?;
+        if sends.is_empty() {
+            unreplayable += 1;
+            continue;
+        }
+        for (to, body, kind, message_id) in &sends {
+            let msg = Outgoing {
+                body,
+                kind,
+                message_id,
+            };
+            publisher
+                .publish(to, &msg)
+                .await
+                .map_err(|e| Failure::Runtime(anyhow!("replaying {message_id}: {e}")))?;
+        }
         // Confirmed: the dead letter can go.
         dead.msg
             .ack()
             .await
             .map_err(|e| Failure::Runtime(e.into()))?;
-        replayed += 1;
+        replayed += sends.len();
     }
     publisher.close().await;
     println!("replayed {replayed} dead letters");

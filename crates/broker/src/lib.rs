@@ -3,22 +3,28 @@
 //! Layout:
 //! - [`topology`]: queue and exchange names for a prefix, the delay tiers,
 //!   and how each queue is declared (quorum, TTL, dead lettering);
-//! - [`seam`]: what the rest of alertpost sees of a broker: an [`Inbound`]
-//!   message with its [`Acker`], an [`Outgoing`] message and its
+//! - [`seam`]: what a worker sees of a broker, whichever it is: the
+//!   [`Backend`], [`Session`] and [`Stream`] traits, an [`Inbound`] message
+//!   and how it is settled, an [`Outgoing`] message and its
 //!   [`Destination`], and the errors;
-//! - [`rabbit`]: the RabbitMQ backend: [`Broker`] (connection and
+//! - [`rabbit`]: RabbitMQ over lapin: [`Broker`] (connection and
 //!   declaration), [`Publisher`] (confirm channel), [`Consumer`] (manual acks
-//!   under a prefetch window).
+//!   under a prefetch window), for the producer and the tools too;
+//! - [`session`]: RabbitMQ as the worker's backend ([`Rabbit`]).
 //!
 //! No lapin type appears in this crate's public API, so a second backend
-//! (the embedded queue of `alertpost run`) can stand behind the same types.
+//! (the embedded queue of `alertpost run`) can stand behind the same traits.
 
 pub mod rabbit;
 pub mod seam;
+pub mod session;
 pub mod topology;
 
 pub use rabbit::{Broker, Consumer, GetChannel, Pending, Publisher, QueueStats};
-pub use seam::{Acker, BrokerError, Destination, Inbound, Outgoing, PublishError};
+pub use seam::{
+    Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Session, Source, Stream,
+};
+pub use session::{Rabbit, RabbitSession};
 pub use topology::{Topology, TopologyError};
 
 /// The default AMQP URL (the local broker, guest account, default vhost).

@@ -1,12 +1,17 @@
 //! The RabbitMQ backend, over lapin.
 //!
 //! One [`Broker`] is one AMQP connection. Publishing uses its own channel in
-//! confirm mode ([`Publisher`]); consuming uses another, with a per-consumer
-//! prefetch (quorum queues have no global QoS). lapin's automatic recovery is
-//! not used: a lost connection ends every stream with an error and the
-//! owner (the worker's supervisor, the producer) reconnects from scratch,
-//! which is simpler to reason about than half-recovered channels: every
-//! unacked message simply goes back to its queue.
+//! confirm mode ([`Publisher`]); each consumer has a channel of its own,
+//! with a per-consumer prefetch (quorum queues have no global QoS). lapin's
+//! automatic recovery is not used: a lost connection ends every stream with
+//! an error and the owner (the worker's supervisor, the producer) reconnects
+//! from scratch, which is simpler to reason about than half-recovered
+//! channels: every unacked message simply goes back to its queue.
+//!
+//! [`Rabbit`] and [`RabbitSession`] are the worker's seam
+//! ([`crate::seam::Backend`]) over these: a wait ([`Destination::Later`])
+//! goes to the smallest delay tier not shorter than it, or the largest,
+//! from which it comes back early and is sent round again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +27,9 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use lapin::{Confirmation, PublisherConfirm};
 
 use crate::redact_url;
-use crate::seam::{Acker, BrokerError, Destination, Inbound, Outgoing, PublishError};
+use crate::seam::{
+    BoxFuture, BrokerError, Destination, Inbound, Outgoing, PublishError, Received, Settler, Source,
+};
 use crate::topology::Topology;
 
 /// Persistent messages survive a broker restart (quorum queues store all
@@ -160,6 +167,30 @@ impl Broker {
         Ok(())
     }
 
+    /// Declares the lanes of these integrations: work queues like the
+    /// others (a delivery limit, then the dead queue).
+    pub async fn declare_lanes(&self, integrations: &[String]) -> Result<(), BrokerError> {
+        let t = &self.topology;
+        let dead = t.dead_queue();
+        for id in integrations {
+            let name = t.lane_queue(id);
+            let channel = self.channel("declare").await?;
+            channel
+                .queue_declare(
+                    name.as_str().into(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    work_queue(&dead, t.delivery_limit()),
+                )
+                .await
+                .map_err(|e| declare_error(format!("queue {name}"), e))?;
+            let _ = channel.close(200, "declared".into()).await;
+        }
+        Ok(())
+    }
+
     /// Deletes the exchange and every queue of the topology, messages
     /// included. For tests and teardown, never called by the service.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
@@ -175,6 +206,21 @@ impl Broker {
             .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
             .await
             .map_err(|e| declare_error(format!("deletion of exchange {exchange}"), e))?;
+        Ok(())
+    }
+
+    /// Deletes these queues, messages included, where they exist. For tests
+    /// and teardown.
+    pub async fn delete_queues(&self, names: &[String]) -> Result<(), BrokerError> {
+        for name in names {
+            // A fresh channel each: an error closes the channel it happens on.
+            let channel = self.channel("delete").await?;
+            channel
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
+            let _ = channel.close(200, "deleted".into()).await;
+        }
         Ok(())
     }
 
@@ -223,14 +269,27 @@ impl Broker {
         })
     }
 
-    /// Starts consuming `queue` with manual acks, at most `prefetch`
+    /// The queue a source is consumed from.
+    pub fn queue_of(&self, source: &Source) -> String {
+        let t = &self.topology;
+        match source {
+            Source::Events => t.events_queue(),
+            Source::Deliveries => t.deliveries_queue(),
+            Source::Lane(id) => t.lane_queue(id),
+            Source::Dead => t.dead_queue(),
+        }
+    }
+
+    /// Starts consuming `source` with manual acks, at most `prefetch`
     /// unacknowledged messages at a time.
     pub async fn consume(
         &self,
-        queue: &str,
+        source: &Source,
         prefetch: u16,
         tag: &str,
     ) -> Result<Consumer, BrokerError> {
+        let queue = self.queue_of(source);
+        let queue = queue.as_str();
         let channel = self.channel("consume").await?;
         channel
             .basic_qos(prefetch, BasicQosOptions { global: false })
@@ -248,6 +307,7 @@ impl Broker {
         Ok(Consumer {
             inner,
             channel,
+            source: source.clone(),
             queue: queue.to_owned(),
             tag: tag.to_owned(),
         })
@@ -266,7 +326,7 @@ impl Broker {
             .basic_get(queue.into(), BasicGetOptions { no_ack: false })
             .await
             .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))?;
-        Ok(msg.map(|m| inbound(m.delivery, queue)))
+        Ok(msg.map(|m| inbound(m.delivery, &Source::Dead, queue)))
     }
 
     /// A channel for [`Broker::get`]: every message taken on it stays
@@ -368,7 +428,13 @@ impl Publisher {
         let (exchange, routing_key) = match to {
             Destination::Events { routing_key } => (t.exchange(), routing_key.clone()),
             Destination::Deliveries => (String::new(), t.deliveries_queue()),
-            Destination::Retry(tier) => (String::new(), t.retry_queue(*tier)),
+            Destination::Later { due } => {
+                let wait = due
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                (String::new(), t.retry_queue(t.tier_for(wait)))
+            }
+            Destination::Lane(id) => (String::new(), t.lane_queue(id)),
             Destination::Dead => (String::new(), t.dead_queue()),
         };
         let props = BasicProperties::default()
@@ -408,6 +474,7 @@ impl Publisher {
 pub struct Consumer {
     inner: lapin::Consumer,
     channel: Channel,
+    source: Source,
     queue: String,
     tag: String,
 }
@@ -428,7 +495,7 @@ impl Consumer {
         let delivery = self.inner.next().await?;
         Some(
             delivery
-                .map(|d| inbound(d, &self.queue))
+                .map(|d| inbound(d, &self.source, &self.queue))
                 .map_err(|e| BrokerError::Connection(e.to_string())),
         )
     }
@@ -445,10 +512,15 @@ impl Consumer {
             .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
             .await;
     }
+
+    /// Closes the channel: what was received and not settled goes back.
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "done".into()).await;
+    }
 }
 
-fn inbound(d: lapin::message::Delivery, queue: &str) -> Inbound {
-    Inbound {
+fn inbound(d: lapin::message::Delivery, source: &Source, queue: &str) -> Inbound {
+    let parts = Received {
         kind: d.properties.kind().as_ref().map(|k| k.as_str().to_owned()),
         message_id: d
             .properties
@@ -456,14 +528,28 @@ fn inbound(d: lapin::message::Delivery, queue: &str) -> Inbound {
             .as_ref()
             .map(|k| k.as_str().to_owned()),
         redelivered: d.redelivered,
-        queue: queue.to_owned(),
+        source: source.clone(),
+        origin: queue.to_owned(),
         body: bytes::Bytes::from(d.data),
-        acker: Acker(d.acker),
+    };
+    Inbound::new(parts, Acker(d.acker))
+}
+
+/// Settles one delivery on the channel it came on.
+struct Acker(lapin::Acker);
+
+impl Settler for Acker {
+    fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(self.ack())
+    }
+
+    fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(self.reject(true))
     }
 }
 
 impl Acker {
-    pub(crate) async fn ack(&self) -> Result<(), BrokerError> {
+    async fn ack(&self) -> Result<(), BrokerError> {
         match self.0.ack(BasicAckOptions::default()).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(BrokerError::Connection(
@@ -476,7 +562,7 @@ impl Acker {
     /// `basic.reject`, not `basic.nack`: from RabbitMQ 4.3 only a reject counts
     /// toward a quorum queue's delivery limit, which ends poison loops
     /// (rabbitmq-server#15387).
-    pub(crate) async fn reject(&self, requeue: bool) -> Result<(), BrokerError> {
+    async fn reject(&self, requeue: bool) -> Result<(), BrokerError> {
         match self.0.reject(BasicRejectOptions { requeue }).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(BrokerError::Connection(

@@ -119,6 +119,12 @@ impl Topology {
         format!("{}.retry.{}", self.prefix, tier_name(tier))
     }
 
+    /// The lane of one integration: its deliveries that could not start
+    /// when they were due, waiting their turn.
+    pub fn lane_queue(&self, integration: &str) -> String {
+        format!("{}.lane.{integration}", self.prefix)
+    }
+
     /// Every queue, in declaration order (dead first: the others point to it).
     pub fn queues(&self) -> Vec<String> {
         let mut names = vec![
@@ -130,15 +136,20 @@ impl Topology {
         names
     }
 
-    /// The tier a delay waits in: the smallest not shorter than `delay`, or
-    /// the largest (the job then takes several hops).
+    /// The tier a delay waits in: see [`tier_index`].
     pub fn tier_for(&self, delay: Duration) -> Duration {
-        self.tiers
-            .iter()
-            .copied()
-            .find(|t| *t >= delay)
-            .unwrap_or_else(|| self.tiers[self.tiers.len() - 1])
+        self.tiers[tier_index(&self.tiers, delay)]
     }
+}
+
+/// Where a wait of `delay` goes among ascending `tiers`: the smallest tier
+/// not shorter than it, or the largest (the job then comes back early and
+/// waits again). `tiers` must not be empty.
+pub fn tier_index(tiers: &[Duration], delay: Duration) -> usize {
+    tiers
+        .iter()
+        .position(|t| *t >= delay)
+        .unwrap_or(tiers.len().saturating_sub(1))
 }
 
 /// `5s`, `2m`, `1h`: the shortest exact name of a whole-second duration.

@@ -7,6 +7,7 @@
 use std::error::Error as _;
 use std::time::{Duration, Instant, SystemTime};
 
+use alertpost_event::job::AttemptCode;
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 
@@ -57,22 +58,15 @@ impl Response {
 }
 
 impl AttemptResult {
-    /// The `code` label of `alertpost_delivery_attempts_total`: `2xx`…`5xx`,
-    /// `timeout`, `connect`, `policy`, `error`.
-    pub fn code(&self) -> &'static str {
+    /// Its class: the `code` label of `alertpost_delivery_attempts_total`.
+    pub fn code(&self) -> AttemptCode {
         match self {
-            AttemptResult::Response(r) => match r.status {
-                100..=199 => "1xx",
-                200..=299 => "2xx",
-                300..=399 => "3xx",
-                400..=499 => "4xx",
-                _ => "5xx",
-            },
-            AttemptResult::Timeout => "timeout",
-            AttemptResult::Connect(_) => "connect",
-            AttemptResult::Policy(_) => "policy",
-            AttemptResult::Token(_) => "token",
-            AttemptResult::Failed(_) => "error",
+            AttemptResult::Response(r) => AttemptCode::of_status(r.status),
+            AttemptResult::Timeout => AttemptCode::Timeout,
+            AttemptResult::Connect(_) => AttemptCode::Connect,
+            AttemptResult::Policy(_) => AttemptCode::Policy,
+            AttemptResult::Token(_) => AttemptCode::Token,
+            AttemptResult::Failed(_) => AttemptCode::Error,
         }
     }
 

@@ -266,5 +266,5 @@ async fn a_failing_token_endpoint_is_a_retry_and_nothing_is_sent() {
         Verdict::Retry { .. }
     ));
     assert!(server.seen.lock().unwrap().is_empty());
-    assert_eq!(result.code(), "token");
+    assert_eq!(result.code(), alertpost_event::job::AttemptCode::Token);
 }

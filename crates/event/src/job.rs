@@ -14,6 +14,10 @@ use crate::event::Event;
 
 /// AMQP `type` of a delivery job message.
 pub const JOB_SCHEMA: &str = "alertpost.job.v1";
+/// AMQP `type` of a message carrying several jobs of one integration (a
+/// JSON array of them): what its lane holds when deliveries are handed to
+/// it faster than one message each could be stored.
+pub const JOBS_SCHEMA: &str = "alertpost.jobs.v1";
 /// AMQP `type` of a dead-letter message.
 pub const DEAD_SCHEMA: &str = "alertpost.dead.v1";
 
@@ -31,13 +35,21 @@ pub struct DeliveryJob {
     /// job because RabbitMQ no longer maintains `x-death` counts for
     /// re-published messages.
     pub attempts: u32,
-    /// When the first attempt started: `max_age` counts from here.
+    /// When the first attempt started, or for a delivery handed to its
+    /// lane before any attempt, when it was first due: `max_age` counts
+    /// from here.
     #[serde(with = "time::serde::rfc3339")]
     pub first_attempt_at: OffsetDateTime,
     /// Not to be tried before this time: a delay longer than the largest tier
     /// takes several hops, and each hop checks it.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
+    /// How many times this delivery has been handed on (to a lane, a wait,
+    /// a replay): 0 in the event, one more at each hand-off. The journal
+    /// keeps the newest hop a worker handed on, so a message that comes
+    /// back after its hand-off (a lost ack) is not tried again.
+    #[serde(default)]
+    pub hop: u32,
     /// Set when `alertpost dlq replay` sent the job back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replayed: Option<Replay>,
@@ -62,8 +74,7 @@ pub struct AttemptSummary {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
-    /// `2xx`…`5xx`, `timeout`, `connect`, `policy`, `template`, `validator`.
-    pub code: String,
+    pub code: AttemptCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -89,10 +100,14 @@ pub enum DeadReason {
     /// The integration no longer exists in the config.
     #[serde(rename = "unknown_integration")]
     Unknown,
+    /// The integration is in the config with `enabled = false`: its
+    /// pending deliveries wait in the dead queue, to be replayed once it is
+    /// enabled again.
+    Disabled,
 }
 
 impl DeadReason {
-    pub const ALL: [DeadReason; 7] = [
+    pub const ALL: [DeadReason; 8] = [
         DeadReason::Status,
         DeadReason::Exhausted,
         DeadReason::Expired,
@@ -100,6 +115,7 @@ impl DeadReason {
         DeadReason::Template,
         DeadReason::Undecodable,
         DeadReason::Unknown,
+        DeadReason::Disabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -111,7 +127,91 @@ impl DeadReason {
             DeadReason::Template => "template",
             DeadReason::Undecodable => "undecodable",
             DeadReason::Unknown => "unknown_integration",
+            DeadReason::Disabled => "disabled",
         }
+    }
+}
+
+/// What one attempt came to, as a class: the `code` of
+/// `alertpost_delivery_attempts_total`, of attempt records and histories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttemptCode {
+    #[serde(rename = "1xx")]
+    Informational,
+    #[serde(rename = "2xx")]
+    Success,
+    #[serde(rename = "3xx")]
+    Redirect,
+    #[serde(rename = "4xx")]
+    ClientError,
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// No complete answer within the timeout.
+    #[serde(rename = "timeout")]
+    Timeout,
+    /// No connection (refused, reset, DNS, TLS).
+    #[serde(rename = "connect")]
+    Connect,
+    /// The outbound policy refused the destination; nothing was sent.
+    #[serde(rename = "policy")]
+    Policy,
+    /// No OAuth 2 token could be had; nothing was sent.
+    #[serde(rename = "token")]
+    Token,
+    /// Any other transport failure.
+    #[serde(rename = "error")]
+    Error,
+    /// A code this version does not know (written by a newer one).
+    #[serde(other, rename = "other")]
+    Other,
+}
+
+impl AttemptCode {
+    pub const ALL: [AttemptCode; 11] = [
+        AttemptCode::Informational,
+        AttemptCode::Success,
+        AttemptCode::Redirect,
+        AttemptCode::ClientError,
+        AttemptCode::ServerError,
+        AttemptCode::Timeout,
+        AttemptCode::Connect,
+        AttemptCode::Policy,
+        AttemptCode::Token,
+        AttemptCode::Error,
+        AttemptCode::Other,
+    ];
+
+    /// The class of an HTTP status.
+    pub fn of_status(status: u16) -> AttemptCode {
+        match status {
+            100..=199 => AttemptCode::Informational,
+            200..=299 => AttemptCode::Success,
+            300..=399 => AttemptCode::Redirect,
+            400..=499 => AttemptCode::ClientError,
+            _ => AttemptCode::ServerError,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptCode::Informational => "1xx",
+            AttemptCode::Success => "2xx",
+            AttemptCode::Redirect => "3xx",
+            AttemptCode::ClientError => "4xx",
+            AttemptCode::ServerError => "5xx",
+            AttemptCode::Timeout => "timeout",
+            AttemptCode::Connect => "connect",
+            AttemptCode::Policy => "policy",
+            AttemptCode::Token => "token",
+            AttemptCode::Error => "error",
+            AttemptCode::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for AttemptCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -145,6 +245,26 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The dead letter of a delivery: its job, with the history, and why.
+    pub fn of_job(
+        job: DeliveryJob,
+        reason: DeadReason,
+        detail: String,
+        queue: String,
+        now: OffsetDateTime,
+    ) -> DeadLetter {
+        DeadLetter {
+            id: job.delivery_id.clone(),
+            reason,
+            detail,
+            dead_at: now,
+            queue,
+            job: Some(job),
+            raw: None,
+            raw_base64: None,
+        }
+    }
+
     /// The dead letter of a message that could not be read as an event or job.
     pub fn undecodable(
         id: String,
@@ -183,10 +303,11 @@ impl DeadLetter {
 
 impl DeliveryJob {
     /// This job sent back by `alertpost dlq replay`: attempts reset, due now,
-    /// marked as a replay (the history stays, for the record).
+    /// one hop on, marked as a replay (the history stays, for the record).
     pub fn replayed(mut self, now: OffsetDateTime) -> DeliveryJob {
         let count = self.replayed.as_ref().map_or(0, |r| r.count) + 1;
         self.replayed = Some(Replay { at: now, count });
+        self.hop += 1;
         self.attempts = 0;
         self.first_attempt_at = now;
         self.not_before = now;
@@ -196,6 +317,20 @@ impl DeliveryJob {
     pub fn to_json(&self) -> Vec<u8> {
         // Plain data with string keys: serializing cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Several jobs' JSON (each from [`DeliveryJob::to_json`]) as one
+    /// [`JOBS_SCHEMA`] body.
+    pub fn batch<'a>(jobs: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+        let mut out = vec![b'['];
+        for (i, job) in jobs.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(job);
+        }
+        out.push(b']');
+        out
     }
 
     /// Appends an attempt, keeping the last [`HISTORY_LIMIT`].
@@ -226,6 +361,7 @@ mod tests {
             delivery_id: "dlv_1".into(),
             integration: "hook".into(),
             attempts: 0,
+            hop: 0,
             first_attempt_at: t,
             not_before: t,
             replayed: None,
@@ -237,7 +373,7 @@ mod tests {
                 attempt: n,
                 started_at: t,
                 duration_ms: 3,
-                code: "5xx".into(),
+                code: AttemptCode::ServerError,
                 status: Some(503),
                 error: None,
             });
@@ -248,7 +384,7 @@ mod tests {
                 attempt: n,
                 started_at: t,
                 duration_ms: 3,
-                code: "5xx".into(),
+                code: AttemptCode::ServerError,
                 status: Some(503),
                 error: None,
             });
@@ -258,9 +394,67 @@ mod tests {
         let replayed = job.clone().replayed(t + std::time::Duration::from_secs(60));
         assert_eq!(replayed.attempts, 0);
         assert_eq!(replayed.replayed.as_ref().unwrap().count, 1);
+        assert_eq!(replayed.hop, 1, "a replay is a hand-off");
         assert_eq!(replayed.clone().replayed(t).replayed.unwrap().count, 2);
         let back: DeliveryJob = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(back, job);
+    }
+
+    #[test]
+    fn codes_keep_their_wire_names_and_read_unknown_ones() {
+        for code in AttemptCode::ALL {
+            let text = serde_json::to_string(&code).unwrap();
+            assert_eq!(text, format!("\"{code}\""));
+            assert_eq!(serde_json::from_str::<AttemptCode>(&text).unwrap(), code);
+        }
+        let newer: AttemptCode = serde_json::from_str("\"teapot\"").unwrap();
+        assert_eq!(newer, AttemptCode::Other);
+        assert_eq!(AttemptCode::of_status(503), AttemptCode::ServerError);
+        assert_eq!(AttemptCode::of_status(204), AttemptCode::Success);
+    }
+
+    #[test]
+    fn a_batch_is_an_array_of_jobs() {
+        let t = datetime!(2026-11-25 10:00:00 UTC);
+        let job = |id: &str| DeliveryJob {
+            delivery_id: id.into(),
+            integration: "hook".into(),
+            attempts: 0,
+            hop: 1,
+            first_attempt_at: t,
+            not_before: t,
+            replayed: None,
+            history: vec![],
+            event: Event::new("s", Status::Firing, "t"),
+        };
+        let (a, b) = (job("dlv_a"), job("dlv_b"));
+        let (ja, jb) = (a.to_json(), b.to_json());
+        let body = DeliveryJob::batch([ja.as_slice(), jb.as_slice()]);
+        let back: Vec<DeliveryJob> = serde_json::from_slice(&body).unwrap();
+        assert_eq!(back, [a.clone(), b]);
+        let one: Vec<DeliveryJob> =
+            serde_json::from_slice(&DeliveryJob::batch([ja.as_slice()])).unwrap();
+        assert_eq!(one, [a]);
+    }
+
+    #[test]
+    fn a_job_without_a_hop_reads_as_hop_zero() {
+        let t = datetime!(2026-11-25 10:00:00 UTC);
+        let job = DeliveryJob {
+            delivery_id: "dlv_1".into(),
+            integration: "hook".into(),
+            attempts: 1,
+            hop: 3,
+            first_attempt_at: t,
+            not_before: t,
+            replayed: None,
+            history: vec![],
+            event: Event::new("s", Status::Firing, "t"),
+        };
+        let mut v: serde_json::Value = serde_json::from_slice(&job.to_json()).unwrap();
+        v.as_object_mut().unwrap().remove("hop");
+        let old: DeliveryJob = serde_json::from_value(v).unwrap();
+        assert_eq!(old.hop, 0);
     }
 
     #[test]

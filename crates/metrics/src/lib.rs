@@ -4,8 +4,8 @@
 //! | --- | --- | --- | --- |
 //! | `alertpost_events_published_total` | counter | `source` | ingest |
 //! | `alertpost_events_consumed_total` | counter | `source` | worker |
-//! | `alertpost_deliveries_total` | counter | `integration`, `outcome` (delivered, retried, dead, filtered, skipped_duplicate) | worker |
-//! | `alertpost_delivery_attempts_total` | counter | `integration`, `code` (2xx…5xx, timeout, connect, policy, token, error) | worker |
+//! | `alertpost_deliveries_total` | counter | `integration`, `outcome` (delivered, retried, deferred, dead, filtered, skipped_duplicate) | worker |
+//! | `alertpost_delivery_attempts_total` | counter | `integration`, `code` (1xx…5xx, timeout, connect, policy, token, error, other) | worker |
 //! | `alertpost_delivery_duration_seconds` | histogram | `integration` | worker |
 //! | `alertpost_end_to_end_seconds` | histogram | `integration` (event `received_at` → delivered) | worker |
 //! | `alertpost_retries_scheduled_total` | counter | `integration`, `tier` | worker |
@@ -14,6 +14,7 @@
 //! | `alertpost_circuit_open` | gauge | `integration` | worker |
 //! | `alertpost_store_bytes` | gauge | | worker |
 //! | `alertpost_broker_connected` | gauge | | both |
+//! | `alertpost_topology_redeclared_total` | counter | | worker: a queue was found missing and declared again |
 //! | `process_*` | | | both |
 //!
 //! Labels are bounded: integration ids, fixed outcome and code sets, tier
@@ -26,7 +27,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
-use alertpost_event::job::DeadReason;
+use alertpost_event::job::{AttemptCode, DeadReason};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -37,19 +38,44 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// `outcome` values of `alertpost_deliveries_total`.
-pub const OUTCOMES: [&str; 5] = [
-    "delivered",
-    "retried",
-    "dead",
-    "filtered",
-    "skipped_duplicate",
-];
+/// How one delivery ended this time: the `outcome` of
+/// `alertpost_deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Handed to a wait, to be tried again.
+    Retried,
+    /// Could not start when due (its integration at its concurrency, its
+    /// circuit open): handed to its lane.
+    Deferred,
+    Dead,
+    /// The integration's `match` did not hold.
+    Filtered,
+    /// Already finished or handed on, per the journal.
+    SkippedDuplicate,
+}
 
-/// `code` values of `alertpost_delivery_attempts_total`.
-pub const CODES: [&str; 10] = [
-    "1xx", "2xx", "3xx", "4xx", "5xx", "timeout", "connect", "policy", "token", "error",
-];
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Delivered,
+        Outcome::Retried,
+        Outcome::Deferred,
+        Outcome::Dead,
+        Outcome::Filtered,
+        Outcome::SkippedDuplicate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retried => "retried",
+            Outcome::Deferred => "deferred",
+            Outcome::Dead => "dead",
+            Outcome::Filtered => "filtered",
+            Outcome::SkippedDuplicate => "skipped_duplicate",
+        }
+    }
+}
 
 /// Distinct `source` label values a process exports; later ones are `other`.
 pub const MAX_SOURCES: usize = 100;
@@ -107,6 +133,7 @@ pub struct WorkerMetrics {
     circuit: IntGaugeVec,
     pub store_bytes: IntGauge,
     pub broker_connected: IntGauge,
+    pub topology_redeclared: IntCounter,
 }
 
 /// The families the ingest exports.
@@ -120,7 +147,9 @@ pub struct IngestMetrics {
 /// One integration's series, resolved once (at load and on reload).
 #[derive(Clone)]
 pub struct IntegrationMetrics {
-    outcomes: [IntCounter; 5],
+    /// By [`Outcome`], in the order of [`Outcome::ALL`].
+    outcomes: Vec<IntCounter>,
+    /// By [`AttemptCode`], in the order of [`AttemptCode::ALL`].
     codes: Vec<IntCounter>,
     pub duration: Histogram,
     pub end_to_end: Histogram,
@@ -147,6 +176,14 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> In
         .register(Box::new(v.clone()))
         .expect("each family is registered once");
     v
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("metric names are valid");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("each family is registered once");
+    c
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -198,7 +235,7 @@ impl WorkerMetrics {
             deliveries: counter_vec(
                 &r,
                 "alertpost_deliveries_total",
-                "Deliveries by how they ended this time: delivered, retried (handed to a delay tier), dead, filtered (the integration's match did not hold), skipped_duplicate (already finished, per the journal).",
+                "Deliveries by how they ended this time: delivered, retried (handed to a wait), deferred (could not start: handed to the integration's lane), dead, filtered (the integration's match did not hold), skipped_duplicate (already finished or handed on, per the journal).",
                 &["integration", "outcome"],
             ),
             attempts: counter_vec(
@@ -253,6 +290,11 @@ impl WorkerMetrics {
                 "alertpost_broker_connected",
                 "1 while connected to RabbitMQ.",
             ),
+            topology_redeclared: counter(
+                &r,
+                "alertpost_topology_redeclared_total",
+                "Times a publish found its queue missing (deleted under the worker) and the topology was declared again.",
+            ),
             registry: r,
         }
     }
@@ -260,12 +302,14 @@ impl WorkerMetrics {
     /// The series of one integration, created at zero so dashboards show
     /// zeros, not gaps. `tiers` are the tier names, in order.
     pub fn integration(&self, id: &str, tiers: &[String]) -> IntegrationMetrics {
-        let outcomes = OUTCOMES.map(|o| self.deliveries.with_label_values(&[id, o]));
         IntegrationMetrics {
-            outcomes,
-            codes: CODES
+            outcomes: Outcome::ALL
                 .iter()
-                .map(|c| self.attempts.with_label_values(&[id, c]))
+                .map(|o| self.deliveries.with_label_values(&[id, o.as_str()]))
+                .collect(),
+            codes: AttemptCode::ALL
+                .iter()
+                .map(|c| self.attempts.with_label_values(&[id, c.as_str()]))
                 .collect(),
             duration: self.duration.with_label_values(&[id]),
             end_to_end: self.end_to_end.with_label_values(&[id]),
@@ -294,10 +338,11 @@ impl WorkerMetrics {
             .inc();
     }
 
-    /// A dead letter of an integration not in the configuration.
-    pub fn dead_unknown(&self, integration: &str) {
+    /// A dead letter of an integration the worker delivers nothing to (not
+    /// in the configuration, or disabled): no series of its own.
+    pub fn dead_elsewhere(&self, integration: &str, reason: DeadReason) {
         self.dead_letters
-            .with_label_values(&[integration, DeadReason::Unknown.as_str()])
+            .with_label_values(&[integration, reason.as_str()])
             .inc();
     }
 
@@ -314,16 +359,15 @@ impl Default for WorkerMetrics {
 }
 
 impl IntegrationMetrics {
-    /// `outcome` is one of [`OUTCOMES`].
-    pub fn outcome(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+    pub fn outcome(&self, outcome: Outcome) {
+        // Every variant has its series (made from `Outcome::ALL`).
+        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
             self.outcomes[i].inc();
         }
     }
 
-    /// `code` is one of [`CODES`].
-    pub fn attempt(&self, code: &str) {
-        if let Some(i) = CODES.iter().position(|c| *c == code) {
+    pub fn attempt(&self, code: AttemptCode) {
+        if let Some(i) = AttemptCode::ALL.iter().position(|c| *c == code) {
             self.codes[i].inc();
         }
     }
@@ -420,8 +464,8 @@ mod tests {
                 r#"alertpost_dead_letters_total{integration="hook",reason="exhausted"} 0"#
             )
         );
-        i.outcome("delivered");
-        i.attempt("2xx");
+        i.outcome(Outcome::Delivered);
+        i.attempt(AttemptCode::Success);
         i.retry(1);
         i.dead(DeadReason::Status);
         i.duration.observe(0.02);

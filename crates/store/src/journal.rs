@@ -1,13 +1,15 @@
-//! The in-memory journal: deliveries finished in the last [`WINDOW`], at
-//! most [`CAPACITY`], keyed by 128 bits of the delivery id (its UUID, which
-//! `dlv_<32 hex>` ids are; other ids are hashed).
+//! The in-memory journal: how far each delivery got (handed on, delivered,
+//! dead) in the last [`WINDOW`], at most [`CAPACITY`] deliveries, keyed by
+//! 128 bits of the delivery id (its UUID, which `dlv_<32 hex>` ids are;
+//! other ids are hashed). A delivery noted again is aged from its newest
+//! note.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::record::{Finished, JournalEntry};
+use crate::record::{JournalEntry, Progress};
 
 /// How far back the journal reaches: redeliveries come within seconds of a
 /// lost connection, and within minutes of a restart.
@@ -17,25 +19,39 @@ pub(crate) const CAPACITY: usize = 200_000;
 
 #[derive(Default)]
 pub(crate) struct Journal {
-    entries: HashMap<u128, (Finished, OffsetDateTime)>,
-    order: VecDeque<(u128, Instant)>,
+    /// Progress, when noted, and the note's stamp.
+    entries: HashMap<u128, (Progress, OffsetDateTime, u64)>,
+    /// Notes in the order made; an entry noted again leaves its older note
+    /// here, recognised by its stamp and skipped.
+    order: VecDeque<(u128, Instant, u64)>,
+    stamp: u64,
 }
 
 impl Journal {
-    pub fn insert(&mut self, delivery_id: &str, outcome: Finished) {
+    /// Notes a delivery's progress. A hand-off never lowers the hop of an
+    /// earlier one (notes can arrive out of order from concurrent tasks).
+    pub fn insert(&mut self, delivery_id: &str, progress: Progress) {
         let key = key(delivery_id);
+        let progress = match (self.entries.get(&key), progress) {
+            (Some((Progress::HandedOn { hop: old }, ..)), Progress::HandedOn { hop }) => {
+                Progress::HandedOn { hop: hop.max(*old) }
+            }
+            _ => progress,
+        };
         let now = Instant::now();
-        if self
-            .entries
-            .insert(key, (outcome, OffsetDateTime::now_utc()))
-            .is_none()
-        {
-            self.order.push_back((key, now));
-        }
-        while let Some(&(old, at)) = self.order.front() {
-            if self.order.len() > CAPACITY || now.duration_since(at) > WINDOW {
+        self.stamp += 1;
+        self.entries
+            .insert(key, (progress, OffsetDateTime::now_utc(), self.stamp));
+        self.order.push_back((key, now, self.stamp));
+        while let Some(&(old, at, stamp)) = self.order.front() {
+            if self.entries.len() > CAPACITY || now.duration_since(at) > WINDOW {
                 self.order.pop_front();
-                self.entries.remove(&old);
+                if self.entries.get(&old).is_some_and(|e| e.2 == stamp) {
+                    self.entries.remove(&old);
+                }
+            } else if self.entries.get(&old).is_none_or(|e| e.2 != stamp) {
+                // A note superseded by a newer one: nothing to keep it for.
+                self.order.pop_front();
             } else {
                 break;
             }
@@ -45,8 +61,8 @@ impl Journal {
     pub fn get(&self, delivery_id: &str) -> Option<JournalEntry> {
         self.entries
             .get(&key(delivery_id))
-            .map(|(outcome, at)| JournalEntry {
-                outcome: *outcome,
+            .map(|(progress, at, _)| JournalEntry {
+                progress: *progress,
                 at: *at,
             })
     }
@@ -87,22 +103,47 @@ mod tests {
     #[test]
     fn keeps_recent_entries_within_capacity() {
         let mut j = Journal::default();
-        j.insert("dlv_0123456789abcdef0123456789abcdef", Finished::Delivered);
-        j.insert("foreign-id", Finished::Dead);
+        j.insert("dlv_0123456789abcdef0123456789abcdef", Progress::Delivered);
+        j.insert("foreign-id", Progress::Dead);
         assert_eq!(
             j.get("dlv_0123456789abcdef0123456789abcdef")
                 .unwrap()
-                .outcome,
-            Finished::Delivered
+                .progress,
+            Progress::Delivered
         );
-        assert_eq!(j.get("foreign-id").unwrap().outcome, Finished::Dead);
+        assert_eq!(j.get("foreign-id").unwrap().progress, Progress::Dead);
         assert!(j.get("dlv_00000000000000000000000000000000").is_none());
         for i in 0..CAPACITY + 10 {
-            j.insert(&format!("dlv_{i:032x}"), Finished::Delivered);
+            j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
         }
         assert!(j.entries.len() <= CAPACITY);
+        assert!(j.order.len() <= CAPACITY + 1);
         assert!(j.get("foreign-id").is_none(), "the oldest went first");
         assert!(j.get(&format!("dlv_{:032x}", CAPACITY + 9)).is_some());
+    }
+
+    #[test]
+    fn a_delivery_noted_again_keeps_its_newest_note() {
+        let mut j = Journal::default();
+        let id = "dlv_0123456789abcdef0123456789abcdef";
+        j.insert(id, Progress::HandedOn { hop: 2 });
+        j.insert(id, Progress::HandedOn { hop: 1 });
+        assert_eq!(
+            j.get(id).unwrap().progress,
+            Progress::HandedOn { hop: 2 },
+            "a late note of an earlier hop does not lower it"
+        );
+        j.insert(id, Progress::Delivered);
+        assert_eq!(j.get(id).unwrap().progress, Progress::Delivered);
+        // Filling the journal with others evicts by age of the newest note:
+        // the superseded notes of `id` take no room.
+        for i in 0..CAPACITY - 1 {
+            j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
+        }
+        assert_eq!(j.get(id).unwrap().progress, Progress::Delivered);
+        j.insert("one-more", Progress::Dead);
+        j.insert("and-another", Progress::Dead);
+        assert!(j.get(id).is_none(), "now the oldest");
     }
 
     #[test]

@@ -3,15 +3,18 @@
 //! imports sled.
 //!
 //! It is the worker's record, never the source of truth (that is RabbitMQ).
-//! Attempts and finished deliveries go through a background writer that
-//! writes a [`segment`] of them every 200 ms (one sled insert per segment:
-//! sled costs microseconds per insert, too much per delivery). A crash may
-//! lose the last moments of history, never a delivery.
+//! Attempts and journal notes go through a background writer that writes a
+//! [`segment`] of them every 200 ms (one sled insert per segment: sled
+//! costs microseconds per insert, too much per delivery). A crash may lose
+//! the last moments of history, never a delivery.
 //!
-//! The journal lives in memory (the deliveries finished in the last 15
-//! minutes, at most 200 000), is persisted in the segments, and is reloaded
-//! from them at start: a message redelivered after a lost connection or a
-//! restart finds the deliveries already done, and they are not sent again.
+//! The journal says how far each delivery got: handed on (with the hop of
+//! the job), delivered, dead. It lives in memory (the last 15 minutes, at
+//! most 200 000 deliveries), is persisted in the segments, and is reloaded
+//! from them at start: a message that comes back after a lost ack or a
+//! restart finds what was already done or handed on, and it is not done
+//! again. Notes are seen at once in memory; a crash loses those of the last
+//! segment interval.
 //!
 //! Trees: `segments` (key: time, sequence), `dead` (time, sequence → dead
 //! letter), `meta` (byte counter). Retention by age and by size: the oldest
@@ -31,7 +34,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use journal::Journal;
-pub use record::{AttemptRecord, Finished, JournalEntry};
+pub use record::{AttemptOutcome, AttemptRecord, JournalEntry, Progress};
 use record::{read_u64, time_key, time_of};
 
 /// Records waiting to be written; beyond this, new attempt records are
@@ -48,7 +51,7 @@ const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// What the background writer writes.
 enum Write {
     Attempt(Box<AttemptRecord>),
-    Finish(String, Finished),
+    Note(String, Progress),
 }
 
 #[derive(Debug, Clone)]
@@ -210,21 +213,21 @@ impl Store {
         self.inner.journal.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes that a delivery is finished (delivered or dead-lettered): seen
-    /// by [`Store::finished`] at once, persisted with the next segment.
-    pub fn finish(&self, delivery_id: &str, outcome: Finished) {
-        self.journal().insert(delivery_id, outcome);
+    /// Notes how far a delivery got: seen by [`Store::progress`] at once,
+    /// persisted with the next segment.
+    pub fn note(&self, delivery_id: &str, progress: Progress) {
+        self.journal().insert(delivery_id, progress);
         // A full queue loses only the persisted copy: the in-memory journal
         // still has it for as long as redeliveries come.
         let _ = self
             .inner
             .queue
-            .try_send(Write::Finish(delivery_id.to_owned(), outcome));
+            .try_send(Write::Note(delivery_id.to_owned(), progress));
     }
 
-    /// How a delivery finished, if this worker finished it recently (the
+    /// How far a delivery got, if this worker took it there recently (the
     /// journal's window: 15 minutes, 200 000 deliveries).
-    pub fn finished(&self, delivery_id: &str) -> Option<JournalEntry> {
+    pub fn progress(&self, delivery_id: &str) -> Option<JournalEntry> {
         self.journal().get(delivery_id)
     }
 
@@ -374,14 +377,14 @@ impl Store {
 
     fn write(&self, batch: &mut Vec<Write>) {
         let mut attempts = Vec::new();
-        let mut finished = Vec::new();
+        let mut notes = Vec::new();
         for w in batch.drain(..) {
             match w {
                 Write::Attempt(r) => attempts.push(*r),
-                Write::Finish(id, outcome) => finished.push((id, outcome)),
+                Write::Note(id, progress) => notes.push((id, progress)),
             }
         }
-        let value = segment::encode(&attempts, &finished);
+        let value = segment::encode(&attempts, &notes);
         let bytes = value.len() as i64;
         // Keyed by its oldest attempt (its records span the last 200 ms).
         let at = attempts
@@ -411,11 +414,8 @@ impl Store {
             .filter_map(Result::ok)
         {
             if let Some(h) = segment::header(&v) {
-                for id in &h.delivered {
-                    journal.insert(id, Finished::Delivered);
-                }
-                for id in &h.dead {
-                    journal.insert(id, Finished::Dead);
+                for (id, progress) in h.notes() {
+                    journal.insert(id, progress);
                 }
             }
         }

@@ -1,5 +1,6 @@
 //! What the store keeps, and how keys are made.
 
+use alertpost_event::job::AttemptCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -14,10 +15,8 @@ pub struct AttemptRecord {
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
-    /// `delivered`, `retry`, `dead`.
-    pub outcome: String,
-    /// `2xx`…`5xx`, `timeout`, `connect`, `policy`, `token`, `error`, `template`.
-    pub code: String,
+    pub outcome: AttemptOutcome,
+    pub code: AttemptCode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -29,17 +28,48 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
-/// How a delivery finished.
+/// What an attempt's verdict was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Finished {
+pub enum AttemptOutcome {
+    Delivered,
+    Retry,
+    Dead,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Dead => "dead",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so widths in format strings apply.
+        f.pad(self.as_str())
+    }
+}
+
+/// How far a delivery got, as the journal knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Progress {
+    /// Handed on (to its lane, a wait, a replay) as the job of this hop,
+    /// confirmed: a message of an earlier hop is done with it.
+    HandedOn {
+        hop: u32,
+    },
     Delivered,
     Dead,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {
-    pub outcome: Finished,
+    pub progress: Progress,
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
 }

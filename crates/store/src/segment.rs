@@ -6,13 +6,13 @@
 //! deliveries a second would cost more than the deliveries themselves.
 //!
 //! Layout: a 4-byte big-endian header length, the header (JSON: the event
-//! ids of its attempts, the delivery ids it finished), then the attempts
-//! (JSON array). Queries read headers and decode only the segments that
+//! ids of its attempts, the journal notes: deliveries finished or handed
+//! on), then the attempts (JSON array). Queries read headers and decode only the segments that
 //! hold what they look for.
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AttemptRecord, Finished};
+use crate::record::{AttemptRecord, Progress};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Header {
@@ -23,17 +23,39 @@ pub(crate) struct Header {
     pub delivered: Vec<String>,
     #[serde(default)]
     pub dead: Vec<String>,
+    /// Deliveries handed on, with the hop of the job handed on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handed_on: Vec<(String, u32)>,
 }
 
-pub(crate) fn encode(attempts: &[AttemptRecord], finished: &[(String, Finished)]) -> Vec<u8> {
+impl Header {
+    /// The journal notes, in the order they were made within their kind.
+    pub fn notes(&self) -> impl Iterator<Item = (&str, Progress)> {
+        let handed = self
+            .handed_on
+            .iter()
+            .map(|(id, hop)| (id.as_str(), Progress::HandedOn { hop: *hop }));
+        let delivered = self
+            .delivered
+            .iter()
+            .map(|id| (id.as_str(), Progress::Delivered));
+        let dead = self.dead.iter().map(|id| (id.as_str(), Progress::Dead));
+        // Hand-offs first: a delivery handed on and finished within one
+        // segment ends up finished.
+        handed.chain(delivered).chain(dead)
+    }
+}
+
+pub(crate) fn encode(attempts: &[AttemptRecord], notes: &[(String, Progress)]) -> Vec<u8> {
     let mut header = Header {
         events: attempts.iter().map(|a| a.event_id.clone()).collect(),
         ..Header::default()
     };
-    for (id, outcome) in finished {
-        match outcome {
-            Finished::Delivered => header.delivered.push(id.clone()),
-            Finished::Dead => header.dead.push(id.clone()),
+    for (id, progress) in notes {
+        match progress {
+            Progress::Delivered => header.delivered.push(id.clone()),
+            Progress::Dead => header.dead.push(id.clone()),
+            Progress::HandedOn { hop } => header.handed_on.push((id.clone(), *hop)),
         }
     }
     // Plain data with string keys: serializing cannot fail.

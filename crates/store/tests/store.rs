@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use alertpost_event::job::AttemptCode;
 use alertpost_event::job::DeadLetter;
-use alertpost_store::{AttemptRecord, Finished, Retention, Store, StoreError};
+use alertpost_store::{AttemptOutcome, AttemptRecord, Progress, Retention, Store, StoreError};
 use time::OffsetDateTime;
 
 fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> AttemptRecord {
@@ -14,8 +15,8 @@ fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> Attemp
         attempt: n,
         started_at: at,
         duration_ms: 12,
-        outcome: "retry".to_owned(),
-        code: "5xx".to_owned(),
+        outcome: AttemptOutcome::Retry,
+        code: AttemptCode::ServerError,
         status: Some(503),
         response_headers: vec![("retry-after".into(), "1".into())],
         response_body: Some("busy".into()),
@@ -91,18 +92,20 @@ async fn the_journal_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let writer = writer(&store);
-    assert!(store.finished("dlv_1").is_none());
-    store.finish("dlv_1", Finished::Delivered);
-    store.finish("dlv_2", Finished::Dead);
+    assert!(store.progress("dlv_1").is_none());
+    store.note("dlv_1", Progress::Delivered);
+    store.note("dlv_2", Progress::Dead);
+    store.note("dlv_3", Progress::HandedOn { hop: 1 });
+    store.note("dlv_3", Progress::HandedOn { hop: 2 });
     // Seen at once, before the writer wrote them...
     assert_eq!(
-        store.finished("dlv_1").unwrap().outcome,
-        Finished::Delivered
+        store.progress("dlv_1").unwrap().progress,
+        Progress::Delivered
     );
-    assert_eq!(store.finished("dlv_2").unwrap().outcome, Finished::Dead);
+    assert_eq!(store.progress("dlv_2").unwrap().progress, Progress::Dead);
     // ...and after.
     written().await;
-    assert_eq!(store.finished("dlv_2").unwrap().outcome, Finished::Dead);
+    assert_eq!(store.progress("dlv_2").unwrap().progress, Progress::Dead);
 
     let now = OffsetDateTime::now_utc();
     for i in 0..3 {
@@ -129,8 +132,13 @@ async fn the_journal_and_dead_letters() {
     drop(store);
     let again = Store::open(dir.path()).unwrap();
     assert_eq!(
-        again.finished("dlv_1").unwrap().outcome,
-        Finished::Delivered
+        again.progress("dlv_1").unwrap().progress,
+        Progress::Delivered
+    );
+    assert_eq!(
+        again.progress("dlv_3").unwrap().progress,
+        Progress::HandedOn { hop: 2 },
+        "hand-offs are journaled too"
     );
 }
 
@@ -205,7 +213,7 @@ async fn a_broken_store_is_moved_aside_only_when_asked() {
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("move it aside"), "{err}");
     let store = Store::open_or_move_aside(&path).unwrap();
-    store.finish("dlv", Finished::Delivered);
+    store.note("dlv", Progress::Delivered);
     let aside: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(Result::ok)

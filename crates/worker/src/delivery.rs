@@ -1,121 +1,288 @@
-//! One attempt of one delivery: build the request, wait for a permit of the
-//! integration, send, classify, log the outcome.
+//! One delivery of one event to one integration: its turn, the body, the
+//! attempt, the record, and the [`Step`] it comes to.
+//!
+//! A delivery's turn comes one of two ways ([`Turn`]):
+//! - `Now` (from the events or a job back from a wait): it starts only if
+//!   its integration has a permit free and its circuit lets it through;
+//!   otherwise it goes to the integration's lane, and the message it came
+//!   in does not wait for it;
+//! - `Wait` (from its lane): it waits for a permit, in order, and for the
+//!   circuit, up to `HOLD_MAX` (then back to the end of its lane); when
+//!   the session stops, it gives up and its message goes back to the lane.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
-use alertpost_deliver::{Attempt, Client, RequestMeta, Verdict, classify};
+use alertpost_deliver::Verdict;
 use alertpost_event::Event;
+use alertpost_event::job::{AttemptSummary, DeadLetter, DeadReason, DeliveryJob, Replay};
+use alertpost_metrics::Outcome;
+use alertpost_render::{Context, Extra};
+use alertpost_store::{AttemptOutcome, AttemptRecord};
 use bytes::Bytes;
-use tracing::Instrument;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
+use crate::attempt::{self, Tried, duration_ms};
 use crate::circuit::Gate;
-use crate::runtime::Target;
+use crate::decide::{self, Decision};
+use crate::handoff::Step;
+use crate::runtime::{Ctx, Runtime, Target};
 
-/// What one attempt did and what it means.
-#[derive(Debug)]
-pub struct Tried {
-    pub attempt: Attempt,
-    pub verdict: Verdict,
+/// Bytes of a response body kept in the store.
+const STORED_BODY: usize = 4096;
+
+/// A delivery waits its lane's turn at most this long, then goes to the
+/// back of its lane: no message is held near RabbitMQ's consumer timeout
+/// (30 minutes by default), however long a circuit stays open.
+const HOLD_MAX: Duration = Duration::from_secs(300);
+
+/// How a delivery gets its turn; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    Now,
+    Wait,
 }
 
-/// Makes attempt number `number` of delivering `body` (the rendered event)
-/// to `target`. `Err(wait)`: the integration's circuit is open (checked
-/// once a permit is held, so attempts queued behind a failing one see it);
-/// no request was made.
-pub async fn attempt(
-    client: &Client,
-    target: &Target,
-    event: &Event,
-    delivery_id: &str,
-    number: u32,
-    body: Bytes,
-) -> Result<Tried, Duration> {
-    let integration = &target.integration;
-    let span = tracing::info_span!(
-        "delivery",
-        event_id = %event.id,
-        delivery_id = %delivery_id,
-        integration = %integration.id,
-        attempt = number,
+/// One delivery in progress.
+pub(crate) struct Delivery<'a> {
+    pub event: &'a Event,
+    pub target: &'a Arc<Target>,
+    pub id: String,
+    /// The hop of the message it came in (0 for an event).
+    pub hop: u32,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// `None`: never attempted nor handed on yet.
+    pub first_attempt_at: Option<OffsetDateTime>,
+    pub history: Vec<AttemptSummary>,
+    pub replayed: Option<Replay>,
+    /// The queue (or stream) it came from, for dead letters.
+    pub origin: &'a str,
+}
+
+/// What the body is made from: the event's JSON (the `alertpost` body as
+/// it is) and, when a template needs it, the rendering context; both built
+/// once per message.
+#[derive(Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub event_json: &'a Bytes,
+    pub context: Option<&'a Context>,
+}
+
+impl Delivery<'_> {
+    /// This delivery as the job of its next hop, due at `due`.
+    fn into_job(self, first: OffsetDateTime, due: OffsetDateTime) -> DeliveryJob {
+        DeliveryJob {
+            delivery_id: self.id,
+            integration: self.target.integration.id.clone(),
+            attempts: self.attempts,
+            hop: self.hop + 1,
+            first_attempt_at: first,
+            not_before: due,
+            replayed: self.replayed,
+            history: self.history,
+            event: self.event.clone(),
+        }
+    }
+
+    fn first_or(&self, now: OffsetDateTime) -> OffsetDateTime {
+        self.first_attempt_at.unwrap_or(now)
+    }
+
+    /// To the integration's lane, due now.
+    fn into_lane(self) -> Step {
+        let now = OffsetDateTime::now_utc();
+        let target = self.target.clone();
+        let first = self.first_or(now);
+        Step::Lane(Box::new(self.into_job(first, now)), target)
+    }
+
+    fn dead(self, reason: DeadReason, detail: String) -> Step {
+        let now = OffsetDateTime::now_utc();
+        let target = self.target.clone();
+        let origin = self.origin.to_owned();
+        let first = self.first_or(now);
+        let letter = DeadLetter::of_job(self.into_job(first, now), reason, detail, origin, now);
+        Step::Dead(Box::new(letter), Some(target))
+    }
+}
+
+/// Takes a delivery from its turn to its step. `None`: it was waiting its
+/// turn when `halt` came; nothing was done.
+pub(crate) async fn run(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    d: Delivery<'_>,
+    source: Source<'_>,
+    turn: Turn,
+    halt: &CancellationToken,
+) -> Option<Step> {
+    let target = d.target;
+    let policy = target.integration.retry;
+    if let Some(first) = d.first_attempt_at
+        && decide::expired(&policy, first, OffsetDateTime::now_utc())
+    {
+        return Some(expired(d));
+    }
+    let held_until = tokio::time::Instant::now() + HOLD_MAX;
+    let permit = match turn {
+        Turn::Now => match target.try_permit() {
+            Some(p) => Some(p),
+            None => return Some(d.into_lane()),
+        },
+        Turn::Wait => tokio::select! {
+            p = target.permit() => p,
+            _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane()),
+            _ = halt.cancelled() => return None,
+        },
+    };
+    let body = match render(&d, source) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::warn!(event_id = %d.event.id, delivery_id = %d.id, integration = %target.integration.id, error = %e, "template failed; dead-lettering");
+            return Some(d.dead(DeadReason::Template, e.to_string()));
+        }
+    };
+    // The circuit last, just before the request: passing it may make this
+    // attempt the probe, which must then go out.
+    loop {
+        match (target.circuit.gate(), turn) {
+            (Gate::Pass, _) => break,
+            (Gate::Open(_), Turn::Now) => return Some(d.into_lane()),
+            (Gate::Open(wait), Turn::Wait) => {
+                let now = tokio::time::Instant::now();
+                if now >= held_until {
+                    return Some(d.into_lane());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(wait.min(held_until - now)) => {}
+                    _ = halt.cancelled() => return None,
+                }
+                if let Some(first) = d.first_attempt_at
+                    && decide::expired(&policy, first, OffsetDateTime::now_utc())
+                {
+                    return Some(expired(d));
+                }
+            }
+        }
+    }
+    let number = d.attempts + 1;
+    let tried = attempt::send(&runtime.client, target, d.event, &d.id, number, body).await;
+    drop(permit);
+    Some(conclude(ctx, d, number, &tried))
+}
+
+fn expired(d: Delivery<'_>) -> Step {
+    let detail = format!(
+        "waited for its turn (its integration busy or its circuit open) past max_age; {} attempts made",
+        d.attempts
     );
-    async move {
-        // The semaphore is never closed, so acquiring cannot fail; if it
-        // ever were, sending without the bound beats losing the delivery.
-        let _permit = match &target.permits {
-            Some(permits) => permits.acquire().await.ok(),
-            None => None,
-        };
-        if let Gate::Open(wait) = target.circuit.gate() {
-            return Err(wait);
-        }
-        let meta = RequestMeta {
-            delivery_id,
-            event_id: &event.id,
-            attempt: number,
-            timestamp: unix_now(),
-        };
-        let m = &target.metrics;
-        let in_flight = InFlight::new(&m.inflight);
-        let attempt = client.attempt(&target.endpoint, body, &meta).await;
-        drop(in_flight);
-        m.attempt(attempt.result.code());
-        m.duration.observe(attempt.duration.as_secs_f64());
-        let verdict = classify(&attempt.result, &target.endpoint.validate);
-        log(&attempt, &verdict);
-        let open = target
-            .circuit
-            .record(matches!(verdict, Verdict::Retry { .. }));
-        m.circuit_open.set(i64::from(open));
-        Ok(Tried { attempt, verdict })
-    }
-    .instrument(span)
-    .await
+    d.dead(DeadReason::Expired, detail)
 }
 
-/// Counts an attempt in flight until dropped, also when its task is
-/// cancelled mid-request (a drain deadline).
-struct InFlight<'a>(&'a prometheus::IntGauge);
-
-impl<'a> InFlight<'a> {
-    fn new(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
-        gauge.inc();
-        InFlight(gauge)
+fn render(d: &Delivery<'_>, source: Source<'_>) -> Result<Bytes, alertpost_render::RenderError> {
+    let integration = &d.target.integration;
+    let extra = Extra {
+        integration_id: &integration.id,
+        integration_name: &integration.name,
+        routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
+        delivery_id: &d.id,
+    };
+    match source.context {
+        Some(context) => integration.body.render(context, source.event_json, &extra),
+        None => Ok(source.event_json.clone()),
     }
 }
 
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
+/// Records the attempt and decides what follows it.
+fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried) -> Step {
+    let target = d.target.clone();
+    let started = OffsetDateTime::from(tried.attempt.started_at);
+    let first = d.first_or(started);
+    ctx.store.record(record(&d, number, tried));
+    let now = OffsetDateTime::now_utc();
+    let decision = decide::decide(
+        &tried.verdict,
+        &target.integration.retry,
+        number,
+        first,
+        now,
+    );
+    d.attempts = number;
+    match decision {
+        Decision::Delivered => {
+            // Final: counted now; journaled by the hand-off before the ack.
+            let m = &target.metrics;
+            m.outcome(Outcome::Delivered);
+            if let Some(received) = d.event.received_at {
+                m.end_to_end
+                    .observe((now - received).as_seconds_f64().max(0.0));
+            }
+            Step::Delivered(d.id)
+        }
+        Decision::Retry { due } => {
+            // The job's history matters only if the delivery goes on.
+            alertpost_event::job::push_history(&mut d.history, summary(number, tried));
+            tracing::info!(delivery_id = %d.id, attempt = number, delay_ms = duration_ms((due - now).try_into().unwrap_or_default()), "retry scheduled");
+            Step::Retry(Box::new(d.into_job(first, due)), target)
+        }
+        Decision::Dead { reason, detail } => {
+            alertpost_event::job::push_history(&mut d.history, summary(number, tried));
+            d.dead(reason, detail)
+        }
     }
 }
 
-fn log(attempt: &Attempt, verdict: &Verdict) {
-    let ms = duration_ms(attempt.duration);
-    let status = attempt.result.status();
-    match verdict {
-        Verdict::Delivered => {
-            tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered")
-        }
-        Verdict::Retry { reason, .. } => {
-            tracing::warn!(outcome = "retry", status, duration_ms = ms, %reason, "attempt failed; will retry")
-        }
-        Verdict::Dead { reason, detail } => tracing::warn!(
-            outcome = "dead",
-            status,
-            duration_ms = ms,
-            reason = %reason,
-            %detail,
-            "attempt failed for good; dead-lettering"
+fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
+    AttemptSummary {
+        attempt,
+        started_at: OffsetDateTime::from(tried.attempt.started_at),
+        duration_ms: duration_ms(tried.attempt.duration),
+        code: tried.attempt.result.code(),
+        status: tried.attempt.result.status(),
+        error: match &tried.verdict {
+            Verdict::Delivered => None,
+            Verdict::Retry { reason, .. } => Some(reason.clone()),
+            Verdict::Dead { detail, .. } => Some(detail.clone()),
+        },
+    }
+}
+
+/// The store's record of an attempt.
+fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
+    let (headers, body) = match &tried.attempt.result {
+        alertpost_deliver::AttemptResult::Response(r) => (
+            r.headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            Some(String::from_utf8_lossy(&r.body[..r.body.len().min(STORED_BODY)]).into_owned()),
         ),
+        _ => (Vec::new(), None),
+    };
+    let (outcome, error) = match &tried.verdict {
+        Verdict::Delivered => (AttemptOutcome::Delivered, None),
+        Verdict::Retry { reason, .. } => (AttemptOutcome::Retry, Some(reason.clone())),
+        Verdict::Dead { detail, .. } => (AttemptOutcome::Dead, Some(detail.clone())),
+    };
+    AttemptRecord {
+        delivery_id: d.id.clone(),
+        event_id: d.event.id.clone(),
+        integration: d.target.integration.id.clone(),
+        attempt,
+        started_at: OffsetDateTime::from(tried.attempt.started_at),
+        duration_ms: duration_ms(tried.attempt.duration),
+        outcome,
+        code: tried.attempt.result.code(),
+        status: tried.attempt.result.status(),
+        response_headers: headers,
+        response_body: body,
+        error,
     }
-}
-
-pub(crate) fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -1,14 +1,15 @@
-//! One message → its deliveries → the hand-off → the ack.
+//! One message → its deliveries → the hand-off → settled.
 //!
-//! A message is an event (from `<prefix>.events`: a first attempt for each
-//! integration it matches) or a delivery job (from `<prefix>.deliveries`:
-//! one more attempt of one delivery). Each delivery comes to a [`Step`]:
-//! done, wait in a delay tier, or dead. Then, in [`handoff`]:
-//! - every delay-tier job and dead letter is published, and confirmed;
-//! - only then is the message acked;
-//! - a publish that is not confirmed leaves the message requeued, to be
-//!   handled again: what was already delivered is skipped (the journal),
-//!   the rest is tried again.
+//! A message is an event (from the events stream: a first attempt for each
+//! integration it matches, each starting now or going to its lane) or a
+//! delivery job (one more attempt of one delivery: back from a wait, a
+//! replay, or its turn in its lane). Each delivery comes to a [`Step`];
+//! [`handoff`](crate::handoff) carries them on and says how the message is
+//! settled.
+//!
+//! Before anything is done for a delivery, the journal is consulted
+//! (whatever the broker's redelivery flag says): what was delivered, dead,
+//! or handed on from this hop is not done again.
 //!
 //! A message that is not a valid event or job goes to the dead queue with
 //! its bytes and the reason (confirmed), then is acked: never back into the
@@ -18,78 +19,48 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_broker::topology::tier_name;
-use alertpost_broker::{Inbound, Publisher, Topology};
-use alertpost_deliver::Verdict;
-use alertpost_event::job::{
-    AttemptSummary, DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA, Replay,
-};
+use alertpost_broker::{Inbound, Session, Source};
+use alertpost_event::job::{DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
-use alertpost_render::{Context, Extra};
-use alertpost_store::{AttemptRecord, Finished, Store};
+use alertpost_metrics::Outcome;
+use alertpost_render::Context;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::join_all;
 use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::delivery::{self, Tried, duration_ms};
-use crate::handoff;
-use crate::runtime::{Current, Runtime, Target};
-use crate::schedule::{self, Next};
-use alertpost_metrics::WorkerMetrics;
+use crate::delivery::{self, Delivery, Turn};
+use crate::handoff::{self, Link, Settle, Step};
+use crate::runtime::{Ctx, Runtime, Target};
 
-/// A job due this soon is tried now rather than sent round another tier.
-const HOP_SLACK: Duration = Duration::from_millis(250);
-
-/// Bytes of a response body kept in the store.
-const STORED_BODY: usize = 4096;
-
-/// What every dispatch shares.
-#[derive(Debug)]
-pub struct Ctx {
-    /// The configuration in force; a message takes a snapshot.
-    pub current: Current,
-    pub store: Store,
-    /// Names the delay tiers jobs wait in.
-    pub topology: Topology,
-    pub metrics: WorkerMetrics,
-}
-
-/// How a message is settled with the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settle {
-    Ack,
-    Requeue,
-}
-
-/// What one delivery comes to.
-pub(crate) enum Step {
-    /// Delivered now, or found finished in the journal and not sent again.
-    Done,
-    /// To wait in the delay tier `tier`, then be tried again.
-    Retry {
-        job: Box<DeliveryJob>,
-        tier: Duration,
-    },
-    /// Given up: to the dead queue.
-    Dead(Box<DeadLetter>),
-}
+/// A job due this soon is tried now rather than sent round another wait.
+const DUE_SLACK: Duration = Duration::from_millis(250);
 
 enum Work {
     /// The event, and the message's bytes when they encode it as it is
     /// (then they are the `alertpost` body, without encoding it again).
     Event(Box<Event>, Option<Bytes>),
-    Job(Box<DeliveryJob>),
+    /// One job, or a lane's batch of them.
+    Jobs(Vec<DeliveryJob>),
 }
 
 /// Handles one message to the end; see the module docs for the contract.
-pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
-    let span = tracing::info_span!("message", queue = %msg.queue, message_id = msg.message_id.as_deref().unwrap_or(""));
+/// `halt`: when it comes, a delivery still waiting its lane's turn gives
+/// up and its message goes back (the session stops, or the lane's consumer
+/// is replaced).
+pub(crate) async fn handle<S: Session>(
+    ctx: Arc<Ctx>,
+    link: Arc<Link<S>>,
+    msg: Inbound,
+    halt: CancellationToken,
+) {
+    let span = tracing::info_span!("message", queue = %msg.origin, message_id = msg.message_id.as_deref().unwrap_or(""));
     async move {
         // Boxed: the handling future is large, and the task that spawns
         // this one per message stays small and cheap to create.
-        let settle = match AssertUnwindSafe(Box::pin(process(&ctx, &publisher, &msg)))
+        let settle = match AssertUnwindSafe(Box::pin(process(&ctx, &link, &msg, &halt)))
             .catch_unwind()
             .await
         {
@@ -104,7 +75,7 @@ pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
             Settle::Requeue => msg.requeue().await,
         };
         if let Err(e) = settled {
-            // The channel is gone; the broker redelivers the message.
+            // The channel is gone; the broker hands the message out again.
             tracing::warn!(error = %e, "cannot settle the message; it will be redelivered");
         }
     }
@@ -112,21 +83,27 @@ pub async fn handle(ctx: Arc<Ctx>, publisher: Publisher, msg: Inbound) {
     .await
 }
 
-async fn process(ctx: &Ctx, publisher: &Publisher, msg: &Inbound) -> Settle {
-    match decode(msg, &ctx.topology) {
-        Err(detail) => undecodable(ctx, publisher, msg, detail).await,
-        Ok(Work::Event(event, raw)) => event_message(ctx, publisher, msg, *event, raw).await,
-        Ok(Work::Job(job)) => job_message(ctx, publisher, msg, *job).await,
+async fn process<S: Session>(
+    ctx: &Ctx,
+    link: &Link<S>,
+    msg: &Inbound,
+    halt: &CancellationToken,
+) -> Settle {
+    match decode(msg) {
+        Err(detail) => undecodable(ctx, link, msg, detail).await,
+        Ok(Work::Event(event, raw)) => event_message(ctx, link, msg, *event, raw, halt).await,
+        Ok(Work::Jobs(jobs)) => jobs_message(ctx, link, msg, jobs, halt).await,
     }
 }
 
 /// First attempts: one per integration the event matches.
-async fn event_message(
+async fn event_message<S: Session>(
     ctx: &Ctx,
-    publisher: &Publisher,
+    link: &Link<S>,
     msg: &Inbound,
     event: Event,
     raw: Option<Bytes>,
+    halt: &CancellationToken,
 ) -> Settle {
     ctx.metrics.consumed(&event.source);
     let runtime = ctx.current.get();
@@ -142,299 +119,151 @@ async fn event_message(
         .iter()
         .any(|t| !t.integration.body.is_event())
         .then(|| Context::new(&event));
+    let source = delivery::Source {
+        event_json: &event_json,
+        context: context.as_ref(),
+    };
     let steps = join_all(targets.iter().map(|target| {
-        let d = Delivery {
-            event: &event,
-            target,
-            id: delivery_id(&event.id, &target.integration.id),
-            attempts: 0,
-            first_attempt_at: None,
-            history: Vec::new(),
-            replayed: None,
-        };
-        // Only a redelivered message can hold a delivery already finished.
-        let check_journal = msg.redelivered;
+        let id = delivery_id(&event.id, &target.integration.id);
         let runtime = &runtime;
-        let (event_json, context) = (&event_json, context.as_ref());
+        let event = &event;
         async move {
-            if check_journal && already_finished(&ctx.store, &d.id, None) {
-                d.target.metrics.outcome("skipped_duplicate");
+            if handoff::already_handled(&ctx.store, &id, 0, false) {
+                target.metrics.outcome(Outcome::SkippedDuplicate);
                 return Step::Done;
             }
+            let d = Delivery {
+                event,
+                target,
+                id,
+                hop: 0,
+                attempts: 0,
+                first_attempt_at: None,
+                history: Vec::new(),
+                replayed: None,
+                origin: &msg.origin,
+            };
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
-            Box::pin(attempt(ctx, runtime, d, event_json, context, &msg.queue)).await
+            // A first attempt never waits, so it always comes to a step.
+            Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt))
+                .await
+                .unwrap_or(Step::Done)
         }
     }))
     .await;
-    handoff::hand_off(ctx, publisher, steps).await
+    handoff::hand_off(ctx, link, steps).await
 }
 
-/// One more attempt of one delivery.
-async fn job_message(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, job: DeliveryJob) -> Settle {
-    let now = OffsetDateTime::now_utc();
-    // A delay longer than the largest tier takes several hops.
-    let remaining: Duration = (job.not_before - now).try_into().unwrap_or(Duration::ZERO);
-    if remaining > HOP_SLACK {
-        let tier = ctx.topology.tier_for(remaining);
-        tracing::debug!(delivery_id = %job.delivery_id, remaining_s = remaining.as_secs(), "not due yet; another hop");
-        let step = Step::Retry {
-            job: Box::new(job),
-            tier,
-        };
-        return handoff::hand_off(ctx, publisher, vec![step]).await;
-    }
+/// One more attempt of each delivery a message carries (one job, or a
+/// lane's batch): concurrently, each in its turn.
+async fn jobs_message<S: Session>(
+    ctx: &Ctx,
+    link: &Link<S>,
+    msg: &Inbound,
+    jobs: Vec<DeliveryJob>,
+    halt: &CancellationToken,
+) -> Settle {
     let runtime = ctx.current.get();
-    let Some(target) = runtime.target(&job.integration) else {
-        let detail = format!(
-            "integration `{}` is not in the configuration (or not enabled)",
-            job.integration
-        );
-        tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
-        ctx.metrics.dead_unknown(&job.integration);
-        let letter = dead_letter(job, DeadReason::Unknown, detail, &msg.queue);
-        return handoff::hand_off(ctx, publisher, vec![Step::Dead(Box::new(letter))]).await;
+    let turn = match msg.source {
+        Source::Lane(_) => Turn::Wait,
+        _ => Turn::Now,
     };
-    if already_finished(&ctx.store, &job.delivery_id, job.replayed.as_ref()) {
-        target.metrics.outcome("skipped_duplicate");
-        return handoff::hand_off(ctx, publisher, vec![Step::Done]).await;
+    let steps = join_all(
+        jobs.into_iter()
+            .map(|job| Box::pin(job_step(ctx, &runtime, msg, job, turn, halt))),
+    )
+    .await;
+    // A delivery that gave up waiting (the session stops) did nothing: its
+    // message goes back, and the others, journaled, are skipped next time.
+    let abandoned = steps.iter().any(Option::is_none);
+    let settle = handoff::hand_off(ctx, link, steps.into_iter().flatten().collect()).await;
+    if abandoned { Settle::Requeue } else { settle }
+}
+
+/// One job to its step; `None`: it gave up waiting its turn.
+async fn job_step(
+    ctx: &Ctx,
+    runtime: &Runtime,
+    msg: &Inbound,
+    mut job: DeliveryJob,
+    turn: Turn,
+    halt: &CancellationToken,
+) -> Option<Step> {
+    let replay = job.replayed.is_some();
+    if handoff::already_handled(&ctx.store, &job.delivery_id, job.hop, replay) {
+        if let Some(target) = runtime.target(&job.integration) {
+            target.metrics.outcome(Outcome::SkippedDuplicate);
+        }
+        return Some(Step::Done);
     }
+    // A backend may hand a wait back early (RabbitMQ: one longer than its
+    // largest tier); nothing is tried before it is due.
+    let now = OffsetDateTime::now_utc();
+    if job.not_before > now + DUE_SLACK {
+        tracing::debug!(delivery_id = %job.delivery_id, due_in_s = (job.not_before - now).whole_seconds(), "not due yet; waits again");
+        job.hop += 1;
+        return Some(Step::Rewait(Box::new(job)));
+    }
+    let Some(target) = runtime.target(&job.integration) else {
+        let (reason, detail) = match runtime.config.integration(&job.integration) {
+            Some(_) => (
+                DeadReason::Disabled,
+                format!(
+                    "integration `{}` is disabled; replay with `alertpost dlq replay --integration {}` once it is enabled",
+                    job.integration, job.integration
+                ),
+            ),
+            None => (
+                DeadReason::Unknown,
+                format!(
+                    "integration `{}` is not in the configuration",
+                    job.integration
+                ),
+            ),
+        };
+        tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
+        job.hop += 1;
+        let letter = DeadLetter::of_job(job, reason, detail, msg.origin.clone(), now);
+        return Some(Step::Dead(Box::new(letter), None));
+    };
     let event_json = Bytes::from(job.event.to_json());
     let context = (!target.integration.body.is_event()).then(|| Context::new(&job.event));
+    let source = delivery::Source {
+        event_json: &event_json,
+        context: context.as_ref(),
+    };
     let d = Delivery {
         event: &job.event,
         target,
         id: job.delivery_id.clone(),
+        hop: job.hop,
         attempts: job.attempts,
         first_attempt_at: Some(job.first_attempt_at),
         history: job.history.clone(),
         replayed: job.replayed.clone(),
+        origin: &msg.origin,
     };
-    let step = attempt(ctx, &runtime, d, &event_json, context.as_ref(), &msg.queue).await;
-    handoff::hand_off(ctx, publisher, vec![step]).await
+    delivery::run(ctx, runtime, d, source, turn, halt).await
 }
 
-/// Whether the journal says this delivery is finished: delivered, or dead
-/// (unless this is a replay of the dead one).
-fn already_finished(store: &Store, id: &str, replayed: Option<&Replay>) -> bool {
-    match store.finished(id).map(|j| j.outcome) {
-        Some(Finished::Delivered) => true,
-        Some(Finished::Dead) => replayed.is_none(),
-        None => false,
-    }
-}
-
-/// One delivery in progress.
-struct Delivery<'a> {
-    event: &'a Event,
-    target: &'a Target,
-    id: String,
-    /// Attempts made before this one.
-    attempts: u32,
-    /// `None`: this is the first attempt.
-    first_attempt_at: Option<OffsetDateTime>,
-    history: Vec<AttemptSummary>,
-    replayed: Option<Replay>,
-}
-
-impl Delivery<'_> {
-    /// The job of this delivery, for a delay tier or the dead queue.
-    fn into_job(self, first_attempt_at: OffsetDateTime) -> DeliveryJob {
-        DeliveryJob {
-            delivery_id: self.id,
-            integration: self.target.integration.id.clone(),
-            attempts: self.attempts,
-            first_attempt_at,
-            not_before: first_attempt_at,
-            replayed: self.replayed,
-            history: self.history,
-            event: self.event.clone(),
-        }
-    }
-}
-
-/// Renders, attempts, records, and decides what comes next.
-async fn attempt(
-    ctx: &Ctx,
-    runtime: &Runtime,
-    mut d: Delivery<'_>,
-    event_json: &Bytes,
-    context: Option<&Context>,
-    queue: &str,
-) -> Step {
-    let integration = &d.target.integration;
-    let extra = Extra {
-        integration_id: &integration.id,
-        integration_name: &integration.name,
-        routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
-        delivery_id: &d.id,
-    };
-    let rendered = match context {
-        Some(context) => integration.body.render(context, event_json, &extra),
-        None => Ok(event_json.clone()),
-    };
-    let body = match rendered {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::warn!(event_id = %d.event.id, delivery_id = %d.id, integration = %integration.id, error = %e, "template failed; dead-lettering");
-            d.target.metrics.outcome("dead");
-            d.target.metrics.dead(DeadReason::Template);
-            let first = d.first_attempt_at.unwrap_or_else(OffsetDateTime::now_utc);
-            let letter = dead_letter(
-                d.into_job(first),
-                DeadReason::Template,
-                e.to_string(),
-                queue,
-            );
-            return Step::Dead(Box::new(letter));
-        }
-    };
-    let m = &d.target.metrics;
-    let number = d.attempts + 1;
-    let tried =
-        match delivery::attempt(&runtime.client, d.target, d.event, &d.id, number, body).await {
-            Ok(tried) => tried,
-            Err(remaining) => return held_back(ctx, d, remaining, queue),
-        };
-    let started = OffsetDateTime::from(tried.attempt.started_at);
-    let first = d.first_attempt_at.unwrap_or(started);
-    ctx.store.record(record(&d, number, &tried));
-    d.attempts = number;
-    // The job's history matters only if the delivery goes on (or dies).
-    if !matches!(tried.verdict, Verdict::Delivered) {
-        alertpost_event::job::push_history(&mut d.history, summary(number, &tried));
-    }
-    // Counted once, here, after classification.
-    match tried.verdict {
-        Verdict::Delivered => {
-            ctx.store.finish(&d.id, Finished::Delivered);
-            m.outcome("delivered");
-            if let Some(received) = d.event.received_at {
-                let age = OffsetDateTime::now_utc() - received;
-                m.end_to_end.observe(age.as_seconds_f64().max(0.0));
-            }
-            Step::Done
-        }
-        Verdict::Dead { reason, detail } => {
-            m.outcome("dead");
-            m.dead(reason);
-            Step::Dead(Box::new(dead_letter(
-                d.into_job(first),
-                reason,
-                detail,
-                queue,
-            )))
-        }
-        Verdict::Retry {
-            reason,
-            retry_after,
-        } => {
-            let now = OffsetDateTime::now_utc();
-            let policy = &integration.retry;
-            match schedule::next(policy, number, first, now, retry_after) {
-                Next::RetryIn(delay) => {
-                    let tier = ctx.topology.tier_for(delay);
-                    let mut job = d.into_job(first);
-                    job.not_before = now + delay;
-                    tracing::info!(delivery_id = %job.delivery_id, attempt = number, delay_ms = duration_ms(delay), tier_s = tier.as_secs(), "retry scheduled");
-                    retried(ctx, m, tier);
-                    Step::Retry {
-                        job: Box::new(job),
-                        tier,
-                    }
-                }
-                Next::Exhausted => {
-                    m.outcome("dead");
-                    m.dead(DeadReason::Exhausted);
-                    let detail = format!("gave up after {number} attempts; last: {reason}");
-                    Step::Dead(Box::new(dead_letter(
-                        d.into_job(first),
-                        DeadReason::Exhausted,
-                        detail,
-                        queue,
-                    )))
-                }
-                Next::Expired => {
-                    m.outcome("dead");
-                    m.dead(DeadReason::Expired);
-                    let detail = format!(
-                        "the next try would come more than {} after the first; last: {reason}",
-                        tier_name(policy.max_age)
-                    );
-                    Step::Dead(Box::new(dead_letter(
-                        d.into_job(first),
-                        DeadReason::Expired,
-                        detail,
-                        queue,
-                    )))
-                }
-            }
-        }
-    }
-}
-
-/// The circuit is open: no request; straight to a delay tier for the rest
-/// of the cooldown (at least the first retry delay), or dead if that would
-/// pass `max_age`.
-fn held_back(ctx: &Ctx, d: Delivery<'_>, remaining: Duration, queue: &str) -> Step {
-    let m = &d.target.metrics;
-    let now = OffsetDateTime::now_utc();
-    let first = d.first_attempt_at.unwrap_or(now);
-    let policy = d.target.integration.retry;
-    let delay = remaining.max(policy.initial);
-    if now + delay > first + policy.max_age {
-        let detail = "the circuit is open and the next try would come after max_age".to_owned();
-        m.outcome("dead");
-        m.dead(DeadReason::Expired);
-        return Step::Dead(Box::new(dead_letter(
-            d.into_job(first),
-            DeadReason::Expired,
-            detail,
-            queue,
-        )));
-    }
-    let tier = ctx.topology.tier_for(delay);
-    retried(ctx, m, tier);
-    let mut job = d.into_job(first);
-    job.not_before = now + delay;
-    Step::Retry {
-        job: Box::new(job),
-        tier,
-    }
-}
-
-fn retried(ctx: &Ctx, m: &alertpost_metrics::IntegrationMetrics, tier: Duration) {
-    m.outcome("retried");
-    if let Some(i) = ctx.topology.tiers().iter().position(|t| *t == tier) {
-        m.retry(i);
-    }
-}
-
-fn dead_letter(job: DeliveryJob, reason: DeadReason, detail: String, queue: &str) -> DeadLetter {
-    DeadLetter {
-        id: job.delivery_id.clone(),
-        reason,
-        detail,
-        dead_at: OffsetDateTime::now_utc(),
-        queue: queue.to_owned(),
-        job: Some(job),
-        raw: None,
-        raw_base64: None,
-    }
-}
-
-/// Reads an event or a job: by the message's type, else by its queue.
-fn decode(msg: &Inbound, topology: &Topology) -> Result<Work, String> {
+/// Reads an event or a job: by the message's type, else by its stream.
+fn decode(msg: &Inbound) -> Result<Work, String> {
     let is_job = match msg.kind.as_deref() {
         Some(EVENT_SCHEMA) => false,
         Some(JOB_SCHEMA) => true,
-        None => msg.queue == topology.deliveries_queue(),
+        Some(JOBS_SCHEMA) => {
+            let jobs: Vec<DeliveryJob> = serde_json::from_slice(&msg.body)
+                .map_err(|e| format!("not a valid {JOBS_SCHEMA} array of delivery jobs: {e}"))?;
+            return Ok(Work::Jobs(jobs));
+        }
+        None => !matches!(msg.source, Source::Events),
         Some(other) => return Err(format!("unknown message type `{other}`")),
     };
     if is_job {
         let job: DeliveryJob = serde_json::from_slice(&msg.body)
             .map_err(|e| format!("not a valid {JOB_SCHEMA} delivery job: {e}"))?;
-        return Ok(Work::Job(Box::new(job)));
+        return Ok(Work::Jobs(vec![job]));
     }
     let mut event = Event::from_json(&msg.body).map_err(|e| e.to_string())?;
     let unchanged = event
@@ -445,74 +274,25 @@ fn decode(msg: &Inbound, topology: &Topology) -> Result<Work, String> {
 }
 
 /// Sends a message that cannot be read to the dead queue, then acks it.
-async fn undecodable(ctx: &Ctx, publisher: &Publisher, msg: &Inbound, detail: String) -> Settle {
+async fn undecodable<S: Session>(
+    ctx: &Ctx,
+    link: &Link<S>,
+    msg: &Inbound,
+    detail: String,
+) -> Settle {
     let id = msg
         .message_id
         .clone()
         .unwrap_or_else(|| format!("msg_{}", fnv(&msg.body)));
     tracing::warn!(%detail, "undecodable message; dead-lettering it");
-    ctx.metrics.undecodable();
     let letter = DeadLetter::undecodable(
         id,
         &msg.body,
         detail,
-        msg.queue.clone(),
+        msg.origin.clone(),
         OffsetDateTime::now_utc(),
     );
-    handoff::hand_off(ctx, publisher, vec![Step::Dead(Box::new(letter))]).await
-}
-
-fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
-    AttemptSummary {
-        attempt,
-        started_at: OffsetDateTime::from(tried.attempt.started_at),
-        duration_ms: duration_ms(tried.attempt.duration),
-        code: tried.attempt.result.code().to_owned(),
-        status: tried.attempt.result.status(),
-        error: match &tried.verdict {
-            Verdict::Delivered => None,
-            Verdict::Retry { reason, .. } => Some(reason.clone()),
-            Verdict::Dead { detail, .. } => Some(detail.clone()),
-        },
-    }
-}
-
-/// The store's record of an attempt.
-fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
-    let (headers, body) = match &tried.attempt.result {
-        alertpost_deliver::AttemptResult::Response(r) => (
-            r.headers
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            Some(String::from_utf8_lossy(&r.body[..r.body.len().min(STORED_BODY)]).into_owned()),
-        ),
-        _ => (Vec::new(), None),
-    };
-    let (outcome, error) = match &tried.verdict {
-        Verdict::Delivered => ("delivered", None),
-        Verdict::Retry { reason, .. } => ("retry", Some(reason.clone())),
-        Verdict::Dead { detail, .. } => ("dead", Some(detail.clone())),
-    };
-    AttemptRecord {
-        delivery_id: d.id.clone(),
-        event_id: d.event.id.clone(),
-        integration: d.target.integration.id.clone(),
-        attempt,
-        started_at: OffsetDateTime::from(tried.attempt.started_at),
-        duration_ms: duration_ms(tried.attempt.duration),
-        outcome: outcome.to_owned(),
-        code: tried.attempt.result.code().to_owned(),
-        status: tried.attempt.result.status(),
-        response_headers: headers,
-        response_body: body,
-        error,
-    }
+    handoff::hand_off(ctx, link, vec![Step::Dead(Box::new(letter), None)]).await
 }
 
 /// A short stable id for a message that has none (FNV-1a).

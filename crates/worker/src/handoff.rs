@@ -1,69 +1,295 @@
-//! The hand-off: the deliveries of one message that are not done go to a
-//! delay tier or the dead queue, each publish confirmed; then the message
-//! may be acked.
+//! The hand-off: what each delivery of a message comes to ([`Step`]), the
+//! publishes that carry on the ones not done, the journal, and how the
+//! message is then settled ([`Settle`]).
+//!
+//! The rules:
+//! - every step that goes on (to a lane, to a wait, to the dead queue) is
+//!   published and confirmed; each confirmed one is journaled at once
+//!   (handed on, with the hop of the job; or dead), so a message that
+//!   comes back, after a lost ack or a hand-off that failed half-way, never
+//!   does again what was handed on;
+//! - a delivery made is journaled before the message is settled;
+//! - the message is acked only when every step is confirmed;
+//! - a publish that finds its queue gone (deleted by an operator) makes the
+//!   worker declare the topology again, counted and logged, and try again
+//!   at once; any other failure backs off (doubling, up to 5 s) for up to
+//!   30 s, so a broker that refuses does not cycle the message through its
+//!   delivery limit in seconds; then the message is requeued;
+//! - outcomes are counted here, once per step, after the confirm.
 
-use alertpost_broker::{Destination, Outgoing, Publisher};
-use alertpost_event::job::{DEAD_SCHEMA, JOB_SCHEMA};
-use alertpost_store::Finished;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::dispatch::{Ctx, Settle, Step};
+use alertpost_broker::{Destination, Outgoing, PublishError, Session};
+use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
+use alertpost_metrics::Outcome;
+use alertpost_store::{Progress, Store};
+use futures_util::future::join_all;
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
 
-/// Publishes what `steps` hand on (pipelined confirms) and says how to
-/// settle the message: `Ack` only when every publish is confirmed.
-pub(crate) async fn hand_off(ctx: &Ctx, publisher: &Publisher, steps: Vec<Step>) -> Settle {
-    let mut pending = Vec::new();
-    for step in &steps {
-        let (to, body, kind, id) = match step {
-            Step::Done => continue,
-            Step::Retry { job, tier } => (
-                Destination::Retry(*tier),
-                job.to_json(),
-                JOB_SCHEMA,
-                &job.delivery_id,
-            ),
-            Step::Dead(letter) => (Destination::Dead, letter.to_json(), DEAD_SCHEMA, &letter.id),
-        };
-        let msg = Outgoing {
-            body: &body,
-            kind,
-            message_id: id,
-        };
-        match publisher.send(&to, &msg).await {
-            Ok(p) => pending.push(p),
+use crate::batching::{LaneWriters, PUBLISH_TIMEOUT};
+use crate::runtime::{Ctx, Target};
+
+/// The first pause after a failed hand-off; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// How long a hand-off keeps trying before its message is requeued.
+const GIVE_UP: Duration = Duration::from_secs(30);
+/// A topology declared this recently is not declared again for another
+/// missing queue (many hand-offs find it missing at once).
+const REDECLARE_AFTER: Duration = Duration::from_secs(1);
+
+/// What one delivery of a message comes to.
+pub(crate) enum Step {
+    /// Nothing to do: found finished or handed on in the journal.
+    Done,
+    /// Delivered now; journaled before the message is settled.
+    Delivered(String),
+    /// Could not start (its integration at its concurrency, its circuit
+    /// open): to its lane. Counted `deferred`.
+    Lane(Box<DeliveryJob>, Arc<Target>),
+    /// Failed, to be tried again at `not_before`. Counted `retried`.
+    Retry(Box<DeliveryJob>, Arc<Target>),
+    /// Came back before its due time: waits again, not counted.
+    Rewait(Box<DeliveryJob>),
+    /// Given up: to the dead queue. Counted by its integration's series
+    /// when it has one.
+    Dead(Box<DeadLetter>, Option<Arc<Target>>),
+}
+
+/// How a message is settled once its steps are handed off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settle {
+    Ack,
+    Requeue,
+}
+
+/// What the hand-offs of one session share.
+pub(crate) struct Link<S> {
+    pub session: Arc<S>,
+    /// Hand-offs to lanes, gathered per lane.
+    lanes: LaneWriters<S>,
+    /// Cancelled when draining runs out of time: the session's tasks stop
+    /// where they are (hand-offs stop retrying) and their messages go back.
+    pub lost: CancellationToken,
+    /// When the topology was last declared again.
+    redeclared: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl<S: Session> Link<S> {
+    pub fn new(session: S, lost: CancellationToken) -> Link<S> {
+        let session = Arc::new(session);
+        Link {
+            lanes: LaneWriters::new(session.clone()),
+            session,
+            lost,
+            redeclared: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Declares the topology and every integration's lane again; true when
+    /// it is declared (now, or by another hand-off a moment ago).
+    async fn redeclare(&self, ctx: &Ctx) -> bool {
+        let mut last = self.redeclared.lock().await;
+        if last.is_some_and(|at| at.elapsed() < REDECLARE_AFTER) {
+            return true;
+        }
+        let lanes = ctx.current.get().lanes();
+        match self.session.declare(&lanes).await {
+            Ok(()) => {
+                ctx.metrics.topology_redeclared.inc();
+                tracing::warn!(
+                    "a queue was missing (deleted under the worker?); declared the topology again"
+                );
+                *last = Some(Instant::now());
+                true
+            }
             Err(e) => {
-                tracing::error!(error = %e, "hand-off failed; the message goes back to its queue");
-                return Settle::Requeue;
+                tracing::error!(error = %e, "a queue is missing and the topology cannot be declared again");
+                false
             }
         }
     }
-    let mut confirmed = true;
-    for p in pending {
-        if let Err(e) = p.confirmed().await {
-            tracing::error!(error = %e, "hand-off not confirmed; the message goes back to its queue");
-            confirmed = false;
+}
+
+/// Whether the journal says this delivery, as a message at `hop` carries
+/// it, was already taken care of: delivered; dead (unless this is a replay
+/// of it); or handed on from this hop or a later one.
+pub(crate) fn already_handled(store: &Store, delivery_id: &str, hop: u32, replay: bool) -> bool {
+    handled(store.progress(delivery_id).map(|e| e.progress), hop, replay)
+}
+
+fn handled(progress: Option<Progress>, hop: u32, replay: bool) -> bool {
+    match progress {
+        None => false,
+        Some(Progress::Delivered) => true,
+        Some(Progress::Dead) => !replay,
+        Some(Progress::HandedOn { hop: newest }) => newest > hop,
+    }
+}
+
+/// Journals what was delivered, publishes what goes on, and says how to
+/// settle the message: `Ack` only when every publish is confirmed.
+pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<Step>) -> Settle {
+    let mut pending = Vec::new();
+    for step in steps {
+        match step {
+            Step::Done => {}
+            Step::Delivered(id) => ctx.store.note(&id, Progress::Delivered),
+            other => pending.push(other),
         }
     }
-    if !confirmed {
-        return Settle::Requeue;
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    let mut redeclared = false;
+    while !pending.is_empty() {
+        let results = join_all(pending.iter().map(|step| publish(link, step))).await;
+        let mut missing = false;
+        let mut left = Vec::new();
+        for (step, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(()) => confirmed(ctx, step).await,
+                Err(e) => {
+                    missing |= matches!(e, PublishError::Unroutable(_));
+                    tracing::warn!(error = %e, "hand-off not confirmed");
+                    left.push(step);
+                }
+            }
+        }
+        pending = left;
+        if pending.is_empty() {
+            break;
+        }
+        // A queue deleted under us: declared again, the publish goes at once.
+        if missing && !redeclared && link.redeclare(ctx).await {
+            redeclared = true;
+            continue;
+        }
+        if started.elapsed() + pause > GIVE_UP {
+            tracing::error!(
+                left = pending.len(),
+                waited_s = started.elapsed().as_secs(),
+                "hand-off still failing; the message goes back to its queue"
+            );
+            return Settle::Requeue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = link.lost.cancelled() => return Settle::Requeue,
+        }
+        pause = (pause * 2).min(MAX_PAUSE);
+        redeclared = false;
     }
-    // Confirmed: now the dead letters are this worker's record, and their
-    // deliveries finished (a redelivery of the message skips them).
-    for step in &steps {
-        if let Step::Dead(letter) = step {
+    Settle::Ack
+}
+
+async fn publish<S: Session>(link: &Link<S>, step: &Step) -> Result<(), PublishError> {
+    let (to, body, kind, id) = match step {
+        Step::Done | Step::Delivered(_) => return Ok(()),
+        // Gathered with the other hand-offs to the same lane.
+        Step::Lane(job, _) => return link.lanes.hand_off(job).await,
+        Step::Retry(job, _) | Step::Rewait(job) => (
+            Destination::Later {
+                due: SystemTime::from(job.not_before),
+            },
+            job.to_json(),
+            JOB_SCHEMA,
+            &job.delivery_id,
+        ),
+        Step::Dead(letter, _) => (Destination::Dead, letter.to_json(), DEAD_SCHEMA, &letter.id),
+    };
+    let msg = Outgoing {
+        body: &body,
+        kind,
+        message_id: id,
+    };
+    match tokio::time::timeout(PUBLISH_TIMEOUT, link.session.publish(&to, &msg)).await {
+        Ok(result) => result,
+        Err(_) => Err(PublishError::Unavailable(format!(
+            "no confirm within {}s",
+            PUBLISH_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// A step is confirmed: journal it, count it, keep a dead letter.
+async fn confirmed(ctx: &Ctx, step: Step) {
+    match step {
+        Step::Done | Step::Delivered(_) => {}
+        Step::Lane(job, target) => {
+            ctx.store
+                .note(&job.delivery_id, Progress::HandedOn { hop: job.hop });
+            target.metrics.outcome(Outcome::Deferred);
+        }
+        Step::Retry(job, target) => {
+            ctx.store
+                .note(&job.delivery_id, Progress::HandedOn { hop: job.hop });
+            target.metrics.outcome(Outcome::Retried);
+            let wait = (job.not_before - OffsetDateTime::now_utc())
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            target
+                .metrics
+                .retry(alertpost_broker::topology::tier_index(&ctx.tiers, wait));
+        }
+        Step::Rewait(job) => ctx
+            .store
+            .note(&job.delivery_id, Progress::HandedOn { hop: job.hop }),
+        Step::Dead(letter, target) => {
+            if letter.job.is_some() {
+                ctx.store.note(&letter.id, Progress::Dead);
+            }
+            match (&target, &letter.job) {
+                (Some(t), _) => {
+                    t.metrics.outcome(Outcome::Dead);
+                    t.metrics.dead(letter.reason);
+                }
+                (None, Some(job)) => ctx.metrics.dead_elsewhere(&job.integration, letter.reason),
+                (None, None) => ctx.metrics.undecodable(),
+            }
             // A sled insert: on the blocking pool, not a runtime thread
-            // (dead letters are rare; the copy costs nothing that matters).
-            let (store, copy) = (ctx.store.clone(), letter.clone());
-            match tokio::task::spawn_blocking(move || store.record_dead(&copy)).await {
+            // (dead letters are rare).
+            let store = ctx.store.clone();
+            match tokio::task::spawn_blocking(move || store.record_dead(&letter)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot record a dead letter in the store")
                 }
                 Err(e) => tracing::warn!(error = %e, "recording a dead letter failed"),
             }
-            if letter.job.is_some() {
-                ctx.store.finish(&letter.id, Finished::Dead);
-            }
         }
     }
-    Settle::Ack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_rule() {
+        let h = |hop| Some(Progress::HandedOn { hop });
+        // (journal, hop of the message, a replay?) → already handled?
+        let rows = [
+            (None, 0, false, false),
+            (Some(Progress::Delivered), 0, false, true),
+            (Some(Progress::Delivered), 3, true, true),
+            (Some(Progress::Dead), 2, false, true),
+            (Some(Progress::Dead), 2, true, false),
+            // The event (hop 0) came back after its delivery went to a lane.
+            (h(1), 0, false, true),
+            // The lane's job (hop 1) itself: not handled yet.
+            (h(1), 1, false, false),
+            // A job of hop 1 back after hop 2 was handed on: a fork.
+            (h(2), 1, false, true),
+            (h(2), 3, false, false),
+        ];
+        for (progress, hop, replay, expected) in rows {
+            assert_eq!(
+                handled(progress, hop, replay),
+                expected,
+                "{progress:?}, hop {hop}, replay {replay}"
+            );
+        }
+    }
 }

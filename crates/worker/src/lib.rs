@@ -1,32 +1,47 @@
-//! alertpost's worker: consume, match, render, deliver, hand off, ack.
+//! alertpost's worker: consume, match, render, deliver, hand off, settle,
+//! over any broker behind the seam (`alertpost_broker::Backend`).
 //!
 //! Layout, along a message's path:
-//! - [`supervisor`]: connects, declares, consumes under a bound of
-//!   in-flight messages, reconnects after a failure, drains on shutdown;
-//! - [`dispatch`]: one message (an event, or a delivery job back from a
-//!   delay tier) → its deliveries, run concurrently, each rendered,
-//!   attempted, recorded, and given its next step;
-//! - `handoff`: the steps that are not done go to a delay tier or the dead
-//!   queue, confirmed; then the ack;
+//! - [`supervisor`]: opens a session with the backend, consumes the events
+//!   and deliveries under the in-flight bound, reopens after a failure,
+//!   drains on shutdown;
+//! - `lanes`: one consumer per integration's lane, kept in step with the
+//!   config;
+//! - `pump`: takes messages from one stream and gives each a task;
+//! - `dispatch`: one message (an event, or a delivery job) → its
+//!   deliveries, the journal consulted first;
+//! - `delivery`: one delivery: its turn (now, or to its lane; or in turn
+//!   from its lane), the body, the attempt, the record, its step;
+//! - `attempt`: one HTTP attempt: send, classify, log, report to the
+//!   circuit;
+//! - [`decide`]: what an attempt comes to (pure): delivered, retry at, dead;
 //! - [`schedule`]: when a failed delivery is tried again (backoff);
+//! - `handoff`: the steps published and confirmed, journaled, counted;
+//!   then how the message is settled;
+//! - `batching`: hand-offs to one lane from many messages, gathered into
+//!   one broker message;
 //! - [`circuit`]: the per-integration circuit breaker;
-//! - [`delivery`]: one attempt of one delivery: request, send, classify, log;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
-//!   with their concurrency permits);
+//!   with their permits and circuits) and what every task shares;
 //! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON;
 //! - [`health`]: the readiness the supervisor reports and admin serves.
 //!
-//! The contract with the broker (see `alertpost_broker::seam`): a message is
-//! acked only after each of its deliveries is delivered, or handed to a
-//! delay queue or the dead queue with a confirm. Anything else leaves it
-//! unacked, and RabbitMQ hands it out again.
+//! The contract with the backend: a message is settled with an ack only
+//! after each of its deliveries is delivered, or handed to its lane, a
+//! wait or the dead queue with a confirm, and journaled. Anything else
+//! requeues it or leaves it unsettled, and the backend hands it out again.
 
 pub mod admin;
+mod attempt;
+mod batching;
 pub mod circuit;
-pub mod delivery;
-pub mod dispatch;
+pub mod decide;
+mod delivery;
+mod dispatch;
 mod handoff;
 pub mod health;
+mod lanes;
+mod pump;
 pub mod runtime;
 pub mod schedule;
 pub mod supervisor;

@@ -5,16 +5,29 @@
 //! the settings they depend on are unchanged: a reload neither closes an
 //! open circuit nor lets old and new messages each use the full bound.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use alertpost_config::{Config, Integration};
 use alertpost_deliver::Client;
 use alertpost_deliver::Endpoint;
 use alertpost_event::Event;
-use alertpost_metrics::{IntegrationMetrics, WorkerMetrics};
-use tokio::sync::Semaphore;
+use alertpost_metrics::{IntegrationMetrics, Outcome, WorkerMetrics};
+use alertpost_store::Store;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::circuit::Circuit;
+
+/// What every task of a worker shares, across sessions.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The configuration in force; a message takes a snapshot.
+    pub current: Current,
+    pub store: Store,
+    pub metrics: WorkerMetrics,
+    /// The delay tiers (from start), for the `tier` label of retries; the
+    /// backend places a wait by the same rule.
+    pub tiers: Vec<std::time::Duration>,
+}
 
 /// One integration, ready to deliver to.
 #[derive(Debug)]
@@ -22,11 +35,12 @@ pub struct Target {
     pub integration: Integration,
     /// The integration's request parts, parsed once.
     pub endpoint: Endpoint,
-    /// `integration.concurrency` permits: attempts in flight to it at once.
-    /// `None` when that bound is at least the worker's in-flight bound: a
-    /// message makes at most one attempt per integration at a time, so the
-    /// worker's bound already holds it.
-    pub permits: Option<Arc<Semaphore>>,
+    /// `integration.concurrency` permits: attempts in flight to it at once,
+    /// whether they come from events, delivery jobs or its lane. Tokio's
+    /// semaphore is fair: while a lane's delivery waits for a permit, a
+    /// new delivery cannot take one ahead of it, so the backlog keeps its
+    /// order.
+    pub permits: Arc<Semaphore>,
     /// Its series, resolved once.
     pub metrics: IntegrationMetrics,
     pub circuit: Arc<Circuit>,
@@ -59,7 +73,6 @@ impl Runtime {
         tiers: &[String],
         previous: Option<&Runtime>,
     ) -> Result<Runtime, RuntimeError> {
-        let bound = config.worker.max_inflight;
         let targets = config
             .enabled()
             .map(|i| {
@@ -80,9 +93,9 @@ impl Runtime {
                         Arc::new(Circuit::new(i.circuit, i.timeout.saturating_mul(4)))
                     }
                 };
-                let permits = match before.and_then(|b| b.permits.as_ref().map(|p| (b, p))) {
-                    Some((b, p)) if b.integration.concurrency == i.concurrency => Some(p.clone()),
-                    _ => (i.concurrency < bound).then(|| Arc::new(Semaphore::new(i.concurrency))),
+                let permits = match before {
+                    Some(b) if b.integration.concurrency == i.concurrency => b.permits.clone(),
+                    _ => Arc::new(Semaphore::new(i.concurrency)),
                 };
                 Ok(Arc::new(Target {
                     metrics: series,
@@ -116,7 +129,7 @@ impl Runtime {
             .filter(|t| {
                 let matches = t.integration.filter.matches(event);
                 if !matches {
-                    t.metrics.outcome("filtered");
+                    t.metrics.outcome(Outcome::Filtered);
                 }
                 matches
             })
@@ -126,32 +139,52 @@ impl Runtime {
     pub fn target(&self, id: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.integration.id == id)
     }
+
+    /// Every integration of the config, enabled or not, has a lane: a
+    /// disabled one's lane is drained into the dead queue.
+    pub fn lanes(&self) -> Vec<String> {
+        self.config
+            .integrations
+            .iter()
+            .map(|i| i.id.clone())
+            .collect()
+    }
 }
 
-/// The current runtime, replaced whole on reload.
+impl Target {
+    /// A permit if one is free now, and no lane delivery waits for one.
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    /// A permit, in turn. `None` only if the semaphore were closed, which
+    /// it never is; sending without the bound then beats losing the delivery.
+    pub async fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+}
+
+/// The current runtime, replaced whole on reload; the supervisor watches it
+/// to keep one lane consumer per integration.
 #[derive(Debug)]
-pub struct Current(RwLock<Arc<Runtime>>);
+pub struct Current(watch::Sender<Arc<Runtime>>);
 
 impl Current {
     pub fn new(runtime: Runtime) -> Current {
-        Current(RwLock::new(Arc::new(runtime)))
+        Current(watch::Sender::new(Arc::new(runtime)))
     }
 
     /// A snapshot: what one message is handled with, start to end.
     pub fn get(&self) -> Arc<Runtime> {
-        // A poisoned lock still holds a complete runtime (the swap is one
-        // assignment); keep serving it.
-        match self.0.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.0.borrow().clone()
     }
 
     pub fn replace(&self, runtime: Runtime) {
-        let runtime = Arc::new(runtime);
-        match self.0.write() {
-            Ok(mut r) => *r = runtime,
-            Err(poisoned) => *poisoned.into_inner() = runtime,
-        }
+        self.0.send_replace(Arc::new(runtime));
+    }
+
+    /// Sees every replacement from now on.
+    pub fn watch(&self) -> watch::Receiver<Arc<Runtime>> {
+        self.0.subscribe()
     }
 }

@@ -1,52 +1,52 @@
-//! Connects, declares, consumes, reconnects; drains on shutdown.
+//! Opens a session with the backend, consumes, reopens after a failure;
+//! drains on shutdown.
 //!
-//! Backpressure is at the source: a permit of the in-flight bound is taken
-//! *before* the next message is pulled, moved into the task that handles
-//! it, and released when that task ends. Each of the two consumers (events,
-//! delivery jobs) has a prefetch equal to the bound, so either queue alone
-//! can fill the worker: RabbitMQ holds at most twice the bound unacked for
-//! it, and at most the bound are being worked on.
+//! A session consumes the events and the deliveries under the worker's
+//! in-flight bound (each consumer has a prefetch equal to the bound, so
+//! either stream alone can fill the worker), and each integration's lane
+//! under that integration's concurrency ([`crate::lanes`]). A reload that
+//! adds, removes or resizes integrations declares and re-consumes their
+//! lanes without stopping the rest.
 //!
-//! Shutdown: stop consuming (cancel), let the tasks in flight finish within
+//! Shutdown: stop taking messages, let the tasks in flight finish within
 //! the drain timeout (their hand-offs and acks included), then close. What
-//! is not finished by then is left unacked and RabbitMQ redelivers it.
+//! is not finished by then is left unsettled and the backend hands it out
+//! again.
 //!
-//! A lost connection: the session's deliveries in flight finish (their acks
-//! fail, the broker redelivers, and the journal keeps what was delivered
-//! from being sent twice), bounded by the drain timeout; then the supervisor
-//! reconnects with a capped doubling pause.
+//! A lost connection: the session's deliveries in flight finish (their
+//! acks fail, the messages come back, and the journal keeps what was done
+//! from being done twice), bounded by the drain timeout; then the
+//! supervisor reopens with a capped doubling pause.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_broker::topology::tier_name;
-use alertpost_broker::{Broker, BrokerError, Consumer, Inbound, Publisher, Topology};
+use alertpost_broker::{Backend, BrokerError, Session, Source, Stream};
 use alertpost_config::Config;
 use alertpost_metrics::WorkerMetrics;
 use alertpost_store::{Retention, Store};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use futures_util::future::join_all;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dispatch::{self, Ctx};
+use crate::handoff::Link;
 use crate::health::Health;
-use crate::runtime::{Current, Runtime, RuntimeError};
+use crate::lanes::Lanes;
+use crate::pump::{Ended, Pump};
+use crate::runtime::{Ctx, Current, Runtime, RuntimeError};
 
 /// Pause before the first reconnection attempt; doubles up to the max.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
-/// How a worker runs.
+/// How a worker runs (the broker is the [`Backend`] given beside).
 #[derive(Debug)]
 pub struct WorkerOptions {
-    pub amqp_url: String,
-    pub topology: Topology,
     pub config: Config,
     /// Where `/healthz` and `/readyz` are served; none: no admin server.
     pub admin: Option<tokio::net::TcpListener>,
-    /// Names the connection in RabbitMQ and prefixes consumer tags.
-    pub name: String,
     /// New configurations to switch to (SIGHUP in `main`), already
     /// validated. Messages in flight finish under the one they started with.
     pub reload: Option<mpsc::Receiver<Config>>,
@@ -60,12 +60,13 @@ pub enum WorkerError {
     Runtime(#[from] RuntimeError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
-    #[error("delay tiers: {0}")]
-    Topology(#[from] alertpost_broker::TopologyError),
 }
 
-/// Runs a worker until `shutdown` completes, then drains and returns.
-pub async fn run(
+/// Runs a worker on `backend` until `shutdown` completes, then drains and
+/// returns. The backend's delay tiers should be the config's
+/// (`delay_tiers`): the worker labels retries by them.
+pub async fn run<B: Backend>(
+    backend: B,
     opts: WorkerOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), WorkerError> {
@@ -91,19 +92,23 @@ pub async fn run(
         None => None,
     };
 
-    // The delay tiers are the config's; they apply from start (a reload
-    // that changes them takes effect at the next start).
-    let topology = opts.topology.with_tiers(opts.config.delay_tiers.clone())?;
+    // The delay tiers, `[worker]` and `[store]` are the config's at start
+    // (a reload that changes them takes effect at the next start).
     let retention = Retention {
         max_age: opts.config.store.retention,
         max_bytes: opts.config.store.max_size,
     };
-    let tier_names: Vec<String> = topology.tiers().iter().map(|t| tier_name(*t)).collect();
+    let worker = opts.config.worker.clone();
+    let tiers = opts.config.delay_tiers.clone();
+    let tier_names: Vec<String> = tiers
+        .iter()
+        .map(|t| alertpost_broker::topology::tier_name(*t))
+        .collect();
     let ctx = Arc::new(Ctx {
         current: Current::new(Runtime::new(opts.config, &metrics, &tier_names, None)?),
         store: opts.store,
-        topology: topology.clone(),
         metrics: metrics.clone(),
+        tiers,
     });
     // The store takes records until the drain is over, not until the signal:
     // deliveries finished while draining are journaled and recorded too.
@@ -132,30 +137,37 @@ pub async fn run(
     }
     tracing::info!(
         integrations = ctx.current.get().targets.len(),
-        prefix = topology.prefix(),
+        broker = %backend.describe(),
         "worker starting"
     );
     if let Some(reload) = opts.reload {
         tokio::spawn(reloads(ctx.clone(), reload, tier_names.clone()));
     }
 
+    let limits = Limits {
+        max_inflight: worker.max_inflight,
+        drain_timeout: worker.drain_timeout,
+    };
     let mut pause = RECONNECT_MIN;
     loop {
         let opened = tokio::select! {
             _ = stop.cancelled() => break,
-            opened = Session::open(&opts.amqp_url, &opts.name, &topology, &ctx) => opened,
+            opened = backend.open() => opened,
         };
         match opened {
             Ok(session) => {
                 pause = RECONNECT_MIN;
                 health.set_connected(true);
-                tracing::info!("connected to RabbitMQ; consuming");
-                let ended = session.run(&ctx, &health, &stop).await;
+                tracing::info!("connected to {}; consuming", backend.describe());
+                let ended = consume(session, &ctx, &health, &stop, limits).await;
                 health.set_connected(false);
+                if stop.is_cancelled() {
+                    break;
+                }
                 match ended {
-                    Ended::Shutdown => break,
+                    Ended::Halted => break,
                     Ended::Lost(reason) => {
-                        tracing::warn!(%reason, "lost the RabbitMQ connection; reconnecting");
+                        tracing::warn!(%reason, "lost the broker connection; reconnecting");
                     }
                 }
             }
@@ -202,205 +214,127 @@ async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>, tiers: Vec<
     }
 }
 
-/// Spawns the handling of one message, holding its permit until done.
-fn spawn(
-    tasks: &TaskTracker,
-    ctx: &Arc<Ctx>,
-    publisher: &Publisher,
-    lost: &CancellationToken,
-    msg: Inbound,
-    permit: Option<OwnedSemaphorePermit>,
-) {
-    let ctx = ctx.clone();
-    let publisher = publisher.clone();
-    let lost = lost.clone();
-    tasks.spawn(async move {
-        tokio::select! {
-            _ = dispatch::handle(ctx, publisher, msg) => {}
-            _ = lost.cancelled() => {}
-        }
-        drop(permit);
-    });
-}
-
-enum Ended {
-    Shutdown,
-    Lost(String),
-}
-
-/// One connection's worth of consuming.
-struct Session {
-    broker: Broker,
-    publisher: Publisher,
-    events: Consumer,
-    deliveries: Consumer,
+#[derive(Debug, Clone, Copy)]
+struct Limits {
     max_inflight: usize,
     drain_timeout: Duration,
 }
 
-impl Session {
-    async fn open(
-        url: &str,
-        name: &str,
-        topology: &Topology,
-        ctx: &Ctx,
-    ) -> Result<Session, BrokerError> {
-        let runtime = ctx.current.get();
-        let worker = &runtime.config.worker;
-        let broker = Broker::connect(url, name, topology.clone()).await?;
-        broker.declare().await?;
-        let publisher = broker.publisher().await?;
-        // The bound is at most 10000 (checked at load), within u16.
-        let prefetch = u16::try_from(worker.max_inflight).unwrap_or(u16::MAX);
-        let events = broker
-            .consume(
-                &topology.events_queue(),
-                prefetch,
-                &format!("{name}-events"),
-            )
-            .await?;
-        let deliveries = broker
-            .consume(
-                &topology.deliveries_queue(),
-                prefetch,
-                &format!("{name}-deliveries"),
-            )
-            .await?;
-        Ok(Session {
-            broker,
-            publisher,
-            events,
-            deliveries,
-            max_inflight: worker.max_inflight,
-            drain_timeout: worker.drain_timeout,
+/// One session's worth of consuming; returns why it ended.
+async fn consume<S: Session>(
+    session: S,
+    ctx: &Arc<Ctx>,
+    health: &Health,
+    stop: &CancellationToken,
+    limits: Limits,
+) -> Ended {
+    let lost = CancellationToken::new();
+    let link = Arc::new(Link::new(session, lost.clone()));
+    let mut configs = ctx.current.watch();
+    let runtime = configs.borrow_and_update().clone();
+    // The bound is at most 10000 (checked at load), within u16.
+    let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
+    let streams = async {
+        link.session.declare(&runtime.lanes()).await?;
+        let events = link.session.consume(&Source::Events, prefetch).await?;
+        let deliveries = link.session.consume(&Source::Deliveries, prefetch).await?;
+        Ok::<_, BrokerError>((events, deliveries))
+    };
+    let (events, deliveries) = match streams.await {
+        Ok(streams) => streams,
+        Err(e) => {
+            link.session.close().await;
+            return Ended::Lost(e.to_string());
+        }
+    };
+
+    // When one stream ends (shutdown, a lost connection), `halt` ends the
+    // rest; waiting deliveries give up.
+    let halt = stop.child_token();
+    let bound = Arc::new(Semaphore::new(limits.max_inflight));
+    // Tasks are tracked, not joined one by one: a finished task wakes
+    // no one, and shutdown waits for all of them at once.
+    let tasks = TaskTracker::new();
+    let start = |mut stream: S::Stream| {
+        let pump = Pump {
+            ctx: ctx.clone(),
+            link: link.clone(),
+            bound: Some(bound.clone()),
+            tasks: tasks.clone(),
+        };
+        let halt = halt.clone();
+        tokio::spawn(async move {
+            let ended = pump.run(&mut stream, &halt).await;
+            (ended, stream)
         })
-    }
-
-    async fn run(self, ctx: &Arc<Ctx>, health: &Health, stop: &CancellationToken) -> Ended {
-        let Session {
-            broker,
-            publisher,
-            events,
-            deliveries,
-            max_inflight,
-            drain_timeout,
-        } = self;
-        let bound = Arc::new(Semaphore::new(max_inflight));
-        // Tasks are tracked, not joined one by one: a finished task wakes
-        // no one, and shutdown waits for all of them at once.
-        let tasks = TaskTracker::new();
-        // Cancelled when draining runs out of time: the session's tasks stop
-        // where they are (their messages are redelivered by the broker).
-        let lost = CancellationToken::new();
-        // Each consumer pumps in a task of its own, so an idle queue costs
-        // nothing; when one pump ends (shutdown, a lost connection), `halt`
-        // ends the other.
-        let halt = stop.child_token();
-        let start = |consumer: Consumer| {
-            let pump = Pump {
-                bound: bound.clone(),
-                tasks: tasks.clone(),
-                ctx: ctx.clone(),
-                publisher: publisher.clone(),
-                lost: lost.clone(),
-                halt: halt.clone(),
-            };
-            tokio::spawn(pump.run(consumer))
-        };
-        health.set_consuming(true);
-        let mut a = start(events);
-        let mut b = start(deliveries);
-        let (first, rest) = tokio::select! {
-            r = &mut a => (r, b),
-            r = &mut b => (r, a),
-        };
-        halt.cancel();
-        let second = rest.await;
-        health.set_consuming(false);
-        tasks.close();
-        let mut consumers = Vec::new();
-        let mut ended = Ended::Shutdown;
-        for (i, joined) in [first, second].into_iter().enumerate() {
-            match joined {
-                Ok((e, consumer)) => {
-                    consumers.push(consumer);
-                    if i == 0 {
-                        ended = e;
-                    }
+    };
+    let mut a = start(events);
+    let mut b = start(deliveries);
+    let mut lanes = Lanes::new(ctx.clone(), link.clone(), halt.child_token());
+    lanes.reconcile(&runtime);
+    health.set_consuming(true);
+    let mut watching = true;
+    let (first, rest) = loop {
+        tokio::select! {
+            r = &mut a => break (r, b),
+            r = &mut b => break (r, a),
+            changed = configs.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
                 }
-                Err(e) => ended = Ended::Lost(format!("a consumer task failed: {e}")),
+                let runtime = configs.borrow_and_update().clone();
+                // New lanes exist before anything is handed to them; one a
+                // hand-off finds missing meanwhile is declared by it.
+                if let Err(e) = link.session.declare(&runtime.lanes()).await {
+                    tracing::warn!(error = %e, "cannot declare the lanes of the new configuration");
+                }
+                lanes.reconcile(&runtime);
             }
         }
-        if stop.is_cancelled() && matches!(ended, Ended::Shutdown) {
-            for c in &consumers {
-                c.cancel().await;
+    };
+    halt.cancel();
+    let second = rest.await;
+    health.set_consuming(false);
+    let mut ended = Ended::Halted;
+    let mut streams = Vec::new();
+    for (i, joined) in [first, second].into_iter().enumerate() {
+        match joined {
+            Ok((e, stream)) => {
+                streams.push(stream);
+                if i == 0 {
+                    ended = e;
+                }
             }
+            Err(e) => ended = Ended::Lost(format!("a consumer task failed: {e}")),
         }
-        // On shutdown, and as well when the connection is lost: deliveries in
-        // flight finish (their hand-offs and acks fail with a lost
-        // connection, but the journal records what was delivered, so the
-        // redelivered messages are not sent twice).
-        tracing::info!(in_flight = tasks.len(), "draining");
-        if tokio::time::timeout(drain_timeout, tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = tasks.len(),
-                "drain timeout reached; unfinished messages go back to the queue"
-            );
-            lost.cancel();
-        }
+    }
+    for s in &streams {
+        s.cancel().await;
+    }
+    // On shutdown, and as well when the connection is lost: deliveries in
+    // flight finish (their hand-offs and acks fail with a lost connection,
+    // but the journal records what was done, so the messages that come back
+    // are not done twice).
+    tasks.close();
+    let lanes = lanes.stop();
+    tracing::info!(in_flight = tasks.len(), "draining");
+    let drained = async {
         tasks.wait().await;
-        publisher.close().await;
-        broker.close().await;
-        ended
+        join_all(lanes).await;
+    };
+    tokio::pin!(drained);
+    if tokio::time::timeout(limits.drain_timeout, &mut drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = tasks.len(),
+            "drain timeout reached; unfinished messages go back to the queue"
+        );
+        lost.cancel();
+        drained.await;
     }
-}
-
-/// Takes messages from one consumer and hands each to a task, under the
-/// in-flight bound: a permit first, then the message.
-struct Pump {
-    bound: Arc<Semaphore>,
-    tasks: TaskTracker,
-    ctx: Arc<Ctx>,
-    publisher: Publisher,
-    lost: CancellationToken,
-    halt: CancellationToken,
-}
-
-impl Pump {
-    async fn run(self, mut consumer: Consumer) -> (Ended, Consumer) {
-        let ended = loop {
-            let permit = tokio::select! {
-                biased;
-                _ = self.halt.cancelled() => break Ended::Shutdown,
-                // The semaphore is never closed.
-                p = self.bound.clone().acquire_owned() => p.ok(),
-            };
-            let next = tokio::select! {
-                biased;
-                _ = self.halt.cancelled() => break Ended::Shutdown,
-                next = consumer.next() => next,
-            };
-            match next {
-                Some(Ok(msg)) => spawn(
-                    &self.tasks,
-                    &self.ctx,
-                    &self.publisher,
-                    &self.lost,
-                    msg,
-                    permit,
-                ),
-                Some(Err(e)) => break Ended::Lost(e.to_string()),
-                None => {
-                    break Ended::Lost(format!(
-                        "the broker cancelled the consumer of {}",
-                        consumer.queue()
-                    ));
-                }
-            }
-        };
-        (ended, consumer)
-    }
+    link.session.close().await;
+    ended
 }

@@ -1,0 +1,110 @@
+//! One HTTP attempt of one delivery: send, classify, log, report to the
+//! circuit. The caller holds the integration's permit and has passed its
+//! circuit.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alertpost_deliver::{Attempt, Client, RequestMeta, Verdict, classify};
+use alertpost_event::Event;
+use bytes::Bytes;
+use tracing::Instrument;
+
+use crate::runtime::Target;
+
+/// What one attempt did and what it means.
+#[derive(Debug)]
+pub struct Tried {
+    pub attempt: Attempt,
+    pub verdict: Verdict,
+}
+
+/// Makes attempt number `number` of delivering `body` (the rendered event)
+/// to `target`. Counted here, once per attempt, by its code.
+pub async fn send(
+    client: &Client,
+    target: &Target,
+    event: &Event,
+    delivery_id: &str,
+    number: u32,
+    body: Bytes,
+) -> Tried {
+    let integration = &target.integration;
+    let span = tracing::info_span!(
+        "delivery",
+        event_id = %event.id,
+        delivery_id = %delivery_id,
+        integration = %integration.id,
+        attempt = number,
+    );
+    async move {
+        let meta = RequestMeta {
+            delivery_id,
+            event_id: &event.id,
+            attempt: number,
+            timestamp: unix_now(),
+        };
+        let m = &target.metrics;
+        let in_flight = InFlight::new(&m.inflight);
+        let attempt = client.attempt(&target.endpoint, body, &meta).await;
+        drop(in_flight);
+        m.attempt(attempt.result.code());
+        m.duration.observe(attempt.duration.as_secs_f64());
+        let verdict = classify(&attempt.result, &target.endpoint.validate);
+        log(&attempt, &verdict);
+        let open = target
+            .circuit
+            .record(matches!(verdict, Verdict::Retry { .. }));
+        m.circuit_open.set(i64::from(open));
+        Tried { attempt, verdict }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Counts an attempt in flight until dropped, also when its task is
+/// cancelled mid-request (a drain deadline).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn log(attempt: &Attempt, verdict: &Verdict) {
+    let ms = duration_ms(attempt.duration);
+    let status = attempt.result.status();
+    match verdict {
+        Verdict::Delivered => {
+            tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered")
+        }
+        Verdict::Retry { reason, .. } => {
+            tracing::warn!(outcome = "retry", status, duration_ms = ms, %reason, "attempt failed; will retry")
+        }
+        Verdict::Dead { reason, detail } => tracing::warn!(
+            outcome = "dead",
+            status,
+            duration_ms = ms,
+            reason = %reason,
+            %detail,
+            "attempt failed for good; dead-lettering"
+        ),
+    }
+}
+
+pub(crate) fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,79 @@
+//! Takes messages from one stream and hands each to a task of its own.
+//!
+//! Backpressure is at the source: on the events and deliveries streams a
+//! permit of the worker's in-flight bound is taken *before* the next
+//! message is pulled, moved into its task, and released when the task
+//! ends. A lane's stream takes no such permit: its prefetch (the
+//! integration's concurrency) bounds it, so slow integrations never hold
+//! the window the others need.
+
+use std::sync::Arc;
+
+use alertpost_broker::{Inbound, Session, Stream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dispatch;
+use crate::handoff::Link;
+use crate::runtime::Ctx;
+
+/// Why a pump stopped.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Its `halt` came.
+    Halted,
+    /// The stream ended or broke.
+    Lost(String),
+}
+
+pub(crate) struct Pump<S> {
+    pub ctx: Arc<Ctx>,
+    pub link: Arc<Link<S>>,
+    /// The worker-wide bound; `None` for a lane.
+    pub bound: Option<Arc<Semaphore>>,
+    /// Where its tasks run (drained on shutdown).
+    pub tasks: TaskTracker,
+}
+
+impl<S: Session> Pump<S> {
+    /// Pumps until `halt` or the stream's end. Tasks get `halt` too, so a
+    /// delivery waiting its lane's turn gives up when it comes.
+    pub async fn run(&self, stream: &mut S::Stream, halt: &CancellationToken) -> Ended {
+        loop {
+            let permit = match &self.bound {
+                Some(bound) => tokio::select! {
+                    biased;
+                    _ = halt.cancelled() => return Ended::Halted,
+                    // The semaphore is never closed.
+                    p = bound.clone().acquire_owned() => p.ok(),
+                },
+                None => None,
+            };
+            let next = tokio::select! {
+                biased;
+                _ = halt.cancelled() => return Ended::Halted,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(msg)) => self.spawn(msg, permit, halt.clone()),
+                Some(Err(e)) => return Ended::Lost(e.to_string()),
+                None => return Ended::Lost("the broker cancelled the consumer".to_owned()),
+            }
+        }
+    }
+
+    fn spawn(&self, msg: Inbound, permit: Option<OwnedSemaphorePermit>, halt: CancellationToken) {
+        let ctx = self.ctx.clone();
+        let link = self.link.clone();
+        self.tasks.spawn(async move {
+            let lost = link.lost.clone();
+            tokio::select! {
+                _ = dispatch::handle(ctx, link, msg, halt) => {}
+                // Draining ran out of time: the message goes back.
+                _ = lost.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,266 @@
+//! Isolation: the healthy integration's delivery rate alone, and beside a
+//! neighbour that is slow (200 after 3 s), a black hole (accepts, never
+//! answers; its 2 s timeout bounds each attempt) or failing (500 at once).
+//! Every event matches both integrations; the worker runs with its default
+//! window and concurrency (256 in flight, 32 per integration).
+//!
+//! Each run preloads `n` events, starts `alertpost worker`, and times the
+//! healthy integration's requests from the first to the last. A run that
+//! has not seen all `n` within its deadline reports the rate so far.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use alertpost_tests::TestPrefix;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+
+use crate::{Sink, broker_pid, cpu_seconds, median, preload, spawn_worker, stop};
+
+/// How long one run may take before it reports the rate so far.
+const RUN_DEADLINE: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Neighbour {
+    Alone,
+    Slow,
+    BlackHole,
+    Failing,
+}
+
+impl Neighbour {
+    pub const ALL: [Neighbour; 4] = [
+        Neighbour::Alone,
+        Neighbour::Slow,
+        Neighbour::BlackHole,
+        Neighbour::Failing,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Neighbour::Alone => "alone",
+            Neighbour::Slow => "beside a slow receiver (200 after 3 s)",
+            Neighbour::BlackHole => "beside a black hole (never answers, 2 s timeout)",
+            Neighbour::Failing => "beside a failing receiver (500)",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Neighbour::Alone => "",
+            Neighbour::Slow => "/slow",
+            Neighbour::BlackHole => "/hole",
+            Neighbour::Failing => "/fail",
+        }
+    }
+}
+
+/// The receivers of one bench: the healthy one and the three neighbours.
+pub struct Receivers {
+    healthy: Arc<Sink>,
+    neighbour: Arc<Sink>,
+    base: String,
+}
+
+async fn healthy(State(sink): State<Arc<Sink>>) -> &'static str {
+    sink.hit();
+    "{\"status\":\"ok\"}"
+}
+
+async fn slow(State(sink): State<Arc<Sink>>) -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sink.hit();
+    "{\"status\":\"ok\"}"
+}
+
+async fn hole(State(sink): State<Arc<Sink>>) -> &'static str {
+    sink.hit();
+    // Longer than any timeout the bench sets: the worker gives up first.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    ""
+}
+
+async fn fail(State(sink): State<Arc<Sink>>) -> (axum::http::StatusCode, &'static str) {
+    sink.hit();
+    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "down")
+}
+
+impl Receivers {
+    pub async fn start() -> Receivers {
+        let healthy_sink = Arc::new(Sink::default());
+        let neighbour = Arc::new(Sink::default());
+        let app = Router::new()
+            .route("/healthy", post(healthy).with_state(healthy_sink.clone()))
+            .route("/slow", post(slow).with_state(neighbour.clone()))
+            .route("/hole", post(hole).with_state(neighbour.clone()))
+            .route("/fail", post(fail).with_state(neighbour.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Receivers {
+            healthy: healthy_sink,
+            neighbour,
+            base,
+        }
+    }
+}
+
+/// One run's figures.
+pub struct Run {
+    /// Healthy deliveries per second.
+    pub rate: f64,
+    /// Healthy deliveries made (all `n` unless the deadline came first).
+    pub healthy: u64,
+    /// Requests the neighbour received meanwhile.
+    pub neighbour: u64,
+    /// The longest pause between two healthy deliveries.
+    pub gap: Duration,
+    /// CPU microseconds per healthy delivery: the worker's, RabbitMQ's.
+    pub worker_us: Option<f64>,
+    pub broker_us: Option<f64>,
+}
+
+fn config(
+    dir: &std::path::Path,
+    receivers: &Receivers,
+    neighbour: Neighbour,
+) -> std::path::PathBuf {
+    let mut toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
+         [[integration]]\nid = \"healthy\"\nurl = \"{}/healthy\"\n",
+        receivers.base
+    );
+    if neighbour != Neighbour::Alone {
+        toml.push_str(&format!(
+            "[[integration]]\nid = \"neighbour\"\nurl = \"{}{}\"\n",
+            receivers.base,
+            neighbour.path()
+        ));
+        // The slow one answers within the default timeout (10 s); the black
+        // hole is bounded by a short one.
+        if neighbour == Neighbour::BlackHole {
+            toml.push_str("timeout = \"2s\"\n");
+        }
+    }
+    let path = dir.join("isolation.toml");
+    std::fs::write(&path, toml).expect("temp dir is writable");
+    path
+}
+
+pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour) -> Run {
+    let prefix = TestPrefix::new("bench-iso");
+    prefix.register_lanes(["healthy", "neighbour"]);
+    prefix.declare().await;
+    preload(&prefix, n).await;
+    receivers.healthy.reset(false);
+    receivers.neighbour.reset(false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config(dir.path(), receivers, neighbour);
+    let broker = broker_pid();
+    let broker_before = broker.and_then(cpu_seconds);
+    let child = spawn_worker(&prefix, &config, &dir.path().join("data"));
+    let started = Instant::now();
+    while receivers.healthy.count.load(Ordering::SeqCst) < n as u64
+        && started.elapsed() < RUN_DEADLINE
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let healthy = receivers.healthy.count.load(Ordering::SeqCst);
+    let neighbour_count = receivers.neighbour.count.load(Ordering::SeqCst);
+    let per = |cpu: f64| cpu * 1e6 / healthy.max(1) as f64;
+    let worker_us = cpu_seconds(child.id()).map(per);
+    let broker_us = match (broker_before, broker.and_then(cpu_seconds)) {
+        (Some(a), Some(b)) => Some(per(b - a)),
+        _ => None,
+    };
+    stop(child);
+    let rate = match (
+        *receivers.healthy.first.lock().unwrap(),
+        *receivers.healthy.last.lock().unwrap(),
+    ) {
+        (Some(first), Some(last)) if healthy > 1 => {
+            (healthy as f64 - 1.0) / (last - first).as_secs_f64().max(1e-6)
+        }
+        _ => 0.0,
+    };
+    Run {
+        rate,
+        healthy,
+        neighbour: neighbour_count,
+        gap: *receivers.healthy.longest_gap.lock().unwrap(),
+        worker_us,
+        broker_us,
+    }
+}
+
+/// Every scenario `runs` times, interleaved; the markdown section.
+pub async fn section(n: usize, runs: usize) -> String {
+    let receivers = Receivers::start().await;
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Neighbour::ALL.len()];
+    let mut notes: Vec<Vec<String>> = vec![Vec::new(); Neighbour::ALL.len()];
+    // For profiling one scenario: `ALERTPOST_BENCH_ONLY=slow` (or alone,
+    // hole, fail).
+    let only = std::env::var("ALERTPOST_BENCH_ONLY").ok();
+    for r in 1..=runs {
+        for (i, neighbour) in Neighbour::ALL.iter().enumerate() {
+            if only
+                .as_deref()
+                .is_some_and(|o| !neighbour.name().contains(o))
+            {
+                continue;
+            }
+            let run = run(&receivers, n, *neighbour).await;
+            let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+            eprintln!(
+                "isolation run {r} {}: healthy {:.0}/s ({} of {n}, longest pause {} ms), neighbour got {} requests, CPU µs per delivery: worker {}, RabbitMQ {}",
+                neighbour.name(),
+                run.rate,
+                run.healthy,
+                run.gap.as_millis(),
+                run.neighbour,
+                us(run.worker_us),
+                us(run.broker_us),
+            );
+            rates[i].push(run.rate);
+            notes[i].push(format!(
+                "{}/{n}, pause {} ms, neighbour {}, CPU µs {} + {}",
+                run.healthy,
+                run.gap.as_millis(),
+                run.neighbour,
+                us(run.worker_us),
+                us(run.broker_us)
+            ));
+        }
+    }
+    if only.is_some() {
+        return String::new();
+    }
+    let alone = median(rates[0].clone());
+    let mut rows = String::new();
+    for (i, neighbour) in Neighbour::ALL.iter().enumerate() {
+        let med = median(rates[i].clone());
+        let per_run: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
+        rows.push_str(&format!(
+            "| {} | {} | {med:.0} | **{:.2}** | {} |\n",
+            neighbour.name(),
+            per_run.join(", "),
+            med / alone,
+            notes[i].join("; ")
+        ));
+    }
+    format!(
+        "## Isolation: a healthy integration beside a bad one\n\n\
+         {n} events preloaded, each matching a healthy integration (answers at once) and, but for \
+         the first row, a neighbour; `alertpost worker` with its defaults (256 in flight, 32 per \
+         integration, circuit after 10 failures). The healthy rate is its requests over the time \
+         from its first to its last; a run stops after {}s and reports the rate so far. Scenarios \
+         interleave, {runs} runs each. Target: every ratio ≥ 0.90.\n\n\
+         | healthy integration | runs (deliveries/s) | median | ratio to alone | per run: healthy done, its longest pause, neighbour requests, CPU µs per healthy delivery (worker + RabbitMQ) |\n\
+         | --- | --- | --- | --- | --- |\n{rows}\n",
+        RUN_DEADLINE.as_secs()
+    )
+}
