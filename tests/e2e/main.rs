@@ -6,5 +6,6 @@ mod cli;
 mod durability;
 mod ingest;
 mod integrations;
+mod isolation;
 mod observability;
 mod pipeline;

@@ -8,28 +8,10 @@ use std::time::{Duration, Instant};
 use alertpost_event::{Event, Severity, Status};
 use alertpost_producer::Producer;
 use alertpost_tests::bin::{alertpost, http_get};
+use alertpost_tests::metrics::scrape;
 use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// `name{labels} value` lines of a scrape, keyed by `name{labels}`.
-fn parse(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-async fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, f64> {
-    let (status, body) = http_get(addr, "/metrics")
-        .await
-        .expect("the admin server answers");
-    assert_eq!(status, 200);
-    parse(&body)
-}
 
 /// Polls until `series` reaches `value`.
 async fn wait_metric(

@@ -7,16 +7,20 @@
 //! - [`worker`]: a worker in this process, stopped through its shutdown future;
 //! - [`bin`]: the `alertpost` binary, for what must be a real process
 //!   (exit codes, signals, a crash);
-//! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut.
+//! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut;
+//! - [`metrics`]: a worker's `/metrics` read, and [`eventually`] to wait on
+//!   a condition instead of a clock.
 //!
 //! What they do not model: TLS, slow networks, HTTP/2.
 
 pub mod bin;
+pub mod metrics;
 pub mod prefix;
 pub mod proxy;
 pub mod receiver;
 pub mod worker;
 
+pub use metrics::eventually;
 pub use prefix::TestPrefix;
 pub use receiver::{Received, Receiver, Reply};
 pub use worker::RunningWorker;

@@ -142,6 +142,11 @@ impl Receiver {
             .extend(replies);
     }
 
+    /// Drops the replies still scripted for `path`: it answers 200 again.
+    pub fn clear(&self, path: &str) {
+        self.shared.scripts.lock().expect("lock").remove(path);
+    }
+
     pub fn requests(&self) -> Vec<Received> {
         self.shared.requests.lock().expect("lock").clone()
     }

@@ -424,19 +424,7 @@ impl Publisher {
         to: &Destination,
         msg: &Outgoing<'_>,
     ) -> Result<Pending, PublishError> {
-        let t = &self.topology;
-        let (exchange, routing_key) = match to {
-            Destination::Events { routing_key } => (t.exchange(), routing_key.clone()),
-            Destination::Deliveries => (String::new(), t.deliveries_queue()),
-            Destination::Later { due } => {
-                let wait = due
-                    .duration_since(std::time::SystemTime::now())
-                    .unwrap_or_default();
-                (String::new(), t.retry_queue(t.tier_for(wait)))
-            }
-            Destination::Lane(id) => (String::new(), t.lane_queue(id)),
-            Destination::Dead => (String::new(), t.dead_queue()),
-        };
+        let (exchange, routing_key) = route(&self.topology, to, std::time::SystemTime::now());
         let props = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
             .with_content_type("application/json".into())
@@ -573,6 +561,22 @@ impl Acker {
     }
 }
 
+/// The exchange and routing key of a destination, published at `now`. A
+/// wait goes to the smallest delay tier not shorter than it, or the
+/// largest; the worker sends a job that comes back early round again.
+fn route(t: &Topology, to: &Destination, now: std::time::SystemTime) -> (String, String) {
+    match to {
+        Destination::Events { routing_key } => (t.exchange(), routing_key.clone()),
+        Destination::Deliveries => (String::new(), t.deliveries_queue()),
+        Destination::Later { due } => {
+            let wait = due.duration_since(now).unwrap_or_default();
+            (String::new(), t.retry_queue(t.tier_for(wait)))
+        }
+        Destination::Lane(id) => (String::new(), t.lane_queue(id)),
+        Destination::Dead => (String::new(), t.dead_queue()),
+    }
+}
+
 fn quorum() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), text("quorum"));
@@ -626,4 +630,61 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn a_wait_goes_to_the_smallest_tier_not_shorter_or_hops_through_the_largest() {
+        let t = Topology::new("p")
+            .unwrap()
+            .with_tiers(vec![Duration::from_secs(1), Duration::from_secs(30)])
+            .unwrap();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let later = |secs: u64| Destination::Later {
+            due: now + Duration::from_secs(secs),
+        };
+        let queue = |d: &Destination| {
+            let (exchange, key) = route(&t, d, now);
+            assert_eq!(exchange, "", "straight to a queue");
+            key
+        };
+        // (due in, queue)
+        for (secs, expected) in [
+            (0, "p.retry.1s"),
+            (1, "p.retry.1s"),
+            (2, "p.retry.30s"),
+            (30, "p.retry.30s"),
+            // Longer than the largest tier: it comes back early, and the
+            // worker sends it round again.
+            (3600, "p.retry.30s"),
+        ] {
+            assert_eq!(queue(&later(secs)), expected, "due in {secs}s");
+        }
+        // Already due (a clock behind): the shortest wait.
+        let past = Destination::Later {
+            due: now - Duration::from_secs(5),
+        };
+        assert_eq!(queue(&past), "p.retry.1s");
+        assert_eq!(
+            queue(&Destination::Lane("db-oncall".into())),
+            "p.lane.db-oncall"
+        );
+        assert_eq!(queue(&Destination::Dead), "p.dead");
+        assert_eq!(queue(&Destination::Deliveries), "p.deliveries");
+        assert_eq!(
+            route(
+                &t,
+                &Destination::Events {
+                    routing_key: "s.alert.high".into()
+                },
+                now
+            ),
+            ("p.events".to_owned(), "s.alert.high".to_owned())
+        );
+    }
 }

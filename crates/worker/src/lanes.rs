@@ -1,8 +1,10 @@
 //! One consumer per integration's lane, kept in step with the
 //! configuration: started for a new integration, restarted when its
-//! concurrency (the lane's prefetch) changes, stopped when it leaves the
-//! config. A disabled integration keeps its consumer: its lane drains into
-//! the dead queue (reason `disabled`).
+//! concurrency (the lane's prefetch) changes or it is enabled or disabled
+//! (deliveries waiting their turn give up, go back to the lane, and are
+//! taken again under the new config), stopped when it leaves the config. A
+//! disabled integration keeps its consumer: its lane drains into the dead
+//! queue (reason `disabled`).
 //!
 //! A lane consumer that ends while the connection is up (its queue was
 //! deleted, its channel closed) declares its queue and starts again after a
@@ -35,9 +37,17 @@ pub(crate) struct Lanes<S> {
 }
 
 struct Lane {
-    prefetch: u16,
+    shape: Shape,
     halt: CancellationToken,
     handle: JoinHandle<()>,
+}
+
+/// What a lane's consumer depends on: its prefetch, and whether its
+/// integration is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    prefetch: u16,
+    enabled: bool,
 }
 
 impl<S: Session> Lanes<S> {
@@ -54,22 +64,23 @@ impl<S: Session> Lanes<S> {
     /// One consumer per integration of `runtime`, with its concurrency as
     /// prefetch.
     pub fn reconcile(&mut self, runtime: &Runtime) {
-        let wanted: BTreeMap<String, u16> = runtime
+        let wanted: BTreeMap<String, Shape> = runtime
             .config
             .integrations
             .iter()
-            // Concurrency is at most 1024 (checked at load).
             .map(|i| {
-                (
-                    i.id.clone(),
-                    u16::try_from(i.concurrency).unwrap_or(u16::MAX),
-                )
+                let shape = Shape {
+                    // Concurrency is at most 1024 (checked at load).
+                    prefetch: u16::try_from(i.concurrency).unwrap_or(u16::MAX),
+                    enabled: i.enabled,
+                };
+                (i.id.clone(), shape)
             })
             .collect();
         let stale: Vec<String> = self
             .running
             .iter()
-            .filter(|(id, lane)| wanted.get(*id) != Some(&lane.prefetch))
+            .filter(|(id, lane)| wanted.get(*id) != Some(&lane.shape))
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -78,7 +89,7 @@ impl<S: Session> Lanes<S> {
                 self.stopping.push(lane.handle);
             }
         }
-        for (id, prefetch) in wanted {
+        for (id, shape) in wanted {
             if self.running.contains_key(&id) {
                 continue;
             }
@@ -87,13 +98,13 @@ impl<S: Session> Lanes<S> {
                 self.ctx.clone(),
                 self.link.clone(),
                 id.clone(),
-                prefetch,
+                shape.prefetch,
                 halt.clone(),
             ));
             self.running.insert(
                 id,
                 Lane {
-                    prefetch,
+                    shape,
                     halt,
                     handle,
                 },
