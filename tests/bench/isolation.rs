@@ -1,8 +1,12 @@
 //! Isolation: the healthy integration's delivery rate alone, and beside a
 //! neighbour that is slow (200 after 3 s), a black hole (accepts, never
 //! answers; its 2 s timeout bounds each attempt) or failing (500 at once).
-//! Every event matches both integrations; the worker runs with its default
-//! window and concurrency (256 in flight, 32 per integration).
+//! Every event matches both integrations; the worker has its default
+//! window (256 in flight) and the neighbour its default concurrency (32).
+//! The healthy integration runs two ways: sized to the window (concurrency
+//! 256, so alone it goes at the machine's pace), and with the default 32
+//! (then, draining a backlog, it is at its own limit and goes through its
+//! own lane too).
 //!
 //! Each run preloads `n` events, starts `alertpost worker`, and times the
 //! healthy integration's requests from the first to the last. A run that
@@ -17,7 +21,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 
-use crate::{Sink, broker_pid, cpu_seconds, median, preload, spawn_worker, stop};
+use crate::{Sink, broker_pid, cpu_seconds, free_addr, median, preload, spawn_worker_at, stop};
 
 /// How long one run may take before it reports the rate so far.
 const RUN_DEADLINE: Duration = Duration::from_secs(90);
@@ -117,6 +121,9 @@ pub struct Run {
     pub healthy: u64,
     /// Requests the neighbour received meanwhile.
     pub neighbour: u64,
+    /// Healthy deliveries that went through its lane (it was at its
+    /// concurrency), per the worker's metrics.
+    pub deferred: Option<f64>,
     /// The longest pause between two healthy deliveries.
     pub gap: Duration,
     /// CPU microseconds per healthy delivery: the worker's, RabbitMQ's.
@@ -128,10 +135,11 @@ fn config(
     dir: &std::path::Path,
     receivers: &Receivers,
     neighbour: Neighbour,
+    healthy_concurrency: usize,
 ) -> std::path::PathBuf {
     let mut toml = format!(
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
-         [[integration]]\nid = \"healthy\"\nurl = \"{}/healthy\"\n",
+         [[integration]]\nid = \"healthy\"\nurl = \"{}/healthy\"\nconcurrency = {healthy_concurrency}\n",
         receivers.base
     );
     if neighbour != Neighbour::Alone {
@@ -151,7 +159,21 @@ fn config(
     path
 }
 
-pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour) -> Run {
+/// `alertpost_deliveries_total{integration="healthy",outcome="deferred"}`
+/// of the worker at `admin` (absent from builds before lanes).
+async fn deferred(admin: std::net::SocketAddr) -> Option<f64> {
+    let (_, body) = alertpost_tests::bin::http_get(admin, "/metrics").await?;
+    let m = alertpost_tests::metrics::parse(&body);
+    m.get(r#"alertpost_deliveries_total{integration="healthy",outcome="deferred"}"#)
+        .copied()
+}
+
+pub async fn run(
+    receivers: &Receivers,
+    n: usize,
+    neighbour: Neighbour,
+    healthy_concurrency: usize,
+) -> Run {
     let prefix = TestPrefix::new("bench-iso");
     prefix.register_lanes(["healthy", "neighbour"]);
     prefix.declare().await;
@@ -159,10 +181,11 @@ pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour) -> Run {
     receivers.healthy.reset(false);
     receivers.neighbour.reset(false);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(dir.path(), receivers, neighbour);
+    let config = config(dir.path(), receivers, neighbour, healthy_concurrency);
     let broker = broker_pid();
     let broker_before = broker.and_then(cpu_seconds);
-    let child = spawn_worker(&prefix, &config, &dir.path().join("data"));
+    let admin = free_addr();
+    let child = spawn_worker_at(&prefix, &config, &dir.path().join("data"), admin);
     let started = Instant::now();
     while receivers.healthy.count.load(Ordering::SeqCst) < n as u64
         && started.elapsed() < RUN_DEADLINE
@@ -171,6 +194,7 @@ pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour) -> Run {
     }
     let healthy = receivers.healthy.count.load(Ordering::SeqCst);
     let neighbour_count = receivers.neighbour.count.load(Ordering::SeqCst);
+    let deferred = deferred(admin).await;
     let per = |cpu: f64| cpu * 1e6 / healthy.max(1) as f64;
     let worker_us = cpu_seconds(child.id()).map(per);
     let broker_us = match (broker_before, broker.and_then(cpu_seconds)) {
@@ -192,34 +216,47 @@ pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour) -> Run {
         healthy,
         neighbour: neighbour_count,
         gap: *receivers.healthy.longest_gap.lock().unwrap(),
+        deferred,
         worker_us,
         broker_us,
     }
 }
 
+/// The healthy integration's two sizes: the worker's window, the default.
+const SIZES: [usize; 2] = [256, 32];
+
 /// Every scenario `runs` times, interleaved; the markdown section.
 pub async fn section(n: usize, runs: usize) -> String {
     let receivers = Receivers::start().await;
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Neighbour::ALL.len()];
-    let mut notes: Vec<Vec<String>> = vec![Vec::new(); Neighbour::ALL.len()];
+    let scenarios: Vec<(usize, Neighbour)> = SIZES
+        .iter()
+        .flat_map(|c| Neighbour::ALL.iter().map(move |nb| (*c, *nb)))
+        .collect();
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
+    let mut notes: Vec<Vec<String>> = vec![Vec::new(); scenarios.len()];
     // For profiling one scenario: `ALERTPOST_BENCH_ONLY=slow` (or alone,
-    // hole, fail).
+    // hole, fail), and `ALERTPOST_BENCH_HEALTHY=32` (or 256).
     let only = std::env::var("ALERTPOST_BENCH_ONLY").ok();
+    let size: Option<usize> = std::env::var("ALERTPOST_BENCH_HEALTHY")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for r in 1..=runs {
-        for (i, neighbour) in Neighbour::ALL.iter().enumerate() {
+        for (i, (concurrency, neighbour)) in scenarios.iter().enumerate() {
             if only
                 .as_deref()
                 .is_some_and(|o| !neighbour.name().contains(o))
+                || size.is_some_and(|s| s != *concurrency)
             {
                 continue;
             }
-            let run = run(&receivers, n, *neighbour).await;
+            let run = run(&receivers, n, *neighbour, *concurrency).await;
             let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
             eprintln!(
-                "isolation run {r} {}: healthy {:.0}/s ({} of {n}, longest pause {} ms), neighbour got {} requests, CPU µs per delivery: worker {}, RabbitMQ {}",
+                "isolation run {r}, healthy concurrency {concurrency}, {}: healthy {:.0}/s ({} of {n}, {} through its lane, longest pause {} ms), neighbour got {} requests, CPU µs per delivery: worker {}, RabbitMQ {}",
                 neighbour.name(),
                 run.rate,
                 run.healthy,
+                us(run.deferred),
                 run.gap.as_millis(),
                 run.neighbour,
                 us(run.worker_us),
@@ -227,40 +264,55 @@ pub async fn section(n: usize, runs: usize) -> String {
             );
             rates[i].push(run.rate);
             notes[i].push(format!(
-                "{}/{n}, pause {} ms, neighbour {}, CPU µs {} + {}",
+                "{}/{n}, {} via its lane, pause {} ms, CPU µs {} + {}",
                 run.healthy,
+                us(run.deferred),
                 run.gap.as_millis(),
-                run.neighbour,
                 us(run.worker_us),
                 us(run.broker_us)
             ));
         }
     }
-    if only.is_some() {
+    if only.is_some() || size.is_some() {
         return String::new();
     }
-    let alone = median(rates[0].clone());
-    let mut rows = String::new();
-    for (i, neighbour) in Neighbour::ALL.iter().enumerate() {
-        let med = median(rates[i].clone());
-        let per_run: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
-        rows.push_str(&format!(
-            "| {} | {} | {med:.0} | **{:.2}** | {} |\n",
-            neighbour.name(),
-            per_run.join(", "),
-            med / alone,
-            notes[i].join("; ")
+    let mut tables = String::new();
+    for concurrency in SIZES {
+        let of = |i: usize| scenarios[i].0 == concurrency;
+        let alone = (0..scenarios.len())
+            .find(|i| of(*i) && scenarios[*i].1 == Neighbour::Alone)
+            .map_or(f64::NAN, |i| median(rates[i].clone()));
+        let mut rows = String::new();
+        for (i, (_, neighbour)) in scenarios.iter().enumerate().filter(|(i, _)| of(*i)) {
+            let med = median(rates[i].clone());
+            let per_run: Vec<String> = rates[i].iter().map(|r| format!("{r:.0}")).collect();
+            rows.push_str(&format!(
+                "| {} | {} | {med:.0} | **{:.2}** | {} |\n",
+                neighbour.name(),
+                per_run.join(", "),
+                med / alone,
+                notes[i].join("; ")
+            ));
+        }
+        let title = if concurrency == 256 {
+            "Healthy integration sized to the window (`concurrency = 256`): the target"
+        } else {
+            "Healthy integration with the default `concurrency = 32`"
+        };
+        tables.push_str(&format!(
+            "### {title}\n\n\
+             | healthy integration | runs (deliveries/s) | median | ratio to alone | per run: healthy done, of them through its own lane, its longest pause, CPU µs per healthy delivery (worker + RabbitMQ) |\n\
+             | --- | --- | --- | --- | --- |\n{rows}\n"
         ));
     }
     format!(
         "## Isolation: a healthy integration beside a bad one\n\n\
          {n} events preloaded, each matching a healthy integration (answers at once) and, but for \
-         the first row, a neighbour; `alertpost worker` with its defaults (256 in flight, 32 per \
-         integration, circuit after 10 failures). The healthy rate is its requests over the time \
-         from its first to its last; a run stops after {}s and reports the rate so far. Scenarios \
-         interleave, {runs} runs each. Target: every ratio ≥ 0.90.\n\n\
-         | healthy integration | runs (deliveries/s) | median | ratio to alone | per run: healthy done, its longest pause, neighbour requests, CPU µs per healthy delivery (worker + RabbitMQ) |\n\
-         | --- | --- | --- | --- | --- |\n{rows}\n",
+         the first row, a neighbour with the defaults (32 in flight, 10 s timeout, 2 s for the black \
+         hole, circuit after 10 failures); `alertpost worker` with its default window (256). The \
+         healthy rate is its requests over the time from its first to its last; a run stops after \
+         {}s and reports the rate so far. Scenarios interleave, {runs} runs each. Target: every ratio \
+         ≥ 0.90 (a bad neighbour costs a healthy one less than 10 %).\n\n{tables}",
         RUN_DEADLINE.as_secs()
     )
 }

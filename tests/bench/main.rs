@@ -266,10 +266,31 @@ fn worker_binary() -> PathBuf {
 }
 
 fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
+    spawn_worker_at(
+        prefix,
+        config,
+        data,
+        "127.0.0.1:0".parse().expect("an address"),
+    )
+}
+
+/// A free port on loopback, for a worker's admin server the bench reads.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+fn spawn_worker_at(
+    prefix: &TestPrefix,
+    config: &std::path::Path,
+    data: &std::path::Path,
+    admin: std::net::SocketAddr,
+) -> Child {
     let mut cmd = wrapped("ALERTPOST_BENCH_WRAP", worker_binary());
     cmd.args(["worker", "--config"])
         .arg(config)
-        .args(["--admin-addr", "127.0.0.1:0", "--data-dir"])
+        .args(["--admin-addr", &admin.to_string(), "--data-dir"])
         .arg(data)
         .env("ALERTPOST_AMQP_URL", &prefix.url)
         .env("ALERTPOST_PREFIX", &prefix.prefix)
@@ -277,7 +298,15 @@ fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path:
             "RUST_LOG",
             std::env::var("ALERTPOST_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("ALERTPOST_BENCH_LOG_FILE") {
+            // For experiments: the worker's log, appended to this file.
+            Some(path) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+            None => Stdio::null(),
+        })
         .spawn()
         .expect("target/release/alertpost exists (make bench builds it)")
 }

@@ -433,3 +433,55 @@ async fn disabling_an_integration_dead_letters_what_it_had_pending_and_replay_br
     all_arrive(&receiver, "/x", &published).await;
     worker.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_integration_removed_by_a_reload_has_its_lane_drained_into_the_dead_queue() {
+    let prefix = TestPrefix::new("removed");
+    let receiver = Receiver::start().await;
+    receiver.script("/x", [Reply::ok().delay(Duration::from_secs(3))]);
+    let x = format!(
+        "[[integration]]\nid = \"x\"\nurl = \"{}\"\nconcurrency = 1\n",
+        receiver.url("/x")
+    );
+    let other = format!(
+        "[[integration]]\nid = \"other\"\nurl = \"{}\"\nmatch = ['source=\"none\"']\n",
+        receiver.url("/other")
+    );
+    let head = format!(
+        "{}\n[policy]\nallow_networks = [\"127.0.0.0/8\"]\n",
+        prefix.tiers_toml()
+    );
+    let worker = RunningWorker::start(&prefix, &format!("{head}{x}{other}")).await;
+    publish(&prefix, events(3)).await;
+    eventually(WAIT, "two deliveries in the lane", || async {
+        let m = scrape(worker.admin).await;
+        let deferred = value(
+            &m,
+            r#"alertpost_deliveries_total{integration="x",outcome="deferred"}"#,
+        );
+        if deferred >= 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{deferred} deferred"))
+        }
+    })
+    .await;
+    worker.reload(&format!("{head}{other}")).await;
+    let dead = eventually(WAIT, "two dead letters", || async {
+        let rows = dlq_list(&prefix);
+        if rows.len() >= 2 {
+            Ok(rows)
+        } else {
+            Err(format!("{} dead letters", rows.len()))
+        }
+    })
+    .await;
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    for row in &dead {
+        assert_eq!(row["reason"], "unknown_integration", "{row}");
+    }
+    receiver
+        .assert_no_more(1, Duration::from_millis(3500))
+        .await;
+    worker.stop().await.unwrap();
+}

@@ -59,6 +59,42 @@ pub struct DeliveryJob {
     pub event: Event,
 }
 
+/// A [`DeliveryJob`] without its event, borrowed: written around the
+/// event's JSON as it already is (the message's own bytes), so handing a
+/// delivery on copies no event and encodes none again. Its fields and
+/// their serde settings are [`DeliveryJob`]'s; a test keeps them in step.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobHead<'a> {
+    pub delivery_id: &'a str,
+    pub integration: &'a str,
+    pub attempts: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_attempt_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    pub hop: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replayed: Option<&'a Replay>,
+    pub history: &'a [AttemptSummary],
+}
+
+impl JobHead<'_> {
+    /// The whole job's JSON, `event_json` (one JSON object) as its event.
+    pub fn to_json(&self, event_json: &[u8]) -> Vec<u8> {
+        // Plain data with string keys: serializing cannot fail, and gives
+        // an object, `{...}`, whose closing brace the event goes before.
+        let mut out = serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec());
+        out.pop();
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"event\":");
+        out.extend_from_slice(event_json);
+        out.push(b'}');
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replay {
     #[serde(with = "time::serde::rfc3339")]
@@ -411,6 +447,54 @@ mod tests {
         assert_eq!(newer, AttemptCode::Other);
         assert_eq!(AttemptCode::of_status(503), AttemptCode::ServerError);
         assert_eq!(AttemptCode::of_status(204), AttemptCode::Success);
+    }
+
+    #[test]
+    fn a_job_head_around_the_event_json_is_the_job() {
+        let t = datetime!(2026-11-25 10:00:00 UTC);
+        let mut job = DeliveryJob {
+            delivery_id: "dlv_1".into(),
+            integration: "hook".into(),
+            attempts: 2,
+            hop: 3,
+            first_attempt_at: t,
+            not_before: t + std::time::Duration::from_secs(5),
+            replayed: Some(Replay { at: t, count: 1 }),
+            history: vec![],
+            event: Event::new("s", Status::Firing, "t \"quoted\""),
+        };
+        job.record(AttemptSummary {
+            attempt: 2,
+            started_at: t,
+            duration_ms: 3,
+            code: AttemptCode::Timeout,
+            status: None,
+            error: Some("timed out".into()),
+        });
+        for job in [
+            job.clone(),
+            DeliveryJob {
+                replayed: None,
+                ..job
+            },
+        ] {
+            let head = JobHead {
+                delivery_id: &job.delivery_id,
+                integration: &job.integration,
+                attempts: job.attempts,
+                first_attempt_at: job.first_attempt_at,
+                not_before: job.not_before,
+                hop: job.hop,
+                replayed: job.replayed.as_ref(),
+                history: &job.history,
+            };
+            let json = head.to_json(&job.event.to_json());
+            let back: DeliveryJob = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back, job);
+            let a: serde_json::Value = serde_json::from_slice(&json).unwrap();
+            let b: serde_json::Value = serde_json::from_slice(&job.to_json()).unwrap();
+            assert_eq!(a, b, "the same document as the job's own");
+        }
     }
 
     #[test]

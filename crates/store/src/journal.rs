@@ -28,16 +28,15 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    /// Notes a delivery's progress. A hand-off never lowers the hop of an
-    /// earlier one (notes can arrive out of order from concurrent tasks).
+    /// Notes a delivery's progress, unless the journal already knows it
+    /// got further ([`Progress::supersedes`]).
     pub fn insert(&mut self, delivery_id: &str, progress: Progress) {
         let key = key(delivery_id);
-        let progress = match (self.entries.get(&key), progress) {
-            (Some((Progress::HandedOn { hop: old }, ..)), Progress::HandedOn { hop }) => {
-                Progress::HandedOn { hop: hop.max(*old) }
-            }
-            _ => progress,
-        };
+        if let Some((known, ..)) = self.entries.get(&key)
+            && !progress.supersedes(*known)
+        {
+            return;
+        }
         let now = Instant::now();
         self.stamp += 1;
         self.entries
@@ -104,14 +103,17 @@ mod tests {
     fn keeps_recent_entries_within_capacity() {
         let mut j = Journal::default();
         j.insert("dlv_0123456789abcdef0123456789abcdef", Progress::Delivered);
-        j.insert("foreign-id", Progress::Dead);
+        j.insert("foreign-id", Progress::Dead { hop: 1 });
         assert_eq!(
             j.get("dlv_0123456789abcdef0123456789abcdef")
                 .unwrap()
                 .progress,
             Progress::Delivered
         );
-        assert_eq!(j.get("foreign-id").unwrap().progress, Progress::Dead);
+        assert_eq!(
+            j.get("foreign-id").unwrap().progress,
+            Progress::Dead { hop: 1 }
+        );
         assert!(j.get("dlv_00000000000000000000000000000000").is_none());
         for i in 0..CAPACITY + 10 {
             j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
@@ -133,16 +135,27 @@ mod tests {
             Progress::HandedOn { hop: 2 },
             "a late note of an earlier hop does not lower it"
         );
+        j.insert(id, Progress::Dead { hop: 3 });
+        j.insert(id, Progress::HandedOn { hop: 3 });
+        assert_eq!(j.get(id).unwrap().progress, Progress::Dead { hop: 3 });
+        // A replay goes on from a higher hop.
+        j.insert(id, Progress::HandedOn { hop: 5 });
+        assert_eq!(j.get(id).unwrap().progress, Progress::HandedOn { hop: 5 });
         j.insert(id, Progress::Delivered);
-        assert_eq!(j.get(id).unwrap().progress, Progress::Delivered);
+        j.insert(id, Progress::HandedOn { hop: 9 });
+        assert_eq!(
+            j.get(id).unwrap().progress,
+            Progress::Delivered,
+            "nothing comes after delivered"
+        );
         // Filling the journal with others evicts by age of the newest note:
         // the superseded notes of `id` take no room.
         for i in 0..CAPACITY - 1 {
             j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
         }
         assert_eq!(j.get(id).unwrap().progress, Progress::Delivered);
-        j.insert("one-more", Progress::Dead);
-        j.insert("and-another", Progress::Dead);
+        j.insert("one-more", Progress::Delivered);
+        j.insert("and-another", Progress::Delivered);
         assert!(j.get(id).is_none(), "now the oldest");
     }
 

@@ -54,17 +54,35 @@ impl std::fmt::Display for AttemptOutcome {
     }
 }
 
-/// How far a delivery got, as the journal knows it.
+/// How far a delivery got, as the journal knows it. Hops say which copy of
+/// a delivery a note is about: a job of a lower hop is an older copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Progress {
-    /// Handed on (to its lane, a wait, a replay) as the job of this hop,
-    /// confirmed: a message of an earlier hop is done with it.
+    /// Handed on (to its lane, a wait) as the job of this hop, confirmed.
     HandedOn {
         hop: u32,
     },
+    /// Dead-lettered as the job of this hop (a replay comes at a higher one).
+    Dead {
+        hop: u32,
+    },
     Delivered,
-    Dead,
+}
+
+impl Progress {
+    /// Whether this note says more than `other` about the same delivery:
+    /// delivered beats everything; otherwise the higher hop, and at one hop
+    /// dead beats handed on. Notes can arrive out of order (concurrent
+    /// tasks, segments reloaded): the journal keeps the furthest.
+    pub fn supersedes(self, other: Progress) -> bool {
+        let rank = |p: Progress| match p {
+            Progress::HandedOn { hop } => (1, hop, 0),
+            Progress::Dead { hop } => (1, hop, 1),
+            Progress::Delivered => (2, 0, 0),
+        };
+        rank(self) >= rank(other)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

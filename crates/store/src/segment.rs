@@ -21,15 +21,20 @@ pub(crate) struct Header {
     pub events: Vec<String>,
     #[serde(default)]
     pub delivered: Vec<String>,
-    #[serde(default)]
+    /// Dead letters as written before hops (read, never written).
+    #[serde(default, skip_serializing)]
     pub dead: Vec<String>,
+    /// Deliveries dead-lettered, with the hop of the dead job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead_at: Vec<(String, u32)>,
     /// Deliveries handed on, with the hop of the job handed on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handed_on: Vec<(String, u32)>,
 }
 
 impl Header {
-    /// The journal notes, in the order they were made within their kind.
+    /// The journal notes (their order does not matter: the journal keeps
+    /// the furthest of a delivery's notes).
     pub fn notes(&self) -> impl Iterator<Item = (&str, Progress)> {
         let handed = self
             .handed_on
@@ -39,9 +44,16 @@ impl Header {
             .delivered
             .iter()
             .map(|id| (id.as_str(), Progress::Delivered));
-        let dead = self.dead.iter().map(|id| (id.as_str(), Progress::Dead));
-        // Hand-offs first: a delivery handed on and finished within one
-        // segment ends up finished.
+        let dead = self
+            .dead_at
+            .iter()
+            .map(|(id, hop)| (id.as_str(), Progress::Dead { hop: *hop }))
+            // Written before hops: every job was at hop 0 then.
+            .chain(
+                self.dead
+                    .iter()
+                    .map(|id| (id.as_str(), Progress::Dead { hop: 0 })),
+            );
         handed.chain(delivered).chain(dead)
     }
 }
@@ -54,7 +66,7 @@ pub(crate) fn encode(attempts: &[AttemptRecord], notes: &[(String, Progress)]) -
     for (id, progress) in notes {
         match progress {
             Progress::Delivered => header.delivered.push(id.clone()),
-            Progress::Dead => header.dead.push(id.clone()),
+            Progress::Dead { hop } => header.dead_at.push((id.clone(), *hop)),
             Progress::HandedOn { hop } => header.handed_on.push((id.clone(), *hop)),
         }
     }
@@ -88,4 +100,31 @@ pub(crate) fn attempts(value: &[u8]) -> Vec<AttemptRecord> {
         .get(4 + len..)
         .and_then(|body| serde_json::from_slice(body).ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_round_trip_and_old_dead_lists_read_as_hop_zero() {
+        let notes = vec![
+            ("a".to_owned(), Progress::HandedOn { hop: 2 }),
+            ("b".to_owned(), Progress::Dead { hop: 3 }),
+            ("c".to_owned(), Progress::Delivered),
+        ];
+        let value = encode(&[], &notes);
+        let h = header(&value).unwrap();
+        let mut back: Vec<(String, Progress)> =
+            h.notes().map(|(id, p)| (id.to_owned(), p)).collect();
+        back.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(back, notes);
+        // A segment of the version before hops.
+        let old: Header =
+            serde_json::from_str(r#"{"events":[],"delivered":[],"dead":["x"]}"#).unwrap();
+        assert_eq!(
+            old.notes().collect::<Vec<_>>(),
+            [("x", Progress::Dead { hop: 0 })]
+        );
+    }
 }

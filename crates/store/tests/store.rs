@@ -94,7 +94,7 @@ async fn the_journal_and_dead_letters() {
     let writer = writer(&store);
     assert!(store.progress("dlv_1").is_none());
     store.note("dlv_1", Progress::Delivered);
-    store.note("dlv_2", Progress::Dead);
+    store.note("dlv_2", Progress::Dead { hop: 1 });
     store.note("dlv_3", Progress::HandedOn { hop: 1 });
     store.note("dlv_3", Progress::HandedOn { hop: 2 });
     // Seen at once, before the writer wrote them...
@@ -102,10 +102,16 @@ async fn the_journal_and_dead_letters() {
         store.progress("dlv_1").unwrap().progress,
         Progress::Delivered
     );
-    assert_eq!(store.progress("dlv_2").unwrap().progress, Progress::Dead);
+    assert_eq!(
+        store.progress("dlv_2").unwrap().progress,
+        Progress::Dead { hop: 1 }
+    );
     // ...and after.
     written().await;
-    assert_eq!(store.progress("dlv_2").unwrap().progress, Progress::Dead);
+    assert_eq!(
+        store.progress("dlv_2").unwrap().progress,
+        Progress::Dead { hop: 1 }
+    );
 
     let now = OffsetDateTime::now_utc();
     for i in 0..3 {
@@ -139,6 +145,11 @@ async fn the_journal_and_dead_letters() {
         again.progress("dlv_3").unwrap().progress,
         Progress::HandedOn { hop: 2 },
         "hand-offs are journaled too"
+    );
+    assert_eq!(
+        again.progress("dlv_2").unwrap().progress,
+        Progress::Dead { hop: 1 },
+        "and dead letters, with their hop"
     );
 }
 

@@ -13,8 +13,7 @@
 //! free, so under light load each hand-off goes alone at once, and under
 //! load a batch forms while the previous ones are being confirmed. At most
 //! [`IN_FLIGHT`] batches per lane await their confirm; a batch holds at
-//! most [`MAX_JOBS`] jobs and about [`MAX_BYTES`] (a lane's consumer holds
-//! up to its prefetch of them in memory).
+//! most [`MAX_JOBS`] jobs and about [`MAX_BYTES`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +23,13 @@ use alertpost_broker::{Destination, Outgoing, PublishError, Session};
 use alertpost_event::job::{DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Jobs in one lane message at most.
-const MAX_JOBS: usize = 64;
+use crate::handoff::LaneJob;
+
+/// Jobs in one lane message at most. A lane's consumer holds up to its
+/// prefetch (the integration's concurrency) of messages, so a worker
+/// holds at most 16 × concurrency of an integration's waiting deliveries:
+/// for a receiver taking 3 s, under a minute of its backlog.
+const MAX_JOBS: usize = 16;
 /// Bytes of one lane message, about (the job that crosses it still goes).
 const MAX_BYTES: usize = 64 * 1024;
 /// Batches of one lane awaiting their confirm at once.
@@ -37,7 +41,7 @@ pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One hand-off to a lane: the job's JSON, and who waits for its confirm.
 struct Queued {
-    job: Vec<u8>,
+    job: bytes::Bytes,
     delivery_id: String,
     done: oneshot::Sender<Result<(), PublishError>>,
 }
@@ -58,10 +62,10 @@ impl<S: Session> LaneWriters<S> {
 
     /// Hands `job` to its integration's lane; returns once the broker has
     /// confirmed the message that carries it.
-    pub async fn hand_off(&self, job: &DeliveryJob) -> Result<(), PublishError> {
+    pub async fn hand_off(&self, job: &LaneJob) -> Result<(), PublishError> {
         let (done, confirmed) = oneshot::channel();
         let queued = Queued {
-            job: job.to_json(),
+            job: job.json.clone(),
             delivery_id: job.delivery_id.clone(),
             done,
         };
@@ -114,6 +118,7 @@ async fn write<S: Session>(session: Arc<S>, lane: String, mut queue: mpsc::Recei
                 Err(_) => break,
             }
         }
+        tracing::trace!(%lane, jobs = batch.len(), bytes, "lane batch");
         let session = session.clone();
         let lane = lane.clone();
         tokio::spawn(async move {
@@ -133,9 +138,9 @@ async fn publish<S: Session>(
 ) -> Result<(), PublishError> {
     // One job goes as itself: a lane under light load holds plain jobs.
     let (body, kind) = match batch {
-        [one] => (one.job.clone(), JOB_SCHEMA),
+        [one] => (one.job.to_vec(), JOB_SCHEMA),
         many => (
-            DeliveryJob::batch(many.iter().map(|q| q.job.as_slice())),
+            DeliveryJob::batch(many.iter().map(|q| q.job.as_ref())),
             JOBS_SCHEMA,
         ),
     };

@@ -1,7 +1,7 @@
 //! A circuit breaker per integration: after `failures` attempts in a row
 //! fail in a way worth retrying (5xx, timeouts, connection errors, 429...),
 //! the circuit opens for `cooldown`. While open, deliveries to the
-//! integration go straight to the delay queues without a request, so a dead
+//! integration go to its lane and wait there without a request, so a dead
 //! endpoint costs the others nothing. When the cooldown ends, one attempt
 //! probes: success closes the circuit, failure opens it again. A probe that
 //! never reports (its task cancelled at a drain deadline) is taken as lost
@@ -112,7 +112,7 @@ impl Circuit {
         if matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. }) {
             tracing::warn!(
                 cooldown_s = self.policy.cooldown.as_secs(),
-                "circuit opened: deliveries go to the delay queues without a request"
+                "circuit opened: deliveries wait in the integration's lane without a request"
             );
         }
         if matches!(next, State::Closed { .. }) && !matches!(*state, State::Closed { .. }) {

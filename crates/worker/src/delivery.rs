@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use alertpost_deliver::Verdict;
 use alertpost_event::Event;
-use alertpost_event::job::{AttemptSummary, DeadLetter, DeadReason, DeliveryJob, Replay};
+use alertpost_event::job::{AttemptSummary, DeadLetter, DeadReason, DeliveryJob, JobHead, Replay};
 use alertpost_metrics::Outcome;
 use alertpost_render::{Context, Extra};
 use alertpost_store::{AttemptOutcome, AttemptRecord};
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::{self, Tried, duration_ms};
 use crate::circuit::Gate;
 use crate::decide::{self, Decision};
-use crate::handoff::Step;
+use crate::handoff::{LaneJob, Step};
 use crate::runtime::{Ctx, Runtime, Target};
 
 /// Bytes of a response body kept in the store.
@@ -36,6 +36,9 @@ const STORED_BODY: usize = 4096;
 /// back of its lane: no message is held near RabbitMQ's consumer timeout
 /// (30 minutes by default), however long a circuit stays open.
 const HOLD_MAX: Duration = Duration::from_secs(300);
+/// A delivery waiting for its circuit looks again at most this often,
+/// whatever the cooldown (a tiny one would make it spin).
+const RECHECK_MIN: Duration = Duration::from_millis(50);
 
 /// How a delivery gets its turn; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +93,28 @@ impl Delivery<'_> {
         self.first_attempt_at.unwrap_or(now)
     }
 
-    /// To the integration's lane, due now.
-    fn into_lane(self) -> Step {
+    /// To the integration's lane, due now; `event_json` is the event as
+    /// the message carried it.
+    fn into_lane(self, event_json: &[u8]) -> Step {
         let now = OffsetDateTime::now_utc();
-        let target = self.target.clone();
-        let first = self.first_or(now);
-        Step::Lane(Box::new(self.into_job(first, now)), target)
+        let head = JobHead {
+            delivery_id: &self.id,
+            integration: &self.target.integration.id,
+            attempts: self.attempts,
+            first_attempt_at: self.first_or(now),
+            not_before: now,
+            hop: self.hop + 1,
+            replayed: self.replayed.as_ref(),
+            history: &self.history,
+        };
+        let json = Bytes::from(head.to_json(event_json));
+        let job = LaneJob {
+            delivery_id: self.id,
+            integration: self.target.integration.id.clone(),
+            hop: self.hop + 1,
+            json,
+        };
+        Step::Lane(Box::new(job), self.target.clone())
     }
 
     fn dead(self, reason: DeadReason, detail: String) -> Step {
@@ -129,11 +148,11 @@ pub(crate) async fn run(
     let permit = match turn {
         Turn::Now => match target.try_permit() {
             Some(p) => Some(p),
-            None => return Some(d.into_lane()),
+            None => return Some(d.into_lane(source.event_json)),
         },
         Turn::Wait => tokio::select! {
             p = target.permit() => p,
-            _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane()),
+            _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane(source.event_json)),
             _ = halt.cancelled() => return None,
         },
     };
@@ -149,14 +168,14 @@ pub(crate) async fn run(
     loop {
         match (target.circuit.gate(), turn) {
             (Gate::Pass, _) => break,
-            (Gate::Open(_), Turn::Now) => return Some(d.into_lane()),
+            (Gate::Open(_), Turn::Now) => return Some(d.into_lane(source.event_json)),
             (Gate::Open(wait), Turn::Wait) => {
                 let now = tokio::time::Instant::now();
                 if now >= held_until {
-                    return Some(d.into_lane());
+                    return Some(d.into_lane(source.event_json));
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(wait.min(held_until - now)) => {}
+                    _ = tokio::time::sleep(wait.max(RECHECK_MIN).min(held_until - now)) => {}
                     _ = halt.cancelled() => return None,
                 }
                 if let Some(first) = d.first_attempt_at

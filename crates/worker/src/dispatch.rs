@@ -128,9 +128,9 @@ async fn event_message<S: Session>(
         let runtime = &runtime;
         let event = &event;
         async move {
-            if handoff::already_handled(&ctx.store, &id, 0, false) {
+            if handoff::already_handled(&ctx.store, &id, 0) {
                 target.metrics.outcome(Outcome::SkippedDuplicate);
-                return Step::Done;
+                return Some(Step::Done);
             }
             let d = Delivery {
                 event,
@@ -145,14 +145,20 @@ async fn event_message<S: Session>(
             };
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
-            // A first attempt never waits, so it always comes to a step.
-            Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt))
-                .await
-                .unwrap_or(Step::Done)
+            Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt)).await
         }
     }))
     .await;
-    handoff::hand_off(ctx, link, steps).await
+    settle_after(ctx, link, steps).await
+}
+
+/// Hands off what the deliveries came to. One that gave up waiting (only a
+/// lane's do: the session stops) did nothing: the message goes back, and
+/// the others, journaled, are skipped next time.
+async fn settle_after<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<Option<Step>>) -> Settle {
+    let abandoned = steps.iter().any(Option::is_none);
+    let settle = handoff::hand_off(ctx, link, steps.into_iter().flatten().collect()).await;
+    if abandoned { Settle::Requeue } else { settle }
 }
 
 /// One more attempt of each delivery a message carries (one job, or a
@@ -174,11 +180,7 @@ async fn jobs_message<S: Session>(
             .map(|job| Box::pin(job_step(ctx, &runtime, msg, job, turn, halt))),
     )
     .await;
-    // A delivery that gave up waiting (the session stops) did nothing: its
-    // message goes back, and the others, journaled, are skipped next time.
-    let abandoned = steps.iter().any(Option::is_none);
-    let settle = handoff::hand_off(ctx, link, steps.into_iter().flatten().collect()).await;
-    if abandoned { Settle::Requeue } else { settle }
+    settle_after(ctx, link, steps).await
 }
 
 /// One job to its step; `None`: it gave up waiting its turn.
@@ -190,8 +192,7 @@ async fn job_step(
     turn: Turn,
     halt: &CancellationToken,
 ) -> Option<Step> {
-    let replay = job.replayed.is_some();
-    if handoff::already_handled(&ctx.store, &job.delivery_id, job.hop, replay) {
+    if handoff::already_handled(&ctx.store, &job.delivery_id, job.hop) {
         if let Some(target) = runtime.target(&job.integration) {
             target.metrics.outcome(Outcome::SkippedDuplicate);
         }

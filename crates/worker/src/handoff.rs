@@ -48,7 +48,7 @@ pub(crate) enum Step {
     Delivered(String),
     /// Could not start (its integration at its concurrency, its circuit
     /// open): to its lane. Counted `deferred`.
-    Lane(Box<DeliveryJob>, Arc<Target>),
+    Lane(Box<LaneJob>, Arc<Target>),
     /// Failed, to be tried again at `not_before`. Counted `retried`.
     Retry(Box<DeliveryJob>, Arc<Target>),
     /// Came back before its due time: waits again, not counted.
@@ -56,6 +56,16 @@ pub(crate) enum Step {
     /// Given up: to the dead queue. Counted by its integration's series
     /// when it has one.
     Dead(Box<DeadLetter>, Option<Arc<Target>>),
+}
+
+/// A delivery for its lane, its job already written (around the event's
+/// JSON as the message carried it: nothing copied, nothing encoded twice).
+pub(crate) struct LaneJob {
+    pub delivery_id: String,
+    pub integration: String,
+    pub hop: u32,
+    /// Shared, not copied, by each try of the hand-off.
+    pub json: bytes::Bytes,
 }
 
 /// How a message is settled once its steps are handed off.
@@ -88,14 +98,22 @@ impl<S: Session> Link<S> {
         }
     }
 
-    /// Declares the topology and every integration's lane again; true when
-    /// it is declared (now, or by another hand-off a moment ago).
-    async fn redeclare(&self, ctx: &Ctx) -> bool {
+    /// Declares the topology, every integration's lane and those `steps`
+    /// go to (an integration may have left the config since) again; true
+    /// when it is declared (now, or by another hand-off a moment ago).
+    async fn redeclare(&self, ctx: &Ctx, steps: &[Step]) -> bool {
         let mut last = self.redeclared.lock().await;
         if last.is_some_and(|at| at.elapsed() < REDECLARE_AFTER) {
             return true;
         }
-        let lanes = ctx.current.get().lanes();
+        let mut lanes = ctx.current.get().lanes();
+        for step in steps {
+            if let Step::Lane(job, _) = step
+                && !lanes.contains(&job.integration)
+            {
+                lanes.push(job.integration.clone());
+            }
+        }
         match self.session.declare(&lanes).await {
             Ok(()) => {
                 ctx.metrics.topology_redeclared.inc();
@@ -114,18 +132,18 @@ impl<S: Session> Link<S> {
 }
 
 /// Whether the journal says this delivery, as a message at `hop` carries
-/// it, was already taken care of: delivered; dead (unless this is a replay
-/// of it); or handed on from this hop or a later one.
-pub(crate) fn already_handled(store: &Store, delivery_id: &str, hop: u32, replay: bool) -> bool {
-    handled(store.progress(delivery_id).map(|e| e.progress), hop, replay)
+/// it, was already taken care of: delivered, or dead or handed on from
+/// this hop or a later one (a replay of a dead delivery comes one hop
+/// above its dead letter, so it goes on).
+pub(crate) fn already_handled(store: &Store, delivery_id: &str, hop: u32) -> bool {
+    handled(store.progress(delivery_id).map(|e| e.progress), hop)
 }
 
-fn handled(progress: Option<Progress>, hop: u32, replay: bool) -> bool {
+fn handled(progress: Option<Progress>, hop: u32) -> bool {
     match progress {
         None => false,
         Some(Progress::Delivered) => true,
-        Some(Progress::Dead) => !replay,
-        Some(Progress::HandedOn { hop: newest }) => newest > hop,
+        Some(Progress::Dead { hop: newest } | Progress::HandedOn { hop: newest }) => newest > hop,
     }
 }
 
@@ -144,25 +162,29 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
     let mut pause = FIRST_PAUSE;
     let mut redeclared = false;
     while !pending.is_empty() {
-        let results = join_all(pending.iter().map(|step| publish(link, step))).await;
-        let mut missing = false;
-        let mut left = Vec::new();
-        for (step, result) in pending.into_iter().zip(results) {
-            match result {
-                Ok(()) => confirmed(ctx, step).await,
-                Err(e) => {
-                    missing |= matches!(e, PublishError::Unroutable(_));
-                    tracing::warn!(error = %e, "hand-off not confirmed");
-                    left.push(step);
+        // Each step journaled as soon as its own confirm comes.
+        let results = join_all(pending.into_iter().map(|step| async move {
+            match publish(link, &step).await {
+                Ok(()) => {
+                    confirmed(ctx, step).await;
+                    None
                 }
+                Err(e) => Some((step, e)),
             }
+        }))
+        .await;
+        let mut missing = false;
+        pending = Vec::new();
+        for (step, e) in results.into_iter().flatten() {
+            missing |= matches!(e, PublishError::Unroutable(_));
+            tracing::warn!(error = %e, "hand-off not confirmed");
+            pending.push(step);
         }
-        pending = left;
         if pending.is_empty() {
             break;
         }
         // A queue deleted under us: declared again, the publish goes at once.
-        if missing && !redeclared && link.redeclare(ctx).await {
+        if missing && !redeclared && link.redeclare(ctx, &pending).await {
             redeclared = true;
             continue;
         }
@@ -237,8 +259,8 @@ async fn confirmed(ctx: &Ctx, step: Step) {
             .store
             .note(&job.delivery_id, Progress::HandedOn { hop: job.hop }),
         Step::Dead(letter, target) => {
-            if letter.job.is_some() {
-                ctx.store.note(&letter.id, Progress::Dead);
+            if let Some(job) = &letter.job {
+                ctx.store.note(&letter.id, Progress::Dead { hop: job.hop });
             }
             match (&target, &letter.job) {
                 (Some(t), _) => {
@@ -268,28 +290,27 @@ mod tests {
 
     #[test]
     fn the_journal_rule() {
-        let h = |hop| Some(Progress::HandedOn { hop });
-        // (journal, hop of the message, a replay?) → already handled?
+        let handed = |hop| Some(Progress::HandedOn { hop });
+        let dead = |hop| Some(Progress::Dead { hop });
+        // (journal, hop of the message) → already handled?
         let rows = [
-            (None, 0, false, false),
-            (Some(Progress::Delivered), 0, false, true),
-            (Some(Progress::Delivered), 3, true, true),
-            (Some(Progress::Dead), 2, false, true),
-            (Some(Progress::Dead), 2, true, false),
+            (None, 0, false),
+            (Some(Progress::Delivered), 0, true),
+            (Some(Progress::Delivered), 3, true),
+            // A copy of the job that died came back (a lost ack)...
+            (dead(2), 1, true),
+            // ...but its replay comes one hop above the dead letter.
+            (dead(2), 3, false),
             // The event (hop 0) came back after its delivery went to a lane.
-            (h(1), 0, false, true),
+            (handed(1), 0, true),
             // The lane's job (hop 1) itself: not handled yet.
-            (h(1), 1, false, false),
+            (handed(1), 1, false),
             // A job of hop 1 back after hop 2 was handed on: a fork.
-            (h(2), 1, false, true),
-            (h(2), 3, false, false),
+            (handed(2), 1, true),
+            (handed(2), 3, false),
         ];
-        for (progress, hop, replay, expected) in rows {
-            assert_eq!(
-                handled(progress, hop, replay),
-                expected,
-                "{progress:?}, hop {hop}, replay {replay}"
-            );
+        for (progress, hop, expected) in rows {
+            assert_eq!(handled(progress, hop), expected, "{progress:?}, hop {hop}");
         }
     }
 }

@@ -2,19 +2,24 @@
 //! configuration: started for a new integration, restarted when its
 //! concurrency (the lane's prefetch) changes or it is enabled or disabled
 //! (deliveries waiting their turn give up, go back to the lane, and are
-//! taken again under the new config), stopped when it leaves the config. A
-//! disabled integration keeps its consumer: its lane drains into the dead
-//! queue (reason `disabled`).
+//! taken again under the new config). A disabled integration keeps its
+//! consumer: its lane drains into the dead queue (reason `disabled`); so
+//! does one removed by a reload (`unknown_integration`), until the worker
+//! stops. A worker started without an integration does not know its lane:
+//! disable an integration before removing it.
 //!
-//! A lane consumer that ends while the connection is up (its queue was
-//! deleted, its channel closed) declares its queue and starts again after a
-//! pause that doubles up to 30 s; it takes nothing else down.
+//! A lane consumer that ends while the connection is up starts again after
+//! a pause that doubles up to 30 s, declaring its queue first; it takes
+//! nothing else down. If its channel broke, its deliveries waiting their
+//! turn give up (the broker has put them back); if the broker cancelled it
+//! (its queue was deleted), they hold the only copy and go on.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alertpost_broker::{Session, Source, Stream};
+use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,11 +48,18 @@ struct Lane {
 }
 
 /// What a lane's consumer depends on: its prefetch, and whether its
-/// integration is enabled.
+/// integration is enabled, disabled, or gone from the config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shape {
     prefetch: u16,
-    enabled: bool,
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Enabled,
+    Disabled,
+    Removed,
 }
 
 impl<S: Session> Lanes<S> {
@@ -64,7 +76,7 @@ impl<S: Session> Lanes<S> {
     /// One consumer per integration of `runtime`, with its concurrency as
     /// prefetch.
     pub fn reconcile(&mut self, runtime: &Runtime) {
-        let wanted: BTreeMap<String, Shape> = runtime
+        let mut wanted: BTreeMap<String, Shape> = runtime
             .config
             .integrations
             .iter()
@@ -72,11 +84,24 @@ impl<S: Session> Lanes<S> {
                 let shape = Shape {
                     // Concurrency is at most 1024 (checked at load).
                     prefetch: u16::try_from(i.concurrency).unwrap_or(u16::MAX),
-                    enabled: i.enabled,
+                    state: if i.enabled {
+                        State::Enabled
+                    } else {
+                        State::Disabled
+                    },
                 };
                 (i.id.clone(), shape)
             })
             .collect();
+        // A lane whose integration left the config is still consumed (its
+        // deliveries dead-letter), with a consumer started anew, so those
+        // waiting under the old config give up and are taken again.
+        for (id, lane) in &self.running {
+            wanted.entry(id.clone()).or_insert(Shape {
+                prefetch: lane.shape.prefetch,
+                state: State::Removed,
+            });
+        }
         let stale: Vec<String> = self
             .running
             .iter()
@@ -132,33 +157,44 @@ async fn consume<S: Session>(
 ) {
     let source = Source::Lane(id.clone());
     let mut pause = RESTART_MIN;
+    // Streams that ended, kept open until their deliveries have settled.
+    let mut closing: Vec<JoinHandle<()>> = Vec::new();
     loop {
         let consumed = tokio::select! {
             biased;
-            _ = halt.cancelled() => return,
+            _ = halt.cancelled() => break,
             s = link.session.consume(&source, prefetch) => s,
         };
         match consumed {
             Ok(mut stream) => {
                 let since = Instant::now();
                 let tasks = TaskTracker::new();
+                // Its own token: a broken stream's waiting deliveries give up.
+                let stream_halt = halt.child_token();
                 let pump = Pump {
                     ctx: ctx.clone(),
                     link: link.clone(),
                     bound: None,
                     tasks: tasks.clone(),
                 };
-                let ended = pump.run(&mut stream, &halt).await;
+                let ended = pump.run(&mut stream, &stream_halt).await;
                 stream.cancel().await;
-                // Its deliveries settle on its channel: close it after them.
-                tasks.close();
-                tasks.wait().await;
-                stream.close().await;
-                match ended {
-                    Ended::Halted => return,
-                    Ended::Lost(reason) => {
-                        tracing::warn!(lane = %id, %reason, "lane consumer ended");
-                    }
+                if let Ended::Broken(_) = ended {
+                    stream_halt.cancel();
+                }
+                if !matches!(ended, Ended::Halted) {
+                    tracing::warn!(lane = %id, reason = %ended.reason(), "lane consumer ended; starting it again");
+                }
+                // Its deliveries settle on its channel: close it after them,
+                // while a new stream takes over.
+                closing.retain(|c| !c.is_finished());
+                closing.push(tokio::spawn(async move {
+                    tasks.close();
+                    tasks.wait().await;
+                    stream.close().await;
+                }));
+                if matches!(ended, Ended::Halted) {
+                    break;
                 }
                 if since.elapsed() > RESTART_MAX {
                     pause = RESTART_MIN;
@@ -168,10 +204,10 @@ async fn consume<S: Session>(
         }
         if !link.session.is_open() {
             // The connection is gone: the supervisor starts over.
-            return;
+            break;
         }
         tokio::select! {
-            _ = halt.cancelled() => return,
+            _ = halt.cancelled() => break,
             _ = tokio::time::sleep(pause) => {}
         }
         pause = (pause * 2).min(RESTART_MAX);
@@ -180,4 +216,6 @@ async fn consume<S: Session>(
             tracing::warn!(lane = %id, error = %e, "cannot declare the lane");
         }
     }
+    // Done once every delivery it took has settled (the drain waits here).
+    join_all(closing).await;
 }

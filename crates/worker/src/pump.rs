@@ -23,8 +23,22 @@ use crate::runtime::Ctx;
 pub(crate) enum Ended {
     /// Its `halt` came.
     Halted,
-    /// The stream ended or broke.
-    Lost(String),
+    /// The channel or connection broke: what it handed out and did not
+    /// settle is back in its queue.
+    Broken(String),
+    /// The broker cancelled the consumer (its queue was deleted): what it
+    /// handed out is the only copy left.
+    Cancelled,
+}
+
+impl Ended {
+    pub fn reason(&self) -> String {
+        match self {
+            Ended::Halted => "stopped".to_owned(),
+            Ended::Broken(e) => e.clone(),
+            Ended::Cancelled => "the broker cancelled the consumer".to_owned(),
+        }
+    }
 }
 
 pub(crate) struct Pump<S> {
@@ -57,8 +71,8 @@ impl<S: Session> Pump<S> {
             };
             match next {
                 Some(Ok(msg)) => self.spawn(msg, permit, halt.clone()),
-                Some(Err(e)) => return Ended::Lost(e.to_string()),
-                None => return Ended::Lost("the broker cancelled the consumer".to_owned()),
+                Some(Err(e)) => return Ended::Broken(e.to_string()),
+                None => return Ended::Cancelled,
             }
         }
     }

@@ -166,8 +166,8 @@ pub async fn run<B: Backend>(
                 }
                 match ended {
                     Ended::Halted => break,
-                    Ended::Lost(reason) => {
-                        tracing::warn!(%reason, "lost the broker connection; reconnecting");
+                    lost => {
+                        tracing::warn!(reason = %lost.reason(), "lost the broker connection; reconnecting");
                     }
                 }
             }
@@ -244,7 +244,7 @@ async fn consume<S: Session>(
         Ok(streams) => streams,
         Err(e) => {
             link.session.close().await;
-            return Ended::Lost(e.to_string());
+            return Ended::Broken(e.to_string());
         }
     };
 
@@ -306,7 +306,7 @@ async fn consume<S: Session>(
                     ended = e;
                 }
             }
-            Err(e) => ended = Ended::Lost(format!("a consumer task failed: {e}")),
+            Err(e) => ended = Ended::Broken(format!("a consumer task failed: {e}")),
         }
     }
     for s in &streams {
