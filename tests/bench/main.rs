@@ -40,7 +40,10 @@ async fn main() {
     let mut runs = 3usize;
     let mut throughput_only = false;
     let mut isolation_only = false;
-    let mut isolation_events = 5_000usize;
+    let mut isolation_events = 30_000usize;
+    // Rounds of the isolation scenarios: the machines drift by more than
+    // the 10 % the target is about, so more of them than of the rest.
+    let mut isolation_runs = 5usize;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -60,15 +63,25 @@ async fn main() {
             "--isolation-events" => {
                 isolation_events = args[i + 1].parse().expect("--isolation-events N")
             }
+            "--isolation-runs" => isolation_runs = args[i + 1].parse().expect("--isolation-runs N"),
             other => panic!("unknown argument {other}"),
         }
         i += 2;
     }
     if isolation_only {
-        println!("{}", isolation::section(isolation_events, runs).await);
+        println!(
+            "{}",
+            isolation::section(isolation_events, isolation_runs).await
+        );
         return;
     }
-    let report = bench(events, runs, throughput_only, isolation_events).await;
+    let report = bench(
+        events,
+        runs,
+        throughput_only,
+        (isolation_events, isolation_runs),
+    )
+    .await;
     if throughput_only {
         return;
     }
@@ -472,7 +485,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-async fn bench(n: usize, runs: usize, throughput_only: bool, isolation_events: usize) -> String {
+async fn bench(
+    n: usize,
+    runs: usize,
+    throughput_only: bool,
+    (isolation_events, isolation_runs): (usize, usize),
+) -> String {
     let sink = Arc::new(Sink::default());
     let app = Router::new().fallback(receive).with_state(sink.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -572,7 +590,7 @@ async fn bench(n: usize, runs: usize, throughput_only: bool, isolation_events: u
             .join(", ")
     };
     let window = inflight();
-    let isolation = isolation::section(isolation_events, runs).await;
+    let isolation = isolation::section(isolation_events, isolation_runs).await;
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {

@@ -469,7 +469,7 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
         .store
         .progress(&delivery_id(&e.id, "hook"))
         .expect("journaled");
-    assert_eq!(journal.progress, alertpost_store::Progress::Delivered);
+    assert_eq!(journal, alertpost_store::Progress::Delivered);
     worker.stop().await.unwrap();
     all_empty(&prefix).await;
 }

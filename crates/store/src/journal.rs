@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
-use crate::record::{JournalEntry, Progress};
+use crate::record::Progress;
 
 /// How far back the journal reaches: redeliveries come within seconds of a
 /// lost connection, and within minutes of a restart.
@@ -19,8 +19,8 @@ pub(crate) const CAPACITY: usize = 200_000;
 
 #[derive(Default)]
 pub(crate) struct Journal {
-    /// Progress, when noted, and the note's stamp.
-    entries: HashMap<u128, (Progress, OffsetDateTime, u64)>,
+    /// Progress, and the stamp of the note that said it.
+    entries: HashMap<u128, (Progress, u64)>,
     /// Notes in the order made; an entry noted again leaves its older note
     /// here, recognised by its stamp and skipped.
     order: VecDeque<(u128, Instant, u64)>,
@@ -39,16 +39,15 @@ impl Journal {
         }
         let now = Instant::now();
         self.stamp += 1;
-        self.entries
-            .insert(key, (progress, OffsetDateTime::now_utc(), self.stamp));
+        self.entries.insert(key, (progress, self.stamp));
         self.order.push_back((key, now, self.stamp));
         while let Some(&(old, at, stamp)) = self.order.front() {
             if self.entries.len() > CAPACITY || now.duration_since(at) > WINDOW {
                 self.order.pop_front();
-                if self.entries.get(&old).is_some_and(|e| e.2 == stamp) {
+                if self.entries.get(&old).is_some_and(|e| e.1 == stamp) {
                     self.entries.remove(&old);
                 }
-            } else if self.entries.get(&old).is_none_or(|e| e.2 != stamp) {
+            } else if self.entries.get(&old).is_none_or(|e| e.1 != stamp) {
                 // A note superseded by a newer one: nothing to keep it for.
                 self.order.pop_front();
             } else {
@@ -57,13 +56,10 @@ impl Journal {
         }
     }
 
-    pub fn get(&self, delivery_id: &str) -> Option<JournalEntry> {
+    pub fn get(&self, delivery_id: &str) -> Option<Progress> {
         self.entries
             .get(&key(delivery_id))
-            .map(|(progress, at, _)| JournalEntry {
-                progress: *progress,
-                at: *at,
-            })
+            .map(|(progress, _)| *progress)
     }
 }
 
@@ -105,15 +101,10 @@ mod tests {
         j.insert("dlv_0123456789abcdef0123456789abcdef", Progress::Delivered);
         j.insert("foreign-id", Progress::Dead { hop: 1 });
         assert_eq!(
-            j.get("dlv_0123456789abcdef0123456789abcdef")
-                .unwrap()
-                .progress,
+            j.get("dlv_0123456789abcdef0123456789abcdef").unwrap(),
             Progress::Delivered
         );
-        assert_eq!(
-            j.get("foreign-id").unwrap().progress,
-            Progress::Dead { hop: 1 }
-        );
+        assert_eq!(j.get("foreign-id").unwrap(), Progress::Dead { hop: 1 });
         assert!(j.get("dlv_00000000000000000000000000000000").is_none());
         for i in 0..CAPACITY + 10 {
             j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
@@ -131,20 +122,20 @@ mod tests {
         j.insert(id, Progress::HandedOn { hop: 2 });
         j.insert(id, Progress::HandedOn { hop: 1 });
         assert_eq!(
-            j.get(id).unwrap().progress,
+            j.get(id).unwrap(),
             Progress::HandedOn { hop: 2 },
             "a late note of an earlier hop does not lower it"
         );
         j.insert(id, Progress::Dead { hop: 3 });
         j.insert(id, Progress::HandedOn { hop: 3 });
-        assert_eq!(j.get(id).unwrap().progress, Progress::Dead { hop: 3 });
+        assert_eq!(j.get(id).unwrap(), Progress::Dead { hop: 3 });
         // A replay goes on from a higher hop.
         j.insert(id, Progress::HandedOn { hop: 5 });
-        assert_eq!(j.get(id).unwrap().progress, Progress::HandedOn { hop: 5 });
+        assert_eq!(j.get(id).unwrap(), Progress::HandedOn { hop: 5 });
         j.insert(id, Progress::Delivered);
         j.insert(id, Progress::HandedOn { hop: 9 });
         assert_eq!(
-            j.get(id).unwrap().progress,
+            j.get(id).unwrap(),
             Progress::Delivered,
             "nothing comes after delivered"
         );
@@ -153,7 +144,7 @@ mod tests {
         for i in 0..CAPACITY - 1 {
             j.insert(&format!("dlv_{i:032x}"), Progress::Delivered);
         }
-        assert_eq!(j.get(id).unwrap().progress, Progress::Delivered);
+        assert_eq!(j.get(id).unwrap(), Progress::Delivered);
         j.insert("one-more", Progress::Delivered);
         j.insert("and-another", Progress::Delivered);
         assert!(j.get(id).is_none(), "now the oldest");

@@ -34,7 +34,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use journal::Journal;
-pub use record::{AttemptOutcome, AttemptRecord, JournalEntry, Progress};
+pub use record::{AttemptOutcome, AttemptRecord, Progress};
 use record::{read_u64, time_key, time_of};
 
 /// Records waiting to be written; beyond this, new attempt records are
@@ -227,7 +227,7 @@ impl Store {
 
     /// How far a delivery got, if this worker took it there recently (the
     /// journal's window: 15 minutes, 200 000 deliveries).
-    pub fn progress(&self, delivery_id: &str) -> Option<JournalEntry> {
+    pub fn progress(&self, delivery_id: &str) -> Option<Progress> {
         self.journal().get(delivery_id)
     }
 

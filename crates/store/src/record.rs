@@ -85,13 +85,6 @@ impl Progress {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalEntry {
-    pub progress: Progress,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-}
-
 fn nanos(at: OffsetDateTime) -> u64 {
     u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0)
 }

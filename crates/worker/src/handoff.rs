@@ -136,7 +136,7 @@ impl<S: Session> Link<S> {
 /// this hop or a later one (a replay of a dead delivery comes one hop
 /// above its dead letter, so it goes on).
 pub(crate) fn already_handled(store: &Store, delivery_id: &str, hop: u32) -> bool {
-    handled(store.progress(delivery_id).map(|e| e.progress), hop)
+    handled(store.progress(delivery_id), hop)
 }
 
 fn handled(progress: Option<Progress>, hop: u32) -> bool {
