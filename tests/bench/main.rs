@@ -326,6 +326,7 @@ fn spawn_worker_at(
 
 async fn throughput(sink: &Sink, url: &str, n: usize, alertpost: bool) -> Run {
     let prefix = TestPrefix::new(if alertpost { "bench-ap" } else { "bench-base" });
+    prefix.register_lanes(["bench"]);
     prefix.declare().await;
     preload(&prefix, n).await;
     sink.reset(false);
@@ -413,6 +414,7 @@ fn spawn_baseline(prefix: &TestPrefix, url: &str) -> Child {
 /// worker, or the baseline loop) and measures publish → receipt.
 async fn latency(sink: &Sink, url: &str, rate: u64, secs: u64, alertpost: bool) -> Latency {
     let prefix = TestPrefix::new("bench-lat");
+    prefix.register_lanes(["bench"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "bench-latency")
         .await
