@@ -138,20 +138,7 @@ impl Broker {
             queues.push((t.retry_queue(*tier), delay_queue(&deliveries, *tier)));
         }
         for (name, args) in queues {
-            // A failed declaration closes the channel: open a fresh one so
-            // the error names this queue, not a later one.
-            let channel = self.channel("declare").await?;
-            channel
-                .queue_declare(
-                    name.as_str().into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    args,
-                )
-                .await
-                .map_err(|e| declare_error(format!("queue {name}"), e))?;
+            self.declare_queue(&name, args).await?;
         }
         channel
             .queue_bind(
@@ -173,21 +160,28 @@ impl Broker {
         let t = &self.topology;
         let dead = t.dead_queue();
         for id in integrations {
-            let name = t.lane_queue(id);
-            let channel = self.channel("declare").await?;
-            channel
-                .queue_declare(
-                    name.as_str().into(),
-                    QueueDeclareOptions {
-                        durable: true,
-                        ..QueueDeclareOptions::default()
-                    },
-                    work_queue(&dead, t.delivery_limit()),
-                )
-                .await
-                .map_err(|e| declare_error(format!("queue {name}"), e))?;
-            let _ = channel.close(200, "declared".into()).await;
+            let args = work_queue(&dead, t.delivery_limit());
+            self.declare_queue(&t.lane_queue(id), args).await?;
         }
+        Ok(())
+    }
+
+    /// Declares one durable queue on a channel of its own: a failed
+    /// declaration closes its channel, and the error names this queue.
+    async fn declare_queue(&self, name: &str, args: FieldTable) -> Result<(), BrokerError> {
+        let channel = self.channel("declare").await?;
+        channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map_err(|e| declare_error(format!("queue {name}"), e))?;
+        let _ = channel.close(200, "declared".into()).await;
         Ok(())
     }
 
