@@ -390,20 +390,27 @@ mod tests {
     use crate::event::Status;
     use time::macros::datetime;
 
-    #[test]
-    fn job_round_trips_and_history_is_capped() {
-        let t = datetime!(2026-11-25 10:00:00 UTC);
-        let mut job = DeliveryJob {
-            delivery_id: "dlv_1".into(),
+    const T: OffsetDateTime = datetime!(2026-11-25 10:00:00 UTC);
+
+    /// A job of `hook`, at hop 0, due at `T`, with no history.
+    fn job(id: &str) -> DeliveryJob {
+        DeliveryJob {
+            delivery_id: id.into(),
             integration: "hook".into(),
             attempts: 0,
             hop: 0,
-            first_attempt_at: t,
-            not_before: t,
+            first_attempt_at: T,
+            not_before: T,
             replayed: None,
             history: vec![],
             event: Event::new("s", Status::Firing, "t"),
-        };
+        }
+    }
+
+    #[test]
+    fn job_round_trips_and_history_is_capped() {
+        let t = T;
+        let mut job = job("dlv_1");
         for n in 1..=25 {
             job.record(AttemptSummary {
                 attempt: n,
@@ -451,17 +458,14 @@ mod tests {
 
     #[test]
     fn a_job_head_around_the_event_json_is_the_job() {
-        let t = datetime!(2026-11-25 10:00:00 UTC);
+        let t = T;
         let mut job = DeliveryJob {
-            delivery_id: "dlv_1".into(),
-            integration: "hook".into(),
             attempts: 2,
             hop: 3,
-            first_attempt_at: t,
             not_before: t + std::time::Duration::from_secs(5),
             replayed: Some(Replay { at: t, count: 1 }),
-            history: vec![],
             event: Event::new("s", Status::Firing, "t \"quoted\""),
+            ..job("dlv_1")
         };
         job.record(AttemptSummary {
             attempt: 2,
@@ -499,18 +503,6 @@ mod tests {
 
     #[test]
     fn a_batch_is_an_array_of_jobs() {
-        let t = datetime!(2026-11-25 10:00:00 UTC);
-        let job = |id: &str| DeliveryJob {
-            delivery_id: id.into(),
-            integration: "hook".into(),
-            attempts: 0,
-            hop: 1,
-            first_attempt_at: t,
-            not_before: t,
-            replayed: None,
-            history: vec![],
-            event: Event::new("s", Status::Firing, "t"),
-        };
         let (a, b) = (job("dlv_a"), job("dlv_b"));
         let (ja, jb) = (a.to_json(), b.to_json());
         let body = DeliveryJob::batch([ja.as_slice(), jb.as_slice()]);
@@ -523,17 +515,10 @@ mod tests {
 
     #[test]
     fn a_job_without_a_hop_reads_as_hop_zero() {
-        let t = datetime!(2026-11-25 10:00:00 UTC);
         let job = DeliveryJob {
-            delivery_id: "dlv_1".into(),
-            integration: "hook".into(),
             attempts: 1,
             hop: 3,
-            first_attempt_at: t,
-            not_before: t,
-            replayed: None,
-            history: vec![],
-            event: Event::new("s", Status::Firing, "t"),
+            ..job("dlv_1")
         };
         let mut v: serde_json::Value = serde_json::from_slice(&job.to_json()).unwrap();
         v.as_object_mut().unwrap().remove("hop");
@@ -543,7 +528,7 @@ mod tests {
 
     #[test]
     fn undecodable_keeps_the_bytes() {
-        let t = datetime!(2026-11-25 10:00:00 UTC);
+        let t = T;
         let text = DeadLetter::undecodable("x".into(), b"{oops", "bad".into(), "q".into(), t);
         assert_eq!(text.raw.as_deref(), Some("{oops"));
         let binary =

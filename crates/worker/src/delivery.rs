@@ -139,9 +139,10 @@ pub(crate) async fn run(
 ) -> Option<Step> {
     let target = d.target;
     let policy = target.integration.retry;
-    if let Some(first) = d.first_attempt_at
-        && decide::expired(&policy, first, OffsetDateTime::now_utc())
-    {
+    // Checked on arrival and after each wait for the circuit.
+    let first = d.first_attempt_at;
+    let too_old = || first.is_some_and(|f| decide::expired(&policy, f, OffsetDateTime::now_utc()));
+    if too_old() {
         return Some(expired(d));
     }
     let held_until = tokio::time::Instant::now() + HOLD_MAX;
@@ -178,9 +179,7 @@ pub(crate) async fn run(
                     _ = tokio::time::sleep(wait.max(RECHECK_MIN).min(held_until - now)) => {}
                     _ = halt.cancelled() => return None,
                 }
-                if let Some(first) = d.first_attempt_at
-                    && decide::expired(&policy, first, OffsetDateTime::now_utc())
-                {
+                if too_old() {
                     return Some(expired(d));
                 }
             }
