@@ -22,7 +22,8 @@ pub struct Cli {
 /// Flags every command accepts, before or after its name.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// RabbitMQ URL.
+    /// RabbitMQ URL, or several separated by commas (the nodes of a cluster:
+    /// connecting tries them in turn, from a random one).
     #[arg(
         long,
         global = true,

@@ -1,6 +1,6 @@
 //! The RabbitMQ backend, over lapin.
 //!
-//! One [`Broker`] is one AMQP connection. Publishing uses its own channel in
+//! One [`Broker`] is one AMQP connection (to the first of its URLs that answers). Publishing uses its own channel in
 //! confirm mode ([`Publisher`]); each consumer has a channel of its own,
 //! with a per-consumer prefetch (quorum queues have no global QoS). lapin's
 //! automatic recovery is not used: a lost connection ends every stream with
@@ -26,23 +26,53 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use lapin::{Confirmation, PublisherConfirm};
 
-use crate::redact_url;
 use crate::seam::{
     BoxFuture, BrokerError, Destination, Inbound, Outgoing, PublishError, Received, Settler, Source,
 };
 use crate::topology::Topology;
+use crate::{amqp_urls, redact_url, rotation};
 
 /// Persistent messages survive a broker restart (quorum queues store all
 /// messages anyway; the flag keeps intent explicit for other queue types).
 const PERSISTENT: u8 = 2;
 
-/// How long connecting may take before it counts as a failure.
+/// How long connecting to one URL may take before it counts as a failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The bound on every other wait on RabbitMQ (declaring, opening a
+/// channel, consuming, settling, closing), and the default one on a
+/// publish's confirm ([`Publisher::with_timeout`]).
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connection to RabbitMQ.
 pub struct Broker {
     conn: Connection,
     topology: Arc<Topology>,
+    blocked: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+async fn connect_one(url: &str, name: &str) -> Result<Connection, String> {
+    let props =
+        ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
+    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+/// `fut`, or a [`BrokerError::Timeout`] naming `what` after [`BROKER_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(BROKER_TIMEOUT, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(BrokerError::Timeout {
+            what: what.to_owned(),
+            secs: BROKER_TIMEOUT.as_secs(),
+        }),
+    }
 }
 
 impl std::fmt::Debug for Broker {
@@ -63,30 +93,77 @@ pub struct QueueStats {
 }
 
 impl Broker {
-    /// Connects; `name` shows in RabbitMQ's management UI and logs.
-    pub async fn connect(url: &str, name: &str, topology: Topology) -> Result<Broker, BrokerError> {
-        let props =
-            ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
-        let connect = Connection::connect(url, props);
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                return Err(BrokerError::Connect {
-                    url: redact_url(url),
-                    reason: e.to_string(),
-                });
+    /// Connects to the first of `urls` (one AMQP URL, or several separated
+    /// by commas: a cluster's nodes) that answers, trying them in turn from
+    /// a random one; `name` shows in RabbitMQ's management UI and logs.
+    pub async fn connect(
+        urls: &str,
+        name: &str,
+        topology: Topology,
+    ) -> Result<Broker, BrokerError> {
+        let list = amqp_urls(urls);
+        let mut failures = Vec::new();
+        for i in rotation(list.len()) {
+            let url = list[i];
+            match connect_one(url, name).await {
+                Ok(conn) => {
+                    if !failures.is_empty() {
+                        tracing::info!(url = %redact_url(url), "connected to another node");
+                    }
+                    return Ok(Broker::on(conn, topology));
+                }
+                Err(reason) => failures.push(format!("{}: {reason}", redact_url(url))),
             }
-            Err(_) => {
-                return Err(BrokerError::Connect {
-                    url: redact_url(url),
-                    reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                });
+        }
+        Err(BrokerError::Connect {
+            url: redact_url(urls),
+            reason: if failures.is_empty() {
+                "no URL given".to_owned()
+            } else {
+                failures.join("; ")
+            },
+        })
+    }
+
+    fn on(conn: Connection, topology: Topology) -> Broker {
+        // RabbitMQ's connection.blocked / unblocked, as they come.
+        let (tx, blocked) = tokio::sync::watch::channel(None::<String>);
+        let mut events = conn.events_listener();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tx.closed() => break,
+                    event = events.next() => match event {
+                        Some(lapin::Event::ConnectionBlocked(reason)) => {
+                            tracing::warn!(%reason, "RabbitMQ blocks this connection's publishes");
+                            tx.send_replace(Some(reason));
+                        }
+                        Some(lapin::Event::ConnectionUnblocked) => {
+                            tracing::info!("RabbitMQ unblocked this connection");
+                            tx.send_replace(None);
+                        }
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
             }
-        };
-        Ok(Broker {
+        });
+        Broker {
             conn,
             topology: Arc::new(topology),
-        })
+            blocked,
+        }
+    }
+
+    /// Why RabbitMQ blocks this connection's publishes (a memory or disk
+    /// alarm), if it does.
+    pub fn blocked(&self) -> Option<String> {
+        self.blocked.borrow().clone()
+    }
+
+    /// Changes of [`Broker::blocked`].
+    pub fn blocked_changes(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.blocked.clone()
     }
 
     pub fn topology(&self) -> &Topology {
@@ -100,14 +177,14 @@ impl Broker {
     /// Declares the exchange, every queue and the binding. Idempotent; fails
     /// when a queue exists with other arguments (RabbitMQ cannot change them).
     pub async fn declare(&self) -> Result<(), BrokerError> {
-        self.declare_parts(true).await
+        bounded("declaring the topology", self.declare_parts(true)).await
     }
 
     /// Declares what producers need (the exchange, the events queue and the
     /// queues it dead-letters into), leaving the delay tiers, whose set is
     /// the workers' configuration, to the workers.
     pub async fn declare_for_producer(&self) -> Result<(), BrokerError> {
-        self.declare_parts(false).await
+        bounded("declaring the topology", self.declare_parts(false)).await
     }
 
     async fn declare_parts(&self, with_tiers: bool) -> Result<(), BrokerError> {
@@ -159,11 +236,14 @@ impl Broker {
     pub async fn declare_lanes(&self, integrations: &[String]) -> Result<(), BrokerError> {
         let t = &self.topology;
         let dead = t.dead_queue();
-        for id in integrations {
-            let args = work_queue(&dead, t.delivery_limit());
-            self.declare_queue(&t.lane_queue(id), args).await?;
-        }
-        Ok(())
+        bounded("declaring the lanes", async {
+            for id in integrations {
+                let args = work_queue(&dead, t.delivery_limit());
+                self.declare_queue(&t.lane_queue(id), args).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Declares one durable queue on a channel of its own: a failed
@@ -188,79 +268,96 @@ impl Broker {
     /// Deletes the exchange and every queue of the topology, messages
     /// included. For tests and teardown, never called by the service.
     pub async fn delete_topology(&self) -> Result<(), BrokerError> {
-        let channel = self.channel("delete").await?;
-        for name in self.topology.queues() {
+        bounded("deleting the topology", async {
+            let channel = self.channel("delete").await?;
+            for name in self.topology.queues() {
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
+            }
+            let exchange = self.topology.exchange();
             channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await
-                .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
-        }
-        let exchange = self.topology.exchange();
-        channel
-            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-            .await
-            .map_err(|e| declare_error(format!("deletion of exchange {exchange}"), e))?;
-        Ok(())
+                .map_err(|e| declare_error(format!("deletion of exchange {exchange}"), e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes these queues, messages included, where they exist. For tests
     /// and teardown.
     pub async fn delete_queues(&self, names: &[String]) -> Result<(), BrokerError> {
-        for name in names {
-            // A fresh channel each: an error closes the channel it happens on.
-            let channel = self.channel("delete").await?;
-            channel
-                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
-                .await
-                .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
-            let _ = channel.close(200, "deleted".into()).await;
-        }
-        Ok(())
+        bounded("deleting queues", async {
+            for name in names {
+                // A fresh channel each: an error closes the channel it happens on.
+                let channel = self.channel("delete").await?;
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await
+                    .map_err(|e| declare_error(format!("deletion of queue {name}"), e))?;
+                let _ = channel.close(200, "deleted".into()).await;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Removes every ready message of `queue`; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u32, BrokerError> {
-        let channel = self.channel("purge").await?;
-        let n = channel
-            .queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default())
-            .await
-            .map_err(|e| declare_error(format!("purge of queue {queue}"), e))?;
-        let _ = channel.close(200, "purged".into()).await;
-        Ok(n)
+        bounded("purging a queue", async {
+            let channel = self.channel("purge").await?;
+            let n = channel
+                .queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default())
+                .await
+                .map_err(|e| declare_error(format!("purge of queue {queue}"), e))?;
+            let _ = channel.close(200, "purged".into()).await;
+            Ok(n)
+        })
+        .await
     }
 
     /// Counts of a queue, by passive declaration.
     pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats, BrokerError> {
-        let channel = self.channel("stats").await?;
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| declare_error(format!("queue {queue}"), e))?;
-        let _ = channel.close(200, "done".into()).await;
-        Ok(QueueStats {
-            messages: q.message_count(),
-            consumers: q.consumer_count(),
+        bounded("reading a queue's counts", async {
+            let channel = self.channel("stats").await?;
+            let q = channel
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..QueueDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| declare_error(format!("queue {queue}"), e))?;
+            let _ = channel.close(200, "done".into()).await;
+            Ok(QueueStats {
+                messages: q.message_count(),
+                consumers: q.consumer_count(),
+            })
         })
+        .await
     }
 
     /// A publisher on its own confirm channel.
     pub async fn publisher(&self) -> Result<Publisher, BrokerError> {
-        let channel = self.channel("publish").await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| BrokerError::Connection(format!("confirm mode: {e}")))?;
-        Ok(Publisher {
-            channel,
-            topology: self.topology.clone(),
+        bounded("opening a confirm channel", async {
+            let channel = self.channel("publish").await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(|e| BrokerError::Connection(format!("confirm mode: {e}")))?;
+            Ok(Publisher {
+                channel,
+                topology: self.topology.clone(),
+                blocked: self.blocked.clone(),
+                timeout: BROKER_TIMEOUT,
+            })
         })
+        .await
     }
 
     /// The queue a source is consumed from.
@@ -283,28 +380,30 @@ impl Broker {
         tag: &str,
     ) -> Result<Consumer, BrokerError> {
         let queue = self.queue_of(source);
-        let queue = queue.as_str();
-        let channel = self.channel("consume").await?;
-        channel
-            .basic_qos(prefetch, BasicQosOptions { global: false })
-            .await
-            .map_err(|e| BrokerError::Connection(format!("qos on {queue}: {e}")))?;
-        let inner = channel
-            .basic_consume(
-                queue.into(),
-                tag.into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| BrokerError::Connection(format!("consume {queue}: {e}")))?;
-        Ok(Consumer {
-            inner,
-            channel,
-            source: source.clone(),
-            queue: queue.to_owned(),
-            tag: tag.to_owned(),
+        bounded(&format!("consuming {queue}"), async {
+            let channel = self.channel("consume").await?;
+            channel
+                .basic_qos(prefetch, BasicQosOptions { global: false })
+                .await
+                .map_err(|e| BrokerError::Connection(format!("qos on {queue}: {e}")))?;
+            let inner = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    tag.into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| BrokerError::Connection(format!("consume {queue}: {e}")))?;
+            Ok(Consumer {
+                inner,
+                channel,
+                source: source.clone(),
+                queue: queue.clone(),
+                tag: tag.to_owned(),
+            })
         })
+        .await
     }
 
     /// Takes one message from `queue` without a consumer (for inspection
@@ -315,11 +414,14 @@ impl Broker {
         channel: &GetChannel,
         queue: &str,
     ) -> Result<Option<Inbound>, BrokerError> {
-        let msg = channel
-            .0
-            .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-            .await
-            .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))?;
+        let msg = bounded(&format!("getting from {queue}"), async {
+            channel
+                .0
+                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))
+        })
+        .await?;
         Ok(msg.map(|m| inbound(m.delivery, &Source::Dead, queue)))
     }
 
@@ -330,15 +432,20 @@ impl Broker {
     }
 
     /// Closes the connection; unacked messages go back to their queues.
+    /// Bounded: a blocked connection may never get its close out, and is
+    /// then dropped.
     pub async fn close(&self) {
-        let _ = self.conn.close(200, "bye".into()).await;
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.conn.close(200, "bye".into())).await;
     }
 
     async fn channel(&self, what: &str) -> Result<Channel, BrokerError> {
-        self.conn
-            .create_channel()
-            .await
-            .map_err(|e| BrokerError::Connection(format!("opening a {what} channel: {e}")))
+        bounded(&format!("opening a {what} channel"), async {
+            self.conn
+                .create_channel()
+                .await
+                .map_err(|e| BrokerError::Connection(format!("opening a {what} channel: {e}")))
+        })
+        .await
     }
 }
 
@@ -353,7 +460,7 @@ impl std::fmt::Debug for GetChannel {
 
 impl GetChannel {
     pub async fn close(&self) {
-        let _ = self.0.close(200, "done".into()).await;
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.0.close(200, "done".into())).await;
     }
 }
 
@@ -363,6 +470,11 @@ impl GetChannel {
 pub struct Publisher {
     channel: Channel,
     topology: Arc<Topology>,
+    /// Its connection's [`Broker::blocked`]: a blocked connection refuses
+    /// at once rather than letting the publish wait for its bound.
+    blocked: tokio::sync::watch::Receiver<Option<String>>,
+    /// How long a publish may wait for its confirm.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -378,12 +490,26 @@ impl std::fmt::Debug for Publisher {
 pub struct Pending {
     confirm: PublisherConfirm,
     target: String,
+    /// The confirm is not awaited past this.
+    deadline: tokio::time::Instant,
+    timeout: Duration,
 }
 
 impl Pending {
-    /// Waits for the broker's verdict.
+    /// Waits for the broker's verdict, until the publisher's timeout from
+    /// the send: after it, `Unavailable` (the message may or may not be
+    /// stored).
     pub async fn confirmed(self) -> Result<(), PublishError> {
-        match self.confirm.await {
+        let verdict = match tokio::time::timeout_at(self.deadline, self.confirm).await {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                return Err(PublishError::Unavailable(format!(
+                    "no confirm within {}s",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+        };
+        match verdict {
             Ok(Confirmation::Ack(None)) => Ok(()),
             // `mandatory` and no queue bound: acked, but returned, not stored.
             Ok(Confirmation::Ack(Some(_))) => Err(PublishError::Unroutable(self.target)),
@@ -402,6 +528,12 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// This publisher, waiting at most `timeout` for each confirm.
+    pub fn with_timeout(mut self, timeout: Duration) -> Publisher {
+        self.timeout = timeout;
+        self
+    }
+
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
@@ -418,6 +550,12 @@ impl Publisher {
         to: &Destination,
         msg: &Outgoing<'_>,
     ) -> Result<Pending, PublishError> {
+        if let Some(reason) = self.blocked.borrow().as_ref() {
+            return Err(PublishError::Unavailable(format!(
+                "RabbitMQ blocks publishing: {reason}"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let (exchange, routing_key) = route(&self.topology, to, std::time::SystemTime::now());
         let props = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
@@ -425,30 +563,40 @@ impl Publisher {
             .with_type(msg.kind.into())
             .with_message_id(msg.message_id.into())
             .with_timestamp(now_secs());
-        let confirm = self
-            .channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                msg.body,
-                props,
-            )
-            .await
-            .map_err(|e| PublishError::Unavailable(e.to_string()))?;
+        let publish = self.channel.basic_publish(
+            exchange.as_str().into(),
+            routing_key.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            msg.body,
+            props,
+        );
+        let confirm = match tokio::time::timeout_at(deadline, publish).await {
+            Ok(sent) => sent.map_err(|e| PublishError::Unavailable(e.to_string()))?,
+            Err(_) => {
+                return Err(PublishError::Unavailable(format!(
+                    "the publish could not be sent within {}s",
+                    self.timeout.as_secs_f64()
+                )));
+            }
+        };
         let target = if exchange.is_empty() {
             format!("queue {routing_key}")
         } else {
             format!("exchange {exchange} with key {routing_key}")
         };
-        Ok(Pending { confirm, target })
+        Ok(Pending {
+            confirm,
+            target,
+            deadline,
+            timeout: self.timeout,
+        })
     }
 
     pub async fn close(&self) {
-        let _ = self.channel.close(200, "bye".into()).await;
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.channel.close(200, "bye".into())).await;
     }
 }
 
@@ -489,15 +637,15 @@ impl Consumer {
     /// Stops the broker from sending more; messages already received stay
     /// unacked until settled or until the channel closes.
     pub async fn cancel(&self) {
-        let _ = self
+        let cancel = self
             .channel
-            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default())
-            .await;
+            .basic_cancel(self.tag.as_str().into(), BasicCancelOptions::default());
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, cancel).await;
     }
 
     /// Closes the channel: what was received and not settled goes back.
     pub async fn close(self) {
-        let _ = self.channel.close(200, "done".into()).await;
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.channel.close(200, "done".into())).await;
     }
 }
 
@@ -532,12 +680,18 @@ impl Settler for Acker {
 
 impl Acker {
     async fn ack(&self) -> Result<(), BrokerError> {
-        match self.0.ack(BasicAckOptions::default()).await {
+        let acked = bounded("an ack", async {
+            self.0
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(|e| BrokerError::Connection(e.to_string()))
+        });
+        match acked.await {
             Ok(true) => Ok(()),
             Ok(false) => Err(BrokerError::Connection(
                 "ack on a closed channel (the message will be redelivered)".to_owned(),
             )),
-            Err(e) => Err(BrokerError::Connection(e.to_string())),
+            Err(e) => Err(e),
         }
     }
 
@@ -545,12 +699,18 @@ impl Acker {
     /// toward a quorum queue's delivery limit, which ends poison loops
     /// (rabbitmq-server#15387).
     async fn reject(&self, requeue: bool) -> Result<(), BrokerError> {
-        match self.0.reject(BasicRejectOptions { requeue }).await {
+        let rejected = bounded("a reject", async {
+            self.0
+                .reject(BasicRejectOptions { requeue })
+                .await
+                .map_err(|e| BrokerError::Connection(e.to_string()))
+        });
+        match rejected.await {
             Ok(true) => Ok(()),
             Ok(false) => Err(BrokerError::Connection(
                 "reject on a closed channel (the message will be redelivered)".to_owned(),
             )),
-            Err(e) => Err(BrokerError::Connection(e.to_string())),
+            Err(e) => Err(e),
         }
     }
 }

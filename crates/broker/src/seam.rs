@@ -27,6 +27,15 @@
 //!   more than its delivery limit without being acked goes to the dead
 //!   queue (RabbitMQ: `x-delivery-limit` on every work queue; the embedded
 //!   queue counts deliveries itself). The worker never counts them.
+//! - **Bounds.** Every wait on the backend (connecting, declaring,
+//!   consuming, a publish and its confirm, a settle) ends within a bound;
+//!   one that runs out is an error (`Unavailable`, a broken connection),
+//!   never a success.
+//! - **Publishing** has its own state ([`Session::publishing`]): blocked by
+//!   the broker (RabbitMQ: a memory or disk alarm), or down while the
+//!   backend reopens it. Consuming and settling go on meanwhile (RabbitMQ:
+//!   on a connection of their own, which an alarm does not block); the
+//!   worker takes no new message until publishing is ready again.
 //! - **Waiting.** [`Destination::Later`] comes back on the deliveries stream
 //!   at its due time or a little after. A backend that cannot wait that
 //!   long in one go (RabbitMQ: longer than its largest delay tier) may hand
@@ -85,6 +94,33 @@ pub struct Outgoing<'a> {
     pub kind: &'static str,
     /// The event id, delivery id or dead-letter id.
     pub message_id: &'a str,
+}
+
+/// Whether a session can publish now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publishing {
+    Ready,
+    /// The broker refuses publishes for now (RabbitMQ's reason, e.g. a
+    /// memory or disk alarm).
+    Blocked(String),
+    /// The publishing connection or channel is gone; the backend is
+    /// reopening it.
+    Down(String),
+}
+
+impl Publishing {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Publishing::Ready)
+    }
+
+    /// Why publishing is not ready, for `/readyz` and logs.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Publishing::Ready => None,
+            Publishing::Blocked(r) => Some(format!("RabbitMQ blocks publishing: {r}")),
+            Publishing::Down(r) => Some(format!("cannot publish: {r}")),
+        }
+    }
 }
 
 /// A boxed future, for the settling half of the seam (one per message, so
@@ -193,7 +229,11 @@ pub trait Session: Send + Sync + 'static {
         msg: &Outgoing<'_>,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
-    /// False once the connection is gone (every stream then ends too).
+    /// Whether publishing works now, kept up to date by the backend.
+    fn publishing(&self) -> tokio::sync::watch::Receiver<Publishing>;
+
+    /// False once the consuming connection is gone (every stream then ends
+    /// too). Publishing recovers by itself: see [`Session::publishing`].
     fn is_open(&self) -> bool;
 
     /// Closes the connection; unsettled messages go back to their queues.
@@ -223,6 +263,8 @@ pub enum BrokerError {
     Declare { what: String, reason: String },
     #[error("RabbitMQ connection lost: {0}")]
     Connection(String),
+    #[error("RabbitMQ did not answer within {secs}s ({what})")]
+    Timeout { what: String, secs: u64 },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

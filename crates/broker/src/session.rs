@@ -1,27 +1,48 @@
 //! The RabbitMQ backend as the worker sees it: [`Rabbit`] connects,
-//! [`RabbitSession`] is one connection with its confirm channel, and each
-//! [`Consumer`] a stream of one queue on a channel of its own.
+//! [`RabbitSession`] is two connections, one to consume (a channel per
+//! [`Consumer`], and every ack) and one to publish (a confirm channel).
+//!
+//! Two, because RabbitMQ blocks a connection that publishes while a memory
+//! or disk alarm lasts, and a blocked connection sends nothing, acks
+//! included: on one connection, an alarm would wedge the whole worker. The
+//! publishing side is watched ([`Session::publishing`]): blocked, or down
+//! (its channel or connection closed), and then reopened with a doubling
+//! pause, while the consuming side goes on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
 
 use crate::rabbit::{Broker, Consumer, Publisher};
 use crate::redact_url;
 use crate::seam::{
-    Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Session, Source, Stream,
+    Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Publishing, Session,
+    Source, Stream,
 };
 use crate::topology::Topology;
 
-/// RabbitMQ at one URL, with one topology.
+/// The publishing side is looked at this often (a channel that closes
+/// sends no event of its own).
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+/// Pauses between attempts to reopen the publishing side.
+const REOPEN_MIN: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(5);
+
+/// RabbitMQ at one URL (or a comma-separated list: a cluster's nodes),
+/// with one topology.
 #[derive(Debug, Clone)]
 pub struct Rabbit {
-    url: String,
-    /// Names the connection in RabbitMQ and prefixes consumer tags.
+    urls: String,
+    /// Names the connections in RabbitMQ and prefixes consumer tags.
     name: String,
     topology: Topology,
 }
 
 impl Rabbit {
-    pub fn new(url: &str, name: &str, topology: Topology) -> Rabbit {
+    pub fn new(urls: &str, name: &str, topology: Topology) -> Rabbit {
         Rabbit {
-            url: url.to_owned(),
+            urls: urls.to_owned(),
             name: name.to_owned(),
             topology,
         }
@@ -30,42 +51,205 @@ impl Rabbit {
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
+
+    fn publishing_name(&self) -> String {
+        format!("{}-publish", self.name)
+    }
 }
 
 impl Backend for Rabbit {
     type Session = RabbitSession;
 
     async fn open(&self) -> Result<RabbitSession, BrokerError> {
-        let broker = Broker::connect(&self.url, &self.name, self.topology.clone()).await?;
-        broker.declare().await?;
-        let publisher = broker.publisher().await?;
+        let consumer = Broker::connect(&self.urls, &self.name, self.topology.clone()).await?;
+        let opened = async {
+            consumer.declare().await?;
+            open_publisher(self).await
+        };
+        let publisher = match opened.await {
+            Ok(p) => p,
+            Err(e) => {
+                consumer.close().await;
+                return Err(e);
+            }
+        };
+        let (state, publishing) = watch::channel(Publishing::Ready);
+        let side = Arc::new(Side {
+            backend: self.clone(),
+            current: Mutex::new(Some(publisher)),
+            state,
+            poke: Notify::new(),
+        });
+        let keeper = tokio::spawn(keep(Arc::downgrade(&side)));
         Ok(RabbitSession {
-            broker,
-            publisher,
+            consumer,
+            side,
+            publishing,
+            keeper,
             name: self.name.clone(),
         })
     }
 
     fn describe(&self) -> String {
-        format!("RabbitMQ at {}", redact_url(&self.url))
+        format!("RabbitMQ at {}", redact_url(&self.urls))
     }
 }
 
-/// One connection: a confirm channel for every publish, a channel per
-/// consumer.
-#[derive(Debug)]
-pub struct RabbitSession {
+/// The publishing connection and its confirm channel.
+struct Open {
     broker: Broker,
     publisher: Publisher,
+}
+
+async fn open_publisher(backend: &Rabbit) -> Result<Open, BrokerError> {
+    let broker = Broker::connect(
+        &backend.urls,
+        &backend.publishing_name(),
+        backend.topology.clone(),
+    )
+    .await?;
+    match broker.publisher().await {
+        Ok(publisher) => Ok(Open { broker, publisher }),
+        Err(e) => {
+            broker.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// The publishing side of a session.
+struct Side {
+    backend: Rabbit,
+    /// `None` while it is being reopened.
+    current: Mutex<Option<Open>>,
+    state: watch::Sender<Publishing>,
+    /// A publish failed: look at once rather than at the next tick.
+    poke: Notify,
+}
+
+impl Side {
+    fn publisher(&self) -> Option<Publisher> {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        current.as_ref().map(|o| o.publisher.clone())
+    }
+
+    /// What the publishing side is now; takes a dead one out.
+    fn look(&self) -> (Publishing, Option<Open>) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            None => (Publishing::Down("reopening".to_owned()), None),
+            Some(o) if !o.broker.is_connected() => (
+                Publishing::Down("the publishing connection closed".to_owned()),
+                current.take(),
+            ),
+            Some(o) if !o.publisher.is_open() => (
+                Publishing::Down("the publishing channel closed".to_owned()),
+                current.take(),
+            ),
+            Some(o) => match o.broker.blocked() {
+                Some(reason) => (Publishing::Blocked(reason), None),
+                None => (Publishing::Ready, None),
+            },
+        }
+    }
+
+    fn set(&self, now: Publishing) {
+        self.state.send_if_modified(|was| {
+            if *was == now {
+                return false;
+            }
+            match now.reason() {
+                Some(reason) => tracing::warn!(%reason, "publishing is not ready"),
+                None => tracing::info!("publishing is ready again"),
+            }
+            *was = now.clone();
+            true
+        });
+    }
+}
+
+/// Watches the publishing side until the session is gone; reopens it when
+/// it dies.
+async fn keep(side: std::sync::Weak<Side>) {
+    let mut pause = REOPEN_MIN;
+    loop {
+        let Some(s) = side.upgrade() else { return };
+        let (now, dead) = s.look();
+        if let Some(dead) = dead {
+            // Its channel may be gone but the connection still open.
+            dead.broker.close().await;
+        }
+        s.set(now.clone());
+        if let Publishing::Down(_) = now {
+            match open_publisher(&s.backend).await {
+                Ok(open) => {
+                    *s.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(open);
+                    pause = REOPEN_MIN;
+                    tracing::info!("publishing connection reopened");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "cannot reopen the publishing connection");
+                    drop(s);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(REOPEN_MAX);
+                    continue;
+                }
+            }
+        }
+        let blocked = s
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|o| o.broker.blocked_changes());
+        let changed = async {
+            match blocked {
+                Some(mut b) => {
+                    let _ = b.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(WATCH_EVERY) => {}
+            // A publish failed (a permit waits if no one was listening).
+            _ = s.poke.notified() => {}
+            _ = changed => {}
+        }
+    }
+}
+
+/// Two connections: see the module docs.
+pub struct RabbitSession {
+    consumer: Broker,
+    side: Arc<Side>,
+    publishing: watch::Receiver<Publishing>,
+    keeper: tokio::task::JoinHandle<()>,
     name: String,
+}
+
+impl std::fmt::Debug for RabbitSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RabbitSession")
+            .field("consumer", &self.consumer)
+            .field("publishing", &*self.publishing.borrow())
+            .finish()
+    }
+}
+
+impl Drop for RabbitSession {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
 }
 
 impl Session for RabbitSession {
     type Stream = Consumer;
 
     async fn declare(&self, lanes: &[String]) -> Result<(), BrokerError> {
-        self.broker.declare().await?;
-        self.broker.declare_lanes(lanes).await
+        self.consumer.declare().await?;
+        self.consumer.declare_lanes(lanes).await
     }
 
     async fn consume(&self, from: &Source, prefetch: u16) -> Result<Consumer, BrokerError> {
@@ -73,20 +257,46 @@ impl Session for RabbitSession {
             Source::Lane(id) => format!("{}-lane-{id}", self.name),
             other => format!("{}-{other}", self.name),
         };
-        self.broker.consume(from, prefetch, &tag).await
+        self.consumer.consume(from, prefetch, &tag).await
     }
 
     async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
-        self.publisher.publish(to, msg).await
+        let Some(publisher) = self.side.publisher() else {
+            let reason = self
+                .publishing
+                .borrow()
+                .reason()
+                .unwrap_or_else(|| "the publishing connection is reopening".to_owned());
+            return Err(PublishError::Unavailable(reason));
+        };
+        let result = publisher.publish(to, msg).await;
+        if let Err(PublishError::Unavailable(_)) = &result {
+            self.side.poke.notify_one();
+        }
+        result
+    }
+
+    fn publishing(&self) -> watch::Receiver<Publishing> {
+        self.publishing.clone()
     }
 
     fn is_open(&self) -> bool {
-        self.broker.is_connected() && self.publisher.is_open()
+        self.consumer.is_connected()
     }
 
     async fn close(&self) {
-        self.publisher.close().await;
-        self.broker.close().await;
+        self.keeper.abort();
+        let open = self
+            .side
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(open) = open {
+            open.publisher.close().await;
+            open.broker.close().await;
+        }
+        self.consumer.close().await;
     }
 }
 

@@ -275,10 +275,24 @@ pub struct DeadLetter {
     /// An undecodable message's bytes: as text when they are UTF-8...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
-    /// ...else as base64.
+    /// ...else as base64. At most the first [`RAW_KEPT`] bytes either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_base64: Option<String>,
+    /// An undecodable message's full length in bytes, kept or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_len: Option<u64>,
+    /// The SHA-256 of all its bytes (hex), to match it with the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_sha256: Option<String>,
+    /// True when `raw` or `raw_base64` holds only the first bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_truncated: bool,
 }
+
+/// Bytes of an undecodable message kept in its dead letter: a dead letter
+/// must never be larger than the broker accepts (RabbitMQ 4: 16 MiB by
+/// default), whatever was published.
+pub const RAW_KEPT: usize = 64 * 1024;
 
 impl DeadLetter {
     /// The dead letter of a delivery: its job, with the history, and why.
@@ -298,6 +312,9 @@ impl DeadLetter {
             job: Some(job),
             raw: None,
             raw_base64: None,
+            raw_len: None,
+            raw_sha256: None,
+            raw_truncated: false,
         }
     }
 
@@ -309,13 +326,25 @@ impl DeadLetter {
         queue: String,
         now: OffsetDateTime,
     ) -> DeadLetter {
-        let (raw, raw_base64) = match std::str::from_utf8(raw) {
-            Ok(text) => (Some(text.to_owned()), None),
-            Err(_) => {
+        use sha2::Digest;
+        let sha = sha2::Sha256::digest(raw);
+        let raw_sha256 = sha.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let kept = &raw[..raw.len().min(RAW_KEPT)];
+        let text = match std::str::from_utf8(kept) {
+            Ok(text) => Some(text),
+            // Text cut inside a character by the cap is still text.
+            Err(e) if e.error_len().is_none() && kept.len() < raw.len() => {
+                std::str::from_utf8(&kept[..e.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        };
+        let (raw_text, raw_base64) = match text {
+            Some(text) => (Some(text.to_owned()), None),
+            None => {
                 use base64::Engine;
                 (
                     None,
-                    Some(base64::engine::general_purpose::STANDARD.encode(raw)),
+                    Some(base64::engine::general_purpose::STANDARD.encode(kept)),
                 )
             }
         };
@@ -326,8 +355,11 @@ impl DeadLetter {
             dead_at: now,
             queue,
             job: None,
-            raw,
+            raw: raw_text,
             raw_base64,
+            raw_len: Some(raw.len() as u64),
+            raw_sha256: Some(raw_sha256),
+            raw_truncated: kept.len() < raw.len(),
         }
     }
 
@@ -536,5 +568,45 @@ mod tests {
         assert_eq!(binary.raw_base64.as_deref(), Some("/wA="));
         let v: serde_json::Value = serde_json::from_slice(&binary.to_json()).unwrap();
         assert_eq!(v["reason"], "undecodable");
+        assert_eq!(v["raw_len"], 2);
+        assert!(v.get("raw_truncated").is_none(), "kept whole");
+    }
+
+    #[test]
+    fn undecodable_keeps_only_the_first_64_kib_with_the_length_and_digest() {
+        let t = T;
+        // Binary: 4 MiB would be about 5.3 MiB once base64, more escaped.
+        let big: Vec<u8> = (0..4 * 1024 * 1024u32)
+            .map(|i| (i % 251) as u8 | 0x80)
+            .collect();
+        let letter = DeadLetter::undecodable("x".into(), &big, "bad".into(), "q".into(), t);
+        use base64::Engine;
+        let kept = base64::engine::general_purpose::STANDARD
+            .decode(letter.raw_base64.as_deref().unwrap())
+            .unwrap();
+        assert_eq!(kept, big[..RAW_KEPT]);
+        assert_eq!(letter.raw_len, Some(big.len() as u64));
+        assert!(letter.raw_truncated);
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(&big)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(letter.raw_sha256.as_deref(), Some(hex.as_str()));
+        assert!(
+            letter.to_json().len() < 2 * RAW_KEPT,
+            "{}",
+            letter.to_json().len()
+        );
+        // Text cut inside a character stays text, up to the last whole one.
+        let text = "é".repeat(RAW_KEPT); // 2 bytes each
+        let mut odd = String::from("x");
+        odd.push_str(&text);
+        let letter =
+            DeadLetter::undecodable("x".into(), odd.as_bytes(), "bad".into(), "q".into(), t);
+        let raw = letter.raw.unwrap();
+        assert_eq!(raw.len(), RAW_KEPT - 1);
+        assert!(letter.raw_truncated);
+        assert_eq!(letter.raw_len, Some(odd.len() as u64));
     }
 }

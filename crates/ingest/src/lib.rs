@@ -12,7 +12,9 @@
 //! `400` with a JSON `error` for input that is not valid (nothing is
 //! published then: the whole body is checked first); `404` for an unknown
 //! format; `413` for a body over [`MAX_BODY_BYTES`] or an event over the
-//! event size cap; `503` while RabbitMQ is unreachable.
+//! event size cap; `503` while RabbitMQ is unreachable, blocks publishing
+//! (a memory or disk alarm) or does not confirm within [`BROKER_WAIT`]:
+//! never a hang, never a `202` for what was not confirmed.
 
 use std::future::Future;
 
@@ -32,6 +34,11 @@ use serde_json::{Value, json};
 /// The largest request body accepted: room for a big Alertmanager group.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// The most a request waits for RabbitMQ (a connection, the confirms) before
+/// it is answered 503: callers (Alertmanager, Grafana) retry, and a hung
+/// request helps no one.
+pub const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// What every request shares.
 #[derive(Clone)]
 struct Ingest {
@@ -49,7 +56,7 @@ pub fn router(producer: Producer) -> Router {
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Ingest {
-            producer,
+            producer: producer.with_timeout(BROKER_WAIT),
             metrics: IngestMetrics::new(),
         })
 }
@@ -95,16 +102,20 @@ async fn metrics(State(state): State<Ingest>) -> Response {
 }
 
 async fn readyz(State(state): State<Ingest>) -> Response {
-    let ready = state.producer.ready().await;
-    state.metrics.broker_connected.set(i64::from(ready));
-    if ready {
-        (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response()
-    } else {
-        error(
+    let checked = state.producer.check().await;
+    let blocked = matches!(&checked, Err(r) if r.contains("blocks publishing"));
+    state.metrics.broker_blocked.set(i64::from(blocked));
+    state
+        .metrics
+        .broker_connected
+        .set(i64::from(checked.is_ok() || blocked));
+    match checked {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "RabbitMQ is unreachable".to_owned(),
-            None,
+            axum::Json(json!({"ready": false, "error": reason, "reason": reason})),
         )
+            .into_response(),
     }
 }
 
@@ -137,7 +148,22 @@ async fn accept(state: &Ingest, format: Format, body: Result<Bytes, BytesRejecti
         Ok(events) => events,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, None),
     };
-    let result = producer.publish_all(events).await;
+    // The producer bounds each wait; this bounds the whole request (many
+    // requests may queue for one reconnection).
+    let result = match tokio::time::timeout(BROKER_WAIT, producer.publish_all(events)).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!("RabbitMQ did not confirm in time; answering 503");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "RabbitMQ did not confirm within {}s; the events may or may not be stored: send them again",
+                    BROKER_WAIT.as_secs()
+                ),
+                None,
+            );
+        }
+    };
     state.metrics.broker_connected.set(i64::from(!matches!(
         result,
         Err(ProducerError::Unavailable { .. })

@@ -133,7 +133,11 @@ pub struct WorkerMetrics {
     circuit: IntGaugeVec,
     pub store_bytes: IntGauge,
     pub broker_connected: IntGauge,
+    pub broker_blocked: IntGauge,
     pub topology_redeclared: IntCounter,
+    pub handoff_failures: IntCounter,
+    pub requeued: IntCounter,
+    pub store_dropped: IntCounter,
 }
 
 /// The families the ingest exports.
@@ -142,6 +146,7 @@ pub struct IngestMetrics {
     registry: Registry,
     events_published: BySource,
     pub broker_connected: IntGauge,
+    pub broker_blocked: IntGauge,
 }
 
 /// One integration's series, resolved once (at load and on reload).
@@ -290,10 +295,30 @@ impl WorkerMetrics {
                 "alertpost_broker_connected",
                 "1 while connected to RabbitMQ.",
             ),
+            broker_blocked: gauge(
+                &r,
+                "alertpost_broker_blocked",
+                "1 while RabbitMQ blocks the worker's publishes (a memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile.",
+            ),
             topology_redeclared: counter(
                 &r,
                 "alertpost_topology_redeclared_total",
                 "Times a publish found its queue missing (deleted under the worker) and the topology was declared again.",
+            ),
+            handoff_failures: counter(
+                &r,
+                "alertpost_handoff_failures_total",
+                "Publishes of a hand-off (to a lane, a wait or the dead queue) not confirmed; each is tried again after a pause.",
+            ),
+            requeued: counter(
+                &r,
+                "alertpost_messages_requeued_total",
+                "Messages given back to their queue unfinished (a hand-off that kept failing, a panic); each counts toward the queue's delivery limit.",
+            ),
+            store_dropped: counter(
+                &r,
+                "alertpost_store_records_dropped_total",
+                "Attempt records dropped because the store could not keep up (deliveries are never slowed for the record).",
             ),
             registry: r,
         }
@@ -418,6 +443,11 @@ impl IngestMetrics {
                 &r,
                 "alertpost_broker_connected",
                 "1 while connected to RabbitMQ.",
+            ),
+            broker_blocked: gauge(
+                &r,
+                "alertpost_broker_blocked",
+                "1 while RabbitMQ blocks publishing (a memory or disk alarm): events are answered 503.",
             ),
             registry: r,
         }

@@ -14,8 +14,16 @@
 //! An event counts as published only once RabbitMQ has confirmed it: every
 //! `Ok` here means the broker holds the event on disk in a queue. Events are
 //! validated and prepared ([`Event::prepare`]) before anything is sent. The
-//! producer keeps one connection and reconnects on the next publish after a
-//! failure, answering [`ProducerError::Unavailable`] while it cannot.
+//! producer keeps one connection, which only publishes (consumers of the
+//! same service should use their own: RabbitMQ blocks a publishing
+//! connection under a memory or disk alarm), and reconnects on the next
+//! publish after a failure, answering [`ProducerError::Unavailable`] while
+//! it cannot. The URL may list several nodes of a cluster, separated by
+//! commas: connecting tries them in turn, from a random one.
+//!
+//! Every wait is bounded ([`Producer::with_timeout`], 10 s by default):
+//! connecting, and each confirm. While RabbitMQ blocks the connection (an
+//! alarm), publishes fail at once with `Unavailable`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +70,8 @@ pub enum ProducerError {
 #[derive(Clone)]
 pub struct Producer {
     inner: Arc<Inner>,
+    /// The bound on getting a connection and on each confirm.
+    timeout: Duration,
 }
 
 struct Inner {
@@ -110,7 +120,16 @@ impl Producer {
                 topology,
                 state: Mutex::new(State::default()),
             }),
+            timeout: alertpost_broker::rabbit::BROKER_TIMEOUT,
         }
+    }
+
+    /// This producer (sharing its connection) with every wait bounded by
+    /// `timeout`: getting a connection, and each confirm. A publish that
+    /// runs out is `Unavailable` (the events may or may not be stored).
+    pub fn with_timeout(mut self, timeout: Duration) -> Producer {
+        self.timeout = timeout;
+        self
     }
 
     pub fn topology(&self) -> &Topology {
@@ -119,7 +138,18 @@ impl Producer {
 
     /// Whether the producer is connected, connecting if it is not.
     pub async fn ready(&self) -> bool {
-        self.publisher().await.is_ok()
+        self.check().await.is_ok()
+    }
+
+    /// Connected (connecting if it is not) and not blocked by RabbitMQ; else
+    /// why not.
+    pub async fn check(&self) -> Result<(), String> {
+        self.publisher().await?;
+        let state = self.inner.state.lock().await;
+        match state.conn.as_ref().and_then(|(broker, _)| broker.blocked()) {
+            Some(reason) => Err(format!("RabbitMQ blocks publishing: {reason}")),
+            None => Ok(()),
+        }
     }
 
     /// Prepares and publishes one event; returns it as published (with its
@@ -217,8 +247,22 @@ impl Producer {
         }
     }
 
-    /// The current publisher, connecting (and declaring) if needed.
+    /// The current publisher, connecting (and declaring) if needed, within
+    /// the timeout.
     async fn publisher(&self) -> Result<Publisher, String> {
+        let publisher = match tokio::time::timeout(self.timeout, self.connected()).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(format!(
+                    "no connection within {}s",
+                    self.timeout.as_secs_f64()
+                ));
+            }
+        };
+        Ok(publisher.with_timeout(self.timeout))
+    }
+
+    async fn connected(&self) -> Result<Publisher, String> {
         let mut state = self.inner.state.lock().await;
         if let Some((broker, publisher)) = &state.conn {
             if broker.is_connected() && publisher.is_open() {

@@ -3,7 +3,7 @@
 //! | route | answers |
 //! | --- | --- |
 //! | `GET /healthz` | the process is alive |
-//! | `GET /readyz` | 200 when connected to the broker, consuming, and the store writes, else 503 |
+//! | `GET /readyz` | 200 when connected to the broker, consuming, able to publish (not blocked by an alarm, its publishing connection up) and the store writes; else 503 with the `reason` |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /v1/attempts?event_id=&integration=&limit=` | attempts from this worker's store, JSON, oldest first |
 //! | `GET /v1/dead-letters?integration=&limit=` | dead letters this worker produced, JSON, newest first |
@@ -62,11 +62,18 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
     let health = &admin.health;
     let store_ok = admin.store.healthy();
     let ready = health.ready() && store_ok;
+    let reason = match health.reason() {
+        Some(reason) => Some(reason),
+        None if !store_ok => Some("the store's last write failed".to_owned()),
+        None => None,
+    };
     let body = json!({
         "ready": ready,
         "broker_connected": health.connected(),
         "consuming": health.consuming(),
+        "publishing": health.not_publishing().is_none(),
         "store": store_ok,
+        "reason": reason,
     });
     let status = if ready {
         StatusCode::OK

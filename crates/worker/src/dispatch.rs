@@ -72,7 +72,10 @@ pub(crate) async fn handle<S: Session>(
         };
         let settled = match settle {
             Settle::Ack => msg.ack().await,
-            Settle::Requeue => msg.requeue().await,
+            Settle::Requeue => {
+                ctx.metrics.requeued.inc();
+                msg.requeue().await
+            }
         };
         if let Err(e) = settled {
             // The channel is gone; the broker hands the message out again.

@@ -9,12 +9,18 @@
 //!   comes back, after a lost ack or a hand-off that failed half-way, never
 //!   does again what was handed on;
 //! - a delivery made is journaled before the message is settled;
-//! - the message is acked only when every step is confirmed;
+//! - the message is acked only when every step is confirmed; nothing is
+//!   published once the connection it came on is lost (it is being handed
+//!   out again: a hand-off now would fork its deliveries);
 //! - a publish that finds its queue gone (deleted by an operator) makes the
 //!   worker declare the topology again, counted and logged, and try again
 //!   at once; any other failure backs off (doubling, up to 5 s) for up to
 //!   30 s, so a broker that refuses does not cycle the message through its
-//!   delivery limit in seconds; then the message is requeued;
+//!   delivery limit in seconds; then the message is requeued. While the
+//!   session cannot publish at all (blocked by an alarm, its publishing
+//!   connection reopening), the hand-off waits for it, up to 10 minutes
+//!   (well inside RabbitMQ's 30-minute consumer timeout), without using up
+//!   those 30 s;
 //! - outcomes are counted here, once per step, after the confirm.
 
 use std::sync::Arc;
@@ -39,6 +45,8 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 /// A topology declared this recently is not declared again for another
 /// missing queue (many hand-offs find it missing at once).
 const REDECLARE_AFTER: Duration = Duration::from_secs(1);
+/// How long a hand-off waits for a session that cannot publish.
+const OUTAGE_MAX: Duration = Duration::from_secs(600);
 
 /// What one delivery of a message comes to.
 pub(crate) enum Step {
@@ -158,10 +166,16 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
             other => pending.push(other),
         }
     }
-    let started = Instant::now();
+    let began = Instant::now();
+    let mut started = began;
     let mut pause = FIRST_PAUSE;
     let mut redeclared = false;
     while !pending.is_empty() {
+        // The message's own connection is gone: the broker has handed it
+        // out again, and a hand-off published now would fork its deliveries.
+        if !link.session.is_open() {
+            return Settle::Requeue;
+        }
         // Each step journaled as soon as its own confirm comes.
         let results = join_all(pending.into_iter().map(|step| async move {
             match publish(link, &step).await {
@@ -178,10 +192,41 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
         for (step, e) in results.into_iter().flatten() {
             missing |= matches!(e, PublishError::Unroutable(_));
             tracing::warn!(error = %e, "hand-off not confirmed");
+            ctx.metrics.handoff_failures.inc();
             pending.push(step);
         }
         if pending.is_empty() {
             break;
+        }
+        // Publishing is down or blocked as a whole: wait for it, not for
+        // the pause, and start the count of tries afresh.
+        let mut publishing = link.session.publishing();
+        if !publishing.borrow_and_update().is_ready() {
+            let until = tokio::time::Instant::from_std(began + OUTAGE_MAX);
+            let ready = async {
+                while !publishing.borrow_and_update().is_ready() {
+                    if publishing.changed().await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            };
+            let came_back = tokio::select! {
+                ready = ready => ready,
+                _ = tokio::time::sleep_until(until) => false,
+                _ = link.lost.cancelled() => false,
+            };
+            if !came_back {
+                tracing::error!(
+                    left = pending.len(),
+                    waited_s = began.elapsed().as_secs(),
+                    "cannot publish; the message goes back to its queue"
+                );
+                return Settle::Requeue;
+            }
+            started = Instant::now();
+            pause = FIRST_PAUSE;
+            continue;
         }
         // A queue deleted under us: declared again, the publish goes at once.
         if missing && !redeclared && link.redeclare(ctx, &pending).await {

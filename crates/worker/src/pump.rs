@@ -6,6 +6,11 @@
 //! ends. A lane's stream takes no such permit: its prefetch (the
 //! integration's concurrency) bounds it, so slow integrations never hold
 //! the window the others need.
+//!
+//! No message is pulled while the session cannot publish (RabbitMQ blocks
+//! it under an alarm, or its publishing connection is reopening): what it
+//! would take might need a hand-off that cannot happen. The broker keeps
+//! the messages meanwhile.
 
 use std::sync::Arc;
 
@@ -54,7 +59,18 @@ impl<S: Session> Pump<S> {
     /// Pumps until `halt` or the stream's end. Tasks get `halt` too, so a
     /// delivery waiting its lane's turn gives up when it comes.
     pub async fn run(&self, stream: &mut S::Stream, halt: &CancellationToken) -> Ended {
+        let mut publishing = self.link.session.publishing();
         loop {
+            while !publishing.borrow_and_update().is_ready() {
+                tokio::select! {
+                    biased;
+                    _ = halt.cancelled() => return Ended::Halted,
+                    changed = publishing.changed() => if changed.is_err() {
+                        // The session is gone; its streams end too.
+                        break;
+                    },
+                }
+            }
             let permit = match &self.bound {
                 Some(bound) => tokio::select! {
                     biased;

@@ -13,10 +13,14 @@
 //! is not finished by then is left unsettled and the backend hands it out
 //! again.
 //!
-//! A lost connection: the session's deliveries in flight finish (their
-//! acks fail, the messages come back, and the journal keeps what was done
-//! from being done twice), bounded by the drain timeout; then the
-//! supervisor reopens with a capped doubling pause.
+//! A lost connection: the session's attempts in flight finish and are
+//! journaled (their acks fail, the messages come back, and the journal
+//! keeps what was done from being done twice), but nothing more is handed
+//! on for them (the broker is handing them out again: see
+//! [`crate::handoff`]), bounded by the drain timeout; then the supervisor
+//! reopens with a capped doubling pause. A lost *publishing* connection
+//! does not end the session: the backend reopens it while consumption
+//! pauses ([`crate::pump`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -118,18 +122,21 @@ pub async fn run<B: Backend>(
         let drained = drained.clone();
         tokio::spawn(async move { store.run(retention, drained.cancelled_owned()).await })
     };
-    // The store's size, for `alertpost_store_bytes`.
+    // The store's size and dropped records, for `alertpost_store_bytes`
+    // and `alertpost_store_records_dropped_total`.
     {
-        let (store, gauge, stop) = (ctx.store.clone(), metrics.store_bytes.clone(), stop.clone());
+        let (store, metrics, stop) = (ctx.store.clone(), metrics.clone(), stop.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {
+                        let dropped = store.dropped();
+                        metrics.store_dropped.inc_by(dropped.saturating_sub(metrics.store_dropped.get()));
                         let store = store.clone();
                         let bytes = tokio::task::spawn_blocking(move || store.size_on_disk()).await.unwrap_or(0);
-                        gauge.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+                        metrics.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
                     }
                 }
             }
@@ -224,7 +231,7 @@ struct Limits {
 async fn consume<S: Session>(
     session: S,
     ctx: &Arc<Ctx>,
-    health: &Health,
+    health: &Arc<Health>,
     stop: &CancellationToken,
     limits: Limits,
 ) -> Ended {
@@ -246,6 +253,22 @@ async fn consume<S: Session>(
             link.session.close().await;
             return Ended::Broken(e.to_string());
         }
+    };
+    // Whether the session can publish, into `/readyz` and the gauge.
+    let watcher = {
+        let mut publishing = link.session.publishing();
+        let health = health.clone();
+        let gauge = ctx.metrics.broker_blocked.clone();
+        tokio::spawn(async move {
+            loop {
+                let reason = publishing.borrow_and_update().reason();
+                gauge.set(i64::from(reason.is_some()));
+                health.set_not_publishing(reason);
+                if publishing.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
     };
 
     // When one stream ends (shutdown, a lost connection), `halt` ends the
@@ -335,6 +358,9 @@ async fn consume<S: Session>(
         lost.cancel();
         drained.await;
     }
+    watcher.abort();
+    health.set_not_publishing(None);
+    ctx.metrics.broker_blocked.set(0);
     link.session.close().await;
     ended
 }
