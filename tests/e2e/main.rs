@@ -4,6 +4,7 @@
 mod alertmanager;
 mod cli;
 mod durability;
+mod faults;
 mod ingest;
 mod integrations;
 mod isolation;

@@ -8,6 +8,8 @@
 //! - [`bin`]: the `alertpost` binary, for what must be a real process
 //!   (exit codes, signals, a crash);
 //! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut;
+//! - [`rabbitmq`]: the local node's faults (an alarm, a stopped app, closed
+//!   connections), each undone when its guard drops;
 //! - [`metrics`]: a worker's `/metrics` read, and [`eventually`] to wait on
 //!   a condition instead of a clock.
 //!
@@ -17,6 +19,7 @@ pub mod bin;
 pub mod metrics;
 pub mod prefix;
 pub mod proxy;
+pub mod rabbitmq;
 pub mod receiver;
 pub mod worker;
 

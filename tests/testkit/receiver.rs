@@ -24,6 +24,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub at: Instant,
+    /// The status it was answered with.
+    pub status: u16,
 }
 
 impl Received {
@@ -88,6 +90,10 @@ impl Reply {
 struct Shared {
     requests: Mutex<Vec<Received>>,
     scripts: Mutex<HashMap<String, VecDeque<Reply>>>,
+    /// Paths answered 500 at random, with this probability, once their
+    /// script is used up; and the random state (xorshift: reproducible
+    /// enough, no crate).
+    flaky: Mutex<(HashMap<String, f64>, u64)>,
     arrived: Notify,
 }
 
@@ -140,6 +146,24 @@ impl Receiver {
             .entry(path.to_owned())
             .or_default()
             .extend(replies);
+    }
+
+    /// Answers requests to `path` (past its script) 500 with probability
+    /// `p`, 200 otherwise.
+    pub fn flaky(&self, path: &str, p: f64) {
+        let mut flaky = self.shared.flaky.lock().expect("lock");
+        flaky.0.insert(path.to_owned(), p);
+        if flaky.1 == 0 {
+            flaky.1 = 0x9e37_79b9_7f4a_7c15;
+        }
+    }
+
+    /// The requests answered 2xx.
+    pub fn accepted(&self) -> Vec<Received> {
+        self.requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
     }
 
     /// Drops the replies still scripted for `path`: it answers 200 again.
@@ -210,7 +234,23 @@ async fn record(
         .expect("lock")
         .get_mut(&path)
         .and_then(VecDeque::pop_front)
-        .unwrap_or_else(Reply::ok);
+        .unwrap_or_else(|| {
+            let mut flaky = shared.flaky.lock().expect("lock");
+            let (paths, state) = &mut *flaky;
+            match paths.get(&path).copied() {
+                Some(p) => {
+                    *state ^= *state << 13;
+                    *state ^= *state >> 7;
+                    *state ^= *state << 17;
+                    if (*state % 10_000) as f64 / 10_000.0 < p {
+                        Reply::status(500)
+                    } else {
+                        Reply::ok()
+                    }
+                }
+                None => Reply::ok(),
+            }
+        });
     shared.requests.lock().expect("lock").push(Received {
         method: method.to_string(),
         path,
@@ -225,6 +265,7 @@ async fn record(
             .collect(),
         body,
         at: Instant::now(),
+        status: reply.status,
     });
     shared.arrived.notify_waiters();
     // Recorded on arrival, answered after the delay: a slow endpoint still

@@ -185,6 +185,12 @@ pub(crate) async fn run(
             }
         }
     }
+    // A wait in the lane is long enough for another copy of this job (a
+    // hand-off whose confirm was lost, then made again) to finish first.
+    if turn == Turn::Wait && crate::handoff::already_handled(&ctx.store, &d.id, d.hop) {
+        target.metrics.outcome(Outcome::SkippedDuplicate);
+        return Some(Step::Done);
+    }
     let number = d.attempts + 1;
     let tried = attempt::send(&runtime.client, target, d.event, &d.id, number, body).await;
     drop(permit);

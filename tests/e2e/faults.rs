@@ -1,0 +1,281 @@
+//! Broker faults that touch only the test's own connections, so they run
+//! with the rest of the suite: several URLs, a publishing connection
+//! closed under the worker, a broker that accepts TCP and never answers,
+//! and a message too big to keep whole in a dead letter. The faults that
+//! change the broker for everyone (an alarm, a stopped app, a cluster) are
+//! in the chaos suite.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use alertpost_broker::{Destination, Outgoing, Topology};
+use alertpost_event::{Event, Status, delivery_id};
+use alertpost_producer::Producer;
+use alertpost_tests::proxy::Proxy;
+use alertpost_tests::rabbitmq::close_connections;
+use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(receiver: &Receiver) -> String {
+    format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\nretry = {{ initial = \"1s\", max_interval = \"1s\", jitter = 0.0, max_attempts = 30 }}\ncircuit = {{ failures = 0 }}\n",
+        receiver.url("/hook")
+    )
+}
+
+fn event(title: &str) -> Event {
+    Event::new("faults", Status::Firing, title)
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("can bind");
+    l.local_addr().expect("bound")
+}
+
+/// Accepts TCP connections and never says a word: a broker that hangs.
+async fn black_hole() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("can bind");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+fn upstream(prefix: &TestPrefix) -> SocketAddr {
+    prefix
+        .url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("127.0.0.1:5672")
+        .parse()
+        .expect("host:port")
+}
+
+/// The delivery ids answered 2xx at `/hook`.
+fn delivered(receiver: &Receiver) -> BTreeSet<String> {
+    receiver
+        .accepted()
+        .iter()
+        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+        .collect()
+}
+
+async fn wait_delivered(receiver: &Receiver, expected: &BTreeSet<String>) {
+    let deadline = Instant::now() + WAIT;
+    while !expected.is_subset(&delivered(receiver)) {
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {:?}",
+            expected
+                .difference(&delivered(receiver))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_given_several_urls_follows_whichever_answers() {
+    let prefix = TestPrefix::new("urls");
+    let receiver = Receiver::start().await;
+    let (a, b) = (
+        Proxy::start(upstream(&prefix)).await,
+        Proxy::start(upstream(&prefix)).await,
+    );
+    let dead = format!("amqp://guest:guest@{}/%2f", closed_port());
+    let urls = format!("{dead},{},{}", a.amqp_url(), b.amqp_url());
+    let worker = RunningWorker::spawn(&prefix, &urls, &config(&receiver)).await;
+    worker.wait_ready(WAIT).await;
+    // The producer library takes the same list.
+    let producer = Producer::connect(&urls, &prefix.prefix, "test-producer")
+        .await
+        .expect("one of the URLs answers");
+    let mut expected = BTreeSet::new();
+    for (step, (down, up)) in [(None, None), (Some(&a), None), (Some(&b), Some(&a))]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(up) = up {
+            up.up();
+        }
+        if let Some(down) = down {
+            down.down();
+        }
+        // Whichever node it was on, it is on one that answers now.
+        worker.wait_ready(WAIT).await;
+        let e = loop {
+            match producer.publish(event(&format!("step {step}"))).await {
+                Ok(e) => break e,
+                // The producer's own connection went with the proxy.
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        expected.insert(delivery_id(&e.id, "hook"));
+        wait_delivered(&receiver, &expected).await;
+    }
+    producer.close().await;
+    worker.stop().await.expect("the worker stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_publishing_connection_is_reopened_and_nothing_is_lost() {
+    let prefix = TestPrefix::new("pubclose");
+    let receiver = Receiver::start().await;
+    // Every attempt fails until the closes are over: each delivery needs a
+    // hand-off to a wait every second meanwhile.
+    receiver.flaky("/hook", 1.0);
+    let worker = RunningWorker::start(&prefix, &config(&receiver)).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .expect("RabbitMQ is reachable");
+    let events = producer
+        .publish_all((0..30).map(|i| event(&format!("e{i}"))).collect())
+        .await
+        .expect("published");
+    let expected: BTreeSet<String> = events.iter().map(|e| delivery_id(&e.id, "hook")).collect();
+    // Closed three times while the retries go on; each time a new one opens.
+    let name = format!("{}-worker-publish", prefix.prefix);
+    for _ in 0..3 {
+        receiver.wait_for(receiver.count() + 30, WAIT).await;
+        let closed = tokio::task::spawn_blocking({
+            let name = name.clone();
+            move || close_connections(&name)
+        })
+        .await
+        .expect("rabbitmqctl ran");
+        assert_eq!(closed, 1, "one publishing connection named {name}");
+    }
+    receiver.flaky("/hook", 0.0);
+    wait_delivered(&receiver, &expected).await;
+    worker.wait_ready(WAIT).await;
+    let m = alertpost_tests::metrics::scrape(worker.admin).await;
+    let dead: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("alertpost_dead_letters_total"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(dead, 0.0, "no delivery went dead for it");
+    assert_eq!(prefix.ready(&prefix.topology.dead_queue()).await, 0);
+    producer.close().await;
+    worker.stop().await.expect("the worker stops cleanly");
+}
+
+#[tokio::test]
+async fn the_ingest_answers_503_within_5_s_when_rabbitmq_never_answers() {
+    let hole = black_hole().await;
+    let url = format!("amqp://guest:guest@{hole}/%2f");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let producer = Producer::lazy(&url, Topology::new("t-hole").unwrap(), "test-ingest");
+    tokio::spawn(alertpost_ingest::serve(
+        listener,
+        producer,
+        std::future::pending(),
+    ));
+    let client = reqwest::Client::new();
+    for _ in 0..2 {
+        let began = Instant::now();
+        let r = client
+            .post(format!("http://{addr}/v1/events"))
+            .body(r#"{"source":"s","status":"firing","title":"t"}"#)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("an answer, not a hang");
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        let began = Instant::now();
+        let ready = alertpost_tests::bin::http_get(addr, "/readyz").await;
+        assert!(matches!(ready, Some((503, _))), "{ready:?}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+    }
+    // The producer library bounds its waits the same way.
+    let producer = Producer::lazy(&url, Topology::new("t-hole").unwrap(), "test")
+        .with_timeout(Duration::from_secs(1));
+    let began = Instant::now();
+    let e = producer.publish(event("lost in a hole")).await;
+    assert!(e.is_err(), "never a success");
+    assert!(
+        began.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        began.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_huge_undecodable_message_is_dead_lettered_in_its_first_64_kib() {
+    use sha2::Digest;
+
+    let prefix = TestPrefix::new("huge");
+    let receiver = Receiver::start().await;
+    let worker = RunningWorker::start(&prefix, &config(&receiver)).await;
+    let raw: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i % 253) as u8 | 0x80)
+        .collect();
+    let broker = prefix.broker().await;
+    let publisher = broker.publisher().await.unwrap();
+    publisher
+        .publish(
+            &Destination::Events {
+                routing_key: "x.y.z".into(),
+            },
+            &Outgoing {
+                body: &raw,
+                kind: "alertpost.event.v1",
+                message_id: "huge-1",
+            },
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let letter = loop {
+        let channel = broker.get_channel().await.unwrap();
+        if let Some(msg) = broker
+            .get(&channel, &prefix.topology.dead_queue())
+            .await
+            .unwrap()
+        {
+            msg.ack().await.unwrap();
+            break msg.body;
+        }
+        channel.close().await;
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        letter.len() < 128 * 1024,
+        "a dead letter of {} bytes",
+        letter.len()
+    );
+    let v: Value = serde_json::from_slice(&letter).unwrap();
+    assert_eq!(v["reason"], "undecodable");
+    assert_eq!(v["raw_len"], raw.len());
+    assert_eq!(v["raw_truncated"], true);
+    let hex: String = sha2::Sha256::digest(&raw)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v["raw_sha256"], hex);
+    assert_eq!(receiver.count(), 0);
+    broker.close().await;
+    worker.stop().await.expect("the worker stops cleanly");
+}
