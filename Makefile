@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench rabbitmq test-tools build
+.PHONY: run test lint bench chaos rabbitmq test-tools build
 
 ## run: RabbitMQ up, then a receiver, a worker and the ingest with
 ## examples/alertpost.toml, and the sample alerts flowing through them.
@@ -11,15 +11,26 @@ run: rabbitmq build
 	@scripts/run-demo.sh
 
 ## test: the whole suite (format, lints, unit and end-to-end tests against
-## the local RabbitMQ).
+## the local RabbitMQ, then the chaos suite, which must run alone).
 test: rabbitmq test-tools lint
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+	$(CHAOS)
+
+## chaos: the broker and receiver faults alone (an alarm, a stopped app,
+## kill -9, a 3-node cluster...): one test at a time, never beside the
+## other suites; each prints delivered / lost / duplicates / seconds.
+chaos: rabbitmq
+	$(CARGO) build --workspace --bins
+	$(CHAOS)
+
+CHAOS = $(CARGO) test -p alertpost-tests --test chaos -- --test-threads=1 --nocapture
 
 ## lint: rustfmt and clippy, warnings as errors.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p alertpost-tests --test chaos -- -D warnings
 
 ## bench: alertpost against the minimal consume → POST → ack loop; writes
 ## BENCHMARKS.md.

@@ -10,6 +10,7 @@
 //! included.
 
 mod alarm;
+mod cluster;
 mod flaky;
 mod flood;
 mod kill;

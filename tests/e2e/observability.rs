@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use alertpost_event::{Event, Severity, Status};
 use alertpost_producer::Producer;
 use alertpost_tests::bin::{alertpost, http_get};
-use alertpost_tests::metrics::scrape;
-use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use alertpost_tests::metrics::{scrape, value};
+use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix, eventually};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -192,7 +192,7 @@ async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
         .await
         .unwrap();
     // Two failures open the circuit; the other four wait without a request.
-    let m = wait_metric(
+    wait_metric(
         worker.admin,
         r#"alertpost_circuit_open{integration="down"}"#,
         1.0,
@@ -200,8 +200,19 @@ async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
     .await;
     assert_eq!(receiver.count(), 2, "no requests while open");
     // The rest could not start (one at a time, then the circuit): they wait
-    // in the integration's lane, not in the delay tiers.
-    assert!(m[r#"alertpost_deliveries_total{integration="down",outcome="deferred"}"#] >= 4.0);
+    // in the integration's lane, not in the delay tiers (counted once their
+    // hand-offs are confirmed, which may be a moment after the circuit).
+    let deferred = r#"alertpost_deliveries_total{integration="down",outcome="deferred"}"#;
+    eventually(WAIT, "four deliveries deferred to the lane", || async {
+        let m = scrape(worker.admin).await;
+        let n = value(&m, deferred);
+        if n >= 4.0 {
+            Ok(())
+        } else {
+            Err(format!("{n}"))
+        }
+    })
+    .await;
     // After the cooldown a probe succeeds, the circuit closes, all arrive.
     let deadline = Instant::now() + WAIT;
     loop {

@@ -12,10 +12,26 @@ use std::time::{Duration, Instant};
 /// Runs `rabbitmqctl` (bounded: a node that does not answer fails the
 /// call, not the suite's clock); its stdout, or why it failed.
 pub fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("timeout")
+    // rabbitmqctl runs as root or rabbitmq (Debian's wrapper): sudo else.
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    let mut cmd = if root {
+        Command::new("timeout")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", "timeout"]);
+        sudo
+    };
+    let out = cmd
         .arg("60")
         .arg("rabbitmqctl")
         .args(args)
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .output()
         .map_err(|e| format!("rabbitmqctl: {e}"))?;
     if out.status.success() {
