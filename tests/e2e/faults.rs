@@ -279,3 +279,93 @@ async fn a_huge_undecodable_message_is_dead_lettered_in_its_first_64_kib() {
     broker.close().await;
     worker.stop().await.expect("the worker stops cleanly");
 }
+
+#[tokio::test]
+async fn the_commands_take_a_list_of_urls_and_skip_a_dead_node() {
+    use alertpost_tests::bin::alertpost;
+
+    let prefix = TestPrefix::new("cli-urls");
+    let dead = format!("amqp://guest:guest@{}/%2f", closed_port());
+    let urls = format!("{dead},{}", prefix.url);
+    let run = |args: &[&str]| {
+        let out = alertpost(&prefix)
+            .env("ALERTPOST_AMQP_URL", &urls)
+            .args(args)
+            .output()
+            .expect("alertpost runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["setup"]);
+    assert_eq!(code, Some(0), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.json");
+    std::fs::write(
+        &file,
+        r#"{"source":"a","status":"firing","title":"via a list"}"#,
+    )
+    .unwrap();
+    let (code, out, err) = run(&["publish", file.to_str().unwrap()]);
+    assert_eq!((code, out.trim()), (Some(0), "published 1 events"), "{err}");
+    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 1);
+    let (code, _, err) = run(&["dlq", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    // Every URL dead: one error naming each, passwords hidden.
+    let all_dead = format!("{dead},amqp://guest:secret@{}/%2f", closed_port());
+    let out = alertpost(&prefix)
+        .env("ALERTPOST_AMQP_URL", &all_dead)
+        .args(["publish", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.matches("guest:***@127.0.0.1").count() >= 2, "{err}");
+    assert!(!err.contains("secret"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_publishing_connection_cannot_reopen_the_worker_pauses_and_says_so() {
+    let prefix = TestPrefix::new("pubdown");
+    let receiver = Receiver::start().await;
+    let proxy = Proxy::start(upstream(&prefix)).await;
+    let worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver)).await;
+    worker.wait_ready(WAIT).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .expect("RabbitMQ is reachable");
+    let first = producer.publish(event("before")).await.unwrap();
+    let mut expected = BTreeSet::from([delivery_id(&first.id, "hook")]);
+    wait_delivered(&receiver, &expected).await;
+    // The consuming connection stays; the publishing one is closed and
+    // cannot come back while the proxy refuses new connections.
+    proxy.refuse_new();
+    let name = format!("{}-worker-publish", prefix.prefix);
+    let closed = tokio::task::spawn_blocking(move || close_connections(&name))
+        .await
+        .unwrap();
+    assert_eq!(closed, 1);
+    alertpost_tests::eventually(WAIT, "/readyz to say it cannot publish", || async {
+        match alertpost_tests::bin::http_get(worker.admin, "/readyz").await {
+            Some((503, body)) if body.contains("cannot publish") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // It handles no new message meanwhile (those RabbitMQ pushes within the
+    // prefetch wait unacked, and go back if the worker dies).
+    let waiting = producer
+        .publish_all((0..5).map(|i| event(&format!("during {i}"))).collect())
+        .await
+        .unwrap();
+    receiver.assert_no_more(1, Duration::from_secs(1)).await;
+    // Back: reopened, ready, and the waiting events delivered.
+    proxy.up();
+    worker.wait_ready(WAIT).await;
+    expected.extend(waiting.iter().map(|e| delivery_id(&e.id, "hook")));
+    wait_delivered(&receiver, &expected).await;
+    producer.close().await;
+    worker.stop().await.expect("the worker stops cleanly");
+}

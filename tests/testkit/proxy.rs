@@ -70,6 +70,11 @@ impl Proxy {
     pub fn up(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
+
+    /// Refuses new connections until [`Proxy::up`]; open ones go on.
+    pub fn refuse_new(&self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
 }
 
 impl Drop for Proxy {

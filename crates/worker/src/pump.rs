@@ -60,15 +60,14 @@ impl<S: Session> Pump<S> {
     /// delivery waiting its lane's turn gives up when it comes.
     pub async fn run(&self, stream: &mut S::Stream, halt: &CancellationToken) -> Ended {
         let mut publishing = self.link.session.publishing();
+        // False once the session's publishing state can no longer change.
+        let mut watching = true;
         loop {
-            while !publishing.borrow_and_update().is_ready() {
+            while watching && !publishing.borrow_and_update().is_ready() {
                 tokio::select! {
                     biased;
                     _ = halt.cancelled() => return Ended::Halted,
-                    changed = publishing.changed() => if changed.is_err() {
-                        // The session is gone; its streams end too.
-                        break;
-                    },
+                    changed = publishing.changed() => watching = changed.is_ok(),
                 }
             }
             let permit = match &self.bound {
@@ -80,9 +79,15 @@ impl<S: Session> Pump<S> {
                 },
                 None => None,
             };
+            // Publishing may go while this waits for a message: then look
+            // again before taking one (`next` loses nothing when dropped).
             let next = tokio::select! {
                 biased;
                 _ = halt.cancelled() => return Ended::Halted,
+                changed = publishing.changed(), if watching => {
+                    watching = changed.is_ok();
+                    continue;
+                }
                 next = stream.next() => next,
             };
             match next {
