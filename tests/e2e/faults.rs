@@ -208,6 +208,39 @@ async fn the_ingest_answers_503_within_5_s_when_rabbitmq_never_answers() {
             began.elapsed()
         );
     }
+    // With the hole first and a real node second, answers stay within 5 s
+    // and, once the hole's attempt has run out, the second is used.
+    let prefix = TestPrefix::new("hole-then-real");
+    let urls = format!("{url},{}", prefix.url);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second = listener.local_addr().unwrap();
+    let producer = Producer::lazy(&urls, prefix.topology.clone(), "test-ingest");
+    tokio::spawn(alertpost_ingest::serve(
+        listener,
+        producer,
+        std::future::pending(),
+    ));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let began = Instant::now();
+        let r = client
+            .post(format!("http://{second}/v1/events"))
+            .body(r#"{"source":"s","status":"firing","title":"t"}"#)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .expect("an answer, not a hang");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+        if r.status().as_u16() == 202 {
+            break;
+        }
+        assert_eq!(r.status().as_u16(), 503);
+        assert!(Instant::now() < deadline, "never reached the second node");
+    }
     // The producer library bounds its waits the same way.
     let producer = Producer::lazy(&url, Topology::new("t-hole").unwrap(), "test")
         .with_timeout(Duration::from_secs(1));

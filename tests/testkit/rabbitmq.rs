@@ -2,9 +2,11 @@
 //! application, connections closed under a client. Each fault is a guard
 //! that puts the broker back when dropped, also when the test panics.
 //!
-//! Tests that use these change the broker for everyone: they live in the
-//! chaos suite (`tests/chaos`), which runs one test at a time and never
-//! beside the other suites.
+//! The alarm and the stopped app change the broker for everyone: the tests
+//! that use them live in the chaos suite (`tests/chaos`), which runs one
+//! test at a time and never beside the other suites. Closing connections
+//! by name touches only the test's own. All need `rabbitmqctl` (root, or
+//! `sudo -n`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -70,8 +72,18 @@ impl MemoryAlarm {
         let previous = rabbitmqctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
             .ok()
             .map(|v| v.trim().to_owned())
-            .filter(|v| v.parse::<f64>().is_ok())
-            .unwrap_or_else(|| "0.4".to_owned());
+            .unwrap_or_default();
+        // A fraction (`0.4`), or `{absolute,Bytes}`; else the packaged default.
+        let previous = if previous.parse::<f64>().is_ok() {
+            previous
+        } else if let Some(bytes) = previous
+            .strip_prefix("{absolute,")
+            .and_then(|v| v.strip_suffix('}'))
+        {
+            format!("absolute {bytes}")
+        } else {
+            "0.4".to_owned()
+        };
         // The guard exists before the alarm: a failure from here on restores.
         let guard = MemoryAlarm { previous };
         rabbitmqctl(&["set_vm_memory_high_watermark", "0.000001"]).expect("the alarm is raised");
@@ -84,7 +96,9 @@ impl MemoryAlarm {
 
 impl Drop for MemoryAlarm {
     fn drop(&mut self) {
-        if let Err(e) = rabbitmqctl(&["set_vm_memory_high_watermark", &self.previous]) {
+        let mut args = vec!["set_vm_memory_high_watermark"];
+        args.extend(self.previous.split(' '));
+        if let Err(e) = rabbitmqctl(&args) {
             eprintln!(
                 "RESTORE FAILED, run `rabbitmqctl set_vm_memory_high_watermark {}`: {e}",
                 self.previous
@@ -135,7 +149,7 @@ pub fn close_connections(name: &str) -> usize {
         "pid",
         "client_properties",
     ])
-    .unwrap_or_default();
+    .unwrap_or_else(|e| panic!("cannot list connections: {e}"));
     let mut closed = 0;
     for line in listed.lines() {
         let mut parts = line.splitn(2, '\t');

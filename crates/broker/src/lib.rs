@@ -22,7 +22,7 @@ pub mod topology;
 
 pub use rabbit::{Broker, Consumer, GetChannel, Pending, Publisher, QueueStats};
 pub use seam::{
-    Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Publishing, Session,
+    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Session,
     Source, Stream,
 };
 pub use session::{Rabbit, RabbitSession};
@@ -67,7 +67,11 @@ pub fn redact_url(list: &str) -> String {
 /// hidden, at the price of hiding too much of a URL with an `@` in its path.
 fn redact_one(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        // Not a URL as written; whatever precedes an `@` may be a password.
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_owned(),
+        };
     };
     match rest.rsplit_once('@') {
         Some((userinfo, host_and_path)) => {
@@ -88,6 +92,7 @@ mod tests {
         );
         assert_eq!(super::redact_url("amqp://h/v"), "amqp://h/v");
         assert_eq!(super::redact_url("amqps://u:p@ss@h"), "amqps://u:***@h");
+        assert_eq!(super::redact_url("amqp:u:pass@h"), "***@h");
         assert_eq!(
             super::redact_url("amqp://u:pa/ss?x@h:5672/%2f"),
             "amqp://u:***@h:5672/%2f"

@@ -27,7 +27,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use lapin::{Confirmation, PublisherConfirm};
 
 use crate::seam::{
-    BoxFuture, BrokerError, Destination, Inbound, Outgoing, PublishError, Received, Settler, Source,
+    BoxFuture, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Received, Settler,
+    Source,
 };
 use crate::topology::Topology;
 use crate::{amqp_urls, redact_url, rotation};
@@ -56,7 +57,8 @@ async fn connect_one(url: &str, name: &str) -> Result<Connection, String> {
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(e.to_string()),
+        // The parser's errors may quote the URL whole, password and all.
+        Ok(Err(e)) => Err(e.to_string().replace(url, &redact_url(url))),
         Err(_) => Err(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
     }
 }
@@ -422,7 +424,7 @@ impl Broker {
                 .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))
         })
         .await?;
-        Ok(msg.map(|m| inbound(m.delivery, &Source::Dead, queue)))
+        Ok(msg.map(|m| inbound(m.delivery, &channel.0, &Source::Dead, queue)))
     }
 
     /// A channel for [`Broker::get`]: every message taken on it stays
@@ -528,6 +530,11 @@ impl Publisher {
         self.channel.status().connected()
     }
 
+    /// Why RabbitMQ blocks its connection, if it does.
+    pub fn blocked(&self) -> Option<String> {
+        self.blocked.borrow().clone()
+    }
+
     /// This publisher, waiting at most `timeout` for each confirm.
     pub fn with_timeout(mut self, timeout: Duration) -> Publisher {
         self.timeout = timeout;
@@ -625,7 +632,7 @@ impl Consumer {
         let delivery = self.inner.next().await?;
         Some(
             delivery
-                .map(|d| inbound(d, &self.source, &self.queue))
+                .map(|d| inbound(d, &self.channel, &self.source, &self.queue))
                 .map_err(|e| BrokerError::Connection(e.to_string())),
         )
     }
@@ -649,7 +656,12 @@ impl Consumer {
     }
 }
 
-fn inbound(d: lapin::message::Delivery, source: &Source, queue: &str) -> Inbound {
+fn inbound(
+    d: lapin::message::Delivery,
+    channel: &Channel,
+    source: &Source,
+    queue: &str,
+) -> Inbound {
     let parts = Received {
         kind: d.properties.kind().as_ref().map(|k| k.as_str().to_owned()),
         message_id: d
@@ -662,11 +674,12 @@ fn inbound(d: lapin::message::Delivery, source: &Source, queue: &str) -> Inbound
         origin: queue.to_owned(),
         body: bytes::Bytes::from(d.data),
     };
-    Inbound::new(parts, Acker(d.acker))
+    Inbound::new(parts, Acker(d.acker, channel.status().clone()))
 }
 
-/// Settles one delivery on the channel it came on.
-struct Acker(lapin::Acker);
+/// Settles one delivery on the channel it came on, whose status says
+/// whether the delivery is still ours.
+struct Acker(lapin::Acker, lapin::ChannelStatus);
 
 impl Settler for Acker {
     fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
@@ -675,6 +688,11 @@ impl Settler for Acker {
 
     fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(self.reject(true))
+    }
+
+    fn held(&self) -> Held {
+        let status = self.1.clone();
+        Held::new(move || status.connected())
     }
 }
 

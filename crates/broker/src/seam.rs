@@ -133,6 +133,31 @@ pub trait Settler: Send + Sync {
     fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>>;
     /// Give the message to a consumer again.
     fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// Whether the message is still this worker's: false once what it came
+    /// on (RabbitMQ: its channel) is gone, and the backend hands it out
+    /// again.
+    fn held(&self) -> Held;
+}
+
+/// Whether a message is still the worker's (see [`Settler::held`]); cheap
+/// to clone and to ask, so a hand-off can look just before each publish.
+#[derive(Clone)]
+pub struct Held(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Held {
+    pub fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> Held {
+        Held(std::sync::Arc::new(check))
+    }
+
+    pub fn get(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({})", self.get())
+    }
 }
 
 /// A message taken from a stream.
@@ -191,6 +216,13 @@ impl Inbound {
     /// Give the message back, to be handed out again (to any worker).
     pub async fn requeue(&self) -> Result<(), BrokerError> {
         self.settler.requeue().await
+    }
+
+    /// Whether the message is still this worker's: once it is not, nothing
+    /// may be handed on for it (the backend is handing it out again, and a
+    /// hand-off now would fork its deliveries).
+    pub fn held(&self) -> Held {
+        self.settler.held()
     }
 }
 

@@ -9,6 +9,7 @@
 //! (its channel or connection closed), and then reopened with a doubling
 //! pause, while the consuming side goes on.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,8 +80,9 @@ impl Backend for Rabbit {
             current: Mutex::new(Some(publisher)),
             state,
             poke: Notify::new(),
+            stalled: AtomicBool::new(false),
         });
-        let keeper = tokio::spawn(keep(Arc::downgrade(&side)));
+        let keeper = Mutex::new(Some(tokio::spawn(keep(Arc::downgrade(&side)))));
         Ok(RabbitSession {
             consumer,
             side,
@@ -125,6 +127,9 @@ struct Side {
     state: watch::Sender<Publishing>,
     /// A publish failed: look at once rather than at the next tick.
     poke: Notify,
+    /// A publish got no confirm on a connection that looks fine (not
+    /// blocked, channel open): a stalled connection, to be reopened.
+    stalled: AtomicBool,
 }
 
 impl Side {
@@ -146,6 +151,14 @@ impl Side {
                 Publishing::Down("the publishing channel closed".to_owned()),
                 current.take(),
             ),
+            Some(o)
+                if o.broker.blocked().is_none() && self.stalled.swap(false, Ordering::Relaxed) =>
+            {
+                (
+                    Publishing::Down("publishes got no confirm; reopening".to_owned()),
+                    current.take(),
+                )
+            }
             Some(o) => match o.broker.blocked() {
                 Some(reason) => (Publishing::Blocked(reason), None),
                 None => (Publishing::Ready, None),
@@ -175,11 +188,15 @@ async fn keep(side: std::sync::Weak<Side>) {
     loop {
         let Some(s) = side.upgrade() else { return };
         let (now, dead) = s.look();
-        if let Some(dead) = dead {
-            // Its channel may be gone but the connection still open.
-            dead.broker.close().await;
-        }
         s.set(now.clone());
+        if let Some(dead) = dead {
+            // Its channel may be gone but the connection still open; closing
+            // is bounded, but nothing should wait for it.
+            tokio::spawn(async move {
+                dead.publisher.close().await;
+                dead.broker.close().await;
+            });
+        }
         if let Publishing::Down(_) = now {
             match open_publisher(&s.backend).await {
                 Ok(open) => {
@@ -225,7 +242,8 @@ pub struct RabbitSession {
     consumer: Broker,
     side: Arc<Side>,
     publishing: watch::Receiver<Publishing>,
-    keeper: tokio::task::JoinHandle<()>,
+    /// Taken (and stopped) by `close`.
+    keeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     name: String,
 }
 
@@ -240,7 +258,9 @@ impl std::fmt::Debug for RabbitSession {
 
 impl Drop for RabbitSession {
     fn drop(&mut self) {
-        self.keeper.abort();
+        if let Some(keeper) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            keeper.abort();
+        }
     }
 }
 
@@ -271,6 +291,9 @@ impl Session for RabbitSession {
         };
         let result = publisher.publish(to, msg).await;
         if let Err(PublishError::Unavailable(_)) = &result {
+            if publisher.is_open() && publisher.blocked().is_none() {
+                self.side.stalled.store(true, Ordering::Relaxed);
+            }
             self.side.poke.notify_one();
         }
         result
@@ -285,7 +308,13 @@ impl Session for RabbitSession {
     }
 
     async fn close(&self) {
-        self.keeper.abort();
+        // Stopped for good before the connection is taken: a keeper that
+        // reopens meanwhile would leave one behind.
+        let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(keeper) = keeper {
+            keeper.abort();
+            let _ = keeper.await;
+        }
         let open = self
             .side
             .current

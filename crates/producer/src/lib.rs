@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use alertpost_broker::{Broker, Destination, Outgoing, PublishError, Publisher, Topology};
 use alertpost_event::{EVENT_SCHEMA, Event, EventError};
 use time::OffsetDateTime;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
 /// Confirms awaited per batch window: bounds memory for large inputs while
 /// keeping the broker busy.
@@ -79,12 +79,19 @@ struct Inner {
     name: String,
     topology: Topology,
     state: Mutex<State>,
+    /// A connection attempt ended (either way).
+    attempted: Notify,
 }
 
 #[derive(Default)]
 struct State {
     conn: Option<(Broker, Publisher)>,
     last_failure: Option<(Instant, String)>,
+    /// A connection attempt runs (in a task of its own: a caller that gives
+    /// up waiting does not cut it short, so a slow first node does not keep
+    /// the next from being tried).
+    connecting: bool,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Producer {
@@ -119,6 +126,7 @@ impl Producer {
                 name: name.to_owned(),
                 topology,
                 state: Mutex::new(State::default()),
+                attempted: Notify::new(),
             }),
             timeout: alertpost_broker::rabbit::BROKER_TIMEOUT,
         }
@@ -209,6 +217,7 @@ impl Producer {
     /// Closes the connection.
     pub async fn close(&self) {
         let mut state = self.inner.state.lock().await;
+        state.closed = true;
         if let Some((broker, publisher)) = state.conn.take() {
             publisher.close().await;
             broker.close().await;
@@ -263,45 +272,76 @@ impl Producer {
     }
 
     async fn connected(&self) -> Result<Publisher, String> {
-        let mut state = self.inner.state.lock().await;
-        if let Some((broker, publisher)) = &state.conn {
-            if broker.is_connected() && publisher.is_open() {
-                return Ok(publisher.clone());
-            }
-            tracing::warn!("RabbitMQ connection lost; reconnecting");
-            state.conn = None;
-        }
-        if let Some((at, reason)) = &state.last_failure
-            && at.elapsed() < RECONNECT_PAUSE
-        {
-            return Err(reason.clone());
-        }
-        match self.open().await {
-            Ok((broker, publisher)) => {
-                if state.last_failure.take().is_some() {
-                    tracing::info!("RabbitMQ connection restored");
+        loop {
+            let attempted = self.inner.attempted.notified();
+            tokio::pin!(attempted);
+            // Registered before the state is read: an attempt that ends
+            // in between still wakes this one.
+            attempted.as_mut().enable();
+            {
+                let mut state = self.inner.state.lock().await;
+                if let Some((broker, publisher)) = &state.conn {
+                    if broker.is_connected() && publisher.is_open() {
+                        return Ok(publisher.clone());
+                    }
+                    tracing::warn!("RabbitMQ connection lost; reconnecting");
+                    state.conn = None;
                 }
-                state.conn = Some((broker, publisher.clone()));
-                Ok(publisher)
+                if !state.connecting {
+                    if let Some((at, reason)) = &state.last_failure
+                        && at.elapsed() < RECONNECT_PAUSE
+                    {
+                        return Err(reason.clone());
+                    }
+                    state.connecting = true;
+                    state.closed = false;
+                    tokio::spawn(connect(self.inner.clone()));
+                }
             }
-            Err(reason) => {
-                tracing::warn!(%reason, "cannot reach RabbitMQ");
-                state.last_failure = Some((Instant::now(), reason.clone()));
-                Err(reason)
-            }
+            attempted.await;
         }
     }
+}
 
-    async fn open(&self) -> Result<(Broker, Publisher), String> {
-        let inner = &self.inner;
-        let broker = Broker::connect(&inner.url, &inner.name, inner.topology.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        broker
-            .declare_for_producer()
-            .await
-            .map_err(|e| e.to_string())?;
-        let publisher = broker.publisher().await.map_err(|e| e.to_string())?;
-        Ok((broker, publisher))
+/// One connection attempt; its outcome goes into the state for every
+/// caller waiting, and for the next ones.
+async fn connect(inner: Arc<Inner>) {
+    let result = open(&inner).await;
+    let mut state = inner.state.lock().await;
+    state.connecting = false;
+    match result {
+        Ok((broker, publisher)) if state.closed => {
+            drop(state);
+            publisher.close().await;
+            broker.close().await;
+        }
+        Ok(conn) => {
+            if state.last_failure.take().is_some() {
+                tracing::info!("RabbitMQ connection restored");
+            }
+            state.conn = Some(conn);
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "cannot reach RabbitMQ");
+            state.last_failure = Some((Instant::now(), reason));
+        }
+    }
+    inner.attempted.notify_waiters();
+}
+
+async fn open(inner: &Inner) -> Result<(Broker, Publisher), String> {
+    let broker = Broker::connect(&inner.url, &inner.name, inner.topology.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let ready = async {
+        broker.declare_for_producer().await?;
+        broker.publisher().await
+    };
+    match ready.await {
+        Ok(publisher) => Ok((broker, publisher)),
+        Err(e) => {
+            broker.close().await;
+            Err(e.to_string())
+        }
     }
 }

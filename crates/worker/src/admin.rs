@@ -71,7 +71,7 @@ async fn readyz(State(admin): State<Admin>) -> impl IntoResponse {
         "ready": ready,
         "broker_connected": health.connected(),
         "consuming": health.consuming(),
-        "publishing": health.not_publishing().is_none(),
+        "publishing": health.connected() && health.not_publishing().is_none(),
         "store": store_ok,
         "reason": reason,
     });

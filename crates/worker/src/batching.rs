@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alertpost_broker::{Destination, Outgoing, PublishError, Session};
+use alertpost_broker::{Destination, Held, Outgoing, PublishError, Session};
 use alertpost_event::job::{DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -46,7 +46,16 @@ pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 struct Queued {
     job: bytes::Bytes,
     delivery_id: String,
+    /// Whether the message it is for is still ours.
+    held: Held,
     done: oneshot::Sender<Result<(), PublishError>>,
+}
+
+impl Queued {
+    /// Still wanted: its hand-off waits for it, and its message is ours.
+    fn wanted(&self) -> bool {
+        !self.done.is_closed() && self.held.get()
+    }
 }
 
 /// The writers of one session, one per lane used.
@@ -65,11 +74,12 @@ impl<S: Session> LaneWriters<S> {
 
     /// Hands `job` to its integration's lane; returns once the broker has
     /// confirmed the message that carries it.
-    pub async fn hand_off(&self, job: &LaneJob) -> Result<(), PublishError> {
+    pub async fn hand_off(&self, job: &LaneJob, held: &Held) -> Result<(), PublishError> {
         let (done, confirmed) = oneshot::channel();
         let queued = Queued {
             job: job.json.clone(),
             delivery_id: job.delivery_id.clone(),
+            held: held.clone(),
             done,
         };
         let writer = self.writer(&job.integration);
@@ -110,16 +120,27 @@ async fn write<S: Session>(session: Arc<S>, lane: String, mut queue: mpsc::Recei
         let Some(first) = queue.recv().await else {
             return;
         };
-        let mut bytes = first.job.len();
-        let mut batch = vec![first];
-        while batch.len() < MAX_JOBS && bytes < MAX_BYTES {
-            match queue.try_recv() {
-                Ok(q) => {
-                    bytes += q.job.len();
-                    batch.push(q);
-                }
-                Err(_) => break,
+        let mut bytes = 0;
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(q) = next.take() {
+            // A job whose message is no longer ours (its channel went, its
+            // task was stopped) is not published: that would fork it.
+            if q.wanted() {
+                bytes += q.job.len();
+                batch.push(q);
+            } else {
+                let _ = q.done.send(Err(PublishError::Unavailable(
+                    "its message is no longer this worker's".to_owned(),
+                )));
             }
+            if batch.len() >= MAX_JOBS || bytes >= MAX_BYTES {
+                break;
+            }
+            next = queue.try_recv().ok();
+        }
+        if batch.is_empty() {
+            continue;
         }
         tracing::trace!(%lane, jobs = batch.len(), bytes, "lane batch");
         let session = session.clone();

@@ -157,6 +157,7 @@ pub(crate) async fn run(
             _ = halt.cancelled() => return None,
         },
     };
+
     let body = match render(&d, source) {
         Ok(body) => body,
         Err(e) => {
@@ -167,6 +168,13 @@ pub(crate) async fn run(
     // The circuit last, just before the request: passing it may make this
     // attempt the probe, which must then go out.
     loop {
+        // A wait in the lane is long enough for another copy of this job (a
+        // hand-off whose confirm was lost, then made again) to finish first.
+        // Looked at before the circuit, whose pass may make this the probe.
+        if turn == Turn::Wait && crate::handoff::already_handled(&ctx.store, &d.id, d.hop) {
+            target.metrics.outcome(Outcome::SkippedDuplicate);
+            return Some(Step::Done);
+        }
         match (target.circuit.gate(), turn) {
             (Gate::Pass, _) => break,
             (Gate::Open(_), Turn::Now) => return Some(d.into_lane(source.event_json)),
@@ -184,12 +192,6 @@ pub(crate) async fn run(
                 }
             }
         }
-    }
-    // A wait in the lane is long enough for another copy of this job (a
-    // hand-off whose confirm was lost, then made again) to finish first.
-    if turn == Turn::Wait && crate::handoff::already_handled(&ctx.store, &d.id, d.hop) {
-        target.metrics.outcome(Outcome::SkippedDuplicate);
-        return Some(Step::Done);
     }
     let number = d.attempts + 1;
     let tried = attempt::send(&runtime.client, target, d.event, &d.id, number, body).await;

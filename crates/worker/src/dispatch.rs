@@ -152,15 +152,26 @@ async fn event_message<S: Session>(
         }
     }))
     .await;
-    settle_after(ctx, link, steps).await
+    settle_after(ctx, link, msg, steps).await
 }
 
 /// Hands off what the deliveries came to. One that gave up waiting (only a
 /// lane's do: the session stops) did nothing: the message goes back, and
 /// the others, journaled, are skipped next time.
-async fn settle_after<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<Option<Step>>) -> Settle {
+async fn settle_after<S: Session>(
+    ctx: &Ctx,
+    link: &Link<S>,
+    msg: &Inbound,
+    steps: Vec<Option<Step>>,
+) -> Settle {
     let abandoned = steps.iter().any(Option::is_none);
-    let settle = handoff::hand_off(ctx, link, steps.into_iter().flatten().collect()).await;
+    let settle = handoff::hand_off(
+        ctx,
+        link,
+        &msg.held(),
+        steps.into_iter().flatten().collect(),
+    )
+    .await;
     if abandoned { Settle::Requeue } else { settle }
 }
 
@@ -183,7 +194,7 @@ async fn jobs_message<S: Session>(
             .map(|job| Box::pin(job_step(ctx, &runtime, msg, job, turn, halt))),
     )
     .await;
-    settle_after(ctx, link, steps).await
+    settle_after(ctx, link, msg, steps).await
 }
 
 /// One job to its step; `None`: it gave up waiting its turn.
@@ -296,7 +307,13 @@ async fn undecodable<S: Session>(
         msg.origin.clone(),
         OffsetDateTime::now_utc(),
     );
-    handoff::hand_off(ctx, link, vec![Step::Dead(Box::new(letter), None)]).await
+    handoff::hand_off(
+        ctx,
+        link,
+        &msg.held(),
+        vec![Step::Dead(Box::new(letter), None)],
+    )
+    .await
 }
 
 /// A short stable id for a message that has none (FNV-1a).

@@ -10,8 +10,9 @@
 //!   does again what was handed on;
 //! - a delivery made is journaled before the message is settled;
 //! - the message is acked only when every step is confirmed; nothing is
-//!   published once the connection it came on is lost (it is being handed
-//!   out again: a hand-off now would fork its deliveries);
+//!   published once the channel it came on is gone (it is being handed out
+//!   again: a hand-off now would fork its deliveries), which is looked at
+//!   just before each publish;
 //! - a publish that finds its queue gone (deleted by an operator) makes the
 //!   worker declare the topology again, counted and logged, and try again
 //!   at once; any other failure backs off (doubling, up to 5 s) for up to
@@ -26,7 +27,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alertpost_broker::{Destination, Outgoing, PublishError, Session};
+use alertpost_broker::{Destination, Held, Outgoing, PublishError, Session};
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
 use alertpost_metrics::Outcome;
 use alertpost_store::{Progress, Store};
@@ -47,6 +48,8 @@ const GIVE_UP: Duration = Duration::from_secs(30);
 const REDECLARE_AFTER: Duration = Duration::from_secs(1);
 /// How long a hand-off waits for a session that cannot publish.
 const OUTAGE_MAX: Duration = Duration::from_secs(600);
+/// How often that wait looks whether the message is still ours.
+const HELD_EVERY: Duration = Duration::from_millis(500);
 
 /// What one delivery of a message comes to.
 pub(crate) enum Step {
@@ -156,8 +159,14 @@ fn handled(progress: Option<Progress>, hop: u32) -> bool {
 }
 
 /// Journals what was delivered, publishes what goes on, and says how to
-/// settle the message: `Ack` only when every publish is confirmed.
-pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<Step>) -> Settle {
+/// settle the message (`held`: whether it is still ours): `Ack` only when
+/// every publish is confirmed.
+pub(crate) async fn hand_off<S: Session>(
+    ctx: &Ctx,
+    link: &Link<S>,
+    held: &Held,
+    steps: Vec<Step>,
+) -> Settle {
     let mut pending = Vec::new();
     for step in steps {
         match step {
@@ -171,14 +180,14 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
     let mut pause = FIRST_PAUSE;
     let mut redeclared = false;
     while !pending.is_empty() {
-        // The message's own connection is gone: the broker has handed it
-        // out again, and a hand-off published now would fork its deliveries.
-        if !link.session.is_open() {
+        // The message's channel is gone: the broker is handing it out
+        // again, and a hand-off published now would fork its deliveries.
+        if !held.get() {
             return Settle::Requeue;
         }
         // Each step journaled as soon as its own confirm comes.
         let results = join_all(pending.into_iter().map(|step| async move {
-            match publish(link, &step).await {
+            match publish(link, held, &step).await {
                 Ok(()) => {
                     confirmed(ctx, step).await;
                     None
@@ -211,8 +220,15 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
                 }
                 true
             };
+            // Nothing says when a channel goes: look now and then.
+            let released = async {
+                while held.get() {
+                    tokio::time::sleep(HELD_EVERY).await;
+                }
+            };
             let came_back = tokio::select! {
                 ready = ready => ready,
+                _ = released => false,
                 _ = tokio::time::sleep_until(until) => false,
                 _ = link.lost.cancelled() => false,
             };
@@ -251,11 +267,12 @@ pub(crate) async fn hand_off<S: Session>(ctx: &Ctx, link: &Link<S>, steps: Vec<S
     Settle::Ack
 }
 
-async fn publish<S: Session>(link: &Link<S>, step: &Step) -> Result<(), PublishError> {
+async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result<(), PublishError> {
     let (to, body, kind, id) = match step {
         Step::Done | Step::Delivered(_) => return Ok(()),
-        // Gathered with the other hand-offs to the same lane.
-        Step::Lane(job, _) => return link.lanes.hand_off(job).await,
+        // Gathered with the other hand-offs to the same lane; the writer
+        // looks whether the message is still ours just before it publishes.
+        Step::Lane(job, _) => return link.lanes.hand_off(job, held).await,
         Step::Retry(job, _) | Step::Rewait(job) => (
             Destination::Later {
                 due: SystemTime::from(job.not_before),
