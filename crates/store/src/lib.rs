@@ -19,8 +19,12 @@
 //! Trees: `segments` (key: time, sequence), `dead` (time, sequence → dead
 //! letter), `meta` (byte counter). Retention by age and by size: the oldest
 //! segments go first.
+//!
+//! [`queue`] is something else: the durable queue of the embedded mode, a
+//! database of its own and the source of truth there.
 
 mod journal;
+pub mod queue;
 mod record;
 mod segment;
 
@@ -83,6 +87,12 @@ pub enum StoreError {
     Open { path: PathBuf, reason: String },
     #[error("store: {0}")]
     Sled(#[from] sled::Error),
+    /// The embedded queue: unlike the record, the source of truth; never
+    /// moved aside.
+    #[error("cannot open the queue at {path}: {reason}")]
+    QueueOpen { path: PathBuf, reason: String },
+    #[error("queue: {0}")]
+    Queue(String),
 }
 
 /// The store. Cheap to clone.
