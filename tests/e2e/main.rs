@@ -4,6 +4,7 @@
 mod alertmanager;
 mod cli;
 mod durability;
+mod embedded;
 mod faults;
 mod ingest;
 mod integrations;

@@ -1,0 +1,267 @@
+//! The embedded backend: the broker seam (`alertpost_broker::seam`) over the
+//! store's durable queue (`alertpost_store::queue`), for `alertpost run`:
+//! one process, no RabbitMQ, the same worker.
+//!
+//! Queues are named as on RabbitMQ (`<prefix>.events`, `.deliveries`,
+//! `.lane.<id>`, `.dead`). A wait ([`Destination::Later`]) goes to the
+//! queue's due-time index and comes back on the deliveries stream at its
+//! due time (never early: no tiers). The poison limit is the queue's
+//! (its delivery count is kept on disk). Publishing is always ready: there
+//! is no broker to block it; a publish returns once the message is on disk.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use alertpost_broker::seam::{BoxFuture, Received, Settler};
+use alertpost_broker::{
+    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Session,
+    Source, Stream, Topology,
+};
+use alertpost_store::queue::{DurableQueue, QueuedMessage, Taken};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+/// The durable queue, as a worker's backend.
+#[derive(Clone)]
+pub struct Embedded {
+    queue: DurableQueue,
+    topology: Topology,
+    publishing: Arc<watch::Sender<Publishing>>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("prefix", &self.topology.prefix())
+            .finish()
+    }
+}
+
+impl Embedded {
+    pub fn new(queue: DurableQueue, topology: Topology) -> Embedded {
+        Embedded {
+            queue,
+            topology,
+            publishing: Arc::new(watch::channel(Publishing::Ready).0),
+        }
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// The queue a destination's message goes to (`Later`: after its wait).
+    fn queue_for(&self, to: &Destination) -> String {
+        let t = &self.topology;
+        match to {
+            Destination::Events { .. } => t.events_queue(),
+            Destination::Deliveries | Destination::Later { .. } => t.deliveries_queue(),
+            Destination::Lane(id) => t.lane_queue(id),
+            Destination::Dead => t.dead_queue(),
+        }
+    }
+
+    fn queue_of(&self, from: &Source) -> String {
+        let t = &self.topology;
+        match from {
+            Source::Events => t.events_queue(),
+            Source::Deliveries => t.deliveries_queue(),
+            Source::Lane(id) => t.lane_queue(id),
+            Source::Dead => t.dead_queue(),
+        }
+    }
+
+    /// Stores a message for `to`; returns once it is on disk.
+    pub async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        let queue = self.queue_for(to);
+        let message = QueuedMessage {
+            kind: msg.kind.to_owned(),
+            message_id: msg.message_id.to_owned(),
+            body: msg.body.to_vec(),
+            deliveries: 0,
+        };
+        let stored = match to {
+            Destination::Later { due } => self.queue.publish_later(*due, &queue, &message).await,
+            _ => self.queue.publish(&queue, &message).await,
+        };
+        stored.map_err(|e| PublishError::Unavailable(e.to_string()))
+    }
+}
+
+impl Backend for Embedded {
+    type Session = Embedded;
+
+    async fn open(&self) -> Result<Embedded, BrokerError> {
+        Ok(self.clone())
+    }
+
+    fn describe(&self) -> String {
+        "the embedded queue".to_owned()
+    }
+}
+
+impl Session for Embedded {
+    type Stream = EmbeddedStream;
+
+    async fn declare(&self, _lanes: &[String]) -> Result<(), BrokerError> {
+        // Queues exist as soon as something is published to them.
+        Ok(())
+    }
+
+    async fn consume(&self, from: &Source, prefetch: u16) -> Result<EmbeddedStream, BrokerError> {
+        Ok(EmbeddedStream {
+            queue: self.queue.clone(),
+            name: self.queue_of(from),
+            source: from.clone(),
+            window: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
+            out: Arc::new(Mutex::new(HashMap::new())),
+            cancelled: Arc::new(tokio::sync::Notify::new()),
+            ended: false,
+        })
+    }
+
+    async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        Embedded::publish(self, to, msg).await
+    }
+
+    fn publishing(&self) -> watch::Receiver<Publishing> {
+        self.publishing.subscribe()
+    }
+
+    fn is_open(&self) -> bool {
+        true
+    }
+
+    async fn close(&self) {}
+}
+
+/// Messages handed out and not settled, by key: given back on close.
+type Out = Arc<Mutex<HashMap<Vec<u8>, Taken>>>;
+
+/// One queue's messages, at most `prefetch` unsettled.
+pub struct EmbeddedStream {
+    queue: DurableQueue,
+    name: String,
+    source: Source,
+    window: Arc<Semaphore>,
+    out: Out,
+    cancelled: Arc<tokio::sync::Notify>,
+    ended: bool,
+}
+
+impl Stream for EmbeddedStream {
+    async fn next(&mut self) -> Option<Result<Inbound, BrokerError>> {
+        if self.ended {
+            return None;
+        }
+        let cancelled = self.cancelled.clone();
+        let permit = tokio::select! {
+            p = self.window.clone().acquire_owned() => p.ok()?,
+            _ = cancelled.notified() => {
+                self.ended = true;
+                return None;
+            }
+        };
+        loop {
+            // Registered before looking, so an arrival in between counts.
+            let arrival = self.queue.next_arrival();
+            match self.queue.take(&self.name) {
+                Ok(Some(taken)) => return Some(Ok(self.inbound(taken, permit))),
+                Ok(None) => {}
+                Err(e) => return Some(Err(BrokerError::Connection(e.to_string()))),
+            }
+            tokio::select! {
+                _ = arrival => {}
+                _ = cancelled.notified() => {
+                    self.ended = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn cancel(&self) {
+        self.cancelled.notify_one();
+    }
+
+    async fn close(self) {
+        let out: Vec<Taken> = {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            out.drain().map(|(_, t)| t).collect()
+        };
+        for taken in out {
+            self.queue.requeue(&taken);
+        }
+    }
+}
+
+impl EmbeddedStream {
+    fn inbound(&self, taken: Taken, permit: OwnedSemaphorePermit) -> Inbound {
+        let parts = Received {
+            body: bytes::Bytes::from(taken.message.body.clone()),
+            kind: Some(taken.message.kind.clone()),
+            message_id: Some(taken.message.message_id.clone()),
+            redelivered: taken.redelivered,
+            source: self.source.clone(),
+            origin: self.name.clone(),
+        };
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(taken.key.clone(), taken.clone());
+        Inbound::new(
+            parts,
+            Settle {
+                queue: self.queue.clone(),
+                taken,
+                out: self.out.clone(),
+                permit: Mutex::new(Some(permit)),
+            },
+        )
+    }
+}
+
+/// Settles one message; its slot in the window is freed then.
+struct Settle {
+    queue: DurableQueue,
+    taken: Taken,
+    out: Out,
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl Settle {
+    fn done(&self) -> bool {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let was_out = out.remove(&self.taken.key).is_some();
+        self.permit.lock().unwrap_or_else(|e| e.into_inner()).take();
+        was_out
+    }
+}
+
+impl Settler for Settle {
+    fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if !self.done() {
+                return Err(BrokerError::Connection(
+                    "already settled or given back".to_owned(),
+                ));
+            }
+            self.queue
+                .ack(&self.taken)
+                .map_err(|e| BrokerError::Connection(e.to_string()))
+        })
+    }
+
+    fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move {
+            if self.done() {
+                self.queue.requeue(&self.taken);
+            }
+            Ok(())
+        })
+    }
+
+    fn held(&self) -> Held {
+        let (queue, taken) = (self.queue.clone(), self.taken.clone());
+        Held::new(move || queue.is_out(&taken))
+    }
+}
