@@ -11,3 +11,4 @@ mod integrations;
 mod isolation;
 mod observability;
 mod pipeline;
+mod run;

@@ -63,6 +63,9 @@ pub enum Command {
     Publish(PublishArgs),
     /// Serve the HTTP ingest: POST /v1/events and /v1/ingest/<format>.
     Ingest(IngestArgs),
+    /// The ingest and a worker in one process, on an embedded durable queue
+    /// under --data-dir: no RabbitMQ (a single node; see README).
+    Run(RunArgs),
     /// Validate the config file and list every problem.
     Check,
     /// Render a sample event (or --event) for one integration and send it
@@ -157,6 +160,19 @@ pub struct TestArgs {
     /// An event to send (alertpost.event.v1 JSON) instead of the sample.
     #[arg(long)]
     pub event: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory of the queue (the source of truth) and the attempt store.
+    #[arg(long, env = "ALERTPOST_DATA_DIR", default_value = "./alertpost-data")]
+    pub data_dir: PathBuf,
+    /// Address of the ingest.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin API (/healthz, /readyz, /metrics, attempts).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin_addr: SocketAddr,
 }
 
 #[derive(Debug, Args)]

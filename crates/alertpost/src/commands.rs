@@ -10,7 +10,7 @@ use alertpost_producer::{Producer, ProducerError};
 use anyhow::{Context, anyhow};
 
 use crate::Failure;
-use crate::cli::{Cli, Command, Global, IngestArgs, PublishArgs, TestArgs, WorkerArgs};
+use crate::cli::{Cli, Command, Global, IngestArgs, PublishArgs, RunArgs, TestArgs, WorkerArgs};
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let g = &cli.global;
@@ -18,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Worker(args) => worker(g, args).await,
         Command::Publish(args) => publish(g, args).await,
         Command::Ingest(args) => ingest(g, args).await,
+        Command::Run(args) => run_embedded(g, args).await,
         Command::Check => check(g),
         Command::Test(args) => test(g, args).await,
         Command::Setup => setup(g).await,
@@ -174,6 +175,65 @@ async fn ingest(g: &Global, args: &IngestArgs) -> Result<(), Failure> {
     }
     tracing::info!(listen = %args.listen, "ingest listening");
     alertpost_ingest::serve(listener, producer, crate::signals::shutdown()).await?;
+    Ok(())
+}
+
+/// sled's cache for the embedded queue: its default (1 GiB) would be most
+/// of a small install's memory.
+const QUEUE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+async fn run_embedded(g: &Global, args: &RunArgs) -> Result<(), Failure> {
+    let path = config_path(g, "run")?;
+    let config = load_config(path)?;
+    let topology = topology(g)?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let store = alertpost_store::Store::open(&args.data_dir.join("store"))
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let queue = alertpost_store::queue::DurableQueue::open(
+        &args.data_dir.join("queue"),
+        &topology.dead_queue(),
+        topology.delivery_limit(),
+        QUEUE_CACHE_BYTES,
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let (reload, configs) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(crate::signals::reload_on_sighup(path.to_owned(), reload));
+    // One signal stops both: the ingest stops taking requests, the worker
+    // drains.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        crate::signals::shutdown().await;
+        let _ = stop.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let backend = alertpost_embedded::Embedded::new(queue, topology);
+    let producer = alertpost_embedded::EmbeddedProducer::new(backend.clone());
+    let options = alertpost_worker::WorkerOptions {
+        config,
+        admin: Some(admin),
+        reload: Some(configs),
+        store,
+    };
+    tracing::info!(listen = %args.listen, admin = %args.admin_addr, data = %args.data_dir.display(), "alertpost run: ingest and worker on the embedded queue");
+    let (worker, ingest) = tokio::join!(
+        alertpost_worker::run(backend, options, until(stopped.clone())),
+        alertpost_ingest::serve(listener, producer, until(stopped)),
+    );
+    ingest?;
+    worker?;
     Ok(())
 }
 

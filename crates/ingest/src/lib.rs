@@ -21,7 +21,7 @@ use std::future::Future;
 use alertpost_event::EventError;
 use alertpost_event::normalize::{Format, normalize};
 use alertpost_metrics::IngestMetrics;
-use alertpost_producer::{Producer, ProducerError};
+use alertpost_producer::{ProducerError, Publish};
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -41,19 +41,20 @@ pub const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// What every request shares.
 #[derive(Clone)]
-struct Ingest {
-    producer: Producer,
+struct Ingest<P> {
+    producer: P,
     metrics: IngestMetrics,
 }
 
-/// The ingest routes over `producer`.
-pub fn router(producer: Producer) -> Router {
+/// The ingest routes over `producer` (RabbitMQ's [`alertpost_producer::Producer`],
+/// or the embedded queue's).
+pub fn router<P: Publish>(producer: P) -> Router {
     Router::new()
-        .route("/v1/events", post(events))
-        .route("/v1/ingest/{format}", post(ingest))
+        .route("/v1/events", post(events::<P>))
+        .route("/v1/ingest/{format}", post(ingest::<P>))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz::<P>))
+        .route("/metrics", get(metrics::<P>))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Ingest {
             producer: producer.with_timeout(BROKER_WAIT),
@@ -63,9 +64,9 @@ pub fn router(producer: Producer) -> Router {
 
 /// Serves the ingest on `listener` until `shutdown` completes; requests in
 /// progress finish first.
-pub async fn serve(
+pub async fn serve<P: Publish>(
     listener: tokio::net::TcpListener,
-    producer: Producer,
+    producer: P,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let result = axum::serve(listener, router(producer.clone()))
@@ -75,12 +76,15 @@ pub async fn serve(
     result
 }
 
-async fn events(State(state): State<Ingest>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn events<P: Publish>(
+    State(state): State<Ingest<P>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     accept(&state, Format::Events, body).await
 }
 
-async fn ingest(
-    State(state): State<Ingest>,
+async fn ingest<P: Publish>(
+    State(state): State<Ingest<P>>,
     Path(format): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -90,7 +94,7 @@ async fn ingest(
     }
 }
 
-async fn metrics(State(state): State<Ingest>) -> Response {
+async fn metrics<P: Publish>(State(state): State<Ingest<P>>) -> Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -101,7 +105,7 @@ async fn metrics(State(state): State<Ingest>) -> Response {
         .into_response()
 }
 
-async fn readyz(State(state): State<Ingest>) -> Response {
+async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
     let checked = state.producer.check().await;
     let blocked = matches!(&checked, Err(r) if r.contains("blocks publishing"));
     state.metrics.broker_blocked.set(i64::from(blocked));
@@ -119,7 +123,11 @@ async fn readyz(State(state): State<Ingest>) -> Response {
     }
 }
 
-async fn accept(state: &Ingest, format: Format, body: Result<Bytes, BytesRejection>) -> Response {
+async fn accept<P: Publish>(
+    state: &Ingest<P>,
+    format: Format,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let producer = &state.producer;
     let body = match body {
         Ok(body) => body,

@@ -66,6 +66,55 @@ pub enum ProducerError {
     Topology(#[from] alertpost_broker::TopologyError),
 }
 
+/// What the ingest publishes through: RabbitMQ ([`Producer`]) or, in
+/// `alertpost run`, the embedded queue. `Ok` means every event is stored
+/// durably; the errors are [`ProducerError`]'s.
+pub trait Publish: Clone + Send + Sync + 'static {
+    /// Prepares every event (refusing the whole batch if one is invalid),
+    /// then stores them all.
+    fn publish_all(
+        &self,
+        events: Vec<Event>,
+    ) -> impl std::future::Future<Output = Result<Vec<Event>, ProducerError>> + Send;
+
+    /// Ready to store, or why not.
+    fn check(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+
+    /// This publisher with every wait bounded by `timeout`.
+    fn with_timeout(self, timeout: Duration) -> Self;
+
+    fn close(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl Publish for Producer {
+    async fn publish_all(&self, events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
+        Producer::publish_all(self, events).await
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        Producer::check(self).await
+    }
+
+    fn with_timeout(self, timeout: Duration) -> Producer {
+        Producer::with_timeout(self, timeout)
+    }
+
+    async fn close(&self) {
+        Producer::close(self).await
+    }
+}
+
+/// Prepares every event at `now` (validated, id and `received_at`
+/// assigned), refusing the whole batch at the first invalid one.
+pub fn prepare_all(events: &mut [Event], now: OffsetDateTime) -> Result<(), ProducerError> {
+    for (index, event) in events.iter_mut().enumerate() {
+        event
+            .prepare(now)
+            .map_err(|source| ProducerError::Invalid { index, source })?;
+    }
+    Ok(())
+}
+
 /// A connection to RabbitMQ that publishes events with confirms.
 #[derive(Clone)]
 pub struct Producer {
@@ -171,12 +220,7 @@ impl Producer {
     /// then publishes them with pipelined confirms. `Ok` means every event
     /// was confirmed.
     pub async fn publish_all(&self, mut events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
-        let now = OffsetDateTime::now_utc();
-        for (index, event) in events.iter_mut().enumerate() {
-            event
-                .prepare(now)
-                .map_err(|source| ProducerError::Invalid { index, source })?;
-        }
+        prepare_all(&mut events, OffsetDateTime::now_utc())?;
         let total = events.len();
         let mut confirmed = 0;
         let publisher = self

@@ -193,6 +193,31 @@ impl DurableQueue {
         Ok(())
     }
 
+    /// Stores `messages` at the end of `queue`, in order; returns once all
+    /// are on disk (one flush for them all).
+    pub async fn publish_all(
+        &self,
+        queue: &str,
+        messages: &[QueuedMessage],
+    ) -> Result<(), StoreError> {
+        let mut keys = Vec::with_capacity(messages.len());
+        let mut batch = sled::Batch::default();
+        for m in messages {
+            let k = key(queue, self.inner.db.generate_id()?);
+            batch.insert(k.clone(), encode(m));
+            keys.push(k);
+        }
+        self.inner.ready.apply_batch(batch)?;
+        self.inner.db.flush_async().await?;
+        self.state()
+            .entry(queue.to_owned())
+            .or_default()
+            .ready
+            .extend(keys);
+        self.inner.arrived.notify_waiters();
+        Ok(())
+    }
+
     /// Stores `message` for `queue`, not to be handed out before `due`;
     /// returns once it is on disk.
     pub async fn publish_later(
