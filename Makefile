@@ -3,12 +3,18 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench chaos rabbitmq test-tools build
+.PHONY: run run-rabbitmq test lint bench chaos rabbitmq test-tools build
 
-## run: RabbitMQ up, then a receiver, a worker and the ingest with
-## examples/alertpost.toml, and the sample alerts flowing through them.
-run: rabbitmq build
+## run: a receiver and `alertpost run` (ingest and worker on the embedded
+## queue, no RabbitMQ) with examples/alertpost.toml, and the sample alerts
+## flowing through them.
+run: build
 	@scripts/run-demo.sh
+
+## run-rabbitmq: the same on RabbitMQ (started, installed if missing): a
+## worker, the ingest and `alertpost publish`.
+run-rabbitmq: rabbitmq build
+	@ALERTPOST_DEMO_BACKEND=rabbitmq scripts/run-demo.sh
 
 ## test: the whole suite (format, lints, unit and end-to-end tests against
 ## the local RabbitMQ, then the chaos suite, which must run alone).

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# `make run`: the whole path on one machine, in a minute.
+# `make run`: the whole path on one machine, in a minute, no RabbitMQ:
 #
-#   demo receiver (127.0.0.1:9000)  ◄── worker (examples/alertpost.toml)
-#                                          ▲
-#   alertpost publish / ingest (:8080) ──► RabbitMQ
+#   demo receiver (127.0.0.1:9000)  ◄── alertpost run (examples/alertpost.toml):
+#                                        ingest (:8080) → embedded queue → worker
 #
-# Starts the three processes, sends the sample alerts in examples/ (an
-# NDJSON file through `alertpost publish`, and one payload of each source
-# format through the ingest), shows them arriving, then keeps running until
-# Ctrl-C. ALERTPOST_DEMO_EXIT=1 stops once the samples have arrived.
+# `make run-rabbitmq` (ALERTPOST_DEMO_BACKEND=rabbitmq) runs the same on
+# RabbitMQ instead: a worker, the ingest and `alertpost publish`.
+#
+# Starts the processes, sends the sample alerts in examples/ (the events of
+# an NDJSON file, and one payload of each source format through the
+# ingest), shows them arriving, then keeps running until Ctrl-C.
+# ALERTPOST_DEMO_EXIT=1 stops once the samples have arrived.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,19 +56,35 @@ wait_ready() { # name host port
 echo "▶ demo receiver on http://127.0.0.1:9000 (prints every webhook it gets)"
 "$BIN/alertpost-demo-receiver" 127.0.0.1:9000 >"$RUN/receiver.log" 2>&1 &
 pids+=($!)
-echo "▶ worker with examples/alertpost.toml (admin on http://$ADMIN)"
-"$BIN/alertpost" worker --config examples/alertpost.toml --data-dir "$RUN/data" \
-  --admin-addr "$ADMIN" 2>"$RUN/worker.log" &
-pids+=($!)
-echo "▶ ingest on http://$INGEST"
-"$BIN/alertpost" ingest --listen "$INGEST" 2>"$RUN/ingest.log" &
-pids+=($!)
+BACKEND="${ALERTPOST_DEMO_BACKEND:-embedded}"
+if [ "$BACKEND" = rabbitmq ]; then
+  echo "▶ worker with examples/alertpost.toml (admin on http://$ADMIN)"
+  "$BIN/alertpost" worker --config examples/alertpost.toml --data-dir "$RUN/data" \
+    --admin-addr "$ADMIN" 2>"$RUN/worker.log" &
+  pids+=($!)
+  echo "▶ ingest on http://$INGEST"
+  "$BIN/alertpost" ingest --listen "$INGEST" 2>"$RUN/ingest.log" &
+  pids+=($!)
+else
+  echo "▶ alertpost run with examples/alertpost.toml: ingest on http://$INGEST, admin on http://$ADMIN,"
+  echo "  the queue in $RUN/embedded (no RabbitMQ; \`make run-rabbitmq\` runs the same on RabbitMQ)"
+  "$BIN/alertpost" run --config examples/alertpost.toml --data-dir "$RUN/embedded" \
+    --listen "$INGEST" --admin-addr "$ADMIN" 2>"$RUN/worker.log" &
+  pids+=($!)
+fi
 wait_ready worker 127.0.0.1 9464
 wait_ready ingest 127.0.0.1 8080
 
 echo
-echo "▶ alertpost publish examples/events.ndjson"
-"$BIN/alertpost" publish examples/events.ndjson 2>>"$RUN/publish.log"
+if [ "$BACKEND" = rabbitmq ]; then
+  echo "▶ alertpost publish examples/events.ndjson"
+  "$BIN/alertpost" publish examples/events.ndjson 2>>"$RUN/publish.log"
+else
+  # The NDJSON file's events, as one JSON array.
+  { printf '['; paste -sd, examples/events.ndjson; printf ']'; } >"$RUN/events.json"
+  status=$(http POST 127.0.0.1 8080 /v1/events "$RUN/events.json")
+  echo "▶ POST /v1/events ← examples/events.ndjson: HTTP $status"
+fi
 events=3
 for format in alertmanager grafana hertzbeat grafana-oncall aporia; do
   status=$(http POST 127.0.0.1 8080 "/v1/ingest/$format" "examples/payloads/$format.json")
