@@ -26,6 +26,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 
+mod embedded;
 mod isolation;
 
 #[tokio::main]
@@ -44,6 +45,7 @@ async fn main() {
     // Rounds of the isolation scenarios: the machines drift by more than
     // the 10 % the target is about, so more of them than of the rest.
     let mut isolation_runs = 5usize;
+    let mut embedded_only = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -64,9 +66,19 @@ async fn main() {
                 isolation_events = args[i + 1].parse().expect("--isolation-events N")
             }
             "--isolation-runs" => isolation_runs = args[i + 1].parse().expect("--isolation-runs N"),
+            // Only `alertpost run` against the RabbitMQ path, printed.
+            "--embedded-only" => {
+                embedded_only = true;
+                i -= 1;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
+    }
+    if embedded_only {
+        let (sink, url) = sink().await;
+        println!("{}", embedded::section(&sink, &url, events, runs).await);
+        return;
     }
     if isolation_only {
         println!(
@@ -123,6 +135,18 @@ impl Sink {
         self.latencies.lock().unwrap().clear();
         self.measure_latency.store(latency, Ordering::SeqCst);
     }
+}
+
+/// The receiver every run posts to, and its URL.
+async fn sink() -> (Arc<Sink>, String) {
+    let sink = Arc::new(Sink::default());
+    let app = Router::new().fallback(receive).with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (sink, url)
 }
 
 async fn receive(State(sink): State<Arc<Sink>>, body: Bytes) -> &'static str {
@@ -493,13 +517,7 @@ async fn bench(
     throughput_only: bool,
     (isolation_events, isolation_runs): (usize, usize),
 ) -> String {
-    let sink = Arc::new(Sink::default());
-    let app = Router::new().fallback(receive).with_state(sink.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (sink, url) = sink().await;
 
     let mut base = Vec::new();
     let mut ours = Vec::new();
@@ -593,6 +611,7 @@ async fn bench(
     };
     let window = inflight();
     let isolation = isolation::section(isolation_events, isolation_runs).await;
+    let embedded = embedded::section(&sink, &url, n, runs).await;
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {
@@ -646,6 +665,7 @@ async fn bench(
          Worker RSS at the end of the 200/s runs (steady load; the largest of the runs): **{steady_rss}** (target ≤ 40 MiB). Peak \
          RSS during the throughput runs ({window} requests in flight): {peak_rss}.\n\n\
          {isolation}\
+         {embedded}\
          ## Not measured yet\n\n\
          Fan-out cost (an event matching 4 integrations).\n",
         fmt_runs(&base),
