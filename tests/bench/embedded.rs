@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use alertpost_tests::TestPrefix;
 use futures_util::StreamExt;
 
-use crate::{Sink, free_addr, median, rss_kib, stop, wait_count, worker_binary, worker_config};
+use crate::{
+    Sink, free_addr, median, percentile, rss_kib, stop, wait_count, worker_binary, worker_config,
+};
 
 /// Events per throughput run, posted as arrays of this many by this many
 /// clients at once.
@@ -184,12 +186,7 @@ async fn latency(
     drop(path);
     let mut l = sink.latencies.lock().unwrap().clone();
     l.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        l[((l.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(l.len() - 1)]
-    };
-    (pct(0.5), pct(0.99), rss)
+    (percentile(&l, 0.5), percentile(&l, 0.99), rss)
 }
 
 /// The section of BENCHMARKS.md: `runs` interleaved rounds of each path.

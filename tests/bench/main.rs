@@ -137,6 +137,13 @@ impl Sink {
     }
 }
 
+/// The `p` quantile of sorted, non-empty `l`.
+fn percentile(l: &[f64], p: f64) -> f64 {
+    l[((l.len() as f64 * p).ceil() as usize)
+        .saturating_sub(1)
+        .min(l.len() - 1)]
+}
+
 /// The receiver every run posts to, and its URL.
 async fn sink() -> (Arc<Sink>, String) {
     let sink = Arc::new(Sink::default());
@@ -482,11 +489,7 @@ async fn latency(sink: &Sink, url: &str, rate: u64, secs: u64, alertpost: bool) 
     assert!(arrived, "latency run: not every event arrived");
     let mut l = sink.latencies.lock().unwrap().clone();
     l.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        l[((l.len() as f64 * p).ceil() as usize)
-            .saturating_sub(1)
-            .min(l.len() - 1)]
-    };
+    let pct = |p: f64| percentile(&l, p);
     Latency {
         p50: pct(0.50),
         p99: pct(0.99),

@@ -434,15 +434,7 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
     let prefix = TestPrefix::new("journal");
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::ok().delay(Duration::from_millis(800))]);
-    let upstream = prefix
-        .url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("127.0.0.1:5672")
-        .parse()
-        .unwrap();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = Proxy::start(prefix.broker_addr()).await;
     let worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver, "")).await;
     worker.wait_ready(WAIT).await;
     let e = producer(&prefix)

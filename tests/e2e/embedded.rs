@@ -5,7 +5,7 @@
 //! against it yet.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alertpost_broker::{Destination, Outgoing, Topology};
 use alertpost_embedded::Embedded;
@@ -70,22 +70,6 @@ fn start(
     (tx, handle)
 }
 
-fn delivered(receiver: &Receiver) -> BTreeSet<String> {
-    receiver
-        .accepted()
-        .iter()
-        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-        .collect()
-}
-
-async fn wait_delivered(receiver: &Receiver, expected: &BTreeSet<String>) {
-    let deadline = Instant::now() + WAIT;
-    while !expected.is_subset(&delivered(receiver)) {
-        assert!(Instant::now() < deadline, "not delivered in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_delivers_retries_and_resumes_over_the_embedded_queue() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,7 +91,7 @@ async fn the_worker_delivers_retries_and_resumes_over_the_embedded_queue() {
     for i in 0..30 {
         expected.insert(publish(&backend, &format!("e{i}")).await);
     }
-    wait_delivered(&receiver, &expected).await;
+    receiver.wait_delivered(&expected, WAIT).await;
     let retried = receiver
         .accepted()
         .iter()
@@ -132,7 +116,7 @@ async fn the_worker_delivers_retries_and_resumes_over_the_embedded_queue() {
     let later = publish(&backend, "while stopped").await;
     let (stop, worker) = start(backend, &receiver, &dir.path().join("store"));
     expected.insert(later);
-    wait_delivered(&receiver, &expected).await;
+    receiver.wait_delivered(&expected, WAIT).await;
     let _ = stop.send(());
     worker.await.unwrap().unwrap();
 }

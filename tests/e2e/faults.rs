@@ -51,47 +51,13 @@ async fn black_hole() -> SocketAddr {
     addr
 }
 
-fn upstream(prefix: &TestPrefix) -> SocketAddr {
-    prefix
-        .url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("127.0.0.1:5672")
-        .parse()
-        .expect("host:port")
-}
-
-/// The delivery ids answered 2xx at `/hook`.
-fn delivered(receiver: &Receiver) -> BTreeSet<String> {
-    receiver
-        .accepted()
-        .iter()
-        .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-        .collect()
-}
-
-async fn wait_delivered(receiver: &Receiver, expected: &BTreeSet<String>) {
-    let deadline = Instant::now() + WAIT;
-    while !expected.is_subset(&delivered(receiver)) {
-        assert!(
-            Instant::now() < deadline,
-            "not delivered: {:?}",
-            expected
-                .difference(&delivered(receiver))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_given_several_urls_follows_whichever_answers() {
     let prefix = TestPrefix::new("urls");
     let receiver = Receiver::start().await;
     let (a, b) = (
-        Proxy::start(upstream(&prefix)).await,
-        Proxy::start(upstream(&prefix)).await,
+        Proxy::start(prefix.broker_addr()).await,
+        Proxy::start(prefix.broker_addr()).await,
     );
     let dead = format!("amqp://guest:guest@{}/%2f", closed_port());
     let urls = format!("{dead},{},{}", a.amqp_url(), b.amqp_url());
@@ -122,7 +88,7 @@ async fn a_worker_given_several_urls_follows_whichever_answers() {
             }
         };
         expected.insert(delivery_id(&e.id, "hook"));
-        wait_delivered(&receiver, &expected).await;
+        receiver.wait_delivered(&expected, WAIT).await;
     }
     producer.close().await;
     worker.stop().await.expect("the worker stops cleanly");
@@ -157,7 +123,7 @@ async fn a_closed_publishing_connection_is_reopened_and_nothing_is_lost() {
         assert_eq!(closed, 1, "one publishing connection named {name}");
     }
     receiver.flaky("/hook", 0.0);
-    wait_delivered(&receiver, &expected).await;
+    receiver.wait_delivered(&expected, WAIT).await;
     worker.wait_ready(WAIT).await;
     let m = alertpost_tests::metrics::scrape(worker.admin).await;
     let dead: f64 = m
@@ -363,7 +329,7 @@ async fn the_commands_take_a_list_of_urls_and_skip_a_dead_node() {
 async fn while_the_publishing_connection_cannot_reopen_the_worker_pauses_and_says_so() {
     let prefix = TestPrefix::new("pubdown");
     let receiver = Receiver::start().await;
-    let proxy = Proxy::start(upstream(&prefix)).await;
+    let proxy = Proxy::start(prefix.broker_addr()).await;
     let worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver)).await;
     worker.wait_ready(WAIT).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
@@ -371,7 +337,7 @@ async fn while_the_publishing_connection_cannot_reopen_the_worker_pauses_and_say
         .expect("RabbitMQ is reachable");
     let first = producer.publish(event("before")).await.unwrap();
     let mut expected = BTreeSet::from([delivery_id(&first.id, "hook")]);
-    wait_delivered(&receiver, &expected).await;
+    receiver.wait_delivered(&expected, WAIT).await;
     // The consuming connection stays; the publishing one is closed and
     // cannot come back while the proxy refuses new connections.
     proxy.refuse_new();
@@ -398,7 +364,7 @@ async fn while_the_publishing_connection_cannot_reopen_the_worker_pauses_and_say
     proxy.up();
     worker.wait_ready(WAIT).await;
     expected.extend(waiting.iter().map(|e| delivery_id(&e.id, "hook")));
-    wait_delivered(&receiver, &expected).await;
+    receiver.wait_delivered(&expected, WAIT).await;
     producer.close().await;
     worker.stop().await.expect("the worker stops cleanly");
 }

@@ -118,24 +118,6 @@ async fn alertpost_run_delivers_without_rabbitmq_and_loses_nothing_to_kill_9() {
         }
         i += 1;
     }
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let delivered: BTreeSet<String> = receiver
-            .accepted()
-            .iter()
-            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
-            .collect();
-        let lost: Vec<&String> = accepted.difference(&delivered).collect();
-        if lost.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "accepted but not delivered: {} of {}",
-            lost.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    receiver.wait_delivered(&accepted, WAIT).await;
     drop(run);
 }

@@ -94,6 +94,17 @@ impl TestPrefix {
         format!("delay_tiers = [{}]", names.join(", "))
     }
 
+    /// The broker's host:port, from the URL (for a proxy in front of it).
+    pub fn broker_addr(&self) -> std::net::SocketAddr {
+        self.url
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or("127.0.0.1:5672")
+            .parse()
+            .expect("the test URL names host:port")
+    }
+
     pub async fn broker(&self) -> Broker {
         Broker::connect(&self.url, "alertpost-test", self.topology.clone())
             .await

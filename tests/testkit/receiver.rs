@@ -166,6 +166,36 @@ impl Receiver {
             .collect()
     }
 
+    /// The delivery ids (`webhook-id`) answered 2xx.
+    pub fn delivered_ids(&self) -> std::collections::BTreeSet<String> {
+        self.accepted()
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits until every one of `expected` was answered 2xx; panics after
+    /// `timeout` naming how many are missing.
+    pub async fn wait_delivered(
+        &self,
+        expected: &std::collections::BTreeSet<String>,
+        timeout: Duration,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing = expected.difference(&self.delivered_ids()).count();
+            if missing == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{missing} of {} not delivered within {timeout:?}",
+                expected.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Drops the replies still scripted for `path`: it answers 200 again.
     pub fn clear(&self, path: &str) {
         self.shared.scripts.lock().expect("lock").remove(path);
