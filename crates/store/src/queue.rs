@@ -30,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{Notify, watch};
 
 use crate::StoreError;
 
@@ -73,6 +75,11 @@ struct Inner {
     state: Mutex<HashMap<String, Lane>>,
     /// A message became ready somewhere (takers look at their queue again).
     arrived: Notify,
+    /// Group commit: writes take a ticket (`wanted`), one flusher task
+    /// flushes for every ticket taken so far and publishes how far it got.
+    wanted: std::sync::atomic::AtomicU64,
+    kick: Arc<Notify>,
+    flushed: watch::Sender<Flushed>,
     /// A wait was added (the timer may need to wake earlier), or the queue
     /// is gone (the timer ends). Shared with the timer, which holds no
     /// reference to the rest while it sleeps.
@@ -82,7 +89,16 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.scheduled.notify_one();
+        self.kick.notify_one();
     }
+}
+
+/// How far the flusher got: every write with a ticket up to `done` is on
+/// disk; a flush that failed fails the tickets up to its own.
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    done: u64,
+    failed: Option<(u64, String)>,
 }
 
 #[derive(Default)]
@@ -165,14 +181,40 @@ impl DurableQueue {
                 delivery_limit,
                 state: Mutex::new(state),
                 arrived: Notify::new(),
+                wanted: std::sync::atomic::AtomicU64::new(0),
+                kick: Arc::new(Notify::new()),
+                flushed: watch::channel(Flushed::default()).0,
                 scheduled: Arc::new(Notify::new()),
             }),
         };
+        tokio::spawn(flusher(
+            Arc::downgrade(&queue.inner),
+            queue.inner.kick.clone(),
+        ));
         tokio::spawn(timer(
             Arc::downgrade(&queue.inner),
             queue.inner.scheduled.clone(),
         ));
         Ok(queue)
+    }
+
+    /// Returns once everything written before the call is on disk: many
+    /// concurrent writers share one flush.
+    async fn durable(&self) -> Result<(), StoreError> {
+        let mut flushed = self.inner.flushed.subscribe();
+        let ticket = self.inner.wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        self.inner.kick.notify_one();
+        let state = flushed
+            .wait_for(|f| f.done >= ticket || f.failed.as_ref().is_some_and(|(g, _)| *g >= ticket))
+            .await
+            .map_err(|_| StoreError::Queue("the queue was closed before its flush".to_owned()))?
+            .clone();
+        match state.failed {
+            Some((g, reason)) if g >= ticket && state.done < ticket => {
+                Err(StoreError::Queue(format!("cannot flush the queue: {reason}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
@@ -183,7 +225,7 @@ impl DurableQueue {
     pub async fn publish(&self, queue: &str, message: &QueuedMessage) -> Result<(), StoreError> {
         let k = key(queue, self.inner.db.generate_id()?);
         self.inner.ready.insert(&k, encode(message))?;
-        self.inner.db.flush_async().await?;
+        self.durable().await?;
         self.state()
             .entry(queue.to_owned())
             .or_default()
@@ -208,7 +250,7 @@ impl DurableQueue {
             keys.push(k);
         }
         self.inner.ready.apply_batch(batch)?;
-        self.inner.db.flush_async().await?;
+        self.durable().await?;
         self.state()
             .entry(queue.to_owned())
             .or_default()
@@ -232,7 +274,7 @@ impl DurableQueue {
         v.push(0);
         v.extend_from_slice(&encode(message));
         self.inner.later.insert(k, v)?;
-        self.inner.db.flush_async().await?;
+        self.durable().await?;
         self.inner.scheduled.notify_one();
         Ok(())
     }
@@ -399,6 +441,28 @@ impl DurableQueue {
 }
 
 use sled::Transactional;
+
+/// Flushes for the tickets taken so far, each time one is taken; ends with
+/// the queue.
+async fn flusher(inner: std::sync::Weak<Inner>, kick: Arc<Notify>) {
+    loop {
+        kick.notified().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let target = inner.wanted.load(Ordering::SeqCst);
+        if inner.flushed.borrow().done >= target {
+            continue;
+        }
+        match inner.db.flush_async().await {
+            Ok(_) => inner.flushed.send_modify(|f| f.done = f.done.max(target)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot flush the queue");
+                inner
+                    .flushed
+                    .send_modify(|f| f.failed = Some((target, e.to_string())));
+            }
+        }
+    }
+}
 
 /// Sleeps until the earliest wait is due (or a new one is added), then
 /// moves what is due; ends with the queue.
