@@ -210,9 +210,9 @@ impl DurableQueue {
             .map_err(|_| StoreError::Queue("the queue was closed before its flush".to_owned()))?
             .clone();
         match state.failed {
-            Some((g, reason)) if g >= ticket && state.done < ticket => {
-                Err(StoreError::Queue(format!("cannot flush the queue: {reason}")))
-            }
+            Some((g, reason)) if g >= ticket && state.done < ticket => Err(StoreError::Queue(
+                format!("cannot flush the queue: {reason}"),
+            )),
             _ => Ok(()),
         }
     }
