@@ -117,17 +117,7 @@ pub async fn settle(
 
 /// The ingest for `topology` on 127.0.0.1:0, until the test ends.
 pub async fn ingest(url: &str, topology: Topology) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("the ingest can listen");
-    let addr = listener.local_addr().expect("bound");
-    let producer = Producer::lazy(url, topology, "chaos-ingest");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
-    addr
+    alertpost_tests::start_ingest(url, topology).await
 }
 
 /// POSTs `body` to the ingest; the status, the answer, and how long it took.

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use alertpost_producer::Producer;
 use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
 use serde_json::{Value, json};
 
@@ -123,14 +122,8 @@ async fn alertmanager_webhooks_arrive_as_events_firing_then_resolved() {
         receiver.url("/hook")
     );
     let worker = RunningWorker::start(&prefix, &toml).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingest: SocketAddr = listener.local_addr().unwrap();
-    let producer = Producer::lazy(&prefix.url, prefix.topology.clone(), "test-ingest");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
+    let ingest: SocketAddr =
+        alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
 
     let am = start_alertmanager(&format!("http://{ingest}/v1/ingest/alertmanager")).await;
     post_alerts(&am, alerts(None)).await;

@@ -141,14 +141,7 @@ async fn a_closed_publishing_connection_is_reopened_and_nothing_is_lost() {
 async fn the_ingest_answers_503_within_5_s_when_rabbitmq_never_answers() {
     let hole = black_hole().await;
     let url = format!("amqp://guest:guest@{hole}/%2f");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let producer = Producer::lazy(&url, Topology::new("t-hole").unwrap(), "test-ingest");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
+    let addr = alertpost_tests::start_ingest(&url, Topology::new("t-hole").unwrap()).await;
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let began = Instant::now();
@@ -178,14 +171,7 @@ async fn the_ingest_answers_503_within_5_s_when_rabbitmq_never_answers() {
     // and, once the hole's attempt has run out, the second is used.
     let prefix = TestPrefix::new("hole-then-real");
     let urls = format!("{url},{}", prefix.url);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let second = listener.local_addr().unwrap();
-    let producer = Producer::lazy(&urls, prefix.topology.clone(), "test-ingest");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
+    let second = alertpost_tests::start_ingest(&urls, prefix.topology.clone()).await;
     let deadline = Instant::now() + WAIT;
     loop {
         let began = Instant::now();

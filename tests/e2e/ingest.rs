@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use alertpost_broker::Topology;
-use alertpost_producer::Producer;
 use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
 use serde_json::{Value, json};
 
@@ -13,15 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Starts the ingest for `topology` on 127.0.0.1:0; it stops with the test.
 async fn ingest(url: &str, topology: Topology) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let producer = Producer::lazy(url, topology, "test-ingest");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
-    addr
+    alertpost_tests::start_ingest(url, topology).await
 }
 
 async fn post(addr: SocketAddr, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {

@@ -513,14 +513,7 @@ async fn the_dashboard_and_alerts_use_only_names_alertpost_exports() {
         receiver.url("/x")
     );
     let worker = RunningWorker::start(&prefix, &toml).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ingest = listener.local_addr().unwrap();
-    let producer = Producer::lazy(&prefix.url, prefix.topology.clone(), "t");
-    tokio::spawn(alertpost_ingest::serve(
-        listener,
-        producer,
-        std::future::pending(),
-    ));
+    let ingest = alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
     // Families with a label appear once a series has a value: one event
     // through the ingest and the worker gives every source-labelled one.
     let r = reqwest::Client::new()

@@ -33,3 +33,19 @@ pub fn amqp_url() -> String {
     std::env::var("ALERTPOST_AMQP_URL")
         .unwrap_or_else(|_| alertpost_broker::DEFAULT_AMQP_URL.to_owned())
 }
+
+/// The ingest on 127.0.0.1:0, publishing to `url` (one URL or a list) with
+/// `topology`, until the test's runtime ends; its address.
+pub async fn start_ingest(url: &str, topology: alertpost_broker::Topology) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the ingest can listen");
+    let addr = listener.local_addr().expect("bound");
+    let producer = alertpost_producer::Producer::lazy(url, topology, "test-ingest");
+    tokio::spawn(alertpost_ingest::serve(
+        listener,
+        producer,
+        std::future::pending(),
+    ));
+    addr
+}

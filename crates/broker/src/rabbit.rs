@@ -362,17 +362,6 @@ impl Broker {
         .await
     }
 
-    /// The queue a source is consumed from.
-    pub fn queue_of(&self, source: &Source) -> String {
-        let t = &self.topology;
-        match source {
-            Source::Events => t.events_queue(),
-            Source::Deliveries => t.deliveries_queue(),
-            Source::Lane(id) => t.lane_queue(id),
-            Source::Dead => t.dead_queue(),
-        }
-    }
-
     /// Starts consuming `source` with manual acks, at most `prefetch`
     /// unacknowledged messages at a time.
     pub async fn consume(
@@ -381,7 +370,7 @@ impl Broker {
         prefetch: u16,
         tag: &str,
     ) -> Result<Consumer, BrokerError> {
-        let queue = self.queue_of(source);
+        let queue = self.topology.queue_of(source);
         bounded(&format!("consuming {queue}"), async {
             let channel = self.channel("consume").await?;
             channel

@@ -125,6 +125,17 @@ impl Topology {
         format!("{}.lane.{integration}", self.prefix)
     }
 
+    /// The queue a source is consumed from (every backend names them so).
+    pub fn queue_of(&self, source: &crate::seam::Source) -> String {
+        use crate::seam::Source;
+        match source {
+            Source::Events => self.events_queue(),
+            Source::Deliveries => self.deliveries_queue(),
+            Source::Lane(id) => self.lane_queue(id),
+            Source::Dead => self.dead_queue(),
+        }
+    }
+
     /// Every queue, in declaration order (dead first: the others point to it).
     pub fn queues(&self) -> Vec<String> {
         let mut names = vec![

@@ -18,7 +18,7 @@ use alertpost_broker::{
     Source, Stream, Topology,
 };
 use alertpost_event::{EVENT_SCHEMA, Event};
-use alertpost_producer::{ProducerError, Publish};
+use alertpost_producer::{NotReady, ProducerError, Publish};
 use alertpost_store::queue::{DurableQueue, QueuedMessage, Taken};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
@@ -51,25 +51,16 @@ impl Embedded {
         &self.topology
     }
 
-    /// The queue a destination's message goes to (`Later`: after its wait).
+    /// The queue a destination's message goes to (`Later`: after its wait):
+    /// the one its source is read from.
     fn queue_for(&self, to: &Destination) -> String {
-        let t = &self.topology;
-        match to {
-            Destination::Events { .. } => t.events_queue(),
-            Destination::Deliveries | Destination::Later { .. } => t.deliveries_queue(),
-            Destination::Lane(id) => t.lane_queue(id),
-            Destination::Dead => t.dead_queue(),
-        }
-    }
-
-    fn queue_of(&self, from: &Source) -> String {
-        let t = &self.topology;
-        match from {
-            Source::Events => t.events_queue(),
-            Source::Deliveries => t.deliveries_queue(),
-            Source::Lane(id) => t.lane_queue(id),
-            Source::Dead => t.dead_queue(),
-        }
+        let source = match to {
+            Destination::Events { .. } => Source::Events,
+            Destination::Deliveries | Destination::Later { .. } => Source::Deliveries,
+            Destination::Lane(id) => Source::Lane(id.clone()),
+            Destination::Dead => Source::Dead,
+        };
+        self.topology.queue_of(&source)
     }
 
     /// Stores a message for `to`; returns once it is on disk.
@@ -112,7 +103,7 @@ impl Session for Embedded {
     async fn consume(&self, from: &Source, prefetch: u16) -> Result<EmbeddedStream, BrokerError> {
         Ok(EmbeddedStream {
             queue: self.queue.clone(),
-            name: self.queue_of(from),
+            name: self.topology.queue_of(from),
             source: from.clone(),
             window: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
             out: Arc::new(Mutex::new(HashMap::new())),
@@ -172,7 +163,7 @@ impl Publish for EmbeddedProducer {
         }
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         Ok(())
     }
 

@@ -107,7 +107,7 @@ async fn metrics<P: Publish>(State(state): State<Ingest<P>>) -> Response {
 
 async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
     let checked = state.producer.check().await;
-    let blocked = matches!(&checked, Err(r) if r.contains("blocks publishing"));
+    let blocked = matches!(&checked, Err(n) if n.blocked);
     state.metrics.broker_blocked.set(i64::from(blocked));
     state
         .metrics
@@ -115,9 +115,9 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
         .set(i64::from(checked.is_ok() || blocked));
     match checked {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
-        Err(reason) => (
+        Err(n) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "error": reason, "reason": reason})),
+            axum::Json(json!({"ready": false, "error": n.reason, "reason": n.reason})),
         )
             .into_response(),
     }

@@ -78,7 +78,7 @@ pub trait Publish: Clone + Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Vec<Event>, ProducerError>> + Send;
 
     /// Ready to store, or why not.
-    fn check(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    fn check(&self) -> impl std::future::Future<Output = Result<(), NotReady>> + Send;
 
     /// This publisher with every wait bounded by `timeout`.
     fn with_timeout(self, timeout: Duration) -> Self;
@@ -91,7 +91,7 @@ impl Publish for Producer {
         Producer::publish_all(self, events).await
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         Producer::check(self).await
     }
 
@@ -102,6 +102,15 @@ impl Publish for Producer {
     async fn close(&self) {
         Producer::close(self).await
     }
+}
+
+/// Why a publisher cannot store events now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReady {
+    pub reason: String,
+    /// RabbitMQ blocks publishing (a memory or disk alarm), rather than
+    /// being unreachable.
+    pub blocked: bool,
 }
 
 /// Prepares every event at `now` (validated, id and `received_at`
@@ -200,11 +209,17 @@ impl Producer {
 
     /// Connected (connecting if it is not) and not blocked by RabbitMQ; else
     /// why not.
-    pub async fn check(&self) -> Result<(), String> {
-        self.publisher().await?;
+    pub async fn check(&self) -> Result<(), NotReady> {
+        self.publisher().await.map_err(|reason| NotReady {
+            reason,
+            blocked: false,
+        })?;
         let state = self.inner.state.lock().await;
         match state.conn.as_ref().and_then(|(broker, _)| broker.blocked()) {
-            Some(reason) => Err(format!("RabbitMQ blocks publishing: {reason}")),
+            Some(reason) => Err(NotReady {
+                reason: format!("RabbitMQ blocks publishing: {reason}"),
+                blocked: true,
+            }),
             None => Ok(()),
         }
     }

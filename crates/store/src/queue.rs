@@ -223,16 +223,7 @@ impl DurableQueue {
 
     /// Stores `message` at the end of `queue`; returns once it is on disk.
     pub async fn publish(&self, queue: &str, message: &QueuedMessage) -> Result<(), StoreError> {
-        let k = key(queue, self.inner.db.generate_id()?);
-        self.inner.ready.insert(&k, encode(message))?;
-        self.durable().await?;
-        self.state()
-            .entry(queue.to_owned())
-            .or_default()
-            .ready
-            .push_back(k);
-        self.inner.arrived.notify_waiters();
-        Ok(())
+        self.publish_all(queue, std::slice::from_ref(message)).await
     }
 
     /// Stores `messages` at the end of `queue`, in order; returns once all

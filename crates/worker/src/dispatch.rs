@@ -165,13 +165,7 @@ async fn settle_after<S: Session>(
     steps: Vec<Option<Step>>,
 ) -> Settle {
     let abandoned = steps.iter().any(Option::is_none);
-    let settle = handoff::hand_off(
-        ctx,
-        link,
-        &msg.held(),
-        steps.into_iter().flatten().collect(),
-    )
-    .await;
+    let settle = handoff::hand_off(ctx, link, msg, steps.into_iter().flatten().collect()).await;
     if abandoned { Settle::Requeue } else { settle }
 }
 
@@ -307,13 +301,7 @@ async fn undecodable<S: Session>(
         msg.origin.clone(),
         OffsetDateTime::now_utc(),
     );
-    handoff::hand_off(
-        ctx,
-        link,
-        &msg.held(),
-        vec![Step::Dead(Box::new(letter), None)],
-    )
-    .await
+    handoff::hand_off(ctx, link, msg, vec![Step::Dead(Box::new(letter), None)]).await
 }
 
 /// A short stable id for a message that has none (FNV-1a).

@@ -27,7 +27,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alertpost_broker::{Destination, Held, Outgoing, PublishError, Session};
+use alertpost_broker::{Destination, Held, Inbound, Outgoing, PublishError, Session};
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
 use alertpost_metrics::Outcome;
 use alertpost_store::{Progress, Store};
@@ -159,12 +159,11 @@ fn handled(progress: Option<Progress>, hop: u32) -> bool {
 }
 
 /// Journals what was delivered, publishes what goes on, and says how to
-/// settle the message (`held`: whether it is still ours): `Ack` only when
-/// every publish is confirmed.
+/// settle `msg`: `Ack` only when every publish is confirmed.
 pub(crate) async fn hand_off<S: Session>(
     ctx: &Ctx,
     link: &Link<S>,
-    held: &Held,
+    msg: &Inbound,
     steps: Vec<Step>,
 ) -> Settle {
     let mut pending = Vec::new();
@@ -175,6 +174,11 @@ pub(crate) async fn hand_off<S: Session>(
             other => pending.push(other),
         }
     }
+    if pending.is_empty() {
+        return Settle::Ack;
+    }
+    // Asked only when something is to be published (most messages: not).
+    let held = &msg.held();
     let began = Instant::now();
     let mut started = began;
     let mut pause = FIRST_PAUSE;
