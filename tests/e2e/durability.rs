@@ -9,7 +9,8 @@ use alertpost_event::job::JOB_SCHEMA;
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
 use alertpost_tests::bin::{alertpost, http_get};
-use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
+use rstest::rstest;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -44,17 +45,16 @@ async fn all_empty(prefix: &TestPrefix) {
 /// All dead letters, taken off the dead queue.
 async fn dead_letters(prefix: &TestPrefix) -> Vec<Value> {
     let broker = prefix.broker().await;
-    let channel = broker.get_channel().await.unwrap();
-    let mut out = Vec::new();
-    while let Some(msg) = broker
-        .get(&channel, &prefix.topology.dead_queue())
+    let mut reader = broker
+        .reader(&alertpost_broker::Source::Dead)
         .await
-        .unwrap()
-    {
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
         out.push(serde_json::from_slice(&msg.body).unwrap());
         msg.ack().await.unwrap();
     }
-    channel.close().await;
+    alertpost_broker::Reader::close(reader).await;
     broker.close().await;
     out
 }
@@ -466,36 +466,90 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
     all_empty(&prefix).await;
 }
 
+/// How `alertpost dlq` reaches the dead queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Straight through RabbitMQ.
+    Broker,
+    /// Through the running worker's admin API, with its token.
+    Admin,
+}
+
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 // Multi-threaded: the receiver answers while the test waits on commands.
+#[rstest]
+#[case::rabbitmq_through_the_broker(Backend::RabbitMq, Via::Broker)]
+#[case::rabbitmq_through_the_admin_api(Backend::RabbitMq, Via::Admin)]
+#[case::embedded_through_the_admin_api(Backend::Embedded, Via::Admin)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed() {
+async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed(
+    #[case] backend: Backend,
+    #[case] via: Via,
+) {
     let prefix = TestPrefix::new("dlq");
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::status(410).body("gone for now")]);
-    let worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
-    let e = producer(&prefix)
-        .await
-        .publish(event("replay me"))
-        .await
-        .unwrap();
+    let toml = format!(
+        "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{}",
+        config(&receiver, "")
+    );
+    let worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    let e = worker.publish(event("replay me")).await;
     receiver.wait_for(1, WAIT).await;
     let id = delivery_id(&e.id, "hook");
     // Wait for the dead letter to land.
     let deadline = Instant::now() + WAIT;
-    while prefix.ready(&prefix.topology.dead_queue()).await == 0 {
+    while worker.dead_count(&prefix).await == 0 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let run = |args: &[&str]| {
-        let out = alertpost(&prefix).args(args).output().unwrap();
+    let admin = worker.admin.to_string();
+    let run_with = |args: &[&str], token: Option<&str>| {
+        let mut command = alertpost(&prefix);
+        command.arg("dlq");
+        if via == Via::Admin {
+            command.args(["--admin", &admin]);
+        }
+        match token {
+            Some(t) => command.env("ALERTPOST_ADMIN_TOKEN", t),
+            None => command.env_remove("ALERTPOST_ADMIN_TOKEN"),
+        };
+        let out = command.args(args).output().unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, out, err) = run(&["dlq", "list", "--json"]);
+    let run = |args: &[&str]| run_with(args, Some(ADMIN_TOKEN));
+    if via == Via::Admin {
+        // The token is needed, and a wrong one is refused.
+        let (code, out, err) = run_with(&["list"], None);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains("401") && err.contains("ALERTPOST_ADMIN_TOKEN"),
+            "{err}"
+        );
+        let (code, _, err) = run_with(&["list"], Some("not-the-token-at-all"));
+        assert_eq!(code, 2);
+        assert!(err.contains("token was refused"), "{err}");
+        assert!(!err.contains(ADMIN_TOKEN), "{err}");
+        // The probes and the metrics stay open.
+        for open in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(
+                http_get(worker.admin, open).await.map(|(s, _)| s),
+                Some(200),
+                "{open}"
+            );
+        }
+        assert_eq!(
+            http_get(worker.admin, "/v1/dlq").await.map(|(s, _)| s),
+            Some(401)
+        );
+    }
+    let (code, out, err) = run(&["list", "--json"]);
     assert_eq!(code, 0, "{err}");
     let list: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(list.len(), 1, "{out}");
@@ -504,27 +558,35 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed() {
     assert_eq!(list[0]["integration"], "hook");
     assert_eq!(list[0]["reason"], "status");
     assert_eq!(list[0]["attempts"], 1);
-    let (code, out, _) = run(&["dlq", "list"]);
+    let (code, out, _) = run(&["list"]);
     assert_eq!(code, 0);
     assert!(
         out.contains(&id) && out.contains("HTTP 410: gone for now"),
         "{out}"
     );
     assert_eq!(
-        prefix.ready(&prefix.topology.dead_queue()).await,
+        worker.dead_count(&prefix).await,
         1,
         "listing leaves it in place"
     );
 
-    let (code, out, _) = run(&["dlq", "show", &e.id]);
+    let (code, out, _) = run(&["show", &e.id]);
     assert_eq!(code, 0);
     let shown: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(shown["job"]["history"][0]["status"], 410);
-    let (code, _, err) = run(&["dlq", "replay"]);
+    let (code, _, err) = run(&["show", "no-such-letter"]);
     assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no dead letter `no-such-letter`"), "{err}");
+    let (code, _, err) = run(&["replay"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        worker.dead_count(&prefix).await,
+        1,
+        "showing leaves it in place"
+    );
 
     // The endpoint is fixed (the next answer is the default 200).
-    let (code, out, err) = run(&["dlq", "replay", "--integration", "hook"]);
+    let (code, out, err) = run(&["replay", "--integration", "hook"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("replayed 1 dead letters"), "{out}");
     let got = receiver.wait_for(2, WAIT).await;
@@ -535,11 +597,19 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed() {
         "attempts reset"
     );
     receiver.assert_no_more(2, Duration::from_millis(500)).await;
-    assert_eq!(prefix.ready(&prefix.topology.dead_queue()).await, 0);
+    assert_eq!(worker.dead_count(&prefix).await, 0);
 
     // The worker's own record, by the CLI through the admin API.
-    let admin = worker.admin.to_string();
-    let (code, out, err) = run(&["attempts", &e.id, "--admin", &admin]);
+    let out = alertpost(&prefix)
+        .args(["attempts", &e.id, "--admin", &admin])
+        .env("ALERTPOST_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    let (code, out, err) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -551,14 +621,25 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed() {
         lines[1].contains("delivered") && lines[1].contains("200"),
         "{out}"
     );
-    worker.stop().await.unwrap();
 
-    let (code, _, err) = run(&["dlq", "purge"]);
+    // One more dead letter, then purged.
+    receiver.script("/hook", [Reply::status(410)]);
+    worker.publish(event("purge me")).await;
+    let deadline = Instant::now() + WAIT;
+    while worker.dead_count(&prefix).await == 0 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, _, err) = run(&["purge"]);
     assert_eq!(code, 2);
     assert!(err.contains("--yes"), "{err}");
-    let (code, out, _) = run(&["dlq", "purge", "--yes"]);
-    assert_eq!((code, out.trim()), (0, "purged 0 dead letters"));
-    all_empty(&prefix).await;
+    let (code, out, err) = run(&["purge", "--yes"]);
+    assert_eq!((code, out.trim()), (0, "purged 1 dead letters"), "{err}");
+    assert_eq!(worker.dead_count(&prefix).await, 0);
+    let (code, out, _) = run(&["list"]);
+    assert_eq!((code, out.trim()), (0, "no dead letters"));
+    assert_eq!(worker.waiting(&prefix).await, 0, "nothing waits");
+    worker.stop().await.unwrap();
 }
 
 #[tokio::test]

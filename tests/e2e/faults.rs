@@ -233,16 +233,15 @@ async fn a_huge_undecodable_message_is_dead_lettered_in_its_first_64_kib() {
         .unwrap();
     let deadline = Instant::now() + WAIT;
     let letter = loop {
-        let channel = broker.get_channel().await.unwrap();
-        if let Some(msg) = broker
-            .get(&channel, &prefix.topology.dead_queue())
+        let mut reader = broker
+            .reader(&alertpost_broker::Source::Dead)
             .await
-            .unwrap()
-        {
+            .unwrap();
+        if let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
             msg.ack().await.unwrap();
             break msg.body;
         }
-        channel.close().await;
+        alertpost_broker::Reader::close(reader).await;
         assert!(Instant::now() < deadline, "no dead letter");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -129,9 +129,11 @@ async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked() {
     worker.stop().await.unwrap();
 
     let broker = prefix.broker().await;
-    let channel = broker.get_channel().await.unwrap();
-    let msg = broker
-        .get(&channel, &prefix.topology.dead_queue())
+    let mut reader = broker
+        .reader(&alertpost_broker::Source::Dead)
+        .await
+        .unwrap();
+    let msg = alertpost_broker::Reader::next(&mut reader)
         .await
         .unwrap()
         .expect("a dead letter");
@@ -142,7 +144,7 @@ async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked() {
     assert_eq!(letter["job"]["event"]["id"], e.id.as_str());
     assert_eq!(letter["job"]["history"][0]["status"], 400);
     assert_eq!(letter["job"]["delivery_id"], delivery_id(&e.id, "hook"));
-    channel.close().await;
+    alertpost_broker::Reader::close(reader).await;
     broker.close().await;
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
 }
@@ -174,13 +176,12 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
     assert_eq!(got[0].header("alertpost-event-id"), Some(ok.id.as_str()));
     worker.stop().await.unwrap();
 
-    let channel = broker.get_channel().await.unwrap();
-    let mut reasons = BTreeMap::new();
-    while let Some(msg) = broker
-        .get(&channel, &prefix.topology.dead_queue())
+    let mut reader = broker
+        .reader(&alertpost_broker::Source::Dead)
         .await
-        .unwrap()
-    {
+        .unwrap();
+    let mut reasons = BTreeMap::new();
+    while let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
         let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
         assert_eq!(letter["reason"], "undecodable");
         reasons.insert(letter["id"].as_str().unwrap().to_owned(), letter);
@@ -199,7 +200,7 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
             .unwrap()
             .contains("missing field `status`")
     );
-    channel.close().await;
+    alertpost_broker::Reader::close(reader).await;
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
     broker.close().await;
 }

@@ -26,7 +26,7 @@ pub mod worker;
 pub use metrics::eventually;
 pub use prefix::TestPrefix;
 pub use receiver::{Received, Receiver, Reply};
-pub use worker::RunningWorker;
+pub use worker::{Backend, RunningWorker};
 
 /// The RabbitMQ the tests use: `ALERTPOST_AMQP_URL`, else the local default.
 pub fn amqp_url() -> String {

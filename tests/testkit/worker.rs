@@ -1,12 +1,43 @@
-//! A worker running in the test's process.
+//! A worker running in the test's process, over either backend: the shared
+//! suites run each test on both ([`Backend`], with rstest's `#[case]`s).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use alertpost_broker::{Inbound, Reader, Session, Source};
+use alertpost_embedded::{Embedded, EmbeddedProducer};
+use alertpost_event::Event;
+use alertpost_producer::{Producer, Publish};
+use alertpost_store::queue::DurableQueue;
 use alertpost_worker::{WorkerError, WorkerOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::TestPrefix;
+
+/// Which backend a test's worker runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The local RabbitMQ, with the test's prefix.
+    RabbitMq,
+    /// The embedded durable queue (`alertpost run`'s), in a temporary
+    /// directory of the worker's own.
+    Embedded,
+}
+
+/// The sled cache of a test's embedded queue (small: tests hold little).
+const QUEUE_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Where a test's events go in: the producer library, or the embedded
+/// queue's producer (what `alertpost run`'s ingest uses).
+enum Feed {
+    Rabbit(Producer),
+    Embedded {
+        producer: EmbeddedProducer,
+        backend: Embedded,
+        queue: DurableQueue,
+        _dir: tempfile::TempDir,
+    },
+}
 
 pub struct RunningWorker {
     stop: Option<oneshot::Sender<()>>,
@@ -17,13 +48,20 @@ pub struct RunningWorker {
     lanes: crate::prefix::Lanes,
     handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
     pub admin: SocketAddr,
+    pub backend: Backend,
+    feed: Feed,
 }
 
 impl RunningWorker {
     /// Starts a worker for `prefix` with the config in `toml`, and waits
     /// until it is consuming (its `/readyz` says so).
     pub async fn start(prefix: &TestPrefix, toml: &str) -> RunningWorker {
-        let worker = RunningWorker::spawn(prefix, &prefix.url, toml).await;
+        RunningWorker::start_on(Backend::RabbitMq, prefix, toml).await
+    }
+
+    /// [`RunningWorker::start`] on `backend`.
+    pub async fn start_on(backend: Backend, prefix: &TestPrefix, toml: &str) -> RunningWorker {
+        let worker = RunningWorker::spawn_on(backend, prefix, &prefix.url, toml).await;
         worker.wait_ready(Duration::from_secs(20)).await;
         worker
     }
@@ -31,6 +69,15 @@ impl RunningWorker {
     /// Starts a worker connecting to `amqp_url` (a proxy, say), without
     /// waiting for it to be ready.
     pub async fn spawn(prefix: &TestPrefix, amqp_url: &str, toml: &str) -> RunningWorker {
+        RunningWorker::spawn_on(Backend::RabbitMq, prefix, amqp_url, toml).await
+    }
+
+    async fn spawn_on(
+        kind: Backend,
+        prefix: &TestPrefix,
+        amqp_url: &str,
+        toml: &str,
+    ) -> RunningWorker {
         // The worker's delay tiers are the prefix's unless the test sets its
         // own (a top-level key: it goes before any table).
         let toml = if toml.contains("delay_tiers") {
@@ -56,17 +103,52 @@ impl RunningWorker {
             .clone()
             .with_tiers(config.delay_tiers.clone())
             .expect("the config's tiers are valid");
-        let backend =
-            alertpost_broker::Rabbit::new(amqp_url, &format!("{}-worker", prefix.prefix), topology);
         let options = WorkerOptions {
             config,
             admin: Some(admin),
             reload: Some(configs),
             store: store.clone(),
         };
-        let handle = tokio::spawn(alertpost_worker::run(backend, options, async move {
+        let shutdown = async move {
             let _ = rx.await;
-        }));
+        };
+        let (handle, feed) = match kind {
+            Backend::RabbitMq => {
+                let backend = alertpost_broker::Rabbit::new(
+                    amqp_url,
+                    &format!("{}-worker", prefix.prefix),
+                    topology.clone(),
+                );
+                // Connects in the background: some tests start a worker
+                // while the broker is away.
+                let producer =
+                    Producer::lazy(&prefix.url, prefix.topology.clone(), "test-producer");
+                (
+                    tokio::spawn(alertpost_worker::run(backend, options, shutdown)),
+                    Feed::Rabbit(producer),
+                )
+            }
+            Backend::Embedded => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let queue = DurableQueue::open(
+                    dir.path(),
+                    &topology.dead_queue(),
+                    topology.delivery_limit(),
+                    QUEUE_CACHE_BYTES,
+                )
+                .expect("the embedded queue opens");
+                let backend = Embedded::new(queue.clone(), topology);
+                (
+                    tokio::spawn(alertpost_worker::run(backend.clone(), options, shutdown)),
+                    Feed::Embedded {
+                        producer: EmbeddedProducer::new(backend.clone()),
+                        backend,
+                        queue,
+                        _dir: dir,
+                    },
+                )
+            }
+        };
         RunningWorker {
             stop: Some(tx),
             data,
@@ -75,6 +157,98 @@ impl RunningWorker {
             lanes,
             handle,
             admin: admin_addr,
+            backend: kind,
+            feed,
+        }
+    }
+
+    /// Publishes `events` into this worker's backend, as a producer does
+    /// (confirmed, or on disk); returns them as published (ids set).
+    pub async fn publish_all(&self, events: Vec<Event>) -> Vec<Event> {
+        match &self.feed {
+            Feed::Rabbit(p) => p.publish_all(events).await,
+            Feed::Embedded { producer, .. } => producer.publish_all(events).await,
+        }
+        .expect("the events are published")
+    }
+
+    pub async fn publish(&self, event: Event) -> Event {
+        let mut all = self.publish_all(vec![event]).await;
+        all.pop().expect("one event published")
+    }
+
+    /// Raw bytes into the events stream (what no producer would publish).
+    pub async fn publish_raw(&self, prefix: &TestPrefix, msg: &alertpost_broker::Outgoing<'_>) {
+        let to = alertpost_broker::Destination::Events {
+            routing_key: "test".to_owned(),
+        };
+        match &self.feed {
+            Feed::Rabbit(_) => {
+                let broker = prefix.broker().await;
+                let publisher = broker.publisher().await.expect("a publisher");
+                publisher.publish(&to, msg).await.expect("published");
+                publisher.close().await;
+                broker.close().await;
+            }
+            Feed::Embedded { backend, .. } => {
+                backend.publish(&to, msg).await.expect("stored");
+            }
+        }
+    }
+
+    /// Messages in the dead queue now (left in place).
+    pub async fn dead_count(&self, prefix: &TestPrefix) -> usize {
+        match &self.feed {
+            Feed::Rabbit(_) => prefix.ready(&prefix.topology.dead_queue()).await as usize,
+            Feed::Embedded { queue, .. } => queue.ready_len(&prefix.topology.dead_queue()),
+        }
+    }
+
+    /// Takes every dead message off the dead queue (acked: removed).
+    pub async fn take_dead(&self, prefix: &TestPrefix) -> Vec<Inbound> {
+        async fn drain<R: Reader>(mut reader: R) -> Vec<Inbound> {
+            let mut out = Vec::new();
+            while let Some(msg) = reader.next().await.expect("the dead queue reads") {
+                msg.ack().await.expect("acked");
+                out.push(msg);
+            }
+            reader.close().await;
+            out
+        }
+        match &self.feed {
+            Feed::Rabbit(_) => {
+                let broker = prefix.broker().await;
+                let reader = broker.reader(&Source::Dead).await.expect("a reader");
+                let out = drain(reader).await;
+                broker.close().await;
+                out
+            }
+            Feed::Embedded { backend, .. } => {
+                drain(backend.reader(&Source::Dead).await.expect("a reader")).await
+            }
+        }
+    }
+
+    /// Messages ready in every queue but the dead one: 0 when nothing waits
+    /// (embedded: waits not yet due count too).
+    pub async fn waiting(&self, prefix: &TestPrefix) -> usize {
+        match &self.feed {
+            Feed::Rabbit(_) => {
+                let mut n = 0;
+                for queue in prefix.topology.queues() {
+                    if queue != prefix.topology.dead_queue() {
+                        n += prefix.ready(&queue).await as usize;
+                    }
+                }
+                n
+            }
+            Feed::Embedded { queue, .. } => {
+                let names = [
+                    prefix.topology.events_queue(),
+                    prefix.topology.deliveries_queue(),
+                ];
+                names.iter().map(|q| queue.ready_len(q)).sum::<usize>() + queue.later_len()
+            }
         }
     }
 

@@ -5,14 +5,24 @@ use std::path::Path;
 
 use alertpost_store::{AttemptRecord, Store, StoreError};
 use anyhow::anyhow;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Failure;
+use crate::admin_client::{AdminClient, encode};
 use crate::cli::AttemptsArgs;
 
 pub async fn run(args: &AttemptsArgs) -> Result<(), Failure> {
-    let records = match (&args.admin, &args.data_dir) {
-        (Some(admin), _) => from_admin(admin, &args.event_id, args.integration.as_deref()).await?,
+    let admin = AdminClient::from_target(&args.target)?;
+    let records = match (&admin, &args.data_dir) {
+        (Some(admin), _) => {
+            let mut path = format!(
+                "/v1/attempts?limit=10000&event_id={}",
+                encode(&args.event_id)
+            );
+            if let Some(i) = &args.integration {
+                path.push_str(&format!("&integration={}", encode(i)));
+            }
+            admin.get::<Vec<AttemptRecord>>(&path).await?
+        }
         (None, Some(dir)) => from_store(dir, &args.event_id, args.integration.as_deref())?,
         (None, None) => {
             return Err(Failure::Usage(anyhow!(
@@ -62,51 +72,4 @@ fn from_store(
         other => Failure::Runtime(other.into()),
     })?;
     Ok(store.attempts(Some(event_id), integration, 10_000))
-}
-
-/// A GET on the admin API (plain HTTP on a private address).
-async fn from_admin(
-    admin: &str,
-    event_id: &str,
-    integration: Option<&str>,
-) -> Result<Vec<AttemptRecord>, Failure> {
-    let addr = admin.trim_start_matches("http://").trim_end_matches('/');
-    let mut path = format!("/v1/attempts?limit=10000&event_id={}", encode(event_id));
-    if let Some(i) = integration {
-        path.push_str(&format!("&integration={}", encode(i)));
-    }
-    let fail = |e: String| Failure::Runtime(anyhow!("admin API at {addr}: {e}"));
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| fail("not an HTTP answer".to_owned()))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(fail(head.lines().next().unwrap_or("").to_owned()));
-    }
-    serde_json::from_str(body).map_err(|e| fail(e.to_string()))
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

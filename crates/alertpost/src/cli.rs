@@ -73,9 +73,9 @@ pub enum Command {
     Test(TestArgs),
     /// Declare the exchange and queues, then exit.
     Setup,
-    /// Dead letters: list, show, replay, purge (through the broker).
-    #[command(subcommand)]
-    Dlq(DlqCommand),
+    /// Dead letters: list, show, replay, purge (through the broker, or
+    /// with --admin through a running worker's or `alertpost run`'s admin API).
+    Dlq(DlqArgs),
     /// The attempts of one event: from a running worker's admin API, or
     /// from a stopped worker's store.
     Attempts(AttemptsArgs),
@@ -113,12 +113,33 @@ pub enum DlqCommand {
     },
 }
 
+/// A running process's admin API; its token comes from
+/// ALERTPOST_ADMIN_TOKEN or --admin-token-file.
+#[derive(Debug, Args)]
+pub struct AdminTarget {
+    /// A running worker's (or `alertpost run`'s) admin address, e.g.
+    /// 127.0.0.1:9464.
+    #[arg(long, global = true)]
+    pub admin: Option<String>,
+    /// A file holding the admin API's token (`[admin] token`); else
+    /// ALERTPOST_ADMIN_TOKEN.
+    #[arg(long, global = true)]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(flatten)]
+    pub target: AdminTarget,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
 #[derive(Debug, Args)]
 pub struct AttemptsArgs {
     pub event_id: String,
-    /// A running worker's admin address (e.g. 127.0.0.1:9464).
-    #[arg(long, conflicts_with = "data_dir")]
-    pub admin: Option<String>,
+    #[command(flatten)]
+    pub target: AdminTarget,
     /// A stopped worker's data directory.
     #[arg(long, env = "ALERTPOST_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

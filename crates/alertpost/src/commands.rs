@@ -22,11 +22,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Check => check(g),
         Command::Test(args) => test(g, args).await,
         Command::Setup => setup(g).await,
-        Command::Dlq(command) => {
+        Command::Dlq(args) => {
+            if let Some(admin) = crate::admin_client::AdminClient::from_target(&args.target)? {
+                return crate::dlq::run_admin(&admin, &args.command).await;
+            }
             let broker = Broker::connect(&g.amqp, &process_name("dlq"), topology(g)?)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
-            let result = crate::dlq::run(&broker, command).await;
+            let result = crate::dlq::run(&broker, &args.command).await;
             broker.close().await;
             result
         }

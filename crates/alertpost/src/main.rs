@@ -2,6 +2,7 @@
 //! signals, and calls one library function per subcommand. No delivery
 //! logic lives here.
 
+mod admin_client;
 mod attempts;
 mod cli;
 mod commands;

@@ -22,8 +22,8 @@ pub mod topology;
 
 pub use rabbit::{Broker, Consumer, GetChannel, Pending, Publisher, QueueStats};
 pub use seam::{
-    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Session,
-    Source, Stream,
+    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Reader,
+    Session, Source, Stream,
 };
 pub use session::{Rabbit, RabbitSession};
 pub use topology::{Topology, TopologyError};

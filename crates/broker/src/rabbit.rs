@@ -27,8 +27,8 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Exchange
 use lapin::{Confirmation, PublisherConfirm};
 
 use crate::seam::{
-    BoxFuture, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Received, Settler,
-    Source,
+    BoxFuture, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Reader, Received,
+    Settler, Source,
 };
 use crate::topology::Topology;
 use crate::{amqp_urls, redact_url, rotation};
@@ -397,29 +397,15 @@ impl Broker {
         .await
     }
 
-    /// Takes one message from `queue` without a consumer (for inspection
-    /// tools); `None` when the queue is empty. The message is unacked until
-    /// settled, and goes back to the queue if the connection closes first.
-    pub async fn get(
-        &self,
-        channel: &GetChannel,
-        queue: &str,
-    ) -> Result<Option<Inbound>, BrokerError> {
-        let msg = bounded(&format!("getting from {queue}"), async {
-            channel
-                .0
-                .basic_get(queue.into(), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))
+    /// A reader of `from` (for inspection tools): messages taken with
+    /// `basic.get` on a channel of its own stay unacked until settled, and
+    /// go back to the queue when the channel closes.
+    pub async fn reader(&self, from: &Source) -> Result<GetChannel, BrokerError> {
+        Ok(GetChannel {
+            channel: self.channel("get").await?,
+            queue: self.topology.queue_of(from),
+            source: from.clone(),
         })
-        .await?;
-        Ok(msg.map(|m| inbound(m.delivery, &channel.0, &Source::Dead, queue)))
-    }
-
-    /// A channel for [`Broker::get`]: every message taken on it stays
-    /// unacked until settled or until the channel closes.
-    pub async fn get_channel(&self) -> Result<GetChannel, BrokerError> {
-        Ok(GetChannel(self.channel("get").await?))
     }
 
     /// Closes the connection; unacked messages go back to their queues.
@@ -440,18 +426,36 @@ impl Broker {
     }
 }
 
-/// A channel used for one-off gets (see [`Broker::get`]).
-pub struct GetChannel(Channel);
+/// A [`Reader`] of one queue on a channel of its own (see [`Broker::reader`]).
+pub struct GetChannel {
+    channel: Channel,
+    queue: String,
+    source: Source,
+}
 
 impl std::fmt::Debug for GetChannel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GetChannel")
+        f.debug_struct("GetChannel")
+            .field("queue", &self.queue)
+            .finish()
     }
 }
 
-impl GetChannel {
-    pub async fn close(&self) {
-        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.0.close(200, "done".into())).await;
+impl Reader for GetChannel {
+    async fn next(&mut self) -> Result<Option<Inbound>, BrokerError> {
+        let queue = &self.queue;
+        let msg = bounded(&format!("getting from {queue}"), async {
+            self.channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+                .await
+                .map_err(|e| BrokerError::Connection(format!("get from {queue}: {e}")))
+        })
+        .await?;
+        Ok(msg.map(|m| inbound(m.delivery, &self.channel, &self.source, queue)))
+    }
+
+    async fn close(self) {
+        let _ = tokio::time::timeout(BROKER_TIMEOUT, self.channel.close(200, "done".into())).await;
     }
 }
 

@@ -241,6 +241,7 @@ pub trait Backend: Send + Sync + 'static {
 /// One connection's worth of a backend. Shared by every task of a worker.
 pub trait Session: Send + Sync + 'static {
     type Stream: Stream;
+    type Reader: Reader;
 
     /// Declares what every worker needs again, and the lanes of these
     /// integrations (idempotent): at start, after a reload, and when a
@@ -253,6 +254,12 @@ pub trait Session: Send + Sync + 'static {
         from: &Source,
         prefetch: u16,
     ) -> impl Future<Output = Result<Self::Stream, BrokerError>> + Send;
+
+    /// Reads `from` without a consumer (for operators: the dead queue).
+    fn reader(
+        &self,
+        from: &Source,
+    ) -> impl Future<Output = Result<Self::Reader, BrokerError>> + Send;
 
     /// Publishes and waits until the backend has stored the message.
     fn publish(
@@ -284,6 +291,17 @@ pub trait Stream: Send + 'static {
     fn cancel(&self) -> impl Future<Output = ()> + Send;
 
     /// Closes the stream; what it handed out and was not settled goes back.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Takes the messages of one queue one by one, for inspection: each stays
+/// stored until acked (removed) and goes back, in place, when the reader
+/// closes.
+pub trait Reader: Send + 'static {
+    /// The next message ready now; `None` when there is none.
+    fn next(&mut self) -> impl Future<Output = Result<Option<Inbound>, BrokerError>> + Send;
+
+    /// Gives back every message taken and not acked.
     fn close(self) -> impl Future<Output = ()> + Send;
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::rabbit::{Broker, Consumer, Publisher};
+use crate::rabbit::{Broker, Consumer, GetChannel, Publisher};
 use crate::redact_url;
 use crate::seam::{
     Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Publishing, Session,
@@ -266,6 +266,7 @@ impl Drop for RabbitSession {
 
 impl Session for RabbitSession {
     type Stream = Consumer;
+    type Reader = GetChannel;
 
     async fn declare(&self, lanes: &[String]) -> Result<(), BrokerError> {
         self.consumer.declare().await?;
@@ -278,6 +279,10 @@ impl Session for RabbitSession {
             other => format!("{}-{other}", self.name),
         };
         self.consumer.consume(from, prefetch, &tag).await
+    }
+
+    async fn reader(&self, from: &Source) -> Result<GetChannel, BrokerError> {
+        self.consumer.reader(from).await
     }
 
     async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {

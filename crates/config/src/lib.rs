@@ -39,6 +39,7 @@ pub struct Config {
     pub policy: Policy,
     pub worker: WorkerSettings,
     pub store: StoreSettings,
+    pub admin: AdminSettings,
     /// The delay queues retries wait in (`delay_tiers`), ascending.
     pub delay_tiers: Vec<Duration>,
     /// Every integration, enabled or not, in file order.
@@ -54,6 +55,17 @@ pub struct WorkerSettings {
     /// On SIGTERM, how long in-flight deliveries may take to finish.
     pub drain_timeout: Duration,
 }
+
+/// The admin API (`[admin]`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminSettings {
+    /// When set, every `/v1/` route needs `Authorization: Bearer <token>`;
+    /// `/metrics`, `/healthz` and `/readyz` stay open.
+    pub token: Option<Secret>,
+}
+
+/// The shortest admin token accepted: a guessable one protects nothing.
+pub const ADMIN_TOKEN_MIN: usize = 16;
 
 /// The worker's store (`[store]`).
 #[derive(Debug, Clone, PartialEq)]

@@ -14,9 +14,16 @@ pub(crate) struct RawFile {
     pub defaults: Option<Spanned<RawIntegration>>,
     pub worker: Option<Spanned<RawWorker>>,
     pub store: Option<Spanned<RawStore>>,
+    pub admin: Option<Spanned<RawAdmin>>,
     pub delay_tiers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub integration: Vec<Spanned<RawIntegration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,9 +21,13 @@ use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validato
 use crate::integration::{CircuitPolicy, RetryPolicy};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
-use crate::raw::{RawCircuit, RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker};
+use crate::raw::{
+    RawAdmin, RawCircuit, RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker,
+};
 use crate::secret::Secret;
-use crate::{Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings};
+use crate::{
+    ADMIN_TOKEN_MIN, AdminSettings, Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings,
+};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
@@ -69,6 +73,7 @@ pub(crate) fn config(
     let policy = raw.policy.map(|p| cx.policy(p)).unwrap_or_default();
     let worker = raw.worker.map(|w| cx.worker(w)).unwrap_or_default();
     let store = raw.store.map(|s| cx.store(s)).unwrap_or_default();
+    let admin = raw.admin.map(|a| cx.admin(a)).unwrap_or_default();
     let delay_tiers = match &raw.delay_tiers {
         Some(t) => cx.delay_tiers(t),
         None => DEFAULT_DELAY_TIERS.to_vec(),
@@ -114,6 +119,7 @@ pub(crate) fn config(
             policy,
             worker,
             store,
+            admin,
             delay_tiers,
             integrations: integrations.into_iter().map(|(i, _)| i).collect(),
         })
@@ -493,6 +499,32 @@ impl Cx<'_> {
             }
         }
         store
+    }
+
+    fn admin(&mut self, raw: Spanned<RawAdmin>) -> AdminSettings {
+        let raw = raw.into_inner();
+        let Some(token) = &raw.token else {
+            return AdminSettings::default();
+        };
+        let Some((value, _)) = self.expand(token, "[admin]", "token") else {
+            return AdminSettings::default();
+        };
+        let problem = if value.chars().count() < ADMIN_TOKEN_MIN {
+            Some(format!("must be at least {ADMIN_TOKEN_MIN} characters"))
+        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("must not hold spaces, newlines or other control characters".to_owned())
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => {
+                self.problem(token.span(), "[admin]", Some("token"), &p);
+                AdminSettings::default()
+            }
+            None => AdminSettings {
+                token: Some(Secret::new(value)),
+            },
+        }
     }
 
     fn delay_tiers(&mut self, raw: &Spanned<Vec<Spanned<String>>>) -> Vec<Duration> {

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use alertpost_broker::seam::{BoxFuture, Received, Settler};
 use alertpost_broker::{
-    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Session,
-    Source, Stream, Topology,
+    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Reader,
+    Session, Source, Stream, Topology,
 };
 use alertpost_event::{EVENT_SCHEMA, Event};
 use alertpost_producer::{NotReady, ProducerError, Publish};
@@ -94,6 +94,7 @@ impl Backend for Embedded {
 
 impl Session for Embedded {
     type Stream = EmbeddedStream;
+    type Reader = EmbeddedReader;
 
     async fn declare(&self, _lanes: &[String]) -> Result<(), BrokerError> {
         // Queues exist as soon as something is published to them.
@@ -109,6 +110,15 @@ impl Session for Embedded {
             out: Arc::new(Mutex::new(HashMap::new())),
             cancelled: Arc::new(tokio::sync::Notify::new()),
             ended: false,
+        })
+    }
+
+    async fn reader(&self, from: &Source) -> Result<EmbeddedReader, BrokerError> {
+        Ok(EmbeddedReader {
+            queue: self.queue.clone(),
+            name: self.topology.queue_of(from),
+            source: from.clone(),
+            out: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -225,39 +235,100 @@ impl Stream for EmbeddedStream {
     }
 
     async fn close(self) {
-        let out: Vec<Taken> = {
-            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-            out.drain().map(|(_, t)| t).collect()
-        };
-        for taken in out {
-            self.queue.requeue(&taken);
-        }
+        give_back(&self.queue, &self.out);
     }
 }
 
 impl EmbeddedStream {
     fn inbound(&self, taken: Taken, permit: OwnedSemaphorePermit) -> Inbound {
-        let parts = Received {
-            body: bytes::Bytes::from(taken.message.body.clone()),
-            kind: Some(taken.message.kind.clone()),
-            message_id: Some(taken.message.message_id.clone()),
-            redelivered: taken.redelivered,
-            source: self.source.clone(),
-            origin: self.name.clone(),
-        };
-        self.out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(taken.key.clone(), taken.clone());
-        Inbound::new(
-            parts,
-            Settle {
-                queue: self.queue.clone(),
-                taken,
-                out: self.out.clone(),
-                permit: Mutex::new(Some(permit)),
-            },
+        inbound(
+            &self.queue,
+            &self.name,
+            &self.source,
+            &self.out,
+            taken,
+            Some(permit),
         )
+    }
+}
+
+/// A message taken, as the worker sees it; noted in `out` until settled.
+fn inbound(
+    queue: &DurableQueue,
+    name: &str,
+    source: &Source,
+    out: &Out,
+    taken: Taken,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Inbound {
+    let parts = Received {
+        body: bytes::Bytes::from(taken.message.body.clone()),
+        kind: Some(taken.message.kind.clone()),
+        message_id: Some(taken.message.message_id.clone()),
+        redelivered: taken.redelivered,
+        source: source.clone(),
+        origin: name.to_owned(),
+    };
+    out.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(taken.key.clone(), taken.clone());
+    Inbound::new(
+        parts,
+        Settle {
+            queue: queue.clone(),
+            taken,
+            out: out.clone(),
+            permit: Mutex::new(permit),
+        },
+    )
+}
+
+/// Gives back what was handed out and not settled, in its old order.
+fn give_back(queue: &DurableQueue, out: &Out) {
+    let mut taken: Vec<Taken> = {
+        let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+        out.drain().map(|(_, t)| t).collect()
+    };
+    // Each goes to the front: the newest first (keys grow with arrival).
+    taken.sort_by(|a, b| b.key.cmp(&a.key));
+    for t in taken {
+        queue.requeue(&t);
+    }
+}
+
+/// One queue read message by message (the operator's dead-letter tools);
+/// what was taken and not acked goes back when it closes or is dropped.
+pub struct EmbeddedReader {
+    queue: DurableQueue,
+    name: String,
+    source: Source,
+    out: Out,
+}
+
+impl Reader for EmbeddedReader {
+    async fn next(&mut self) -> Result<Option<Inbound>, BrokerError> {
+        match self.queue.take(&self.name) {
+            Ok(Some(taken)) => Ok(Some(inbound(
+                &self.queue,
+                &self.name,
+                &self.source,
+                &self.out,
+                taken,
+                None,
+            ))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(BrokerError::Connection(e.to_string())),
+        }
+    }
+
+    async fn close(self) {
+        // Dropped here: `Drop` gives the rest back.
+    }
+}
+
+impl Drop for EmbeddedReader {
+    fn drop(&mut self) {
+        give_back(&self.queue, &self.out);
     }
 }
 

@@ -23,7 +23,10 @@
 //! - [`circuit`]: the per-integration circuit breaker;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
 //!   with their permits and circuits) and what every task shares;
-//! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON;
+//! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON,
+//!   and the dead queue (list, show, replay, purge) behind its token;
+//! - [`deadletters`]: the dead queue for operators, over any backend (the
+//!   admin API and `alertpost dlq` share it);
 //! - [`health`]: the readiness the supervisor reports and admin serves.
 //!
 //! The contract with the backend: a message is settled with an ack only
@@ -35,6 +38,7 @@ pub mod admin;
 mod attempt;
 mod batching;
 pub mod circuit;
+pub mod deadletters;
 pub mod decide;
 mod delivery;
 mod dispatch;

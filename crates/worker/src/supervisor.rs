@@ -83,9 +83,16 @@ pub async fn run<B: Backend>(
 
     let metrics = WorkerMetrics::new();
     let health = Arc::new(Health::new(metrics.broker_connected.clone()));
+    let backend = Arc::new(backend);
     let admin = match opts.admin {
         Some(listener) => {
-            let router = crate::admin::router(health.clone(), opts.store.clone(), metrics.clone());
+            let router = crate::admin::router(
+                health.clone(),
+                opts.store.clone(),
+                metrics.clone(),
+                backend.clone(),
+                opts.config.admin.token.clone(),
+            );
             let stop = stop.clone();
             Some(tokio::spawn(crate::admin::serve(
                 listener,

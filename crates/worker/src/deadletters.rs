@@ -1,0 +1,350 @@
+//! The dead queue for operators: list, show, replay, purge. One code path
+//! over any backend's [`Reader`] (RabbitMQ: `basic.get` on a channel of its
+//! own; embedded: the queue itself), used by `alertpost dlq` through the
+//! broker and by the admin API (`/v1/dlq`), so the command works against a
+//! worker and against `alertpost run` alike.
+//!
+//! Reading takes messages without removing them; the caller closes the
+//! reader afterwards and whatever was not acked goes back. A replay
+//! publishes each chosen letter's job to the deliveries (or, for an event
+//! the broker itself dead-lettered, back to the events), confirmed, and
+//! only then acks (removes) the dead letter.
+
+use std::future::Future;
+
+use alertpost_broker::{
+    BrokerError, Destination, Inbound, Outgoing, PublishError, Publisher, Reader, Session,
+};
+use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
+use alertpost_event::{EVENT_SCHEMA, Event};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+/// What a replay or purge could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("replaying {id}: {error} ({done} replayed before it)")]
+    Replay {
+        id: String,
+        error: PublishError,
+        done: usize,
+    },
+}
+
+/// Which dead letters a replay takes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Which {
+    /// Those of one integration.
+    Integration(String),
+    /// The one with this id, delivery id or event id.
+    Id(String),
+    All,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Deliveries (or events) sent back.
+    pub replayed: usize,
+    /// Chosen messages that could not be read: nothing to replay.
+    pub unreadable: usize,
+}
+
+/// Where a replay publishes: a session's publishing side, or a bare
+/// RabbitMQ publisher (the command line's).
+pub trait Resend: Sync {
+    fn resend(
+        &self,
+        to: &Destination,
+        msg: &Outgoing<'_>,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+impl Resend for Publisher {
+    async fn resend(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        self.publish(to, msg).await
+    }
+}
+
+/// A [`Session`] as the target of a replay.
+pub struct Through<'a, S>(pub &'a S);
+
+impl<S: Session> Resend for Through<'_, S> {
+    async fn resend(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+        self.0.publish(to, msg).await
+    }
+}
+
+/// One message of the dead queue, read.
+struct Dead {
+    msg: Inbound,
+    entry: Entry,
+}
+
+enum Entry {
+    /// Written by a worker: the job (or bytes) and the reason.
+    Letter(Box<DeadLetter>),
+    /// An event the broker moved here (delivery limit reached).
+    Event(Box<Event>),
+    /// Jobs the broker moved here (delivery limit reached): one, or a
+    /// lane's batch (all of one integration).
+    Jobs(Vec<DeliveryJob>),
+    /// Something else.
+    Unreadable(String),
+}
+
+impl Dead {
+    fn read(msg: Inbound) -> Dead {
+        let entry = match msg.kind.as_deref() {
+            Some(DEAD_SCHEMA) | None => match serde_json::from_slice::<DeadLetter>(&msg.body) {
+                Ok(l) => Entry::Letter(Box::new(l)),
+                Err(e) => Entry::Unreadable(e.to_string()),
+            },
+            Some(EVENT_SCHEMA) => match Event::from_json(&msg.body) {
+                Ok(e) => Entry::Event(Box::new(e)),
+                Err(e) => Entry::Unreadable(e.to_string()),
+            },
+            Some(JOB_SCHEMA) => match serde_json::from_slice::<DeliveryJob>(&msg.body) {
+                Ok(j) => Entry::Jobs(vec![j]),
+                Err(e) => Entry::Unreadable(e.to_string()),
+            },
+            Some(JOBS_SCHEMA) => match serde_json::from_slice::<Vec<DeliveryJob>>(&msg.body) {
+                Ok(jobs) => Entry::Jobs(jobs),
+                Err(e) => Entry::Unreadable(e.to_string()),
+            },
+            Some(other) => Entry::Unreadable(format!("unknown message type `{other}`")),
+        };
+        Dead { msg, entry }
+    }
+
+    fn id(&self) -> String {
+        match &self.entry {
+            Entry::Letter(l) => l.id.clone(),
+            Entry::Event(e) => e.id.clone(),
+            Entry::Jobs(jobs) => jobs
+                .first()
+                .map(|j| j.delivery_id.clone())
+                .unwrap_or_default(),
+            Entry::Unreadable(_) => self.msg.message_id.clone().unwrap_or_default(),
+        }
+    }
+
+    fn job(&self) -> Option<&DeliveryJob> {
+        self.jobs().first().copied()
+    }
+
+    /// Every delivery job it holds.
+    fn jobs(&self) -> Vec<&DeliveryJob> {
+        match &self.entry {
+            Entry::Letter(l) => l.job.iter().collect(),
+            Entry::Jobs(jobs) => jobs.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn event_id(&self) -> Option<&str> {
+        match &self.entry {
+            Entry::Event(e) => Some(&e.id),
+            _ => self.job().map(|j| j.event.id.as_str()),
+        }
+    }
+
+    fn integration(&self) -> Option<&str> {
+        self.job().map(|j| j.integration.as_str())
+    }
+
+    fn reason(&self) -> String {
+        match &self.entry {
+            Entry::Letter(l) => l.reason.to_string(),
+            Entry::Event(_) | Entry::Jobs(_) => "delivery_limit".to_owned(),
+            Entry::Unreadable(_) => "unreadable".to_owned(),
+        }
+    }
+
+    fn matches(&self, id: &str) -> bool {
+        self.id() == id
+            || self.event_id() == Some(id)
+            || self
+                .jobs()
+                .iter()
+                .any(|j| j.delivery_id == id || j.event.id == id)
+    }
+
+    fn chosen(&self, which: &Which) -> bool {
+        match which {
+            Which::Integration(i) => self.integration() == Some(i),
+            Which::Id(id) => self.matches(id),
+            Which::All => true,
+        }
+    }
+
+    /// The summaries `dlq list` prints: one per delivery (a lane's batch
+    /// holds several).
+    fn rows(&self) -> Vec<Value> {
+        let (detail, dead_at) = match &self.entry {
+            Entry::Letter(l) => (l.detail.clone(), Some(l.dead_at)),
+            Entry::Event(_) | Entry::Jobs(_) => (
+                "moved here by the broker after too many deliveries".to_owned(),
+                None,
+            ),
+            Entry::Unreadable(e) => (e.clone(), None),
+        };
+        let dead_at = dead_at.and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+        let row = |id: String, job: Option<&DeliveryJob>, event_id: Option<&str>| {
+            json!({
+                "id": id,
+                "delivery_id": job.map(|j| j.delivery_id.clone()),
+                "event_id": event_id,
+                "integration": job.map(|j| j.integration.clone()),
+                "reason": self.reason(),
+                "attempts": job.map_or(0, |j| j.attempts),
+                "dead_at": dead_at,
+                "detail": detail,
+            })
+        };
+        match &self.entry {
+            Entry::Jobs(jobs) => jobs
+                .iter()
+                .map(|j| row(j.delivery_id.clone(), Some(j), Some(&j.event.id)))
+                .collect(),
+            _ => vec![row(self.id(), self.job(), self.event_id())],
+        }
+    }
+
+    /// The full record `dlq show` prints.
+    fn full(&self) -> Value {
+        match &self.entry {
+            Entry::Letter(l) => serde_json::to_value(l).unwrap_or(Value::Null),
+            Entry::Event(e) => json!({"reason": "delivery_limit", "event": e}),
+            Entry::Jobs(jobs) => match jobs.as_slice() {
+                [one] => json!({"reason": "delivery_limit", "job": one}),
+                many => json!({"reason": "delivery_limit", "jobs": many}),
+            },
+            Entry::Unreadable(e) => {
+                json!({"reason": "unreadable", "error": e, "raw": String::from_utf8_lossy(&self.msg.body)})
+            }
+        }
+    }
+
+    /// What goes back: the event the broker moved here, or each job
+    /// (attempts reset, one hop on) to the deliveries.
+    fn sends(&self, now: OffsetDateTime) -> Vec<(Destination, Vec<u8>, &'static str, String)> {
+        match &self.entry {
+            Entry::Event(e) => vec![(
+                Destination::Events {
+                    routing_key: e.routing_key(),
+                },
+                e.to_json(),
+                EVENT_SCHEMA,
+                e.id.clone(),
+            )],
+            _ => self
+                .jobs()
+                .into_iter()
+                .map(|job| {
+                    let job = job.clone().replayed(now);
+                    let id = job.delivery_id.clone();
+                    (Destination::Deliveries, job.to_json(), JOB_SCHEMA, id)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Up to `limit` messages, taken (not removed).
+async fn take<R: Reader>(reader: &mut R, limit: usize) -> Result<Vec<Dead>, BrokerError> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match reader.next().await? {
+            Some(msg) => out.push(Dead::read(msg)),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The summaries of the first `limit` dead messages (of one integration).
+pub async fn list<R: Reader>(
+    reader: &mut R,
+    integration: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Value>, BrokerError> {
+    let all = take(reader, limit).await?;
+    Ok(all
+        .iter()
+        .filter(|d| integration.is_none_or(|i| d.integration() == Some(i)))
+        .flat_map(Dead::rows)
+        .collect())
+}
+
+/// One dead letter in full, by its id, delivery id or event id.
+pub async fn show<R: Reader>(reader: &mut R, id: &str) -> Result<Option<Value>, BrokerError> {
+    loop {
+        match reader.next().await? {
+            Some(msg) => {
+                let dead = Dead::read(msg);
+                if dead.matches(id) {
+                    return Ok(Some(dead.full()));
+                }
+            }
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Sends the chosen dead letters back to be delivered, attempts reset;
+/// each is removed only once all it holds is confirmed.
+pub async fn replay<R: Reader, P: Resend>(
+    reader: &mut R,
+    to: &P,
+    which: &Which,
+) -> Result<Replayed, DlqError> {
+    let now = OffsetDateTime::now_utc();
+    let mut done = Replayed::default();
+    while let Some(msg) = reader.next().await? {
+        let dead = Dead::read(msg);
+        if !dead.chosen(which) {
+            continue;
+        }
+        let sends = dead.sends(now);
+        if sends.is_empty() {
+            done.unreadable += 1;
+            continue;
+        }
+        for (dest, body, kind, message_id) in &sends {
+            let msg = Outgoing {
+                body,
+                kind,
+                message_id,
+            };
+            if let Err(error) = to.resend(dest, &msg).await {
+                return Err(DlqError::Replay {
+                    id: message_id.clone(),
+                    error,
+                    done: done.replayed,
+                });
+            }
+        }
+        // Confirmed: the dead letter can go.
+        dead.msg.ack().await?;
+        done.replayed += sends.len();
+    }
+    Ok(done)
+}
+
+/// Removes every dead message; returns how many.
+pub async fn purge<R: Reader>(reader: &mut R) -> Result<usize, BrokerError> {
+    let mut n = 0;
+    while let Some(msg) = reader.next().await? {
+        msg.ack().await?;
+        n += 1;
+    }
+    Ok(n)
+}
