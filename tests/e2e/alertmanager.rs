@@ -121,7 +121,7 @@ async fn alertmanager_webhooks_arrive_as_events_firing_then_resolved() {
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
         receiver.url("/hook")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
     let ingest: SocketAddr =
         alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
 

@@ -213,7 +213,7 @@ async fn a_killed_worker_loses_nothing() {
     );
 
     let toml = std::fs::read_to_string(&config).unwrap();
-    let second = RunningWorker::start(&prefix, &toml).await;
+    let mut second = RunningWorker::start(&prefix, &toml).await;
     let deadline = Instant::now() + WAIT;
     let expected: BTreeSet<String> = published.iter().map(|e| e.id.clone()).collect();
     loop {

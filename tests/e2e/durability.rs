@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alertpost_broker::{Destination, Outgoing};
+use alertpost_broker::{Destination, Outgoing, Reader, Source};
 use alertpost_event::job::JOB_SCHEMA;
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
@@ -32,8 +32,24 @@ fn event(title: &str) -> Event {
     Event::new("test", Status::Firing, title)
 }
 
-/// Every queue of the prefix is empty: nothing waits, nothing is lost.
-async fn all_empty(prefix: &TestPrefix) {
+/// Nothing waits in the worker's backend (but for the dead letters):
+/// nothing is lost, nothing still pending.
+async fn all_empty(worker: &RunningWorker, prefix: &TestPrefix) {
+    assert_eq!(worker.waiting(prefix).await, 0, "something still waits");
+}
+
+/// All dead letters, taken off the dead queue.
+async fn dead_letters(worker: &RunningWorker, prefix: &TestPrefix) -> Vec<Value> {
+    worker
+        .take_dead(prefix)
+        .await
+        .iter()
+        .map(|m| serde_json::from_slice(&m.body).expect("a dead letter is JSON"))
+        .collect()
+}
+
+/// [`all_empty`] for a test of RabbitMQ alone: every queue of the prefix.
+async fn rabbit_all_empty(prefix: &TestPrefix) {
     for queue in prefix.topology.queues() {
         if queue == prefix.topology.dead_queue() {
             continue;
@@ -42,19 +58,16 @@ async fn all_empty(prefix: &TestPrefix) {
     }
 }
 
-/// All dead letters, taken off the dead queue.
-async fn dead_letters(prefix: &TestPrefix) -> Vec<Value> {
+/// [`dead_letters`] for a test of RabbitMQ alone.
+async fn rabbit_dead_letters(prefix: &TestPrefix) -> Vec<Value> {
     let broker = prefix.broker().await;
-    let mut reader = broker
-        .reader(&alertpost_broker::Source::Dead)
-        .await
-        .unwrap();
+    let mut reader = broker.reader(&Source::Dead).await.unwrap();
     let mut out = Vec::new();
-    while let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
+    while let Some(msg) = reader.next().await.unwrap() {
         out.push(serde_json::from_slice(&msg.body).unwrap());
         msg.ack().await.unwrap();
     }
-    alertpost_broker::Reader::close(reader).await;
+    reader.close().await;
     broker.close().await;
     out
 }
@@ -63,8 +76,13 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id() {
+async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id(
+    #[case] backend: Backend,
+) {
     let prefix = TestPrefix::with_tiers("retry-3", &[1, 2, 4]);
     let receiver = Receiver::start().await;
     receiver.script(
@@ -75,7 +93,8 @@ async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id() {
             Reply::ok(),
         ],
     );
-    let worker = RunningWorker::start(
+    let mut worker = RunningWorker::start_on(
+        backend,
         &prefix,
         &config(
             &receiver,
@@ -83,11 +102,7 @@ async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id() {
         ),
     )
     .await;
-    let e = producer(&prefix)
-        .await
-        .publish(event("flaky"))
-        .await
-        .unwrap();
+    let e = worker.publish(event("flaky")).await;
     let got = receiver.wait_for(3, WAIT).await;
     receiver.assert_no_more(3, Duration::from_millis(800)).await;
 
@@ -133,54 +148,62 @@ async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id() {
     assert_eq!(attempts[1]["response_body"], "busy");
     assert_eq!(attempts[1]["status"], 503);
     worker.stop().await.unwrap();
-    all_empty(&prefix).await;
-    assert!(dead_letters(&prefix).await.is_empty());
+    all_empty(&worker, &prefix).await;
+    assert!(dead_letters(&worker, &prefix).await.is_empty());
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn retry_after_is_honoured() {
+async fn retry_after_is_honoured(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("retry-after", &[1, 3]);
     let receiver = Receiver::start().await;
     receiver.script(
         "/hook",
         [Reply::status(429).header("retry-after", "2"), Reply::ok()],
     );
-    let worker = RunningWorker::start(
+    let mut worker = RunningWorker::start_on(
+        backend,
         &prefix,
         &config(&receiver, r#"initial = "1s", jitter = 0.0"#),
     )
     .await;
-    producer(&prefix)
-        .await
-        .publish(event("throttled"))
-        .await
-        .unwrap();
+    worker.publish(event("throttled")).await;
     let got = receiver.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;
-    // Asked for 2 s: the smallest tier not shorter is 3 s.
-    assert!(secs(gap) >= 2.95, "waited only {gap:?}");
+    // Asked for 2 s. RabbitMQ: the smallest tier not shorter is 3 s; the
+    // embedded queue waits the time asked.
+    let least = match backend {
+        Backend::RabbitMq => 2.95,
+        Backend::Embedded => 1.95,
+    };
+    assert!(
+        secs(gap) >= least && secs(gap) < least + 0.9,
+        "waited {gap:?}"
+    );
     worker.stop().await.unwrap();
-    all_empty(&prefix).await;
+    all_empty(&worker, &prefix).await;
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn an_absurd_retry_after_expires_the_delivery_without_a_loop() {
+async fn an_absurd_retry_after_expires_the_delivery_without_a_loop(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("retry-after-huge", &[1]);
     let receiver = Receiver::start().await;
     receiver.script(
         "/hook",
         [Reply::status(503).header("retry-after", "99999999999999")],
     );
-    let worker = RunningWorker::start(&prefix, &config(&receiver, r#"max_age = "1h""#)).await;
-    producer(&prefix)
-        .await
-        .publish(event("wait forever"))
-        .await
-        .unwrap();
+    let mut worker =
+        RunningWorker::start_on(backend, &prefix, &config(&receiver, r#"max_age = "1h""#)).await;
+    worker.publish(event("wait forever")).await;
     receiver.wait_for(1, WAIT).await;
     // Asked to wait past max_age: dead as expired at once, one request.
     let deadline = Instant::now() + WAIT;
-    while prefix.ready(&prefix.topology.dead_queue()).await == 0 {
+    while worker.dead_count(&prefix).await == 0 {
         assert!(Instant::now() < deadline, "no dead letter");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -188,20 +211,24 @@ async fn an_absurd_retry_after_expires_the_delivery_without_a_loop() {
         .assert_no_more(1, Duration::from_millis(1500))
         .await;
     worker.stop().await.unwrap();
-    let dead = dead_letters(&prefix).await;
+    let dead = dead_letters(&worker, &prefix).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["reason"], "expired");
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn exhausted_attempts_go_dead_with_the_whole_history() {
+async fn exhausted_attempts_go_dead_with_the_whole_history(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("exhausted", &[1]);
     let receiver = Receiver::start().await;
     receiver.script(
         "/hook",
         (0..3).map(|i| Reply::status(503).body(&format!("down {i}"))),
     );
-    let worker = RunningWorker::start(
+    let mut worker = RunningWorker::start_on(
+        backend,
         &prefix,
         &config(
             &receiver,
@@ -209,19 +236,15 @@ async fn exhausted_attempts_go_dead_with_the_whole_history() {
         ),
     )
     .await;
-    let e = producer(&prefix)
-        .await
-        .publish(event("never"))
-        .await
-        .unwrap();
+    let e = worker.publish(event("never")).await;
     receiver.wait_for(3, WAIT).await;
     receiver
         .assert_no_more(3, Duration::from_millis(1500))
         .await;
     worker.stop().await.unwrap();
-    all_empty(&prefix).await;
+    all_empty(&worker, &prefix).await;
 
-    let dead = dead_letters(&prefix).await;
+    let dead = dead_letters(&worker, &prefix).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let d = &dead[0];
     assert_eq!(d["reason"], "exhausted");
@@ -253,12 +276,16 @@ async fn exhausted_attempts_go_dead_with_the_whole_history() {
     );
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_delivery_past_max_age_is_dead_as_expired() {
+async fn a_delivery_past_max_age_is_dead_as_expired(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("expired", &[1, 2]);
     let receiver = Receiver::start().await;
     receiver.script("/hook", (0..5).map(|_| Reply::status(500)));
-    let worker = RunningWorker::start(
+    let mut worker = RunningWorker::start_on(
+        backend,
         &prefix,
         &config(
             &receiver,
@@ -266,17 +293,13 @@ async fn a_delivery_past_max_age_is_dead_as_expired() {
         ),
     )
     .await;
-    producer(&prefix)
-        .await
-        .publish(event("too late"))
-        .await
-        .unwrap();
+    worker.publish(event("too late")).await;
     receiver.wait_for(2, WAIT).await;
     receiver
         .assert_no_more(2, Duration::from_millis(2500))
         .await;
     worker.stop().await.unwrap();
-    let dead = dead_letters(&prefix).await;
+    let dead = dead_letters(&worker, &prefix).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0]["reason"], "expired");
     assert_eq!(dead[0]["job"]["attempts"], 2);
@@ -327,7 +350,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead() {
     }
     consumer.cancel().await;
     broker.close().await;
-    let dead = dead_letters(&prefix).await;
+    let dead = rabbit_dead_letters(&prefix).await;
     assert_eq!(dead.len(), 1);
     assert_eq!(
         dead[0]["title"], "poison",
@@ -340,7 +363,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead() {
 async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
     let prefix = TestPrefix::new("bad-job");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
     let broker = prefix.broker().await;
     let publisher = broker.publisher().await.unwrap();
     let msg = Outgoing {
@@ -360,7 +383,7 @@ async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
     receiver.wait_for(1, WAIT).await;
     worker.stop().await.unwrap();
     broker.close().await;
-    let dead = dead_letters(&prefix).await;
+    let dead = rabbit_dead_letters(&prefix).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0]["reason"], "undecodable");
     assert_eq!(dead[0]["id"], "job-garbage");
@@ -371,7 +394,7 @@ async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
             .contains("not a valid alertpost.job.v1 delivery job")
     );
     assert_eq!(dead[0]["raw"], r#"{"delivery_id": 7}"#);
-    all_empty(&prefix).await;
+    rabbit_all_empty(&prefix).await;
 }
 
 #[tokio::test]
@@ -412,7 +435,7 @@ async fn a_job_waiting_in_a_delay_queue_outlives_its_worker() {
     first.wait().unwrap();
     let killed = Instant::now();
 
-    let second = RunningWorker::start(&prefix, &toml).await;
+    let mut second = RunningWorker::start(&prefix, &toml).await;
     let got = receiver.wait_for(2, WAIT).await;
     assert!(
         killed.elapsed() >= Duration::from_secs(2),
@@ -424,7 +447,7 @@ async fn a_job_waiting_in_a_delay_queue_outlives_its_worker() {
         Some(delivery_id(&e.id, "hook").as_str())
     );
     second.stop().await.unwrap();
-    all_empty(&prefix).await;
+    rabbit_all_empty(&prefix).await;
 }
 
 #[tokio::test]
@@ -435,7 +458,7 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::ok().delay(Duration::from_millis(800))]);
     let proxy = Proxy::start(prefix.broker_addr()).await;
-    let worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver, "")).await;
+    let mut worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver, "")).await;
     worker.wait_ready(WAIT).await;
     let e = producer(&prefix)
         .await
@@ -463,7 +486,7 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
         .expect("journaled");
     assert_eq!(journal, alertpost_store::Progress::Delivered);
     worker.stop().await.unwrap();
-    all_empty(&prefix).await;
+    rabbit_all_empty(&prefix).await;
 }
 
 /// How `alertpost dlq` reaches the dead queue.
@@ -494,7 +517,7 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed(
         "[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{}",
         config(&receiver, "")
     );
-    let worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let e = worker.publish(event("replay me")).await;
     receiver.wait_for(1, WAIT).await;
     let id = delivery_id(&e.id, "hook");
@@ -689,7 +712,7 @@ async fn a_delay_longer_than_the_largest_tier_takes_several_hops() {
     let prefix = TestPrefix::with_tiers("hops", &[1]);
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::status(503)]);
-    let worker = RunningWorker::start(
+    let mut worker = RunningWorker::start(
         &prefix,
         &config(&receiver, r#"initial = "3s", jitter = 0.0"#),
     )
@@ -700,5 +723,5 @@ async fn a_delay_longer_than_the_largest_tier_takes_several_hops() {
     // Three hops through the one-second tier, not one.
     assert!(secs(gap) >= 2.9 && secs(gap) < 5.5, "{gap:?}");
     worker.stop().await.unwrap();
-    all_empty(&prefix).await;
+    rabbit_all_empty(&prefix).await;
 }

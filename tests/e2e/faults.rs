@@ -61,7 +61,7 @@ async fn a_worker_given_several_urls_follows_whichever_answers() {
     );
     let dead = format!("amqp://guest:guest@{}/%2f", closed_port());
     let urls = format!("{dead},{},{}", a.amqp_url(), b.amqp_url());
-    let worker = RunningWorker::spawn(&prefix, &urls, &config(&receiver)).await;
+    let mut worker = RunningWorker::spawn(&prefix, &urls, &config(&receiver)).await;
     worker.wait_ready(WAIT).await;
     // The producer library takes the same list.
     let producer = Producer::connect(&urls, &prefix.prefix, "test-producer")
@@ -101,7 +101,7 @@ async fn a_closed_publishing_connection_is_reopened_and_nothing_is_lost() {
     // Every attempt fails until the closes are over: each delivery needs a
     // hand-off to a wait every second meanwhile.
     receiver.flaky("/hook", 1.0);
-    let worker = RunningWorker::start(&prefix, &config(&receiver)).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver)).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .expect("RabbitMQ is reachable");
@@ -212,7 +212,7 @@ async fn a_huge_undecodable_message_is_dead_lettered_in_its_first_64_kib() {
 
     let prefix = TestPrefix::new("huge");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver)).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver)).await;
     let raw: Vec<u8> = (0..4 * 1024 * 1024u32)
         .map(|i| (i % 253) as u8 | 0x80)
         .collect();
@@ -315,7 +315,7 @@ async fn while_the_publishing_connection_cannot_reopen_the_worker_pauses_and_say
     let prefix = TestPrefix::new("pubdown");
     let receiver = Receiver::start().await;
     let proxy = Proxy::start(prefix.broker_addr()).await;
-    let worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver)).await;
+    let mut worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver)).await;
     worker.wait_ready(WAIT).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await

@@ -45,7 +45,7 @@ async fn every_format_is_ingested_and_delivered() {
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
         receiver.url("/hook")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
     let addr = ingest(&prefix.url, prefix.topology.clone()).await;
 
     // (format, events in the sample, the events' source)

@@ -5,18 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alertpost_event::{Event, Severity, Status};
-use alertpost_producer::Producer;
-use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
+use rstest::rstest;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
 const POLICY: &str = "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n";
-
-async fn producer(prefix: &TestPrefix) -> Producer {
-    Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .expect("RabbitMQ is reachable")
-}
 
 fn event(title: &str, severity: Option<Severity>, status: Status, team: &str) -> Event {
     let mut e = Event::new("test", status, title);
@@ -36,8 +30,11 @@ fn titles_by_path(receiver: &Receiver) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn filters_route_each_event_to_the_integrations_that_match() {
+async fn filters_route_each_event_to_the_integrations_that_match(#[case] backend: Backend) {
     let prefix = TestPrefix::new("filters");
     let receiver = Receiver::start().await;
     let toml = format!(
@@ -67,7 +64,7 @@ url = "{off}"
         ml = receiver.url("/ml"),
         off = receiver.url("/off"),
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let mut model = event("e4", None, Status::Firing, "ml");
     model.data.insert("model_id".into(), json!("churn-v3"));
     let events = vec![
@@ -77,7 +74,7 @@ url = "{off}"
         model,
         event("e5", Some(Severity::High), Status::Resolved, "db"),
     ];
-    producer(&prefix).await.publish_all(events).await.unwrap();
+    worker.publish_all(events).await;
     receiver.wait_for(6, WAIT).await;
     receiver.assert_no_more(6, Duration::from_millis(500)).await;
 
@@ -89,11 +86,14 @@ url = "{off}"
     assert!(!got.contains_key("/off"));
     worker.stop().await.unwrap();
     // e3 matched nothing and was acked all the same.
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn hostile_strings_render_to_valid_json() {
+async fn hostile_strings_render_to_valid_json(#[case] backend: Backend) {
     let prefix = TestPrefix::new("hostile");
     let receiver = Receiver::start().await;
     let toml = format!(
@@ -116,7 +116,7 @@ template = '''
 "#,
         url = receiver.url("/custom")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let hostile = "quote \" backslash \\ newline \n tab \t unicode ✓ 🔥 \u{0007} </script> {{ title }} {% raw %}";
     let mut e = Event::new("test", Status::Firing, "t");
     e.severity = Some(Severity::Critical);
@@ -127,7 +127,7 @@ template = '''
         json!({"nested": [hostile, 1.5, null, true]}),
     );
     e.data.insert("count".into(), json!(42));
-    producer(&prefix).await.publish(e).await.unwrap();
+    worker.publish(e).await;
     let got = receiver.wait_for(1, WAIT).await;
     let body: Value = got[0].json();
     assert_eq!(body["summary"], "[CRITICAL] t");
@@ -145,8 +145,11 @@ template = '''
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn text_templates_and_presets_send_their_shape() {
+async fn text_templates_and_presets_send_their_shape(#[case] backend: Backend) {
     let prefix = TestPrefix::new("presets");
     let receiver = Receiver::start().await;
     let toml = format!(
@@ -172,10 +175,10 @@ routing_key = "R0UT1NG"
         oncall = receiver.url("/oncall"),
         pd = receiver.url("/pd"),
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let mut e = event("Disk full", Some(Severity::High), Status::Resolved, "db");
     e.dedup_key = Some("fp-1".into());
-    producer(&prefix).await.publish(e).await.unwrap();
+    worker.publish(e).await;
     receiver.wait_for(3, WAIT).await;
     let text = &receiver.requests_to("/text")[0];
     assert_eq!(&text.body[..], b"RESOLVED: Disk full");
@@ -251,8 +254,11 @@ print(ok)
         .expect("a count")
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn signatures_verify_with_the_reference_implementation() {
+async fn signatures_verify_with_the_reference_implementation(#[case] backend: Backend) {
     let prefix = TestPrefix::new("signed");
     let receiver = Receiver::start().await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -262,7 +268,7 @@ async fn signatures_verify_with_the_reference_implementation() {
         receiver.url("/signed"),
         receiver.url("/unsigned")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let events: Vec<Event> = (0..5)
         .map(|i| {
             event(
@@ -273,7 +279,7 @@ async fn signatures_verify_with_the_reference_implementation() {
             )
         })
         .collect();
-    producer(&prefix).await.publish_all(events).await.unwrap();
+    worker.publish_all(events).await;
     receiver.wait_for(10, WAIT).await;
     let signed: Vec<_> = receiver
         .requests_to("/signed")
@@ -304,8 +310,11 @@ async fn signatures_verify_with_the_reference_implementation() {
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn oauth2_through_the_worker_fetches_one_token() {
+async fn oauth2_through_the_worker_fetches_one_token(#[case] backend: Backend) {
     let prefix = TestPrefix::new("oauth2");
     let receiver = Receiver::start().await;
     receiver.script(
@@ -321,11 +330,11 @@ async fn oauth2_through_the_worker_fetches_one_token() {
     // SAFETY: tests in this binary read the variable only through config
     // parsing, and every writer sets the same value.
     unsafe { std::env::set_var("ALERTPOST_TEST_SECRET", "cl1ent-s3cret") };
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let events: Vec<Event> = (0..20)
         .map(|i| event(&format!("e{i}"), None, Status::Firing, "x"))
         .collect();
-    producer(&prefix).await.publish_all(events).await.unwrap();
+    worker.publish_all(events).await;
     receiver.wait_for(21, WAIT).await;
     receiver
         .assert_no_more(21, Duration::from_millis(300))
@@ -343,8 +352,11 @@ async fn oauth2_through_the_worker_fetches_one_token() {
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_failed_validator_means_another_try() {
+async fn a_failed_validator_means_another_try(#[case] backend: Backend) {
     let prefix = TestPrefix::new("validate");
     let receiver = Receiver::start().await;
     receiver.script(
@@ -358,20 +370,21 @@ async fn a_failed_validator_means_another_try() {
         "{POLICY}\n[[integration]]\nid = \"v\"\nurl = \"{}\"\nvalidate = [{{ path = \"$.status\", expected = [\"ok\", \"accepted\"] }}]\nretry = {{ initial = \"1s\", jitter = 0.0 }}\n",
         receiver.url("/hook")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
-    producer(&prefix)
-        .await
-        .publish(event("v", None, Status::Firing, "x"))
-        .await
-        .unwrap();
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    worker.publish(event("v", None, Status::Firing, "x")).await;
     receiver.wait_for(2, WAIT).await;
     receiver.assert_no_more(2, Duration::from_millis(500)).await;
     worker.stop().await.unwrap();
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_the_old() {
+async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_the_old(
+    #[case] backend: Backend,
+) {
     let prefix = TestPrefix::new("reload");
     let receiver = Receiver::start().await;
     receiver.script("/old", [Reply::ok().delay(Duration::from_millis(1500))]);
@@ -383,20 +396,17 @@ async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_th
         "{POLICY}\n[[integration]]\nid = \"new\"\nurl = \"{}\"\n",
         receiver.url("/new")
     );
-    let worker = RunningWorker::start(&prefix, &old).await;
-    let producer = producer(&prefix).await;
-    producer
+    let mut worker = RunningWorker::start_on(backend, &prefix, &old).await;
+    worker
         .publish(event("first", None, Status::Firing, "x"))
-        .await
-        .unwrap();
+        .await;
     receiver.wait_for(1, WAIT).await; // in flight at /old, answered in 1.5 s
 
     worker.reload(&new).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    producer
+    worker
         .publish(event("second", None, Status::Firing, "x"))
-        .await
-        .unwrap();
+        .await;
     receiver.wait_for(2, WAIT).await;
     receiver
         .assert_no_more(2, Duration::from_millis(1800))
@@ -406,5 +416,5 @@ async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_th
     assert_eq!(got["/new"], BTreeSet::from(["second".to_owned()]));
     worker.stop().await.unwrap();
     // The first finished under the old config and was acked, not redone.
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }

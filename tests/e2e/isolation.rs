@@ -73,7 +73,7 @@ async fn healthy_finishes_beside(name: &str, settings: &str, reply: Reply) {
     let receiver = Receiver::start().await;
     let n = 300;
     receiver.script("/neighbour", (0..2 * n).map(|_| reply.clone()));
-    let worker = RunningWorker::start(&prefix, &config(&receiver, settings)).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, settings)).await;
     let published = publish(&prefix, events(n)).await;
     all_arrive(&receiver, "/healthy", &published).await;
     let neighbour = receiver.requests_to("/neighbour").len();
@@ -198,7 +198,7 @@ async fn a_slow_backlog_waits_in_its_lane_and_survives_kill_9() {
 
     // The neighbour recovers; another worker delivers the whole backlog.
     receiver.clear("/neighbour");
-    let second = RunningWorker::start(&prefix, &toml).await;
+    let mut second = RunningWorker::start(&prefix, &toml).await;
     all_arrive(&receiver, "/neighbour", &published).await;
     second.stop().await.unwrap();
     for queue in [
@@ -235,7 +235,7 @@ fn two_chains(receiver: &Receiver) -> String {
 async fn a_tier_deleted_under_the_worker_is_declared_again_and_no_chain_forks() {
     let prefix = TestPrefix::with_tiers("fork-deleted", &[1, 2, 5]);
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &two_chains(&receiver)).await;
+    let mut worker = RunningWorker::start(&prefix, &two_chains(&receiver)).await;
     let broker = prefix.broker().await;
     broker
         .delete_queues(&[prefix.topology.retry_queue(Duration::from_secs(5))])
@@ -381,7 +381,7 @@ async fn disabling_an_integration_dead_letters_what_it_had_pending_and_replay_br
             receiver.url("/x")
         )
     };
-    let worker = RunningWorker::start(&prefix, &toml(true)).await;
+    let mut worker = RunningWorker::start(&prefix, &toml(true)).await;
     let published = publish(&prefix, events(4)).await;
     eventually(WAIT, "three deliveries in the lane", || async {
         let m = scrape(worker.admin).await;
@@ -451,7 +451,7 @@ async fn an_integration_removed_by_a_reload_has_its_lane_drained_into_the_dead_q
         "{}\n[policy]\nallow_networks = [\"127.0.0.0/8\"]\n",
         prefix.tiers_toml()
     );
-    let worker = RunningWorker::start(&prefix, &format!("{head}{x}{other}")).await;
+    let mut worker = RunningWorker::start(&prefix, &format!("{head}{x}{other}")).await;
     publish(&prefix, events(3)).await;
     eventually(WAIT, "two deliveries in the lane", || async {
         let m = scrape(worker.admin).await;

@@ -9,7 +9,8 @@ use alertpost_event::{Event, Severity, Status};
 use alertpost_producer::Producer;
 use alertpost_tests::bin::{alertpost, http_get};
 use alertpost_tests::metrics::{scrape, value};
-use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix, eventually};
+use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix, eventually};
+use rstest::rstest;
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -37,8 +38,11 @@ async fn wait_metric(
     }
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn metrics_count_what_the_worker_did() {
+async fn metrics_count_what_the_worker_did(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("metrics", &[1, 5]);
     let receiver = Receiver::start().await;
     receiver.script("/flaky", (0..3).map(|_| Reply::status(503)));
@@ -67,7 +71,7 @@ match = ['labels.team="nobody"']
         flaky = receiver.url("/flaky"),
         bad = receiver.url("/bad"),
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
 
     // Zeros before anything happens: dashboards show zeros, not gaps.
     let m = scrape(worker.admin).await;
@@ -88,12 +92,7 @@ match = ['labels.team="nobody"']
             e
         })
         .collect();
-    Producer::connect(&prefix.url, &prefix.prefix, "t")
-        .await
-        .unwrap()
-        .publish_all(events)
-        .await
-        .unwrap();
+    worker.publish_all(events).await;
     // 3 ok + 3 bad + 3 flaky failures + 3 flaky retries.
     receiver.wait_for(12, WAIT).await;
     let m = wait_metric(
@@ -171,8 +170,11 @@ match = ['labels.team="nobody"']
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
+async fn an_open_circuit_holds_requests_back_and_closes_on_recovery(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("circuit", &[1, 2]);
     let receiver = Receiver::start().await;
     receiver.script("/down", (0..2).map(|_| Reply::status(502)));
@@ -181,16 +183,11 @@ async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
          retry = {{ initial = \"1s\", jitter = 0.0 }}\ncircuit = {{ failures = 2, cooldown = \"2s\" }}\n",
         receiver.url("/down")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
     let events: Vec<Event> = (0..6)
         .map(|i| Event::new("t", Status::Firing, format!("c{i}")))
         .collect();
-    Producer::connect(&prefix.url, &prefix.prefix, "t")
-        .await
-        .unwrap()
-        .publish_all(events)
-        .await
-        .unwrap();
+    worker.publish_all(events).await;
     // Two failures open the circuit; the other four wait without a request.
     wait_metric(
         worker.admin,
@@ -241,8 +238,11 @@ async fn an_open_circuit_holds_requests_back_and_closes_on_recovery() {
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change() {
+async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change(#[case] backend: Backend) {
     let prefix = TestPrefix::with_tiers("circuit-reload", &[1, 2]);
     let receiver = Receiver::start().await;
     receiver.script("/down", [Reply::status(502)]);
@@ -253,12 +253,9 @@ async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change() {
             receiver.url("/down")
         )
     };
-    let worker = RunningWorker::start(&prefix, &toml("60s", "")).await;
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "t")
-        .await
-        .unwrap();
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml("60s", "")).await;
     let event = |title: &str| Event::new("t", Status::Firing, title);
-    producer.publish(event("first")).await.unwrap();
+    worker.publish(event("first")).await;
     wait_metric(
         worker.admin,
         r#"alertpost_circuit_open{integration="down"}"#,
@@ -275,7 +272,7 @@ async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change() {
             "[[integration]]\nid = \"other\"\nurl = \"http://127.0.0.1:9/\"\nmatch = ['source=\"none\"']\n",
         ))
         .await;
-    producer.publish(event("second")).await.unwrap();
+    worker.publish(event("second")).await;
     // "second" goes to the lane (the circuit is open) and waits there; so
     // does the retry of "first" when it comes back from its delay tier.
     let deferred = r#"alertpost_deliveries_total{integration="down",outcome="deferred"}"#;
@@ -298,7 +295,7 @@ async fn a_reload_keeps_an_open_circuit_open_unless_its_settings_change() {
     // (the held-back ones keep the time they were given).
     worker.reload(&toml("1s", "")).await;
     wait_metric(worker.admin, open, 0.0).await;
-    producer.publish(event("third")).await.unwrap();
+    worker.publish(event("third")).await;
     receiver.wait_for(2, WAIT).await;
     assert_eq!(receiver.requests()[1].json()["title"], "third");
     worker.stop().await.unwrap();
@@ -512,7 +509,7 @@ async fn the_dashboard_and_alerts_use_only_names_alertpost_exports() {
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"x\"\nurl = \"{}\"\n",
         receiver.url("/x")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
     let ingest = alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
     // Families with a label appear once a series has a value: one event
     // through the ingest and the worker gives every source-labelled one.

@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use alertpost_broker::{Destination, Outgoing};
+use alertpost_broker::Outgoing;
 use alertpost_event::{EVENT_SCHEMA, Event, Status, delivery_id};
 use alertpost_producer::Producer;
-use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix};
+use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
+use rstest::rstest;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -34,18 +35,18 @@ async fn producer(prefix: &TestPrefix) -> Producer {
         .expect("RabbitMQ is reachable")
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn n_events_published_make_n_requests_one_per_event() {
+async fn n_events_published_make_n_requests_one_per_event(#[case] backend: Backend) {
     let prefix = TestPrefix::new("n-events");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut worker =
+        RunningWorker::start_on(backend, &prefix, &config(&receiver, &[("hook", "/hook")])).await;
 
     let n = 60;
-    let published = producer(&prefix)
-        .await
-        .publish_all((0..n).map(event).collect())
-        .await
-        .unwrap();
+    let published = worker.publish_all((0..n).map(event).collect()).await;
     let requests = receiver.wait_for(n, WAIT).await;
     receiver.assert_no_more(n, Duration::from_millis(500)).await;
 
@@ -68,11 +69,14 @@ async fn n_events_published_make_n_requests_one_per_event() {
         assert_eq!(&body, event);
     }
     worker.stop().await.unwrap();
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn one_event_fans_out_to_every_enabled_integration() {
+async fn one_event_fans_out_to_every_enabled_integration(#[case] backend: Backend) {
     let prefix = TestPrefix::new("fan-out");
     let receiver = Receiver::start().await;
     let mut toml = config(&receiver, &[("a", "/a"), ("b", "/b")]);
@@ -80,13 +84,9 @@ async fn one_event_fans_out_to_every_enabled_integration() {
         "[[integration]]\nid = \"off\"\nenabled = false\nurl = \"{}\"\n",
         receiver.url("/off")
     ));
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
 
-    let published = producer(&prefix)
-        .await
-        .publish_all((0..10).map(event).collect())
-        .await
-        .unwrap();
+    let published = worker.publish_all((0..10).map(event).collect()).await;
     let requests = receiver.wait_for(20, WAIT).await;
     receiver
         .assert_no_more(20, Duration::from_millis(500))
@@ -113,53 +113,47 @@ async fn one_event_fans_out_to_every_enabled_integration() {
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked() {
+async fn a_4xx_is_dead_lettered_at_once_and_the_message_acked(#[case] backend: Backend) {
     let prefix = TestPrefix::new("dead-4xx");
     let receiver = Receiver::start().await;
     receiver.script(
         "/hook",
         [Reply::status(400).body("{\"error\":\"no such team\"}")],
     );
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut worker =
+        RunningWorker::start_on(backend, &prefix, &config(&receiver, &[("hook", "/hook")])).await;
 
-    let e = producer(&prefix).await.publish(event(1)).await.unwrap();
+    let e = worker.publish(event(1)).await;
     receiver.wait_for(1, WAIT).await;
     receiver.assert_no_more(1, Duration::from_millis(800)).await;
     worker.stop().await.unwrap();
 
-    let broker = prefix.broker().await;
-    let mut reader = broker
-        .reader(&alertpost_broker::Source::Dead)
-        .await
-        .unwrap();
-    let msg = alertpost_broker::Reader::next(&mut reader)
-        .await
-        .unwrap()
-        .expect("a dead letter");
-    let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
+    let dead = worker.take_dead(&prefix).await;
+    assert_eq!(dead.len(), 1);
+    let letter: serde_json::Value = serde_json::from_slice(&dead[0].body).unwrap();
     assert_eq!(letter["reason"], "status");
     assert_eq!(letter["detail"], "HTTP 400: {\"error\":\"no such team\"}");
     assert_eq!(letter["job"]["integration"], "hook");
     assert_eq!(letter["job"]["event"]["id"], e.id.as_str());
     assert_eq!(letter["job"]["history"][0]["status"], 400);
     assert_eq!(letter["job"]["delivery_id"], delivery_id(&e.id, "hook"));
-    alertpost_broker::Reader::close(reader).await;
-    broker.close().await;
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
+async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on(#[case] backend: Backend) {
     let prefix = TestPrefix::new("undecodable");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut worker =
+        RunningWorker::start_on(backend, &prefix, &config(&receiver, &[("hook", "/hook")])).await;
 
-    let broker = prefix.broker().await;
-    let publisher = broker.publisher().await.unwrap();
-    let events = Destination::Events {
-        routing_key: "x.alert.none".into(),
-    };
     for (body, id) in [
         (&b"{not json"[..], "garbage-1"),
         (&b"{\"source\":\"s\"}"[..], "garbage-2"),
@@ -169,19 +163,15 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
             kind: EVENT_SCHEMA,
             message_id: id,
         };
-        publisher.publish(&events, &msg).await.unwrap();
+        worker.publish_raw(&prefix, &msg).await;
     }
-    let ok = producer(&prefix).await.publish(event(7)).await.unwrap();
+    let ok = worker.publish(event(7)).await;
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].header("alertpost-event-id"), Some(ok.id.as_str()));
     worker.stop().await.unwrap();
 
-    let mut reader = broker
-        .reader(&alertpost_broker::Source::Dead)
-        .await
-        .unwrap();
     let mut reasons = BTreeMap::new();
-    while let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
+    for msg in worker.take_dead(&prefix).await {
         let letter: serde_json::Value = serde_json::from_slice(&msg.body).unwrap();
         assert_eq!(letter["reason"], "undecodable");
         reasons.insert(letter["id"].as_str().unwrap().to_owned(), letter);
@@ -200,9 +190,7 @@ async fn an_undecodable_message_is_dead_lettered_and_the_worker_goes_on() {
             .unwrap()
             .contains("missing field `status`")
     );
-    alertpost_broker::Reader::close(reader).await;
-    assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 0);
-    broker.close().await;
+    assert_eq!(worker.waiting(&prefix).await, 0);
 }
 
 #[tokio::test]
@@ -213,7 +201,7 @@ async fn graceful_stop_drains_in_flight_deliveries() {
         "/slow",
         (0..5).map(|_| Reply::ok().delay(Duration::from_millis(700))),
     );
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("slow", "/slow")])).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, &[("slow", "/slow")])).await;
 
     producer(&prefix)
         .await
@@ -244,7 +232,7 @@ async fn events_wait_in_the_queue_while_no_worker_runs() {
         .await
         .unwrap();
     assert_eq!(prefix.ready(&prefix.topology.events_queue()).await, 5);
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
     let requests = receiver.wait_for(5, WAIT).await;
     let ids: BTreeSet<&str> = requests
         .iter()
@@ -254,11 +242,15 @@ async fn events_wait_in_the_queue_while_no_worker_runs() {
     worker.stop().await.unwrap();
 }
 
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn the_json_body_is_the_event_as_published() {
+async fn the_json_body_is_the_event_as_published(#[case] backend: Backend) {
     let prefix = TestPrefix::new("body");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, &[("hook", "/hook")])).await;
+    let mut worker =
+        RunningWorker::start_on(backend, &prefix, &config(&receiver, &[("hook", "/hook")])).await;
     let mut e = Event::from_value(json!({
         "source": "grafana", "status": "resolved", "severity": "critical",
         "title": "Quote \" backslash \\ newline \n unicode ✓",
@@ -266,7 +258,7 @@ async fn the_json_body_is_the_event_as_published() {
     }))
     .unwrap();
     e.dedup_key = Some("k1".into());
-    let published = producer(&prefix).await.publish(e).await.unwrap();
+    let published = worker.publish(e).await;
     let got = receiver.wait_for(1, WAIT).await;
     let body = got[0].json();
     assert_eq!(body["title"], "Quote \" backslash \\ newline unicode ✓");
@@ -300,7 +292,7 @@ async fn a_lost_broker_connection_is_survived() {
         .parse()
         .expect("a host:port in the AMQP URL");
     let proxy = Proxy::start(upstream).await;
-    let worker = RunningWorker::spawn(
+    let mut worker = RunningWorker::spawn(
         &prefix,
         &proxy.amqp_url(),
         &config(&receiver, &[("hook", "/hook")]),

@@ -46,7 +46,7 @@ pub struct RunningWorker {
     pub store: alertpost_store::Store,
     reload: mpsc::Sender<alertpost_config::Config>,
     lanes: crate::prefix::Lanes,
-    handle: tokio::task::JoinHandle<Result<(), WorkerError>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), WorkerError>>>,
     pub admin: SocketAddr,
     pub backend: Backend,
     feed: Feed,
@@ -155,7 +155,7 @@ impl RunningWorker {
             store,
             reload,
             lanes,
-            handle,
+            handle: Some(handle),
             admin: admin_addr,
             backend: kind,
             feed,
@@ -284,19 +284,23 @@ impl RunningWorker {
             .expect("the worker takes reloads");
     }
 
-    /// Graceful stop: drain, then return the worker's result.
-    pub async fn stop(mut self) -> Result<(), WorkerError> {
+    /// Graceful stop: drain, then return the worker's result. The backend
+    /// stays open for the test to look at ([`RunningWorker::waiting`]...).
+    pub async fn stop(&mut self) -> Result<(), WorkerError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        (&mut self.handle)
-            .await
-            .expect("the worker task does not panic")
+        match self.handle.take() {
+            Some(handle) => handle.await.expect("the worker task does not panic"),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for RunningWorker {
     fn drop(&mut self) {
-        self.handle.abort();
+        if let Some(handle) = &self.handle {
+            handle.abort();
+        }
     }
 }
