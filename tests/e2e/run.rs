@@ -121,3 +121,75 @@ async fn alertpost_run_delivers_without_rabbitmq_and_loses_nothing_to_kill_9() {
     receiver.wait_delivered(&accepted, WAIT).await;
     drop(run);
 }
+
+/// `alertpost dlq --admin` against `alertpost run`, whose queue (and so its
+/// dead letters) only the running process can reach: with the token from
+/// the config's environment, listed, replayed once the receiver is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_through_the_admin_api_of_alertpost_run() {
+    const TOKEN: &str = "run-admin-token-abcdefghijkl";
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", [Reply::status(410)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[admin]\ntoken = \"${{RUN_ADMIN_TOKEN}}\"\n[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
+            receiver.url("/hook")
+        ),
+    )
+    .unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let child = Command::new(alertpost_path())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin-addr",
+            &admin.to_string(),
+        ])
+        .env("RUN_ADMIN_TOKEN", TOKEN)
+        .env_remove("ALERTPOST_CONFIG")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("alertpost run starts");
+    let _run = Run { child };
+    ready(admin).await;
+    let id = post(&reqwest::Client::new(), listen, 1)
+        .await
+        .expect("accepted");
+    let dlq = |args: &[&str]| {
+        let out = Command::new(alertpost_path())
+            .args(["dlq", "--admin", &admin.to_string()])
+            .args(args)
+            .env("ALERTPOST_ADMIN_TOKEN", TOKEN)
+            .env("ALERTPOST_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&dlq(&["list", "--json"])).unwrap();
+        if let Some(row) = rows.first() {
+            assert_eq!(row["event_id"], id.as_str());
+            assert_eq!(row["reason"], "status");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dlq(&["replay", "--all"]).contains("replayed 1 dead letters"));
+    let got = receiver.wait_for(2, WAIT).await;
+    assert_eq!(got[1].status, 200);
+    assert_eq!(dlq(&["list"]).trim(), "no dead letters");
+}

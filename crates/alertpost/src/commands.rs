@@ -53,6 +53,14 @@ fn load_config(path: &Path) -> Result<Config, Failure> {
     alertpost_config::load(path).map_err(|e| Failure::Usage(e.into()))
 }
 
+/// An admin API reachable from other hosts with no token lets anyone read
+/// and replay the dead letters (whole events): said once, at start-up.
+fn warn_if_open(admin: std::net::SocketAddr, config: &Config) {
+    if !admin.ip().is_loopback() && config.admin.token.is_none() {
+        tracing::warn!(admin = %admin, "the admin API listens beyond this host with no [admin] token: anyone who reaches it can read and replay dead letters");
+    }
+}
+
 /// A name for this process in RabbitMQ: `alertpost-<role>-<host>-<pid>`.
 fn process_name(role: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -83,6 +91,7 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
         .await
         .with_context(|| format!("cannot listen on {} (--admin-addr)", args.admin_addr))?;
     tracing::info!(admin = %args.admin_addr, "admin server listening");
+    warn_if_open(args.admin_addr, &config);
     let (reload, configs) = tokio::sync::mpsc::channel(1);
     tokio::spawn(crate::signals::reload_on_sighup(
         config_path(g, "worker")?.to_owned(),
@@ -188,6 +197,7 @@ const QUEUE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 async fn run_embedded(g: &Global, args: &RunArgs) -> Result<(), Failure> {
     let path = config_path(g, "run")?;
     let config = load_config(path)?;
+    warn_if_open(args.admin_addr, &config);
     let topology = topology(g)?;
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(

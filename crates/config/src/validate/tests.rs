@@ -3,6 +3,8 @@ use super::*;
 fn env(name: &str) -> Option<String> {
     match name {
         "TOKEN" => Some("s3cr3t-token".to_owned()),
+        "ADMIN" => Some("adm1n-t0ken-long-enough".to_owned()),
+        "NEWLINE" => Some("adm1n-t0ken-long\nenough".to_owned()),
         "HOST" => Some("hooks.example.com".to_owned()),
         _ => None,
     }
@@ -530,4 +532,41 @@ url = "https://b.example.com"
     ] {
         assert!(all.contains(expected), "missing `{expected}` in:\n{all}");
     }
+}
+
+#[test]
+fn the_admin_token_is_a_secret_of_its_own_section() {
+    let c = ok(r#"
+[admin]
+token = "${ADMIN}"
+"#);
+    let token = c.admin.token.as_ref().expect("a token");
+    assert_eq!(token.expose(), "adm1n-t0ken-long-enough");
+    assert!(!format!("{c:?}").contains("adm1n"), "Debug hides it");
+    assert_eq!(ok("").admin.token, None);
+
+    let found = problems(
+        r#"
+[admin]
+token = "short"
+"#,
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].contains("[admin]")
+            && found[0].contains("`token`")
+            && found[0].contains("t.toml:3:"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("at least 16"), "{found:?}");
+    assert!(
+        !found[0].contains("short"),
+        "the value is not shown: {found:?}"
+    );
+    let found = problems("[admin]\ntoken = \"${NEWLINE}\"\n");
+    assert!(found[0].contains("control characters"), "{found:?}");
+    let found = problems("[admin]\ntoken = \"${MISSING}\"\n");
+    assert!(found[0].contains("MISSING"), "{found:?}");
+    let found = problems("[admin]\ntokn = \"x\"\n");
+    assert!(found[0].contains("tokn"), "{found:?}");
 }
