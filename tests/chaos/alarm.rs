@@ -48,7 +48,7 @@ async fn a_memory_alarm_blocks_publishing_and_nothing_hangs_or_is_lost() {
     );
     // The worker delivers what needs no hand-off; the first retry is
     // blocked, and from then on it says why it is not ready and counts it.
-    let worker = RunningWorker::spawn(&prefix, &prefix.url, &config(&receiver, "")).await;
+    let mut worker = RunningWorker::spawn(&prefix, &prefix.url, &config(&receiver, "")).await;
     eventually(
         Duration::from_secs(30),
         "the worker reports the alarm",

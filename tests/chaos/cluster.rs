@@ -84,7 +84,7 @@ async fn the_node_leading_the_events_queue_stopped_mid_run_loses_nothing() {
     let mut prefix = TestPrefix::new("chaos-cluster");
     prefix.url = cluster.urls.clone();
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::spawn(&prefix, &cluster.urls, &config(&receiver, "")).await;
+    let mut worker = RunningWorker::spawn(&prefix, &cluster.urls, &config(&receiver, "")).await;
     worker.wait_ready(Duration::from_secs(30)).await;
     let producer = Producer::connect(&cluster.urls, &prefix.prefix, "chaos-producer")
         .await

@@ -19,7 +19,7 @@ async fn half_the_requests_failing_at_random_loses_nothing() {
         "delay_tiers = [\"1s\", \"2s\"]\n[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\nconcurrency = 64\nretry = {{ initial = \"1s\", max_interval = \"1s\", jitter = 0.0, max_attempts = 30 }}\ncircuit = {{ failures = 0 }}\n",
         receiver.url("/hook")
     );
-    let worker = RunningWorker::start(&prefix, &toml).await;
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "chaos-producer")
         .await
         .expect("RabbitMQ is reachable");

@@ -31,7 +31,7 @@ fn malformed(i: usize) -> (&'static str, String) {
 async fn a_flood_of_malformed_ingest_bodies_is_refused_and_valid_events_go_through() {
     let prefix = TestPrefix::new("chaos-flood");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
     let ingest = ingest(&prefix.url, prefix.topology.clone()).await;
     let began = Instant::now();
     let client = reqwest::Client::new();

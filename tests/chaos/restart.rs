@@ -14,7 +14,7 @@ use crate::{config, publish, settle};
 async fn rabbitmq_stopped_and_started_mid_run_loses_nothing() {
     let prefix = TestPrefix::new("chaos-restart");
     let receiver = Receiver::start().await;
-    let worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
+    let mut worker = RunningWorker::start(&prefix, &config(&receiver, "")).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "chaos-producer")
         .await
         .expect("RabbitMQ is reachable");
