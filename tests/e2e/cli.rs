@@ -89,6 +89,21 @@ async fn publish_refuses_bad_input_whole_and_fails_without_a_broker() {
         "{err}"
     );
     assert!(err.contains("nothing published"), "{err}");
+    // A time that cannot be written back (found: "published 1 events", then
+    // dead-lettered as undecodable; the second one panicked, exit 101).
+    for time in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {
+        std::fs::write(
+            &file,
+            format!("{{\"source\":\"a\",\"status\":\"firing\",\"title\":\"t\",\"occurred_at\":\"{time}\"}}\n"),
+        )
+        .unwrap();
+        let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
+        assert_eq!(code, 2, "{time}: {out}{err}");
+        assert!(
+            err.contains("occurred_at") && err.contains("out of range"),
+            "{err}"
+        );
+    }
 
     // Declared by nobody yet: the queue does not exist, so nothing was sent.
     let broker = prefix.broker().await;

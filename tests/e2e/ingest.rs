@@ -169,6 +169,33 @@ async fn bad_input_is_refused_with_a_reason_and_nothing_is_published() {
             400,
             "`content` is missing",
         ),
+        // Accepted, then lost (year −1 in UTC), or a panic (year 10000).
+        (
+            "/v1/events",
+            json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "0000-01-01T00:00:00+00:01"}).to_string(),
+            400,
+            "field `occurred_at`: out of range",
+        ),
+        (
+            "/v1/events",
+            json!({"source": "s", "status": "firing", "title": "t", "occurred_at": "9999-12-31T23:59:59-00:01"}).to_string(),
+            400,
+            "field `occurred_at`: out of range",
+        ),
+        (
+            "/v1/ingest/hertzbeat",
+            json!({"status": 0, "content": "c", "firstTriggerTime": -62_167_219_200_001_i64, "labels": {"alertname": "a"}}).to_string(),
+            400,
+            "field `occurred_at`: out of range",
+        ),
+        // A group's fields copied into each of many alerts: refused before
+        // any copy (found: 1 MiB × 40 000 alerts killed the ingest).
+        (
+            "/v1/ingest/alertmanager",
+            json!({"groupKey": "k".repeat(1024 * 1024), "alerts": vec![json!({"status": "firing", "labels": {"alertname": "a"}}); 40]}).to_string(),
+            400,
+            "copied into each",
+        ),
         ("/v1/events", big, 413, "over the 4194304-byte limit"),
         ("/v1/events", one_too_big, 413, "over the 262144-byte limit"),
     ];

@@ -139,6 +139,19 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     if events.is_empty() {
         return Err(Failure::Usage(anyhow!("{name}: no events in the input")));
     }
+    // Prepared (ids, times, sizes checked) before connecting: an event
+    // that cannot be published touches no broker.
+    let invalid = |index: usize, source| {
+        Failure::Usage(anyhow!(
+            "nothing published; {name}:{}: {source}",
+            lines.get(index).copied().unwrap_or(0)
+        ))
+    };
+    if let Err(ProducerError::Invalid { index, source }) =
+        alertpost_producer::prepare_all(&mut events, time::OffsetDateTime::now_utc())
+    {
+        return Err(invalid(index, source));
+    }
 
     let producer = Producer::connect(&g.amqp, &g.prefix, &process_name("publish"))
         .await
@@ -150,10 +163,7 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
             println!("published {} events", published.len());
             Ok(())
         }
-        Err(ProducerError::Invalid { index, source }) => Err(Failure::Usage(anyhow!(
-            "nothing published; {name}:{}: {source}",
-            lines.get(index).copied().unwrap_or(0)
-        ))),
+        Err(ProducerError::Invalid { index, source }) => Err(invalid(index, source)),
         Err(e) => Err(Failure::Runtime(e.into())),
     }
 }

@@ -269,16 +269,25 @@ impl Event {
             self.received_at = Some(now);
             unchanged = false;
         }
-        for t in [
-            &mut self.occurred_at,
-            &mut self.resolved_at,
-            &mut self.received_at,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (field, t) in [
+            ("occurred_at", &mut self.occurred_at),
+            ("resolved_at", &mut self.resolved_at),
+            ("received_at", &mut self.received_at),
+        ] {
+            let Some(t) = t else { continue };
+            // Checked every time on the way in: a time that cannot be
+            // written back as RFC 3339 in UTC would be accepted, then fail
+            // (or panic) when the event is encoded.
+            let utc = t
+                .checked_to_offset(time::UtcOffset::UTC)
+                .filter(|u| (0..=9999).contains(&u.year()))
+                .ok_or_else(|| EventError::Invalid {
+                    field,
+                    reason: "out of range: must fall between the years 0000 and 9999 in UTC"
+                        .to_owned(),
+                })?;
             if t.offset() != time::UtcOffset::UTC {
-                *t = t.to_offset(time::UtcOffset::UTC);
+                *t = utc;
                 unchanged = false;
             }
         }
@@ -430,6 +439,45 @@ mod tests {
         let mut event = Event::from_value(value)?;
         event.prepare(NOW)?;
         Ok(event)
+    }
+
+    #[test]
+    fn times_that_cannot_be_written_back_are_refused_on_the_way_in() {
+        // Year −1 and year 10000 once in UTC: found accepted, then lost
+        // (an empty body) or a panic in `to_offset`.
+        for (field, value) in [
+            ("occurred_at", "0000-01-01T00:00:00+00:01"),
+            ("occurred_at", "9999-12-31T23:59:59-00:01"),
+            ("resolved_at", "9999-12-31T23:59:59-23:59"),
+        ] {
+            let doc = json!({"source": "s", "status": "firing", "title": "t", field: value});
+            match prepared(doc) {
+                Err(EventError::Invalid { field: f, reason }) => {
+                    assert_eq!(f, field);
+                    assert!(reason.contains("0000 and 9999"), "{reason}");
+                }
+                other => panic!("{value}: {other:?}"),
+            }
+        }
+        // A time from epoch milliseconds (HertzBeat) before year 0.
+        let mut e = Event::new("s", Status::Firing, "t");
+        e.occurred_at = Some(
+            OffsetDateTime::from_unix_timestamp_nanos(-62_167_219_200_001 * 1_000_000).unwrap(),
+        );
+        assert!(matches!(
+            e.prepare(NOW),
+            Err(EventError::Invalid {
+                field: "occurred_at",
+                ..
+            })
+        ));
+        // The edges that can be written are kept, in UTC.
+        let e = prepared(json!({"source": "s", "status": "firing", "title": "t",
+            "occurred_at": "9999-12-31T23:59:59+00:01"}))
+        .unwrap();
+        let back = Event::from_json(&e.to_json()).unwrap();
+        assert_eq!(back.occurred_at, e.occurred_at);
+        assert!(!e.to_json().is_empty());
     }
 
     #[test]

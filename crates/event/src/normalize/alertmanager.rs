@@ -25,6 +25,10 @@ use uuid::Uuid;
 use super::{NormalizeError, map_severity, object, rfc3339, str_field, string_map};
 use crate::event::{Event, Link, Status};
 
+/// The most the group-wide fields may add up to over all of a document's
+/// events (each event carries them in `data`).
+const MAX_COPIED_BYTES: usize = 16 * 1024 * 1024;
+
 pub(super) fn normalize(doc: Value, source: &'static str) -> Result<Vec<Event>, NormalizeError> {
     let what = if source == "grafana" {
         "Grafana webhook"
@@ -51,6 +55,16 @@ pub(super) fn normalize(doc: Value, source: &'static str) -> Result<Vec<Event>, 
         if let Some(v) = doc.get(key).filter(|v| !v.is_null()) {
             group.insert(key.to_owned(), v.clone());
         }
+    }
+    // The group-wide fields are copied into every alert's event: measured
+    // first, so a long `groupKey` times many alerts is refused, not built.
+    let group_bytes = serde_json::to_vec(&group).map_or(0, |v| v.len());
+    let copied = group_bytes.saturating_mul(alerts.len());
+    if copied > MAX_COPIED_BYTES {
+        return Err(NormalizeError::new(format!(
+            "{what}: its group fields ({group_bytes} bytes: receiver, groupKey, externalURL) copied into each of its {} alerts would make {copied} bytes, over the {MAX_COPIED_BYTES}-byte limit; send fewer alerts per notification or a shorter groupKey",
+            alerts.len()
+        )));
     }
     alerts
         .iter()
@@ -217,6 +231,21 @@ mod tests {
       "state": "alerting",
       "message": "**Firing**"
     }"#;
+
+    #[test]
+    fn a_group_copied_into_many_alerts_is_refused_before_the_copy() {
+        let alerts = vec![json!({"status": "firing", "labels": {"alertname": "a"}}); 40_000];
+        let doc = json!({"groupKey": "k".repeat(1024 * 1024), "alerts": alerts});
+        let started = std::time::Instant::now();
+        let e = normalize(doc, "prometheus").unwrap_err().to_string();
+        assert!(e.contains("copied into each of its 40000 alerts"), "{e}");
+        // Refused, not built: 40 000 copies of 1 MiB would take seconds.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // A large group of small alerts still goes through.
+        let alerts = vec![json!({"status": "firing", "labels": {"alertname": "a"}}); 2000];
+        let doc = json!({"groupKey": "{}:{alertname=\"a\"}", "alerts": alerts});
+        assert_eq!(normalize(doc, "prometheus").unwrap().len(), 2000);
+    }
 
     #[test]
     fn alertmanager_group_field_by_field() {
