@@ -28,14 +28,16 @@ fn free_port() -> u16 {
     listener.local_addr().expect("bound").port()
 }
 
-async fn start_alertmanager(webhook: &str) -> Alertmanager {
+/// Alertmanager sending to `webhook` with HTTP Basic, the ingest token as
+/// its password (what a webhook config can carry).
+async fn start_alertmanager(webhook: &str, token: &str) -> Alertmanager {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertmanager.yml");
     std::fs::write(
         &config,
         format!(
             "route:\n  receiver: alertpost\n  group_by: ['alertname']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: alertpost\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n"
+             receivers:\n  - name: alertpost\n    webhook_configs:\n      - url: {webhook}\n        send_resolved: true\n        http_config:\n          basic_auth:\n            username: alertmanager\n            password: {token}\n"
         ),
     )
     .unwrap();
@@ -122,10 +124,16 @@ async fn alertmanager_webhooks_arrive_as_events_firing_then_resolved() {
         receiver.url("/hook")
     );
     let mut worker = RunningWorker::start(&prefix, &toml).await;
+    // The ingest wants a token; Alertmanager sends it as Basic.
+    let token = "alertmanager-token-0123456789";
+    let settings = alertpost_config::IngestSettings {
+        tokens: vec![alertpost_config::Secret::new(token)],
+        ..Default::default()
+    };
     let ingest: SocketAddr =
-        alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
+        alertpost_tests::start_ingest_with(&prefix.url, prefix.topology.clone(), settings).await;
 
-    let am = start_alertmanager(&format!("http://{ingest}/v1/ingest/alertmanager")).await;
+    let am = start_alertmanager(&format!("http://{ingest}/v1/ingest/alertmanager"), token).await;
     post_alerts(&am, alerts(None)).await;
     let firing = receiver.wait_for(2, WAIT).await;
     let firing: Vec<Value> = firing.iter().map(|r| r.json()).collect();

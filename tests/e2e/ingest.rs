@@ -257,3 +257,130 @@ async fn an_unreachable_broker_is_a_503() {
         .unwrap();
     assert_eq!(status, 200);
 }
+
+/// `[ingest] tokens`, the bound on requests at once, and clients that send
+/// slowly or not at all: the contract of issue 15.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_the_request_bound_and_slow_clients() {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let prefix = TestPrefix::new("ingest-auth");
+    prefix.declare().await;
+    let config = alertpost_config::parse(
+        "[ingest]\ntokens = [\"first-token-0123456789\", \"${SECOND}\"]\nmax_concurrent = 1\n",
+        "ingest.toml",
+        &|name| (name == "SECOND").then(|| "second-token-0123456789".to_owned()),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let bounds = alertpost_ingest::Bounds {
+        header: Duration::from_millis(500),
+        body: Duration::from_millis(500),
+        shutdown: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(alertpost_ingest::serve_bounded(
+        listener,
+        alertpost_producer::Producer::lazy(&prefix.url, prefix.topology.clone(), "test-ingest"),
+        config.ingest,
+        bounds,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    let body = json!({"source": "s", "status": "firing", "title": "t"}).to_string();
+    let send = |auth: Option<String>| {
+        let mut request = client
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let basic = |user: &str, password: &str| {
+        let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Some(format!("Basic {pair}"))
+    };
+    for refused in [
+        None,
+        Some("Bearer first-token-012345678".to_owned()),
+        Some("Bearer first-token-0123456789x".to_owned()),
+        Some("first-token-0123456789".to_owned()),
+        basic("first-token-0123456789", "wrong"),
+        Some("Basic not-base64!".to_owned()),
+    ] {
+        assert_eq!(send(refused.clone()).await, 401, "{refused:?}");
+    }
+    let events_queue = prefix.topology.events_queue();
+    assert_eq!(prefix.ready(&events_queue).await, 0, "nothing published");
+    for accepted in [
+        Some("Bearer first-token-0123456789".to_owned()),
+        Some("bearer second-token-0123456789".to_owned()),
+        basic("alertmanager", "second-token-0123456789"),
+    ] {
+        assert_eq!(send(accepted.clone()).await, 202, "{accepted:?}");
+    }
+    assert_eq!(prefix.ready(&events_queue).await, 3);
+    for open in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _) = alertpost_tests::bin::http_get(addr, open).await.unwrap();
+        assert_eq!(status, 200, "{open} stays open");
+    }
+
+    // A client that sends half its body holds the only slot: the next
+    // request is turned away at once, and the slow one gets 408.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer first-token-0123456789\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"source\"",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        send(Some("Bearer first-token-0123456789".to_owned())).await,
+        503,
+        "over max_concurrent"
+    );
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer))
+        .await
+        .expect("the slow client is answered within the body bound")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // The slot is free again.
+    assert_eq!(
+        send(Some("Bearer first-token-0123456789".to_owned())).await,
+        202
+    );
+
+    // Headers that never end: the connection is closed.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    silent
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest))
+        .await
+        .expect("closed within the header bound")
+        .ok();
+
+    // A stop does not hang behind a client that holds its connection.
+    let mut holder = tokio::net::TcpStream::connect(addr).await.unwrap();
+    holder
+        .write_all(b"POST /v1/events HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the ingest stops within its bound")
+        .unwrap()
+        .unwrap();
+    drop(holder);
+}

@@ -37,6 +37,15 @@ pub fn amqp_url() -> String {
 /// The ingest on 127.0.0.1:0, publishing to `url` (one URL or a list) with
 /// `topology`, until the test's runtime ends; its address.
 pub async fn start_ingest(url: &str, topology: alertpost_broker::Topology) -> std::net::SocketAddr {
+    start_ingest_with(url, topology, alertpost_config::IngestSettings::default()).await
+}
+
+/// [`start_ingest`] with `settings` (tokens, the request bound).
+pub async fn start_ingest_with(
+    url: &str,
+    topology: alertpost_broker::Topology,
+    settings: alertpost_config::IngestSettings,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("the ingest can listen");
@@ -45,6 +54,7 @@ pub async fn start_ingest(url: &str, topology: alertpost_broker::Topology) -> st
     tokio::spawn(alertpost_ingest::serve(
         listener,
         producer,
+        settings,
         std::future::pending(),
     ));
     addr

@@ -61,7 +61,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Publish events from a file or stdin (one JSON document, or NDJSON).
     Publish(PublishArgs),
-    /// Serve the HTTP ingest: POST /v1/events and /v1/ingest/<format>.
+    /// Serve the HTTP ingest: POST /v1/events and /v1/ingest/<format>
+    /// (with --config, its `[ingest]` tokens and bound apply).
     Ingest(IngestArgs),
     /// The ingest and a worker in one process, on an embedded durable queue
     /// under --data-dir: no RabbitMQ (a single node; see README).

@@ -61,6 +61,14 @@ fn warn_if_open(admin: std::net::SocketAddr, config: &Config) {
     }
 }
 
+/// An ingest reachable from other hosts with no token takes events from
+/// anyone who reaches it: said once, at start-up.
+fn warn_if_ingest_open(listen: std::net::SocketAddr, settings: &alertpost_config::IngestSettings) {
+    if !listen.ip().is_loopback() && settings.tokens.is_empty() {
+        tracing::warn!(listen = %listen, "the ingest listens beyond this host with no [ingest] tokens: anyone who reaches it can publish events");
+    }
+}
+
 /// A name for this process in RabbitMQ: `alertpost-<role>-<host>-<pid>`.
 fn process_name(role: &str) -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -195,8 +203,15 @@ async fn ingest(g: &Global, args: &IngestArgs) -> Result<(), Failure> {
     if !producer.ready().await {
         tracing::warn!("RabbitMQ is unreachable for now; answering 503 until it is back");
     }
+    // `[ingest]` from the config when one is given; the rest of it is the
+    // worker's business.
+    let settings = match &g.config {
+        Some(path) => load_config(path)?.ingest,
+        None => alertpost_config::IngestSettings::default(),
+    };
+    warn_if_ingest_open(args.listen, &settings);
     tracing::info!(listen = %args.listen, "ingest listening");
-    alertpost_ingest::serve(listener, producer, crate::signals::shutdown()).await?;
+    alertpost_ingest::serve(listener, producer, settings, crate::signals::shutdown()).await?;
     Ok(())
 }
 
@@ -244,6 +259,8 @@ async fn run_embedded(g: &Global, args: &RunArgs) -> Result<(), Failure> {
     };
     let backend = alertpost_embedded::Embedded::new(queue, topology);
     let producer = alertpost_embedded::EmbeddedProducer::new(backend.clone());
+    let settings = config.ingest.clone();
+    warn_if_ingest_open(args.listen, &settings);
     let options = alertpost_worker::WorkerOptions {
         config,
         admin: Some(admin),
@@ -253,7 +270,7 @@ async fn run_embedded(g: &Global, args: &RunArgs) -> Result<(), Failure> {
     tracing::info!(listen = %args.listen, admin = %args.admin_addr, data = %args.data_dir.display(), "alertpost run: ingest and worker on the embedded queue");
     let (worker, ingest) = tokio::join!(
         alertpost_worker::run(backend, options, until(stopped.clone())),
-        alertpost_ingest::serve(listener, producer, until(stopped)),
+        alertpost_ingest::serve(listener, producer, settings, until(stopped)),
     );
     ingest?;
     worker?;

@@ -40,6 +40,7 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub store: StoreSettings,
     pub admin: AdminSettings,
+    pub ingest: IngestSettings,
     /// The delay queues retries wait in (`delay_tiers`), ascending.
     pub delay_tiers: Vec<Duration>,
     /// Every integration, enabled or not, in file order.
@@ -64,8 +65,29 @@ pub struct AdminSettings {
     pub token: Option<Secret>,
 }
 
-/// The shortest admin token accepted: a guessable one protects nothing.
-pub const ADMIN_TOKEN_MIN: usize = 16;
+/// The HTTP ingest (`[ingest]`): `alertpost ingest --config`, `alertpost run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestSettings {
+    /// When any: `POST /v1/events` and `/v1/ingest/<format>` need one of
+    /// them, as `Authorization: Bearer <token>` or as the password of HTTP
+    /// Basic (some sources can only send Basic).
+    pub tokens: Vec<Secret>,
+    /// Requests handled at once; beyond, `503` at once (bodies are up to
+    /// 4 MiB each: this bounds the memory they take).
+    pub max_concurrent: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> IngestSettings {
+        IngestSettings {
+            tokens: Vec::new(),
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// The shortest admin or ingest token accepted: a guessable one protects nothing.
+pub const TOKEN_MIN: usize = 16;
 
 /// The worker's store (`[store]`).
 #[derive(Debug, Clone, PartialEq)]

@@ -15,9 +15,17 @@ pub(crate) struct RawFile {
     pub worker: Option<Spanned<RawWorker>>,
     pub store: Option<Spanned<RawStore>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    pub ingest: Option<Spanned<RawIngest>>,
     pub delay_tiers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub integration: Vec<Spanned<RawIntegration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIngest {
+    pub tokens: Option<Vec<Spanned<String>>>,
+    pub max_concurrent: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,11 +22,13 @@ use crate::integration::{CircuitPolicy, RetryPolicy};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
 use crate::raw::{
-    RawAdmin, RawCircuit, RawFile, RawIntegration, RawPolicy, RawRetry, RawStore, RawWorker,
+    RawAdmin, RawCircuit, RawFile, RawIngest, RawIntegration, RawPolicy, RawRetry, RawStore,
+    RawWorker,
 };
 use crate::secret::Secret;
 use crate::{
-    ADMIN_TOKEN_MIN, AdminSettings, Config, DEFAULT_DELAY_TIERS, StoreSettings, WorkerSettings,
+    AdminSettings, Config, DEFAULT_DELAY_TIERS, IngestSettings, StoreSettings, TOKEN_MIN,
+    WorkerSettings,
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +76,7 @@ pub(crate) fn config(
     let worker = raw.worker.map(|w| cx.worker(w)).unwrap_or_default();
     let store = raw.store.map(|s| cx.store(s)).unwrap_or_default();
     let admin = raw.admin.map(|a| cx.admin(a)).unwrap_or_default();
+    let ingest = raw.ingest.map(|i| cx.ingest(i)).unwrap_or_default();
     let delay_tiers = match &raw.delay_tiers {
         Some(t) => cx.delay_tiers(t),
         None => DEFAULT_DELAY_TIERS.to_vec(),
@@ -120,6 +123,7 @@ pub(crate) fn config(
             worker,
             store,
             admin,
+            ingest,
             delay_tiers,
             integrations: integrations.into_iter().map(|(i, _)| i).collect(),
         })
@@ -502,15 +506,42 @@ impl Cx<'_> {
     }
 
     fn admin(&mut self, raw: Spanned<RawAdmin>) -> AdminSettings {
+        AdminSettings {
+            token: raw
+                .into_inner()
+                .token
+                .as_ref()
+                .and_then(|t| self.token(t, "[admin]", "token")),
+        }
+    }
+
+    fn ingest(&mut self, raw: Spanned<RawIngest>) -> IngestSettings {
         let raw = raw.into_inner();
-        let Some(token) = &raw.token else {
-            return AdminSettings::default();
-        };
-        let Some((value, _)) = self.expand(token, "[admin]", "token") else {
-            return AdminSettings::default();
-        };
-        let problem = if value.chars().count() < ADMIN_TOKEN_MIN {
-            Some(format!("must be at least {ADMIN_TOKEN_MIN} characters"))
+        let mut ingest = IngestSettings::default();
+        for t in raw.tokens.iter().flatten() {
+            if let Some(token) = self.token(t, "[ingest]", "tokens") {
+                ingest.tokens.push(token);
+            }
+        }
+        if let Some(n) = raw.max_concurrent {
+            match usize::try_from(*n.get_ref()) {
+                Ok(v @ 1..=10_000) => ingest.max_concurrent = v,
+                _ => self.problem(
+                    n.span(),
+                    "[ingest]",
+                    Some("max_concurrent"),
+                    "must be between 1 and 10000",
+                ),
+            }
+        }
+        ingest
+    }
+
+    /// A bearer token: `${VAR}`-expanded, long enough, one printable word.
+    fn token(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<Secret> {
+        let (value, _) = self.expand(raw, section, field)?;
+        let problem = if value.chars().count() < TOKEN_MIN {
+            Some(format!("must be at least {TOKEN_MIN} characters"))
         } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
             Some("must not hold spaces, newlines or other control characters".to_owned())
         } else {
@@ -518,12 +549,10 @@ impl Cx<'_> {
         };
         match problem {
             Some(p) => {
-                self.problem(token.span(), "[admin]", Some("token"), &p);
-                AdminSettings::default()
+                self.problem(raw.span(), section, Some(field), &p);
+                None
             }
-            None => AdminSettings {
-                token: Some(Secret::new(value)),
-            },
+            None => Some(Secret::new(value)),
         }
     }
 

@@ -10,22 +10,30 @@
 //!
 //! Answers: `202` with the ids once RabbitMQ has confirmed every event;
 //! `400` with a JSON `error` for input that is not valid (nothing is
-//! published then: the whole body is checked first); `404` for an unknown
-//! format; `413` for a body over [`MAX_BODY_BYTES`] or an event over the
-//! event size cap; `503` while RabbitMQ is unreachable, blocks publishing
-//! (a memory or disk alarm) or does not confirm within [`BROKER_WAIT`]:
-//! never a hang, never a `202` for what was not confirmed.
+//! published then: the whole body is checked first); `401` without one of
+//! the configured tokens (`[ingest] tokens`; Bearer, or Basic with the token
+//! as password); `404` for an unknown format; `408` for a body not sent
+//! within [`BODY_TIMEOUT`]; `413` for a body over [`MAX_BODY_BYTES`] or an
+//! event over the event size cap; `503` beyond `max_concurrent` requests at
+//! once, and while RabbitMQ is unreachable, blocks publishing (a memory or
+//! disk alarm) or does not confirm within [`BROKER_WAIT`]: never a hang,
+//! never a `202` for what was not confirmed. A client has
+//! [`HEADER_TIMEOUT`] to send its headers; a stop waits at most
+//! [`SHUTDOWN_WAIT`] for requests in progress.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use alertpost_config::{IngestSettings, Secret};
 use alertpost_event::EventError;
 use alertpost_event::normalize::{Format, normalize};
 use alertpost_metrics::IngestMetrics;
 use alertpost_producer::{ProducerError, Publish};
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -37,60 +45,227 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// The most a request waits for RabbitMQ (a connection, the confirms) before
 /// it is answered 503: callers (Alertmanager, Grafana) retry, and a hung
 /// request helps no one.
-pub const BROKER_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+pub const BROKER_WAIT: Duration = Duration::from_secs(4);
+/// A client's time to send its request line and headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client's time to send its whole body (4 MiB at a slow 500 KiB/s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for requests in progress (each is bounded by the
+/// timeouts above and [`BROKER_WAIT`]); connections left are then closed.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
 
 /// What every request shares.
-#[derive(Clone)]
 struct Ingest<P> {
     producer: P,
     metrics: IngestMetrics,
+    tokens: Arc<Vec<Secret>>,
+    /// One permit per request in progress.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_concurrent: usize,
+    body_timeout: Duration,
+}
+
+// Derived `Clone` would ask more of `P` than `Publish` does.
+impl<P: Clone> Clone for Ingest<P> {
+    fn clone(&self) -> Ingest<P> {
+        Ingest {
+            producer: self.producer.clone(),
+            metrics: self.metrics.clone(),
+            tokens: self.tokens.clone(),
+            slots: self.slots.clone(),
+            max_concurrent: self.max_concurrent,
+            body_timeout: self.body_timeout,
+        }
+    }
 }
 
 /// The ingest routes over `producer` (RabbitMQ's [`alertpost_producer::Producer`],
-/// or the embedded queue's).
-pub fn router<P: Publish>(producer: P) -> Router {
+/// or the embedded queue's), with `settings`' tokens and bound.
+pub fn router<P: Publish>(producer: P, settings: &IngestSettings) -> Router {
+    router_bounded(producer, settings, BODY_TIMEOUT)
+}
+
+fn router_bounded<P: Publish>(producer: P, settings: &IngestSettings, body: Duration) -> Router {
     Router::new()
         .route("/v1/events", post(events::<P>))
         .route("/v1/ingest/{format}", post(ingest::<P>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz::<P>))
         .route("/metrics", get(metrics::<P>))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Ingest {
             producer: producer.with_timeout(BROKER_WAIT),
             metrics: IngestMetrics::new(),
+            tokens: Arc::new(settings.tokens.clone()),
+            slots: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent)),
+            max_concurrent: settings.max_concurrent,
+            body_timeout: body,
         })
 }
 
+/// How long a client may take, and a stop may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub header: Duration,
+    pub body: Duration,
+    pub shutdown: Duration,
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            header: HEADER_TIMEOUT,
+            body: BODY_TIMEOUT,
+            shutdown: SHUTDOWN_WAIT,
+        }
+    }
+}
+
 /// Serves the ingest on `listener` until `shutdown` completes; requests in
-/// progress finish first.
+/// progress finish first, for at most [`SHUTDOWN_WAIT`].
 pub async fn serve<P: Publish>(
     listener: tokio::net::TcpListener,
     producer: P,
+    settings: IngestSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let result = axum::serve(listener, router(producer.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    serve_bounded(listener, producer, settings, Bounds::default(), shutdown).await
+}
+
+/// [`serve`] with other bounds than the defaults (tests use short ones).
+pub async fn serve_bounded<P: Publish>(
+    listener: tokio::net::TcpListener,
+    producer: P,
+    settings: IngestSettings,
+    bounds: Bounds,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router_bounded(producer.clone(), &settings, bounds.body);
+    // hyper directly rather than `axum::serve`: it is where a header read
+    // timeout can be set, and a stop can be bounded.
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little, go on.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(bounds.header);
+        let connection =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(bounds.shutdown, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in progress after {}s; closing their connections",
+            bounds.shutdown.as_secs()
+        );
+    }
     producer.close().await;
-    result
+    Ok(())
 }
 
 async fn events<P: Publish>(
     State(state): State<Ingest<P>>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
-    accept(&state, Format::Events, body).await
+    accept(&state, Format::Events, &headers, body).await
 }
 
 async fn ingest<P: Publish>(
     State(state): State<Ingest<P>>,
     Path(format): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     match format.parse::<Format>() {
-        Ok(format) => accept(&state, format, body).await,
+        Ok(format) => accept(&state, format, &headers, body).await,
         Err(e) => error(StatusCode::NOT_FOUND, e.reason, None),
+    }
+}
+
+/// Whether `headers` carry one of `tokens` (none configured: open).
+fn authorized(tokens: &[Secret], headers: &HeaderMap) -> bool {
+    if tokens.is_empty() {
+        return true;
+    }
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, rest) = given.trim().split_once(' ').unwrap_or((given, ""));
+    let presented = if scheme.eq_ignore_ascii_case("bearer") {
+        rest.trim().as_bytes().to_vec()
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine;
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
+            return false;
+        };
+        // `user:password`; the token is the password, the user anything.
+        match decoded.iter().position(|b| *b == b':') {
+            Some(colon) => decoded[colon + 1..].to_vec(),
+            None => return false,
+        }
+    } else {
+        return false;
+    };
+    // Every token compared, each in constant time: nothing tells which
+    // came close.
+    tokens.iter().fold(false, |found, t| {
+        found | same(&presented, t.expose().as_bytes())
+    })
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads the body within `within` and [`MAX_BODY_BYTES`].
+async fn read_body(body: Body, within: Duration) -> Result<Bytes, Response> {
+    match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the body is over the {MAX_BODY_BYTES}-byte limit"),
+                    None,
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the body: {e}"),
+                    None,
+                )
+            })
+        }
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} ms", within.as_millis()),
+            None,
+        )),
     }
 }
 
@@ -126,20 +301,30 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
 async fn accept<P: Publish>(
     state: &Ingest<P>,
     format: Format,
-    body: Result<Bytes, BytesRejection>,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Response {
+    // Before anything is read: an unauthenticated client costs nothing.
+    if !authorized(&state.tokens, headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer, Basic realm=\"alertpost\"")],
+            axum::Json(json!({"error": "a token is needed: Authorization: Bearer <token> (or Basic, the token as password)"})),
+        )
+            .into_response();
+    }
+    let Ok(_slot) = state.slots.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            axum::Json(json!({"error": format!("{} requests already in progress; try again", state.max_concurrent)})),
+        )
+            .into_response();
+    };
     let producer = &state.producer;
-    let body = match body {
+    let body = match read_body(body, state.body_timeout).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the body is over the {MAX_BODY_BYTES}-byte limit")
-            } else {
-                rejection.body_text()
-            };
-            return error(status, reason, None);
-        }
+        Err(answer) => return answer,
     };
     let doc: Value = match serde_json::from_slice(&body) {
         Ok(doc) => doc,

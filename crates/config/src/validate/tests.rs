@@ -570,3 +570,32 @@ token = "short"
     let found = problems("[admin]\ntokn = \"x\"\n");
     assert!(found[0].contains("tokn"), "{found:?}");
 }
+
+#[test]
+fn ingest_tokens_and_bound() {
+    let c = ok(r#"
+[ingest]
+tokens = ["${ADMIN}", "another-token-0123456789"]
+max_concurrent = 8
+"#);
+    let tokens: Vec<&str> = c.ingest.tokens.iter().map(|t| t.expose()).collect();
+    assert_eq!(
+        tokens,
+        ["adm1n-t0ken-long-enough", "another-token-0123456789"]
+    );
+    assert_eq!(c.ingest.max_concurrent, 8);
+    assert!(
+        !format!("{c:?}").contains("another-token"),
+        "Debug hides them"
+    );
+    let d = ok("");
+    assert!(d.ingest.tokens.is_empty());
+    assert_eq!(d.ingest.max_concurrent, 64);
+    let found = problems("[ingest]\ntokens = [\"short\"]\nmax_concurrent = 0\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].contains("`tokens`") && found[0].contains("t.toml:2:"),
+        "{found:?}"
+    );
+    assert!(found[1].contains("`max_concurrent`"), "{found:?}");
+}
