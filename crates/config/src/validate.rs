@@ -266,6 +266,56 @@ impl Cx<'_> {
         }
     }
 
+    /// One configured header (`headers`, or `auth.headers` of a header
+    /// auth: `prefix`): a valid name that alertpost does not set itself,
+    /// a value without line breaks once expanded. One check for both, so
+    /// neither can let through what the other refuses.
+    pub(super) fn header(
+        &mut self,
+        name: &Spanned<String>,
+        value: &Spanned<String>,
+        section: &str,
+        prefix: &str,
+        secret: bool,
+    ) -> Option<Header> {
+        let lower = name.get_ref().to_ascii_lowercase();
+        let field = format!("{prefix}.{}", name.get_ref());
+        if lower.is_empty() || !lower.bytes().all(is_token_byte) {
+            self.problem(
+                name.span(),
+                section,
+                Some(&field),
+                "not a valid header name",
+            );
+            return None;
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("alertpost-") {
+            self.problem(
+                name.span(),
+                section,
+                Some(&field),
+                "alertpost sets this header itself; remove it",
+            );
+            return None;
+        }
+        let (text, from_env) = self.expand(value, section, &field)?;
+        if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            self.problem(
+                value.span(),
+                section,
+                Some(&field),
+                "header values cannot contain line breaks",
+            );
+            return None;
+        }
+        let sensitive = secret || from_env || looks_secret(&lower);
+        Some(Header {
+            name: lower,
+            value: Secret::new(text),
+            sensitive,
+        })
+    }
+
     /// `${VAR}`-expands a string; on failure records the problem.
     fn expand(
         &mut self,
@@ -314,44 +364,9 @@ impl Cx<'_> {
         if let Some(headers) = &raw.headers {
             let mut out = Vec::new();
             for (name, value) in headers.get_ref() {
-                let lower = name.get_ref().to_ascii_lowercase();
-                let field = format!("headers.{}", name.get_ref());
-                if lower.is_empty() || !lower.bytes().all(is_token_byte) {
-                    self.problem(
-                        name.span(),
-                        section,
-                        Some(&field),
-                        "not a valid header name",
-                    );
-                    continue;
+                if let Some(h) = self.header(name, value, section, "headers", false) {
+                    out.push(h);
                 }
-                if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("alertpost-") {
-                    self.problem(
-                        name.span(),
-                        section,
-                        Some(&field),
-                        "alertpost sets this header itself; remove it",
-                    );
-                    continue;
-                }
-                let Some((text, from_env)) = self.expand(value, section, &field) else {
-                    continue;
-                };
-                if text.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                    self.problem(
-                        value.span(),
-                        section,
-                        Some(&field),
-                        "header values cannot contain line breaks",
-                    );
-                    continue;
-                }
-                let sensitive = from_env || looks_secret(&lower);
-                out.push(Header {
-                    name: lower,
-                    value: Secret::new(text),
-                    sensitive,
-                });
             }
             p.headers = Some(out);
         }
@@ -624,7 +639,7 @@ impl Cx<'_> {
             self.problem(span.clone(), &section, Some("url"), "required");
         }
         if let Some((url, _, url_span)) = &url {
-            self.check_policy(url, url_span, &section, policy);
+            self.check_policy(url, url_span, &section, "url", policy);
         }
         let url_auth = url
             .as_ref()
@@ -652,7 +667,7 @@ impl Cx<'_> {
         }
         if let Auth::OAuth2(o) = &auth {
             let at = raw.auth.as_ref().map_or(span.clone(), Spanned::span);
-            self.check_policy(&o.token_url, &at, &section, policy);
+            self.check_policy(&o.token_url, &at, &section, "auth.token_url", policy);
         }
         let routing_key = own.routing_key.or_else(|| defaults.routing_key.clone());
         let content_type = own
@@ -729,12 +744,19 @@ impl Cx<'_> {
         })
     }
 
-    fn check_policy(&mut self, url: &Url, span: &Range<usize>, section: &str, policy: &Policy) {
+    fn check_policy(
+        &mut self,
+        url: &Url,
+        span: &Range<usize>,
+        section: &str,
+        field: &str,
+        policy: &Policy,
+    ) {
         if policy.require_https && url.scheme() != "https" {
             self.problem(
                 span.clone(),
                 section,
-                Some("url"),
+                Some(field),
                 "the policy requires https ([policy] require_https = true)",
             );
         }
@@ -749,7 +771,7 @@ impl Cx<'_> {
             self.problem(
                     span.clone(),
                     section,
-                    Some("url"),
+                    Some(field),
                     &format!(
                         "{} is not a public address; list its network in [policy] allow_networks to allow it",
                         canonical(ip)

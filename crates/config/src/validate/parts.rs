@@ -11,7 +11,7 @@ use url::Url;
 
 use super::{Cx, line_col};
 use crate::filter::{Filter, Matcher};
-use crate::integration::{Auth, Header, OAuth2, SigningKey, Validator};
+use crate::integration::{Auth, OAuth2, SigningKey, Validator};
 use crate::raw::{RawAuth, RawValidator};
 use crate::secret::Secret;
 
@@ -266,23 +266,9 @@ impl Cx<'_> {
             "header" => {
                 let mut headers = Vec::new();
                 for (name, value) in a.headers.as_ref()?.get_ref() {
-                    let field = format!("auth.headers.{}", name.get_ref());
-                    let lower = name.get_ref().to_ascii_lowercase();
-                    if lower.is_empty() || !lower.bytes().all(super::is_token_byte) {
-                        self.problem(
-                            name.span(),
-                            section,
-                            Some(&field),
-                            "not a valid header name",
-                        );
-                        continue;
+                    if let Some(h) = self.header(name, value, section, "auth.headers", true) {
+                        headers.push(h);
                     }
-                    let (value, _) = self.expand(value, section, &field)?;
-                    headers.push(Header {
-                        name: lower,
-                        value: Secret::new(value),
-                        sensitive: true,
-                    });
                 }
                 Auth::Header(headers)
             }

@@ -599,3 +599,64 @@ max_concurrent = 8
     );
     assert!(found[1].contains("`max_concurrent`"), "{found:?}");
 }
+
+#[test]
+fn header_auth_and_token_urls_pass_the_same_checks_as_headers_and_urls() {
+    let found = problems(
+        r#"
+[policy]
+require_https = true
+
+[[integration]]
+id = "a"
+url = "https://hooks.example.com/x"
+auth = { type = "header", headers = { "Host" = "evil.example.com", "webhook-signature" = "v1,forged", "X-Key" = "${NEWLINE}" } }
+
+[[integration]]
+id = "b"
+url = "https://hooks.example.com/x"
+headers = { "X-Env" = "${NEWLINE}" }
+
+[[integration]]
+id = "c"
+url = "https://hooks.example.com/x"
+auth = { type = "oauth2", client_id = "c", client_secret = "s", token_url = "http://login.example.com/token" }
+
+[[integration]]
+id = "d"
+url = "https://hooks.example.com/x"
+auth = { type = "oauth2", client_id = "c", client_secret = "s", token_url = "https://[::ffff:0:169.254.169.254]/token" }
+"#,
+    );
+    let has = |needle: &[&str]| found.iter().any(|p| needle.iter().all(|n| p.contains(n)));
+    assert!(
+        has(&["`a`", "auth.headers.Host", "sets this header itself"]),
+        "{found:?}"
+    );
+    assert!(
+        has(&[
+            "`a`",
+            "auth.headers.webhook-signature",
+            "sets this header itself"
+        ]),
+        "{found:?}"
+    );
+    assert!(
+        has(&["`a`", "auth.headers.X-Key", "line breaks"]),
+        "{found:?}"
+    );
+    assert!(has(&["`b`", "headers.X-Env", "line breaks"]), "{found:?}");
+    assert!(
+        has(&["`c`", "auth.token_url", "requires https"]),
+        "{found:?}"
+    );
+    assert!(
+        has(&[
+            "`d`",
+            "auth.token_url",
+            "169.254.169.254 is not a public address"
+        ]),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 6, "{found:?}");
+}
