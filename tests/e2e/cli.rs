@@ -160,9 +160,22 @@ async fn check_lists_every_problem_and_setup_declares() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OK"), "{out}");
 
-    let (code, out, err) = run(alertpost(&prefix).arg("setup"));
+    // The URL from a file (not on the command line, where `ps` shows it),
+    // with a dead node first in the list.
+    let urls = dir.path().join("amqp-url");
+    std::fs::write(
+        &urls,
+        format!("amqp://guest:guest@127.0.0.1:1/%2f\n{}\n", prefix.url),
+    )
+    .unwrap();
+    let (code, out, err) = run(alertpost(&prefix)
+        .env("ALERTPOST_AMQP_URL", "amqp://guest:guest@127.0.0.1:2/%2f")
+        .args(["setup", "--amqp-file", urls.to_str().unwrap()]));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&prefix.topology.dead_queue()), "{out}");
+    let (code, _, err) = run(alertpost(&prefix).args(["setup", "--amqp-file", "/no/such/file"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("--amqp-file"), "{err}");
     let broker = prefix.broker().await;
     for queue in prefix.topology.queues() {
         broker

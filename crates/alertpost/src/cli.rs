@@ -33,6 +33,10 @@ pub struct Global {
         hide_default_value = true
     )]
     pub amqp: String,
+    /// A file holding the RabbitMQ URL(s), in place of --amqp: a command
+    /// line (and the password in it) is visible to every user in `ps`.
+    #[arg(long, global = true, env = "ALERTPOST_AMQP_URL_FILE")]
+    pub amqp_file: Option<PathBuf>,
     /// Prefix of the exchange and queue names.
     #[arg(
         long,

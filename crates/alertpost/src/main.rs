@@ -30,8 +30,25 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
     logging::init(cli.global.log_format);
+    if let Some(path) = &cli.global.amqp_file {
+        match std::fs::read_to_string(path) {
+            // One URL, or several (a cluster), on one line or many.
+            Ok(text) => {
+                let urls: Vec<&str> = text
+                    .split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                cli.global.amqp = urls.join(",");
+            }
+            Err(e) => {
+                eprintln!("error: cannot read --amqp-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

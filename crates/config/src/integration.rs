@@ -9,8 +9,10 @@ use url::Url;
 use crate::filter::Filter;
 use crate::secret::Secret;
 
-/// One webhook integration, with `[defaults]` applied.
-#[derive(Debug, Clone)]
+/// One webhook integration, with `[defaults]` applied. Its `Debug` shows
+/// the URL without path or query ([`url_origin`]): many webhook URLs carry
+/// their secret there (Slack's, Grafana OnCall's).
+#[derive(Clone)]
 pub struct Integration {
     /// Stable id: letters, digits, `-`, `_`. The metrics label and store key.
     pub id: String,
@@ -43,6 +45,43 @@ pub struct Integration {
     pub retry: RetryPolicy,
     /// When to stop sending for a while (`circuit`).
     pub circuit: CircuitPolicy,
+}
+
+/// `scheme://host[:port]`, and `/…` when the URL has more: what logs and
+/// debug output may show of a destination.
+pub fn url_origin(url: &Url) -> String {
+    let mut shown = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+    if let Some(port) = url.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        shown.push_str("/…");
+    }
+    shown
+}
+
+impl std::fmt::Debug for Integration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Integration")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("enabled", &self.enabled)
+            .field("url", &url_origin(&self.url))
+            .field("method", &self.method)
+            .field("headers", &self.headers)
+            .field("auth", &self.auth)
+            .field("timeout", &self.timeout)
+            .field("concurrency", &self.concurrency)
+            .field("filter", &self.filter)
+            .field("body_source", &self.body_source)
+            .field("content_type", &self.content_type)
+            .field("signing_key", &self.signing_key)
+            .field("validate", &self.validate)
+            .field("routing_key", &self.routing_key)
+            .field("retry", &self.retry)
+            .field("circuit", &self.circuit)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `circuit = { failures, cooldown }`: after `failures` attempts in a row

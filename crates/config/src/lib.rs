@@ -28,6 +28,7 @@ use std::time::Duration;
 pub use filter::{Filter, Matcher};
 pub use integration::{
     Auth, CircuitPolicy, Header, Integration, Method, OAuth2, RetryPolicy, SigningKey, Validator,
+    url_origin,
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};

@@ -24,6 +24,8 @@ const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// lifetime, if that is shorter), so no request carries one that expires on
 /// the way.
 const EARLY: Duration = Duration::from_secs(30);
+/// The largest token answer read.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct TokenCache {
@@ -105,10 +107,22 @@ impl TokenCache {
             .await
             .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let mut response = response;
+        // Read up to a cap: a token answer is a few hundred bytes, and an
+        // endpoint that streams without end must not fill the memory.
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| format!("token endpoint: {}", e.without_url()))?;
+            .map_err(|e| format!("token endpoint: {}", e.without_url()))?
+        {
+            if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
+                return Err(format!(
+                    "token endpoint: the answer is over {MAX_TOKEN_ANSWER} bytes"
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             let start: String = String::from_utf8_lossy(&body[..body.len().min(200)])
                 .chars()

@@ -32,8 +32,9 @@ pub struct RequestMeta<'a> {
 }
 
 /// An integration made ready for requests: parsed once, used for every
-/// attempt. Cheap to clone.
-#[derive(Debug, Clone)]
+/// attempt. Cheap to clone. `Debug` hides the URL's path and query (see
+/// [`alertpost_config::url_origin`]) and sensitive header values.
+#[derive(Clone)]
 pub struct Endpoint {
     pub id: String,
     pub method: reqwest::Method,
@@ -46,6 +47,20 @@ pub struct Endpoint {
     pub tokens: Option<Arc<TokenCache>>,
     pub signing_key: Option<SigningKey>,
     pub validate: Arc<[Validator]>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("id", &self.id)
+            .field("method", &self.method)
+            .field("url", &alertpost_config::url_origin(&self.url))
+            .field("timeout", &self.timeout)
+            .field("headers", &self.headers)
+            .field("oauth2", &self.tokens.is_some())
+            .field("signed", &self.signing_key.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A configured header that cannot be sent (checked at load, so only a

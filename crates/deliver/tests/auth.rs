@@ -268,3 +268,35 @@ async fn a_failing_token_endpoint_is_a_retry_and_nothing_is_sent() {
     assert!(server.seen.lock().unwrap().is_empty());
     assert_eq!(result.code(), alertpost_event::job::AttemptCode::Token);
 }
+
+#[tokio::test]
+async fn a_token_endpoint_that_never_stops_answering_is_cut_off() {
+    // An endless 200 body: read up to the cap, then a token failure.
+    let app = Router::new().route(
+        "/token",
+        post(|| async {
+            let chunks = futures_util::stream::repeat_with(|| {
+                Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 16 * 1024]))
+            });
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let c = config(
+        &base,
+        &format!(
+            r#"{{ type = "oauth2", client_id = "app", client_secret = "x", token_url = "{base}/token" }}"#
+        ),
+    );
+    let client = Client::new(c.policy.clone()).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), attempt(&client, &endpoint))
+        .await
+        .expect("bounded");
+    let AttemptResult::Token(reason) = &result else {
+        panic!("{result:?}")
+    };
+    assert!(reason.contains("over 65536 bytes"), "{reason}");
+}

@@ -290,11 +290,21 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
         .set(i64::from(checked.is_ok() || blocked));
     match checked {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
-        Err(n) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "error": n.reason, "reason": n.reason})),
-        )
-            .into_response(),
+        Err(n) => {
+            // The details (which node, which URL) go to the log; whoever
+            // can reach the ingest learns only what kind of trouble it is.
+            tracing::debug!(reason = %n.reason, "not ready");
+            let reason = if n.blocked {
+                "RabbitMQ blocks publishing (a memory or disk alarm)"
+            } else {
+                "RabbitMQ is unreachable (see the ingest's log)"
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"ready": false, "error": reason, "reason": reason})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -380,9 +390,27 @@ async fn accept<P: Publish>(
             };
             error(status, source.to_string(), Some(index))
         }
-        Err(e @ (ProducerError::Unavailable { .. } | ProducerError::Refused { .. })) => {
+        Err(
+            e @ (ProducerError::Unavailable {
+                confirmed, total, ..
+            }
+            | ProducerError::Refused {
+                confirmed, total, ..
+            }),
+        ) => {
             tracing::warn!(error = %e, "ingest could not publish");
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
+            let what = if matches!(e, ProducerError::Refused { .. }) {
+                "RabbitMQ refused an event"
+            } else {
+                "RabbitMQ is unavailable"
+            };
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{what} ({confirmed} of {total} events confirmed); the events may or may not be stored: send them again"
+                ),
+                None,
+            )
         }
         Err(e @ ProducerError::Topology(_)) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None)

@@ -660,3 +660,22 @@ auth = { type = "oauth2", client_id = "c", client_secret = "s", token_url = "htt
     );
     assert_eq!(found.len(), 6, "{found:?}");
 }
+
+#[test]
+fn debug_output_hides_secrets_in_webhook_urls() {
+    let c = ok(r#"
+[[integration]]
+id = "slack"
+url = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX?token=qq"
+"#);
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("XXXXsecretXXXX") && !shown.contains("token=qq"),
+        "{shown}"
+    );
+    assert!(shown.contains("https://hooks.slack.com/…"), "{shown}");
+    assert_eq!(
+        crate::url_origin(&"http://127.0.0.1:8080/".parse().unwrap()),
+        "http://127.0.0.1:8080"
+    );
+}
