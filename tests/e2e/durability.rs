@@ -89,7 +89,10 @@ async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id(
         "/hook",
         [
             Reply::status(503),
-            Reply::status(503).body("busy"),
+            Reply::status(503)
+                .body("busy")
+                .header("set-cookie", "session=s3cr3t-cookie")
+                .header("x-request-id", "r-2"),
             Reply::ok(),
         ],
     );
@@ -147,6 +150,23 @@ async fn a_503_503_200_is_delivered_on_the_third_try_under_one_webhook_id(
     assert_eq!(outcomes, [("retry", 1), ("retry", 2), ("delivered", 3)]);
     assert_eq!(attempts[1]["response_body"], "busy");
     assert_eq!(attempts[1]["status"], 503);
+    // Response headers are kept, a session cookie masked.
+    let headers = &attempts[1]["response_headers"];
+    assert!(
+        headers
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["x-request-id", "r-2"])),
+        "{headers}"
+    );
+    assert!(
+        headers
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["set-cookie", "***"])),
+        "{headers}"
+    );
+    assert!(!body.contains("s3cr3t-cookie"), "{body}");
     worker.stop().await.unwrap();
     all_empty(&worker, &prefix).await;
     assert!(dead_letters(&worker, &prefix).await.is_empty());

@@ -33,6 +33,7 @@ pub use integration::{
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;
+pub use validate::looks_secret;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -95,7 +96,8 @@ pub const TOKEN_MIN: usize = 16;
 pub struct StoreSettings {
     /// Records older than this are pruned.
     pub retention: Duration,
-    /// Attempt records beyond this many bytes are pruned, oldest first.
+    /// Attempt records and dead letters beyond this many bytes in all are
+    /// pruned, oldest first.
     pub max_size: u64,
 }
 

@@ -885,12 +885,23 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn looks_secret(name: &str) -> bool {
+/// Whether a header (lowercase name) likely carries a credential: its value
+/// is masked wherever alertpost shows or keeps it (configured headers in
+/// `alertpost test`, response headers in the store).
+pub fn looks_secret(name: &str) -> bool {
     name == "authorization"
-        || name == "cookie"
-        || ["token", "key", "secret", "password", "auth", "signature"]
-            .iter()
-            .any(|w| name.contains(w))
+        || [
+            "cookie",
+            "token",
+            "key",
+            "secret",
+            "password",
+            "auth",
+            "signature",
+            "session",
+        ]
+        .iter()
+        .any(|w| name.contains(w))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

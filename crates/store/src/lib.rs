@@ -51,6 +51,11 @@ const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// sled's page cache: small, for the worker's memory budget (sled's own
 /// default is 1 GiB).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// Records removed per step of pruning (keys and lengths held, not values).
+const PRUNE_CHUNK: usize = 1024;
+/// The byte counters in `meta`.
+const ATTEMPT_BYTES: &[u8] = b"bytes";
+const DEAD_BYTES: &[u8] = b"dead_bytes";
 
 /// What the background writer writes.
 enum Write {
@@ -62,7 +67,8 @@ enum Write {
 pub struct Retention {
     /// Records older than this are pruned.
     pub max_age: Duration,
-    /// Attempt records beyond this many bytes are pruned, oldest first.
+    /// Attempt records and dead letters beyond this many bytes in all are
+    /// pruned, oldest first.
     pub max_bytes: u64,
 }
 
@@ -163,6 +169,7 @@ impl Store {
             }),
         };
         store.reload_journal();
+        store.count_dead_letters()?;
         Ok(store)
     }
 
@@ -243,9 +250,12 @@ impl Store {
 
     /// Keeps a dead letter this worker produced.
     pub fn record_dead(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let value = letter.to_json();
+        let len = value.len() as i64;
         self.inner
             .dead
-            .insert(self.time_key(letter.dead_at), letter.to_json())?;
+            .insert(self.time_key(letter.dead_at), value)?;
+        self.add(DEAD_BYTES, len)?;
         Ok(())
     }
 
@@ -441,9 +451,13 @@ impl Store {
     }
 
     fn add_bytes(&self, delta: i64) -> sled::Result<()> {
+        self.add(ATTEMPT_BYTES, delta)
+    }
+
+    fn add(&self, counter: &[u8], delta: i64) -> sled::Result<()> {
         self.inner
             .meta
-            .update_and_fetch(b"bytes", |old| {
+            .update_and_fetch(counter, |old| {
                 let current = old.map_or(0, read_u64);
                 Some(current.saturating_add_signed(delta).to_be_bytes().to_vec())
             })
@@ -452,12 +466,35 @@ impl Store {
 
     /// Bytes of segments, as counted when written and pruned.
     pub fn attempt_bytes(&self) -> u64 {
+        self.counter(ATTEMPT_BYTES)
+    }
+
+    /// Bytes of dead letters, as counted when written and pruned.
+    pub fn dead_bytes(&self) -> u64 {
+        self.counter(DEAD_BYTES)
+    }
+
+    fn counter(&self, name: &[u8]) -> u64 {
         self.inner
             .meta
-            .get(b"bytes")
+            .get(name)
             .ok()
             .flatten()
             .map_or(0, |v| read_u64(&v))
+    }
+
+    /// A store written before dead letters were counted: count them once.
+    fn count_dead_letters(&self) -> Result<(), StoreError> {
+        if self.inner.meta.get(DEAD_BYTES)?.is_some() {
+            return Ok(());
+        }
+        let mut total = 0u64;
+        for entry in self.inner.dead.iter() {
+            let (_, v) = entry?;
+            total += v.len() as u64;
+        }
+        self.inner.meta.insert(DEAD_BYTES, &total.to_be_bytes())?;
+        Ok(())
     }
 
     /// Prunes now (the background task does this every minute).
@@ -466,42 +503,57 @@ impl Store {
     }
 
     /// Drops segments and dead letters older than the age limit, then the
-    /// oldest segments while they take more bytes than allowed.
+    /// oldest of either while both take more bytes than allowed. Works in
+    /// chunks of keys and lengths: never every expired value at once.
     fn prune(&self, retention: &Retention) -> Result<(), StoreError> {
         let cutoff = time_key(OffsetDateTime::now_utc() - retention.max_age, 0).to_vec();
         let mut removed = 0usize;
-        let mut freed = 0i64;
-        for (k, v) in self
-            .inner
-            .segments
-            .range(..cutoff.clone())
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            self.inner.segments.remove(k)?;
-            freed += v.len() as i64;
-            removed += 1;
+        for (tree, counter) in [
+            (&self.inner.segments, ATTEMPT_BYTES),
+            (&self.inner.dead, DEAD_BYTES),
+        ] {
+            loop {
+                let chunk: Vec<(sled::IVec, usize)> = tree
+                    .range(..cutoff.clone())
+                    .take(PRUNE_CHUNK)
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k, v.len()))
+                    .collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut freed = 0i64;
+                for (k, len) in chunk {
+                    if tree.remove(k)?.is_some() {
+                        freed += len as i64;
+                        removed += 1;
+                    }
+                }
+                self.add(counter, -freed)?;
+            }
         }
-        for (k, _) in self
-            .inner
-            .dead
-            .range(..cutoff)
-            .filter_map(Result::ok)
-            .collect::<Vec<_>>()
-        {
-            self.inner.dead.remove(k)?;
-        }
-        self.add_bytes(-freed)?;
-        while self.attempt_bytes() > retention.max_bytes {
-            let Some((k, v)) = self.inner.segments.first()? else {
-                break;
+        // Then by size: the older of the oldest segment and the oldest
+        // dead letter goes first (both keys begin with their time).
+        while self.attempt_bytes() + self.dead_bytes() > retention.max_bytes {
+            let segment = self.inner.segments.first()?;
+            let dead = self.inner.dead.first()?;
+            let (tree, counter, (k, v)) = match (segment, dead) {
+                (Some(s), Some(d)) if d.0 < s.0 => (&self.inner.dead, DEAD_BYTES, d),
+                (Some(s), _) => (&self.inner.segments, ATTEMPT_BYTES, s),
+                (None, Some(d)) => (&self.inner.dead, DEAD_BYTES, d),
+                (None, None) => break,
             };
-            self.inner.segments.remove(k)?;
-            self.add_bytes(-(v.len() as i64))?;
+            tree.remove(k)?;
+            self.add(counter, -(v.len() as i64))?;
             removed += 1;
         }
         if removed > 0 {
-            tracing::debug!(removed, bytes = self.attempt_bytes(), "store pruned");
+            tracing::debug!(
+                removed,
+                attempt_bytes = self.attempt_bytes(),
+                dead_bytes = self.dead_bytes(),
+                "store pruned"
+            );
         }
         Ok(())
     }

@@ -225,3 +225,62 @@ async fn a_broken_store_is_moved_aside_only_when_asked() {
         "{aside:?}"
     );
 }
+
+/// Dead letters count toward `max_size` too (found: pruned by age only, so
+/// a flood of dead letters grew the store without bound), and age pruning
+/// takes them in chunks.
+#[tokio::test]
+async fn dead_letters_are_pruned_by_age_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let letter = |n: usize, at: OffsetDateTime| {
+        DeadLetter::undecodable(
+            format!("d{n}"),
+            &vec![b'x'; 1000],
+            "not JSON".to_owned(),
+            "q".to_owned(),
+            at,
+        )
+    };
+    // 3000 expired (more than one chunk), then 100 recent ones.
+    for n in 0..3000 {
+        store
+            .record_dead(&letter(n, now - Duration::from_secs(10 * 24 * 3600)))
+            .unwrap();
+    }
+    for n in 0..100 {
+        store
+            .record_dead(&letter(
+                10_000 + n,
+                now - Duration::from_secs(100 - n as u64),
+            ))
+            .unwrap();
+    }
+    let each = store.dead_bytes() / 3100;
+    assert!(each > 1000, "counted: {}", store.dead_bytes());
+    store
+        .prune_now(&Retention {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: u64::MAX,
+        })
+        .unwrap();
+    assert_eq!(store.dead_letters(None, 10_000).len(), 100);
+    assert_eq!(store.dead_bytes() / each, 100);
+    // Room for about 40: the oldest go.
+    store
+        .prune_now(&Retention {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: each * 40 + each / 2,
+        })
+        .unwrap();
+    let left = store.dead_letters(None, 10_000);
+    assert_eq!(left.len(), 40);
+    assert_eq!(left.first().unwrap().id, "d10099", "newest first");
+    assert_eq!(left.last().unwrap().id, "d10060");
+    // Counted across a restart.
+    let bytes = store.dead_bytes();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.dead_bytes(), bytes);
+}

@@ -282,10 +282,14 @@ fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
             r.headers
                 .iter()
                 .map(|(n, v)| {
-                    (
-                        n.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
+                    // Kept for operators to read: no session cookie or
+                    // token a receiver hands back goes into the store.
+                    let value = if alertpost_config::looks_secret(n.as_str()) {
+                        "***".to_owned()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (n.as_str().to_owned(), value)
                 })
                 .collect(),
             Some(String::from_utf8_lossy(&r.body[..r.body.len().min(STORED_BODY)]).into_owned()),
