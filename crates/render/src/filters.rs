@@ -12,6 +12,7 @@
 
 use minijinja::value::{Rest, Value};
 use minijinja::{Environment, Error, ErrorKind};
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -42,7 +43,11 @@ fn typed(value: Value) -> Result<String, Error> {
 }
 
 fn merge(maps: Rest<Value>) -> Result<Value, Error> {
-    let mut out: Vec<(Value, Value)> = Vec::new();
+    // Every write in order, and where each key was written last: a later
+    // map's key wins and takes its place at the end, in linear time (a
+    // search of the output per key made 20 000 labels cost seconds).
+    let mut writes: Vec<(Value, Value)> = Vec::new();
+    let mut last: HashMap<Value, usize> = HashMap::new();
     for map in maps.iter() {
         if map.is_undefined() || map.is_none() {
             continue;
@@ -56,11 +61,16 @@ fn merge(maps: Rest<Value>) -> Result<Value, Error> {
             if value.is_undefined() {
                 continue;
             }
-            out.retain(|(k, _)| k != &key);
-            out.push((key, value));
+            last.insert(key.clone(), writes.len());
+            writes.push((key, value));
         }
     }
-    Ok(Value::from_pairs(out))
+    let out = writes
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (k, _))| last.get(k) == Some(i))
+        .map(|(_, kv)| kv);
+    Ok(Value::from_pairs(out.collect::<Vec<_>>()))
 }
 
 fn truncate(s: String, n: usize) -> String {

@@ -239,8 +239,9 @@ mod tests {
         let started = std::time::Instant::now();
         let e = normalize(doc, "prometheus").unwrap_err().to_string();
         assert!(e.contains("copied into each of its 40000 alerts"), "{e}");
-        // Refused, not built: 40 000 copies of 1 MiB would take seconds.
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        // Refused, not built (a guard, not a benchmark): 40 000 copies of
+        // 1 MiB would take 40 GiB and minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // A large group of small alerts still goes through.
         let alerts = vec![json!({"status": "firing", "labels": {"alertname": "a"}}); 2000];
         let doc = json!({"groupKey": "{}:{alertname=\"a\"}", "alerts": alerts});

@@ -166,3 +166,24 @@ fn runaway_templates_run_out_of_fuel() {
         .unwrap_err();
     assert!(err.0.contains("fuel"), "{err}");
 }
+
+#[test]
+fn merge_is_linear_in_the_labels() {
+    // About 20 000 labels fit in an event (256 KiB): found to cost seconds
+    // per render with a search of the output for every key.
+    let mut e = event();
+    for i in 0..20_000 {
+        e.labels.insert(format!("l{i:05}"), "v".to_owned());
+    }
+    let started = std::time::Instant::now();
+    let v = render_json(
+        r#"{"all": "{{ merge(labels, annotations, {'team': 'ops'}) | length }}", "team": "{{ merge(labels, {'team': 'ops'}).team }}"}"#,
+        &e,
+    );
+    let took = started.elapsed();
+    assert_eq!(v["all"], 20_002);
+    assert_eq!(v["team"], "ops", "a later map wins");
+    // A guard against the complexity coming back, not a benchmark:
+    // quadratic took seconds per render; linear takes milliseconds.
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+}
