@@ -3,7 +3,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run run-rabbitmq test lint bench chaos rabbitmq test-tools build
+.PHONY: run run-rabbitmq test lint bench chaos fuzz rabbitmq test-tools build
 
 ## run: a receiver and `alertpost run` (ingest and worker on the embedded
 ## queue, no RabbitMQ) with examples/alertpost.toml, and the sample alerts
@@ -43,6 +43,14 @@ lint:
 bench: rabbitmq
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) run --release -p alertpost-tests --bin alertpost-bench -- --out BENCHMARKS.md
+
+## fuzz: every cargo-fuzz target (tests/fuzz: normalizers, decoders, the
+## template renderer, the matcher parser, the config loader) for
+## FUZZ_SECONDS each (default 60), on the nightly toolchain; a crash stops
+## it and leaves its input under tests/fuzz/artifacts/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## rabbitmq: install (Debian) and start RabbitMQ if needed.
 rabbitmq:
