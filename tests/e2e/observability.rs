@@ -543,3 +543,50 @@ async fn the_dashboard_and_alerts_use_only_names_alertpost_exports() {
     );
     worker.stop().await.unwrap();
 }
+
+/// `?limit=` on the admin API is capped (found unbounded: one request
+/// could ask the store for every record at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_caps_what_one_request_reads() {
+    use alertpost_store::{AttemptOutcome, AttemptRecord};
+    let prefix = TestPrefix::new("admin-limit");
+    let toml = "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"http://127.0.0.1:9/\"\n";
+    let mut worker = RunningWorker::start_on(Backend::Embedded, &prefix, toml).await;
+    let now = time::OffsetDateTime::now_utc();
+    for n in 0..1500u32 {
+        worker.store.record(AttemptRecord {
+            delivery_id: "dlv_cap".to_owned(),
+            event_id: "evt_cap".to_owned(),
+            integration: "hook".to_owned(),
+            attempt: n + 1,
+            started_at: now,
+            duration_ms: 1,
+            outcome: AttemptOutcome::Retry,
+            code: alertpost_event::job::AttemptCode::ServerError,
+            status: Some(503),
+            response_headers: Vec::new(),
+            response_body: None,
+            error: None,
+        });
+    }
+    let count = || async {
+        let (status, body) = alertpost_tests::bin::http_get(
+            worker.admin,
+            "/v1/attempts?event_id=evt_cap&limit=100000",
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        serde_json::from_str::<Vec<serde_json::Value>>(&body)
+            .unwrap()
+            .len()
+    };
+    // Written by the store's writer within a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count().await < 1000 {
+        assert!(Instant::now() < deadline, "records not written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count().await, alertpost_worker::admin::MAX_LIMIT);
+    worker.stop().await.unwrap();
+}
