@@ -115,6 +115,10 @@ pub fn normalize(format: Format, doc: Value) -> Result<Vec<Event>, NormalizeErro
 pub fn documents(input: &[u8]) -> Vec<(usize, Result<Value, NormalizeError>)> {
     let mut out = Vec::new();
     let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<Value>();
+    // Lines counted as the stream moves on, from where the count stopped:
+    // counting from the start for every document made 20 000 documents
+    // take 23 s.
+    let (mut counted, mut line) = (0usize, 1usize);
     loop {
         let offset = stream.byte_offset();
         let start = offset
@@ -122,7 +126,11 @@ pub fn documents(input: &[u8]) -> Vec<(usize, Result<Value, NormalizeError>)> {
                 .iter()
                 .take_while(|b| b.is_ascii_whitespace())
                 .count();
-        let line = 1 + input[..start].iter().filter(|b| **b == b'\n').count();
+        line += input[counted..start]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        counted = start;
         match stream.next() {
             None => break,
             Some(Ok(doc)) => out.push((line, Ok(doc))),
@@ -280,6 +288,25 @@ mod tests {
         assert!(
             bad[1].1.as_ref().unwrap_err().reason.contains("line 2"),
             "{bad:?}"
+        );
+        // Multi-line documents move the count on too.
+        let spread = documents(b"{\"a\":\n1}\n\n{\"b\":\n\n2}\n{\"c\":3}");
+        let lines: Vec<usize> = spread.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [1, 4, 7]);
+    }
+
+    #[test]
+    fn splitting_is_linear_in_the_input() {
+        // 20 000 documents took 23 s (quadratic); a guard, not a benchmark.
+        let input = "{\"source\":\"s\",\"status\":\"firing\",\"title\":\"t\"}\n".repeat(20_000);
+        let started = std::time::Instant::now();
+        let docs = documents(input.as_bytes());
+        assert_eq!(docs.len(), 20_000);
+        assert_eq!(docs[19_999].0, 20_000);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
 
