@@ -3,10 +3,13 @@
 //! answers; its 2 s timeout bounds each attempt) or failing (500 at once).
 //! Every event matches both integrations; the worker has its default
 //! window (256 in flight) and the neighbour its default concurrency (32).
-//! The healthy integration runs two ways: sized to the window (concurrency
-//! 256, so alone it goes at the machine's pace), and with the default 32
+//! The healthy integration runs three ways: sized to the window (concurrency
+//! 256, so alone it goes at the machine's pace), with the default 32
 //! (then, draining a backlog, it is at its own limit and goes through its
-//! own lane too).
+//! own lane too), and as a receiver that takes 20 ms per request at the
+//! default 32 (about 1600/s: below what the machine can do, so the table
+//! shows whether anything waits for the neighbour, apart from the CPU its
+//! backlog costs).
 //!
 //! Each run preloads `n` events, starts `alertpost worker`, and times the
 //! healthy integration's requests from the first to the last. A run that
@@ -68,6 +71,12 @@ pub struct Receivers {
     base: String,
 }
 
+async fn healthy_20ms(State(sink): State<Arc<Sink>>) -> &'static str {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    sink.hit();
+    "{\"status\":\"ok\"}"
+}
+
 async fn healthy(State(sink): State<Arc<Sink>>) -> &'static str {
     sink.hit();
     "{\"status\":\"ok\"}"
@@ -97,6 +106,10 @@ impl Receivers {
         let neighbour = Arc::new(Sink::default());
         let app = Router::new()
             .route("/healthy", post(healthy).with_state(healthy_sink.clone()))
+            .route(
+                "/healthy-20ms",
+                post(healthy_20ms).with_state(healthy_sink.clone()),
+            )
             .route("/slow", post(slow).with_state(neighbour.clone()))
             .route("/hole", post(hole).with_state(neighbour.clone()))
             .route("/fail", post(fail).with_state(neighbour.clone()));
@@ -131,16 +144,65 @@ pub struct Run {
     pub broker_us: Option<f64>,
 }
 
+/// One way the healthy integration runs (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Healthy {
+    pub concurrency: usize,
+    /// Its receiver's time per request.
+    pub delay_ms: u64,
+    /// Its runs take `n / events_divisor` events (a 20 ms receiver is slow).
+    pub events_divisor: usize,
+}
+
+impl Healthy {
+    fn path(self) -> &'static str {
+        if self.delay_ms == 0 {
+            "/healthy"
+        } else {
+            "/healthy-20ms"
+        }
+    }
+
+    fn label(self) -> String {
+        if self.delay_ms == 0 {
+            format!("{}", self.concurrency)
+        } else {
+            format!("{}+{}ms", self.concurrency, self.delay_ms)
+        }
+    }
+}
+
+/// The healthy integration's three ways.
+const KINDS: [Healthy; 3] = [
+    Healthy {
+        concurrency: 256,
+        delay_ms: 0,
+        events_divisor: 1,
+    },
+    Healthy {
+        concurrency: 32,
+        delay_ms: 0,
+        events_divisor: 1,
+    },
+    Healthy {
+        concurrency: 32,
+        delay_ms: 20,
+        events_divisor: 3,
+    },
+];
+
 fn config(
     dir: &std::path::Path,
     receivers: &Receivers,
     neighbour: Neighbour,
-    healthy_concurrency: usize,
+    healthy: Healthy,
 ) -> std::path::PathBuf {
     let mut toml = format!(
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
-         [[integration]]\nid = \"healthy\"\nurl = \"{}/healthy\"\nconcurrency = {healthy_concurrency}\n",
-        receivers.base
+         [[integration]]\nid = \"healthy\"\nurl = \"{}{}\"\nconcurrency = {}\n",
+        receivers.base,
+        healthy.path(),
+        healthy.concurrency
     );
     if neighbour != Neighbour::Alone {
         toml.push_str(&format!(
@@ -168,12 +230,7 @@ async fn deferred(admin: std::net::SocketAddr) -> Option<f64> {
         .copied()
 }
 
-pub async fn run(
-    receivers: &Receivers,
-    n: usize,
-    neighbour: Neighbour,
-    healthy_concurrency: usize,
-) -> Run {
+pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour, healthy: Healthy) -> Run {
     let prefix = TestPrefix::new("bench-iso");
     prefix.register_lanes(["healthy", "neighbour"]);
     prefix.declare().await;
@@ -181,7 +238,7 @@ pub async fn run(
     receivers.healthy.reset(false);
     receivers.neighbour.reset(false);
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = config(dir.path(), receivers, neighbour, healthy_concurrency);
+    let config = config(dir.path(), receivers, neighbour, healthy);
     let broker = broker_pid();
     let broker_before = broker.and_then(cpu_seconds);
     let admin = free_addr();
@@ -222,37 +279,34 @@ pub async fn run(
     }
 }
 
-/// The healthy integration's two sizes: the worker's window, the default.
-const SIZES: [usize; 2] = [256, 32];
-
 /// Every scenario `runs` times, interleaved; the markdown section.
 pub async fn section(n: usize, runs: usize) -> String {
     let receivers = Receivers::start().await;
-    let scenarios: Vec<(usize, Neighbour)> = SIZES
+    let scenarios: Vec<(Healthy, Neighbour)> = KINDS
         .iter()
-        .flat_map(|c| Neighbour::ALL.iter().map(move |nb| (*c, *nb)))
+        .flat_map(|k| Neighbour::ALL.iter().map(move |nb| (*k, *nb)))
         .collect();
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     let mut notes: Vec<Vec<String>> = vec![Vec::new(); scenarios.len()];
     // For profiling one scenario: `ALERTPOST_BENCH_ONLY=slow` (or alone,
-    // hole, fail), and `ALERTPOST_BENCH_HEALTHY=32` (or 256).
+    // hole, fail), and `ALERTPOST_BENCH_HEALTHY=32` (or 256, or 32+20ms).
     let only = std::env::var("ALERTPOST_BENCH_ONLY").ok();
-    let size: Option<usize> = std::env::var("ALERTPOST_BENCH_HEALTHY")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let size: Option<String> = std::env::var("ALERTPOST_BENCH_HEALTHY").ok();
     for r in 1..=runs {
-        for (i, (concurrency, neighbour)) in scenarios.iter().enumerate() {
+        for (i, (kind, neighbour)) in scenarios.iter().enumerate() {
             if only
                 .as_deref()
                 .is_some_and(|o| !neighbour.name().contains(o))
-                || size.is_some_and(|s| s != *concurrency)
+                || size.as_deref().is_some_and(|s| s != kind.label())
             {
                 continue;
             }
-            let run = run(&receivers, n, *neighbour, *concurrency).await;
+            let n = n / kind.events_divisor;
+            let run = run(&receivers, n, *neighbour, *kind).await;
             let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
             eprintln!(
-                "isolation run {r}, healthy concurrency {concurrency}, {}: healthy {:.0}/s ({} of {n}, {} through its lane, longest pause {} ms), neighbour got {} requests, CPU µs per delivery: worker {}, RabbitMQ {}",
+                "isolation run {r}, healthy {}, {}: healthy {:.0}/s ({} of {n}, {} through its lane, longest pause {} ms), neighbour got {} requests, CPU µs per delivery: worker {}, RabbitMQ {}",
+                kind.label(),
                 neighbour.name(),
                 run.rate,
                 run.healthy,
@@ -277,8 +331,8 @@ pub async fn section(n: usize, runs: usize) -> String {
         return String::new();
     }
     let mut tables = String::new();
-    for concurrency in SIZES {
-        let of = |i: usize| scenarios[i].0 == concurrency;
+    for kind in KINDS {
+        let of = |i: usize| scenarios[i].0 == kind;
         let Some(alone) =
             (0..scenarios.len()).find(|i| of(*i) && scenarios[*i].1 == Neighbour::Alone)
         else {
@@ -305,10 +359,14 @@ pub async fn section(n: usize, runs: usize) -> String {
                 notes[i].join("; ")
             ));
         }
-        let title = if concurrency == 256 {
-            "Healthy integration sized to the window (`concurrency = 256`): the target"
-        } else {
-            "Healthy integration with the default `concurrency = 32`"
+        let title = match (kind.concurrency, kind.delay_ms) {
+            (256, _) => "Healthy integration sized to the window (`concurrency = 256`): the target"
+                .to_owned(),
+            (c, 0) => format!("Healthy integration with the default `concurrency = {c}`"),
+            (c, ms) => format!(
+                "Healthy receiver taking {ms} ms a request (`concurrency = {c}`, {} events a run): below the machine's ceiling, so only waiting would cost it",
+                n / kind.events_divisor
+            ),
         };
         tables.push_str(&format!(
             "### {title}\n\n\
@@ -318,15 +376,20 @@ pub async fn section(n: usize, runs: usize) -> String {
     }
     format!(
         "## Isolation: a healthy integration beside a bad one\n\n\
-         {n} events preloaded, each matching a healthy integration (answers at once) and, but for \
-         the first row, a neighbour with the defaults (32 in flight, 10 s timeout, 2 s for the black \
+         {n} events preloaded (a third of them in the last table), each matching a healthy \
+         integration (answering at once; in the last table, after 20 ms) and, but for the first \
+         row, a neighbour with the defaults (32 in flight, 10 s timeout, 2 s for the black \
          hole, circuit after 10 failures); `alertpost worker` with its default window (256). The \
          healthy rate is its requests over the time from its first to its last; a run stops after \
          {}s and reports the rate so far. Scenarios interleave, {runs} rounds; a ratio is the median \
          over the rounds of a run beside over the same round's run alone. Target: every ratio ≥ 0.90 \
          (a bad neighbour costs a healthy one less than 10 %). Nothing waits for the neighbour: what \
          it costs is its backlog kept durably, each of its deliveries encoded, journaled and stored \
-         again in its lane (one broker message for up to 64): compare the CPU columns.\n\n{tables}",
+         again in its lane (one broker message for up to 64): compare the CPU columns. On a \
+         machine whose two cores the worker, RabbitMQ, the receivers and the bench share, that \
+         CPU is taken from the healthy integration when it goes at the machine's pace (the first \
+         two tables); a healthy receiver that is not at that ceiling (the last table) shows \
+         whether anything waits.\n\n{tables}",
         RUN_DEADLINE.as_secs()
     )
 }
