@@ -665,12 +665,25 @@ async fn dlq_list_show_and_replay_deliver_once_the_endpoint_is_fixed(
         "{out}"
     );
 
-    // One more dead letter, then purged.
-    receiver.script("/hook", [Reply::status(410)]);
+    // One more dead letter, replayed while the endpoint still refuses: it
+    // is sent once and dies again, no loop; then purged.
+    receiver.script("/hook", (0..5).map(|_| Reply::status(410)));
     worker.publish(event("purge me")).await;
     let deadline = Instant::now() + WAIT;
     while worker.dead_count(&prefix).await == 0 {
         assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = run(&["replay", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("replayed 1 dead letters"), "{out}");
+    receiver.wait_for(4, WAIT).await;
+    receiver
+        .assert_no_more(4, Duration::from_millis(1500))
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while worker.dead_count(&prefix).await == 0 {
+        assert!(Instant::now() < deadline, "dead again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (code, _, err) = run(&["purge"]);

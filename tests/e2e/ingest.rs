@@ -282,8 +282,8 @@ async fn tokens_the_request_bound_and_slow_clients() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let bounds = alertpost_ingest::Bounds {
         header: Duration::from_millis(500),
-        body: Duration::from_millis(500),
-        shutdown: Duration::from_secs(1),
+        body: Duration::from_secs(3),
+        shutdown: Duration::from_millis(300),
     };
     let server = tokio::spawn(alertpost_ingest::serve_bounded(
         listener,
@@ -374,17 +374,35 @@ async fn tokens_the_request_bound_and_slow_clients() {
         .expect("closed within the header bound")
         .ok();
 
-    // A stop does not hang behind a client that holds its connection.
+    // A stop does not hang behind a request in progress: one whose body
+    // is still coming. The stop's bound ends it (before the body's own),
+    // and its connection is closed without an answer.
     let mut holder = tokio::net::TcpStream::connect(addr).await.unwrap();
     holder
-        .write_all(b"POST /v1/events HTTP/1.1\r\n")
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer first-token-0123456789\r\ncontent-length: 100\r\n\r\n{")
         .await
         .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let _ = stop.send(());
+    let stopping = std::time::Instant::now();
     tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .expect("the ingest stops within its bound")
         .unwrap()
         .unwrap();
-    drop(holder);
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_millis(500), holder.read_to_end(&mut rest))
+        .await
+        .expect("the held connection is closed at the stop")
+        .ok();
+    assert!(
+        rest.is_empty(),
+        "closed, not answered: {}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(
+        stopping.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        stopping.elapsed()
+    );
 }

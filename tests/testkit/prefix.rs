@@ -35,7 +35,7 @@ impl Lanes {
         self.register(config.integrations.iter().map(|i| i.id.as_str()));
     }
 
-    fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -50,6 +50,8 @@ pub struct RunningWorker {
     pub admin: SocketAddr,
     pub backend: Backend,
     feed: Feed,
+    /// The worker's topology (its delay tiers are the config's).
+    topology: alertpost_broker::Topology,
 }
 
 impl RunningWorker {
@@ -112,6 +114,7 @@ impl RunningWorker {
         let shutdown = async move {
             let _ = rx.await;
         };
+        let worker_topology = topology.clone();
         let (handle, feed) = match kind {
             Backend::RabbitMq => {
                 let backend = alertpost_broker::Rabbit::new(
@@ -159,6 +162,7 @@ impl RunningWorker {
             admin: admin_addr,
             backend: kind,
             feed,
+            topology: worker_topology,
         }
     }
 
@@ -229,25 +233,41 @@ impl RunningWorker {
         }
     }
 
-    /// Messages ready in every queue but the dead one: 0 when nothing waits
-    /// (embedded: waits not yet due count too).
+    /// Messages ready in every queue but the dead one (the events, the
+    /// deliveries, the worker's delay tiers, the lanes of its integrations):
+    /// 0 when nothing waits (embedded: waits not yet due count too).
     pub async fn waiting(&self, prefix: &TestPrefix) -> usize {
+        let lanes: Vec<String> = self
+            .lanes
+            .all()
+            .iter()
+            .map(|id| self.topology.lane_queue(id))
+            .collect();
         match &self.feed {
             Feed::Rabbit(_) => {
+                let broker = prefix.broker().await;
                 let mut n = 0;
-                for queue in prefix.topology.queues() {
-                    if queue != prefix.topology.dead_queue() {
-                        n += prefix.ready(&queue).await as usize;
+                for queue in self.topology.queues().into_iter().chain(lanes) {
+                    // A lane never declared (a disabled integration's)
+                    // holds nothing.
+                    if queue != self.topology.dead_queue() {
+                        n += broker.queue_stats(&queue).await.map_or(0, |s| s.messages) as usize;
                     }
                 }
+                broker.close().await;
                 n
             }
             Feed::Embedded { queue, .. } => {
                 let names = [
-                    prefix.topology.events_queue(),
-                    prefix.topology.deliveries_queue(),
+                    self.topology.events_queue(),
+                    self.topology.deliveries_queue(),
                 ];
-                names.iter().map(|q| queue.ready_len(q)).sum::<usize>() + queue.later_len()
+                names
+                    .iter()
+                    .chain(&lanes)
+                    .map(|q| queue.ready_len(q))
+                    .sum::<usize>()
+                    + queue.later_len()
             }
         }
     }

@@ -45,6 +45,13 @@ impl AdminClient {
             (None, None) => None,
         };
         let addr = addr.trim_end_matches('/');
+        // Credentials belong in the token, not in an address that errors
+        // and logs repeat.
+        if addr.contains('@') {
+            return Err(Failure::Usage(anyhow!(
+                "--admin takes an address (host:port or http://host:port); the token goes in {TOKEN_ENV} or --admin-token-file"
+            )));
+        }
         let base = if addr.starts_with("http://") || addr.starts_with("https://") {
             addr.to_owned()
         } else {

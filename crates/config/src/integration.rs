@@ -215,12 +215,23 @@ impl Auth {
 }
 
 /// OAuth 2 client credentials (RFC 6749 §4.4).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct OAuth2 {
     pub client_id: String,
     pub client_secret: Secret,
     pub token_url: Url,
     pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OAuth2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("token_url", &url_origin(&self.token_url))
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// A Standard Webhooks signing key: the bytes behind `whsec_<base64>`.

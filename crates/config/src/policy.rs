@@ -36,7 +36,9 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     }
     let s = v6.segments();
     let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let compatible = s[..6].iter().all(|x| *x == 0);
+    // `::` and `::1` are IPv6's own unspecified and loopback addresses,
+    // not IPv4-compatible ones (RFC 4291 §2.5.5.1).
+    let compatible = s[..6].iter().all(|x| *x == 0) && !(s[6] == 0 && s[7] <= 1);
     let translated = s[..4].iter().all(|x| *x == 0) && s[4] == 0xffff && s[5] == 0;
     if compatible || translated {
         IpAddr::V4(low)
@@ -163,5 +165,13 @@ mod tests {
         assert!(policy.permits(ip("::ffff:127.0.0.1")));
         assert!(policy.permits(ip("fd00::5")));
         assert!(!policy.permits(ip("10.0.0.1")));
+        // IPv6 loopback stays IPv6: an allowed `::1` is allowed.
+        let policy = Policy {
+            require_https: false,
+            allow_networks: vec!["::1/128".parse().unwrap()],
+        };
+        assert!(policy.permits(ip("::1")));
+        assert!(!policy.permits(ip("::")));
+        assert!(!policy.permits(ip("::127.0.0.1")));
     }
 }

@@ -143,8 +143,12 @@ pub async fn serve_bounded<P: Publish>(
     // hyper directly rather than `axum::serve`: it is where a header read
     // timeout can be set, and a stop can be bounded.
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Every connection's task, so those left after the stop's bound can be
+    // ended (not left to publish after the producer is closed).
+    let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        while connections.try_join_next().is_some() {}
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -164,7 +168,7 @@ pub async fn serve_bounded<P: Publish>(
             .header_read_timeout(bounds.header);
         let connection =
             graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _ = connection.await;
         });
     }
@@ -174,9 +178,12 @@ pub async fn serve_bounded<P: Publish>(
         .is_err()
     {
         tracing::warn!(
-            "requests still in progress after {}s; closing their connections",
-            bounds.shutdown.as_secs()
+            left = connections.len(),
+            "requests still in progress after {} ms; closing their connections",
+            bounds.shutdown.as_millis()
         );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
     producer.close().await;
     Ok(())

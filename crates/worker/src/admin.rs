@@ -105,7 +105,11 @@ async fn authorize(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110 §11.1).
+                let (scheme, rest) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+            });
         if !given.is_some_and(|g| same(g.trim().as_bytes(), token.expose().as_bytes())) {
             return (
                 StatusCode::UNAUTHORIZED,
@@ -229,37 +233,59 @@ async fn with_dead_queue<B: Backend, T>(
     Ok(out)
 }
 
+/// Runs `work` in a task of its own: a caller that hangs up mid-request
+/// neither cuts a replay short nor leaves what it took out of the dead
+/// queue held by a session nobody closes.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, BrokerError>> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::spawn(work).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(e)) => Err(unavailable(e)),
+        Err(e) => Err(unavailable(format!("the dead-queue task failed: {e}"))),
+    }
+}
+
 async fn dlq_list<B: Backend>(
     State(admin): State<Admin<B>>,
     Query(q): Query<DeadQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let integration = q.integration.as_deref();
-    let listed = with_dead_queue(&*admin.backend, async |_, reader| {
-        deadletters::list(reader, integration, limit).await
+    let backend = admin.backend.clone();
+    let listed = detached(async move {
+        let integration = q.integration.as_deref();
+        with_dead_queue(&*backend, async |_, reader| {
+            deadletters::list(reader, integration, limit).await
+        })
+        .await?
     })
     .await;
     match listed {
-        Ok(Ok(rows)) => axum::Json(rows).into_response(),
-        Ok(Err(e)) | Err(e) => unavailable(e),
+        Ok(rows) => axum::Json(rows).into_response(),
+        Err(answer) => answer,
     }
 }
 
 async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<String>) -> Response {
-    let found = with_dead_queue(&*admin.backend, async |_, reader| {
-        deadletters::show(reader, &id).await
+    let backend = admin.backend.clone();
+    let wanted = id.clone();
+    let found = detached(async move {
+        with_dead_queue(&*backend, async |_, reader| {
+            deadletters::show(reader, &wanted).await
+        })
+        .await?
     })
     .await;
     match found {
-        Ok(Ok(Some(full))) => axum::Json(full).into_response(),
-        Ok(Ok(None)) => (
+        Ok(Some(full)) => axum::Json(full).into_response(),
+        Ok(None) => (
             StatusCode::NOT_FOUND,
             axum::Json(
                 json!({"error": format!("no dead letter `{id}` (by id, delivery id or event id)")}),
             ),
         )
             .into_response(),
-        Ok(Err(e)) | Err(e) => unavailable(e),
+        Err(answer) => answer,
     }
 }
 
@@ -267,8 +293,16 @@ async fn dlq_replay<B: Backend>(
     State(admin): State<Admin<B>>,
     axum::Json(which): axum::Json<Which>,
 ) -> Response {
-    let done = with_dead_queue(&*admin.backend, async |session, reader| {
-        deadletters::replay(reader, &Through(session), &which).await
+    let backend = admin.backend.clone();
+    let chosen = which.clone();
+    let done = detached(async move {
+        let done = with_dead_queue(&*backend, async |session, reader| {
+            deadletters::replay(reader, &Through(session), &chosen).await
+        })
+        .await?;
+        // A replay that failed half-way: what went out stays out (acked),
+        // the rest stays dead; the answer says which.
+        Ok(done.map_err(|e| e.to_string()))
     })
     .await;
     match done {
@@ -281,21 +315,25 @@ async fn dlq_replay<B: Backend>(
             axum::Json(done).into_response()
         }
         Ok(Err(e)) => unavailable(e),
-        Err(e) => unavailable(e),
+        Err(answer) => answer,
     }
 }
 
 async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
-    let purged = with_dead_queue(&*admin.backend, async |_, reader| {
-        deadletters::purge(reader).await
+    let backend = admin.backend.clone();
+    let purged = detached(async move {
+        with_dead_queue(&*backend, async |_, reader| {
+            deadletters::purge(reader).await
+        })
+        .await?
     })
     .await;
     match purged {
-        Ok(Ok(n)) => {
+        Ok(n) => {
             tracing::warn!(purged = n, "dead queue purged through the admin API");
             axum::Json(json!({"purged": n})).into_response()
         }
-        Ok(Err(e)) | Err(e) => unavailable(e),
+        Err(answer) => answer,
     }
 }
 

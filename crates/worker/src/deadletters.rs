@@ -270,18 +270,25 @@ async fn take<R: Reader>(reader: &mut R, limit: usize) -> Result<Vec<Dead>, Brok
     Ok(out)
 }
 
-/// The summaries of the first `limit` dead messages (of one integration).
+/// The summaries of the first `limit` dead messages (of one integration,
+/// when given: the others before them do not count).
 pub async fn list<R: Reader>(
     reader: &mut R,
     integration: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Value>, BrokerError> {
-    let all = take(reader, limit).await?;
-    Ok(all
-        .iter()
-        .filter(|d| integration.is_none_or(|i| d.integration() == Some(i)))
-        .flat_map(Dead::rows)
-        .collect())
+    let mut rows = Vec::new();
+    while rows.len() < limit {
+        let Some(msg) = reader.next().await? else {
+            break;
+        };
+        let dead = Dead::read(msg);
+        if integration.is_none_or(|i| dead.integration() == Some(i)) {
+            rows.extend(dead.rows());
+        }
+    }
+    rows.truncate(limit);
+    Ok(rows)
 }
 
 /// One dead letter in full, by its id, delivery id or event id.
@@ -300,24 +307,27 @@ pub async fn show<R: Reader>(reader: &mut R, id: &str) -> Result<Option<Value>, 
 }
 
 /// Sends the chosen dead letters back to be delivered, attempts reset;
-/// each is removed only once all it holds is confirmed.
+/// each is removed only once all it holds is confirmed. What is in the dead
+/// queue is taken first, then replayed: a replay that dies again while this
+/// runs lands behind what was taken and is not replayed again (else a
+/// receiver still refusing would be sent the same letters without end).
 pub async fn replay<R: Reader, P: Resend>(
     reader: &mut R,
     to: &P,
     which: &Which,
 ) -> Result<Replayed, DlqError> {
     let now = OffsetDateTime::now_utc();
+    let taken = take(reader, usize::MAX).await?;
     let mut done = Replayed::default();
-    while let Some(msg) = reader.next().await? {
-        let dead = Dead::read(msg);
-        if !dead.chosen(which) {
-            continue;
-        }
+    for dead in taken.iter().filter(|d| d.chosen(which)) {
         let sends = dead.sends(now);
         if sends.is_empty() {
             done.unreadable += 1;
             continue;
         }
+        // A lane's batch goes back job by job: if one fails, those before
+        // it went out and the letter stays, so a later replay sends them
+        // again (at least once, as everywhere).
         for (dest, body, kind, message_id) in &sends {
             let msg = Outgoing {
                 body,
@@ -347,4 +357,118 @@ pub async fn purge<R: Reader>(reader: &mut R) -> Result<usize, BrokerError> {
         n += 1;
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use alertpost_broker::seam::{BoxFuture, Received, Settler};
+    use alertpost_broker::{Held, Source};
+    use alertpost_event::job::DeadReason;
+    use alertpost_event::{Event, Status};
+
+    use super::*;
+
+    /// A dead queue in memory: what a replay publishes dies again at once
+    /// (a receiver that still refuses), landing at the end of the queue.
+    #[derive(Clone, Default)]
+    struct Queue(Arc<Mutex<VecDeque<Vec<u8>>>>);
+
+    struct Acked;
+
+    impl Settler for Acked {
+        fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn requeue(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn held(&self) -> Held {
+            Held::new(|| true)
+        }
+    }
+
+    impl Reader for Queue {
+        async fn next(&mut self) -> Result<Option<Inbound>, BrokerError> {
+            let body = self.0.lock().unwrap().pop_front();
+            Ok(body.map(|body| {
+                Inbound::new(
+                    Received {
+                        body: body.into(),
+                        kind: Some(DEAD_SCHEMA.to_owned()),
+                        message_id: None,
+                        redelivered: false,
+                        source: Source::Dead,
+                        origin: "dead".to_owned(),
+                    },
+                    Acked,
+                )
+            }))
+        }
+        async fn close(self) {}
+    }
+
+    struct DiesAgain(Queue, Mutex<usize>);
+
+    impl Resend for DiesAgain {
+        async fn resend(&self, _: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
+            *self.1.lock().unwrap() += 1;
+            let job: DeliveryJob = serde_json::from_slice(msg.body).unwrap();
+            let now = OffsetDateTime::now_utc();
+            let letter =
+                DeadLetter::of_job(job, DeadReason::Status, "HTTP 410".into(), "q".into(), now);
+            self.0.0.lock().unwrap().push_back(letter.to_json());
+            Ok(())
+        }
+    }
+
+    fn letter(integration: &str, n: usize) -> Vec<u8> {
+        let event = Event::new("t", Status::Firing, format!("e{n}"));
+        let job = DeliveryJob {
+            delivery_id: format!("dlv_{integration}_{n}"),
+            integration: integration.to_owned(),
+            attempts: 1,
+            hop: 1,
+            first_attempt_at: OffsetDateTime::now_utc(),
+            not_before: OffsetDateTime::now_utc(),
+            replayed: None,
+            history: Vec::new(),
+            event,
+        };
+        let now = OffsetDateTime::now_utc();
+        DeadLetter::of_job(job, DeadReason::Status, "HTTP 410".into(), "q".into(), now).to_json()
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_dies_again_is_not_replayed_again() {
+        let queue = Queue::default();
+        for n in 0..3 {
+            queue.0.lock().unwrap().push_back(letter("hook", n));
+        }
+        let to = DiesAgain(queue.clone(), Mutex::new(0));
+        let mut reader = queue.clone();
+        let done = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            replay(&mut reader, &to, &Which::All),
+        )
+        .await
+        .expect("a replay ends")
+        .unwrap();
+        assert_eq!(done.replayed, 3);
+        assert_eq!(*to.1.lock().unwrap(), 3, "each sent once");
+    }
+
+    #[tokio::test]
+    async fn a_list_of_one_integration_skips_the_others_before_it() {
+        let queue = Queue::default();
+        for n in 0..5 {
+            queue.0.lock().unwrap().push_back(letter("other", n));
+        }
+        queue.0.lock().unwrap().push_back(letter("hook", 9));
+        let rows = list(&mut queue.clone(), Some("hook"), 2).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["delivery_id"], "dlv_hook_9");
+    }
 }
