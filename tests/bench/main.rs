@@ -28,6 +28,7 @@ use axum::extract::State;
 
 mod embedded;
 mod isolation;
+mod publish;
 
 #[tokio::main]
 async fn main() {
@@ -46,6 +47,7 @@ async fn main() {
     // the 10 % the target is about, so more of them than of the rest.
     let mut isolation_runs = 5usize;
     let mut embedded_only = false;
+    let mut publish_only = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -71,9 +73,18 @@ async fn main() {
                 embedded_only = true;
                 i -= 1;
             }
+            // Only the publish side, printed.
+            "--publish-only" => {
+                publish_only = true;
+                i -= 1;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
+    }
+    if publish_only {
+        println!("{}", publish::section(events, runs).await);
+        return;
     }
     if embedded_only {
         let (sink, url) = sink().await;
@@ -613,6 +624,7 @@ async fn bench(
             .join(", ")
     };
     let window = inflight();
+    let publish = publish::section(n, runs).await;
     let isolation = isolation::section(isolation_events, isolation_runs).await;
     let embedded = embedded::section(&sink, &url, n, runs).await;
     let mut latency_rows = String::new();
@@ -667,10 +679,12 @@ async fn bench(
          ## Memory\n\n\
          Worker RSS at the end of the 200/s runs (steady load; the largest of the runs): **{steady_rss}** (target ≤ 40 MiB). Peak \
          RSS during the throughput runs ({window} requests in flight): {peak_rss}.\n\n\
+         {publish}\
          {isolation}\
          {embedded}\
          ## Not measured yet\n\n\
-         Fan-out cost (an event matching 4 integrations).\n",
+         Fan-out cost (an event matching 4 integrations); the whole path as a user runs it \
+         (publish and deliver at once); the ingest against a minimal HTTP → publish loop.\n",
         fmt_runs(&base),
         fmt_runs(&ours),
         ratios.join(", "),

@@ -1,0 +1,188 @@
+//! The publish side alone (issue 16, target 3): `alertpost publish` of an
+//! NDJSON file and `Producer::publish_all` against a bare lapin loop that
+//! publishes the same bodies with confirms, the same number awaited at once.
+//! Each run has a prefix of its own (declared first, deleted after), and
+//! the events queue must hold every event at the end. `alertpost publish`
+//! also runs on a quarter of the input, for how its time grows.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use alertpost_producer::Producer;
+use alertpost_tests::TestPrefix;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+use crate::{exe_dir, median, sample_event};
+
+/// Confirms awaited at once by the bare loop: the producer's window.
+const WINDOW: usize = 512;
+
+/// Writes `n` sample events as NDJSON; returns each one's routing key and
+/// bytes as the bare loop publishes them (prepared the way the producer
+/// prepares them, so both send the same documents).
+fn input(path: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
+    let mut text = String::new();
+    let mut bodies = Vec::with_capacity(n);
+    let now = time::OffsetDateTime::now_utc();
+    for i in 0..n {
+        let e = sample_event(i);
+        text.push_str(&String::from_utf8(e.to_json()).expect("JSON is text"));
+        text.push('\n');
+        let mut prepared = e;
+        prepared.prepare(now).expect("a valid sample");
+        bodies.push((prepared.routing_key(), prepared.to_json()));
+    }
+    std::fs::write(path, text).expect("the temp dir is writable");
+    bodies
+}
+
+async fn fresh(name: &str) -> TestPrefix {
+    let prefix = TestPrefix::new(name);
+    prefix.declare().await;
+    prefix
+}
+
+async fn check_all_there(prefix: &TestPrefix, n: usize) {
+    let got = prefix.ready(&prefix.topology.events_queue()).await as usize;
+    assert_eq!(got, n, "every event is in the queue");
+}
+
+/// `alertpost publish FILE`, start to exit; events/s.
+async fn cli(path: &Path, n: usize) -> f64 {
+    let prefix = fresh("bench-pub-cli").await;
+    let started = Instant::now();
+    let out = Command::new(exe_dir().join("alertpost"))
+        .args(["--prefix", &prefix.prefix, "--amqp", &prefix.url, "publish"])
+        .arg(path)
+        .output()
+        .expect("alertpost runs");
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_all_there(&prefix, n).await;
+    n as f64 / took
+}
+
+/// `Producer::publish_all` of the parsed events, in one call; events/s.
+async fn library(n: usize) -> f64 {
+    let prefix = fresh("bench-pub-lib").await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "bench-pub")
+        .await
+        .expect("RabbitMQ is reachable");
+    let events: Vec<_> = (0..n).map(sample_event).collect();
+    let started = Instant::now();
+    producer.publish_all(events).await.expect("published");
+    let took = started.elapsed().as_secs_f64();
+    producer.close().await;
+    check_all_there(&prefix, n).await;
+    n as f64 / took
+}
+
+/// The bare loop: publish each body to the events exchange, `WINDOW`
+/// confirms awaited at once; events/s.
+async fn bare(bodies: &[(String, Vec<u8>)]) -> f64 {
+    let prefix = fresh("bench-pub-bare").await;
+    let conn = Connection::connect(&prefix.url, ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = conn.create_channel().await.expect("a channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirms");
+    let exchange = prefix.topology.exchange();
+    let started = Instant::now();
+    for window in bodies.chunks(WINDOW) {
+        let mut pending = Vec::with_capacity(window.len());
+        for (key, body) in window {
+            let confirm = channel
+                .basic_publish(
+                    exchange.as_str().into(),
+                    key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("published");
+            pending.push(confirm);
+        }
+        for confirm in pending {
+            confirm.await.expect("confirmed");
+        }
+    }
+    let took = started.elapsed().as_secs_f64();
+    let _ = conn.close(200, "done".into()).await;
+    check_all_there(&prefix, bodies.len()).await;
+    bodies.len() as f64 / took
+}
+
+fn runs(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `runs` interleaved rounds of the three, and the quarter-size runs.
+pub async fn section(n: usize, rounds: usize) -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let full = dir.path().join("events.ndjson");
+    let quarter = dir.path().join("quarter.ndjson");
+    let bodies = input(&full, n);
+    input(&quarter, n / 4);
+    let (mut b, mut c, mut l, mut q) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        b.push(bare(&bodies).await);
+        c.push(cli(&full, n).await);
+        l.push(library(n).await);
+        q.push(cli(&quarter, n / 4).await);
+        eprintln!(
+            "publish round {r}: bare {:.0}/s, alertpost publish {:.0}/s, Producer::publish_all {:.0}/s, alertpost publish of {} {:.0}/s",
+            b[r - 1],
+            c[r - 1],
+            l[r - 1],
+            n / 4,
+            q[r - 1]
+        );
+    }
+    let ratio = |v: &[f64]| {
+        let per: Vec<f64> = v.iter().zip(&b).map(|(x, base)| x / base).collect();
+        median(per)
+    };
+    format!(
+        "## The publish side: `alertpost publish` and the producer library against a bare loop\n\n\
+         {n} sample events (about {} bytes each): `alertpost publish` of them as an NDJSON file (the \
+         whole command: start, read, parse, normalize, connect, publish, exit), `Producer::publish_all` \
+         of them in one call, and a bare lapin loop publishing the same prepared bodies to the same \
+         exchange with confirms, {WINDOW} awaited at once (the producer's window). Each run on a fresh \
+         prefix; the events queue holds all {n} after each. Interleaved, {rounds} rounds; ratios are the \
+         medians of each round's run over that round's bare loop. Target: ≥ 0.9.\n\n\
+         | publisher | runs (events/s) | median | ratio to the bare loop |\n| --- | --- | --- | --- |\n\
+         | bare lapin loop | {} | {:.0} | 1.00 |\n\
+         | `alertpost publish` | {} | {:.0} | **{:.2}** |\n\
+         | `Producer::publish_all` | {} | {:.0} | **{:.2}** |\n\
+         | `alertpost publish`, a quarter of the input ({} events) | {} | {:.0} | {:.2} |\n\n\
+         Linear in the input: the quarter-size runs go at {:.2} × the full-size rate (a quadratic \
+         command would go 4 × faster per event on a quarter of the input).\n\n",
+        bodies.first().map_or(0, |(_, b)| b.len()),
+        runs(&b),
+        median(b.clone()),
+        runs(&c),
+        median(c.clone()),
+        ratio(&c),
+        runs(&l),
+        median(l.clone()),
+        ratio(&l),
+        n / 4,
+        runs(&q),
+        median(q.clone()),
+        ratio(&q),
+        median(q.clone()) / median(c.clone()),
+    )
+}
