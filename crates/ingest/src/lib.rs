@@ -238,13 +238,9 @@ fn authorized(tokens: &[Secret], headers: &HeaderMap) -> bool {
     };
     // Every token compared, each in constant time: nothing tells which
     // came close.
-    tokens.iter().fold(false, |found, t| {
-        found | same(&presented, t.expose().as_bytes())
-    })
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    tokens
+        .iter()
+        .fold(false, |found, t| found | t.is(&presented))
 }
 
 /// Reads the body within `within` and [`MAX_BODY_BYTES`].
