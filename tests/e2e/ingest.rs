@@ -374,6 +374,19 @@ async fn tokens_the_request_bound_and_slow_clients() {
         .expect("closed within the header bound")
         .ok();
 
+    // A connection left idle after its answer (keep-alive, no next request)
+    // is closed by the same bound: idle connections do not pile up.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answered = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut answered))
+        .await
+        .expect("an idle keep-alive connection is closed within the header bound")
+        .ok();
+    assert!(String::from_utf8_lossy(&answered).starts_with("HTTP/1.1 200"));
+
     // A stop does not hang behind a request in progress: one whose body
     // is still coming. The stop's bound ends it (before the body's own),
     // and its connection is closed without an answer.
