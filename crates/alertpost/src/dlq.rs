@@ -13,15 +13,8 @@ use crate::Failure;
 use crate::admin_client::AdminClient;
 use crate::cli::DlqCommand;
 
-fn which(command: &DlqCommand) -> Result<Which, Failure> {
-    let DlqCommand::Replay {
-        integration,
-        id,
-        all,
-    } = command
-    else {
-        return Ok(Which::All);
-    };
+/// What `dlq replay` was asked to take.
+fn which(integration: &Option<String>, id: &Option<String>, all: bool) -> Result<Which, Failure> {
     match (integration, id, all) {
         (Some(i), _, _) => Ok(Which::Integration(i.clone())),
         (_, Some(id), _) => Ok(Which::Id(id.clone())),
@@ -43,8 +36,16 @@ fn refuse_purge_without_yes(command: &DlqCommand) -> Result<(), Failure> {
 
 /// Through the broker.
 pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
-    let which = which(command)?;
     refuse_purge_without_yes(command)?;
+    // Checked before anything is taken from the queue.
+    let chosen = match command {
+        DlqCommand::Replay {
+            integration,
+            id,
+            all,
+        } => Some(which(integration, id, *all)?),
+        _ => None,
+    };
     let runtime = |e: alertpost_broker::BrokerError| Failure::Runtime(e.into());
     let mut reader = broker.reader(&Source::Dead).await.map_err(runtime)?;
     let result = match command {
@@ -64,14 +65,18 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
             Ok(None) => Err(not_found(id)),
             Err(e) => Err(runtime(e)),
         },
-        DlqCommand::Replay { .. } => match broker.publisher().await {
-            Ok(publisher) => {
-                let done = deadletters::replay(&mut reader, &publisher, &which).await;
+        DlqCommand::Replay { .. } => match (broker.publisher().await, &chosen) {
+            (Ok(publisher), Some(which)) => {
+                let done = deadletters::replay(&mut reader, &publisher, which).await;
                 publisher.close().await;
                 done.map(print_replayed)
                     .map_err(|e| Failure::Runtime(e.into()))
             }
-            Err(e) => Err(runtime(e)),
+            (Ok(publisher), None) => {
+                publisher.close().await;
+                Ok(())
+            }
+            (Err(e), _) => Err(runtime(e)),
         },
         DlqCommand::Purge { .. } => broker
             .purge(&broker.topology().dead_queue())
@@ -86,7 +91,6 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
 
 /// Through a running process's admin API.
 pub async fn run_admin(admin: &AdminClient, command: &DlqCommand) -> Result<(), Failure> {
-    let which = which(command)?;
     refuse_purge_without_yes(command)?;
     match command {
         DlqCommand::List {
@@ -108,7 +112,12 @@ pub async fn run_admin(admin: &AdminClient, command: &DlqCommand) -> Result<(), 
                 None => return Err(not_found(id)),
             }
         }
-        DlqCommand::Replay { .. } => {
+        DlqCommand::Replay {
+            integration,
+            id,
+            all,
+        } => {
+            let which = which(integration, id, *all)?;
             let done: Replayed = admin.post("/v1/dlq/replay", &which).await?;
             print_replayed(done);
         }

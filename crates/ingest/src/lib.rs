@@ -55,6 +55,7 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(20);
 
 /// What every request shares.
+#[derive(Clone)]
 struct Ingest<P> {
     producer: P,
     metrics: IngestMetrics,
@@ -63,20 +64,6 @@ struct Ingest<P> {
     slots: Arc<tokio::sync::Semaphore>,
     max_concurrent: usize,
     body_timeout: Duration,
-}
-
-// Derived `Clone` would ask more of `P` than `Publish` does.
-impl<P: Clone> Clone for Ingest<P> {
-    fn clone(&self) -> Ingest<P> {
-        Ingest {
-            producer: self.producer.clone(),
-            metrics: self.metrics.clone(),
-            tokens: self.tokens.clone(),
-            slots: self.slots.clone(),
-            max_concurrent: self.max_concurrent,
-            body_timeout: self.body_timeout,
-        }
-    }
 }
 
 /// The ingest routes over `producer` (RabbitMQ's [`alertpost_producer::Producer`],
