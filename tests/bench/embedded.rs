@@ -105,7 +105,13 @@ async fn ready(addr: SocketAddr) {
     }
 }
 
-fn body(from: usize, n: usize) -> String {
+/// One event, not in an array.
+pub(crate) fn single(i: usize) -> String {
+    let array = body(i, 1);
+    array[1..array.len() - 1].to_owned()
+}
+
+pub(crate) fn body(from: usize, n: usize) -> String {
     let events: Vec<String> = (from..from + n)
         .map(|i| {
             format!(
@@ -118,7 +124,7 @@ fn body(from: usize, n: usize) -> String {
     format!("[{}]", events.join(","))
 }
 
-async fn post(client: &reqwest::Client, ingest: SocketAddr, body: String) {
+pub(crate) async fn post(client: &reqwest::Client, ingest: SocketAddr, body: String) {
     for _ in 0..100 {
         let r = client
             .post(format!("http://{ingest}/v1/events"))

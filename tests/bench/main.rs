@@ -28,6 +28,7 @@ use axum::extract::State;
 
 mod embedded;
 mod isolation;
+mod path;
 mod publish;
 
 #[tokio::main]
@@ -35,6 +36,10 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("baseline") {
         baseline::run(&args[2..]).await;
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("minimal-ingest") {
+        path::minimal::run(&args[2..]).await;
         return;
     }
     let mut out = PathBuf::from("BENCHMARKS.md");
@@ -48,6 +53,7 @@ async fn main() {
     let mut isolation_runs = 5usize;
     let mut embedded_only = false;
     let mut publish_only = false;
+    let mut path_only = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -78,9 +84,19 @@ async fn main() {
                 publish_only = true;
                 i -= 1;
             }
+            // Only the whole path (end to end, fan-out, the ingest), printed.
+            "--path-only" => {
+                path_only = true;
+                i -= 1;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
+    }
+    if path_only {
+        let (sink, url) = sink().await;
+        println!("{}", path::section(&sink, &url, events, runs).await);
+        return;
     }
     if publish_only {
         println!("{}", publish::section(events, runs).await);
@@ -436,6 +452,12 @@ impl LatencyRuns {
 }
 
 fn spawn_baseline(prefix: &TestPrefix, url: &str) -> Child {
+    spawn_baseline_with(prefix, url, 1)
+}
+
+/// The baseline loop making `posts` POSTs per message (more than one: to
+/// `<url>/fan<i>`, as the fan-out integrations do).
+fn spawn_baseline_with(prefix: &TestPrefix, url: &str, posts: usize) -> Child {
     wrapped(
         "ALERTPOST_BENCH_WRAP_BASELINE",
         std::env::current_exe().expect("own path"),
@@ -446,6 +468,7 @@ fn spawn_baseline(prefix: &TestPrefix, url: &str) -> Child {
         &prefix.topology.events_queue(),
         url,
         &inflight(),
+        &posts.to_string(),
     ])
     .stderr(Stdio::inherit())
     .spawn()
@@ -627,6 +650,7 @@ async fn bench(
     let publish = publish::section(n, runs).await;
     let isolation = isolation::section(isolation_events, isolation_runs).await;
     let embedded = embedded::section(&sink, &url, n, runs).await;
+    let path = path::section(&sink, &url, n, runs).await;
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {
@@ -679,12 +703,10 @@ async fn bench(
          ## Memory\n\n\
          Worker RSS at the end of the 200/s runs (steady load; the largest of the runs): **{steady_rss}** (target ≤ 40 MiB). Peak \
          RSS during the throughput runs ({window} requests in flight): {peak_rss}.\n\n\
+         {path}\
          {publish}\
          {isolation}\
-         {embedded}\
-         ## Not measured yet\n\n\
-         Fan-out cost (an event matching 4 integrations); the whole path as a user runs it \
-         (publish and deliver at once); the ingest against a minimal HTTP → publish loop.\n",
+         {embedded}",
         fmt_runs(&base),
         fmt_runs(&ours),
         ratios.join(", "),
@@ -707,10 +729,16 @@ mod baseline {
     use tokio::sync::Semaphore;
 
     pub async fn run(args: &[String]) {
-        let [url, queue, target, prefetch] = args else {
-            panic!("baseline AMQP_URL QUEUE TARGET_URL PREFETCH");
+        let [url, queue, target, prefetch, posts] = args else {
+            panic!("baseline AMQP_URL QUEUE TARGET_URL PREFETCH POSTS_PER_MESSAGE");
         };
         let prefetch: u16 = prefetch.parse().expect("prefetch");
+        let posts: usize = posts.parse().expect("posts per message");
+        let targets: Arc<Vec<String>> = Arc::new(if posts == 1 {
+            vec![target.clone()]
+        } else {
+            (0..posts).map(|i| format!("{target}/fan{i}")).collect()
+        });
         let conn = Connection::connect(url, ConnectionProperties::default())
             .await
             .expect("connect");
@@ -734,15 +762,19 @@ mod baseline {
             let Ok(delivery) = delivery else { break };
             let permit = bound.clone().acquire_owned().await.expect("open");
             let http = http.clone();
-            let target = target.clone();
+            let targets = targets.clone();
             tokio::spawn(async move {
-                let ok = http
-                    .post(&target)
-                    .header("content-type", "application/json")
-                    .body(delivery.data)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
+                let body = bytes::Bytes::from(delivery.data);
+                let sent = futures_util::future::join_all(targets.iter().map(|target| {
+                    http.post(target)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                }))
+                .await;
+                let ok = sent
+                    .into_iter()
+                    .all(|r| r.is_ok_and(|r| r.status().is_success()));
                 if ok {
                     let _ = delivery.acker.ack(BasicAckOptions::default()).await;
                 } else {

@@ -22,7 +22,7 @@ const WINDOW: usize = 512;
 /// Writes `n` sample events as NDJSON; returns each one's routing key and
 /// bytes as the bare loop publishes them (prepared the way the producer
 /// prepares them, so both send the same documents).
-fn input(path: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn input(path: &Path, n: usize) -> Vec<(String, Vec<u8>)> {
     let mut text = String::new();
     let mut bodies = Vec::with_capacity(n);
     let now = time::OffsetDateTime::now_utc();
@@ -87,6 +87,15 @@ async fn library(n: usize) -> f64 {
 /// confirms awaited at once; events/s.
 async fn bare(bodies: &[(String, Vec<u8>)]) -> f64 {
     let prefix = fresh("bench-pub-bare").await;
+    let started = Instant::now();
+    bare_into(&prefix, bodies).await;
+    let took = started.elapsed().as_secs_f64();
+    check_all_there(&prefix, bodies.len()).await;
+    bodies.len() as f64 / took
+}
+
+/// The bare loop's publishing, into `prefix`'s exchange (connect included).
+pub(crate) async fn bare_into(prefix: &TestPrefix, bodies: &[(String, Vec<u8>)]) {
     let conn = Connection::connect(&prefix.url, ConnectionProperties::default())
         .await
         .expect("connect");
@@ -96,7 +105,6 @@ async fn bare(bodies: &[(String, Vec<u8>)]) -> f64 {
         .await
         .expect("confirms");
     let exchange = prefix.topology.exchange();
-    let started = Instant::now();
     for window in bodies.chunks(WINDOW) {
         let mut pending = Vec::with_capacity(window.len());
         for (key, body) in window {
@@ -116,10 +124,7 @@ async fn bare(bodies: &[(String, Vec<u8>)]) -> f64 {
             confirm.await.expect("confirmed");
         }
     }
-    let took = started.elapsed().as_secs_f64();
     let _ = conn.close(200, "done".into()).await;
-    check_all_there(&prefix, bodies.len()).await;
-    bodies.len() as f64 / took
 }
 
 fn runs(v: &[f64]) -> String {

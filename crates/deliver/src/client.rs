@@ -17,9 +17,13 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 /// integration's total timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Idle keep-alive connections kept per host: enough for the concurrency of
-/// a busy integration, so steady load never reconnects.
-const IDLE_PER_HOST: usize = 256;
+/// Idle keep-alive connections kept per host: no count, only the idle
+/// timeout. A pool never holds more than the requests once in flight at
+/// the same time (bounded by the integrations' concurrency and the
+/// worker's window), and a cap below that closes and reopens connections
+/// under steady load: measured with 4 integrations on one host at 256
+/// each, a cap of 256 cost 60 % of the requests per second.
+const IDLE_PER_HOST: usize = usize::MAX;
 
 /// The shared client. Cheap to clone.
 #[derive(Clone, Debug)]
