@@ -1,11 +1,11 @@
 //! One function per subcommand.
 
-use std::io::Read;
+use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use alertpost_broker::{Broker, Rabbit, Topology};
 use alertpost_config::Config;
-use alertpost_event::normalize::{Format, documents, normalize};
+use alertpost_event::normalize::{Documents, Format, normalize};
 use alertpost_producer::{Producer, ProducerError};
 use anyhow::{Context, anyhow};
 
@@ -116,80 +116,152 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Events handed to the producer at once while publishing a stream: its
+/// window a few times over, so memory stays that of a chunk whatever the
+/// input's size, and the wait for a chunk's last confirms is a small share.
+const CHUNK: usize = 2048;
+/// Invalid documents listed by a refused `publish`; the rest are counted.
+const PROBLEMS_SHOWN: usize = 50;
+
+/// `alertpost publish`: the input is read twice, one document at a time:
+/// once to check everything (a bad document publishes nothing, and nothing
+/// touches the broker), then to publish it in chunks. Stdin is spooled to
+/// an unnamed temporary file for the second reading.
 async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     let format: Format = args
         .format
         .parse()
         .map_err(|e: alertpost_event::NormalizeError| Failure::Usage(anyhow!(e.reason)))?;
-    let (name, input) = read_input(args.file.as_ref())?;
+    let (name, mut input) = open_input(args.file.as_ref())?;
 
-    // Everything is checked before anything is sent: a bad line publishes
-    // nothing.
-    let mut events = Vec::new();
-    let mut lines = Vec::new();
+    let mut total = 0usize;
     let mut problems = Vec::new();
-    for (line, doc) in documents(&input) {
-        match doc.and_then(|doc| normalize(format, doc)) {
-            Ok(found) => {
-                lines.extend(std::iter::repeat_n(line, found.len()));
-                events.extend(found);
-            }
+    let mut more = 0usize;
+    let now = time::OffsetDateTime::now_utc();
+    for (line, doc) in Documents::new(BufReader::new(&input)) {
+        // Prepared (ids, times, sizes checked) as it will be published.
+        let checked = doc
+            .and_then(|doc| normalize(format, doc))
+            .and_then(|mut found| {
+                alertpost_producer::prepare_all(&mut found, now)
+                    .map(|()| found.len())
+                    .map_err(|e| alertpost_event::NormalizeError {
+                        reason: match e {
+                            ProducerError::Invalid { source, .. } => source.to_string(),
+                            other => other.to_string(),
+                        },
+                    })
+            });
+        match checked {
+            Ok(n) => total += n,
+            Err(_) if problems.len() >= PROBLEMS_SHOWN => more += 1,
             Err(e) => problems.push(format!("{name}:{line}: {e}")),
         }
     }
     if !problems.is_empty() {
+        let count = problems.len() + more;
+        let rest = if more > 0 {
+            format!("\n  ... and {more} more")
+        } else {
+            String::new()
+        };
         return Err(Failure::Usage(anyhow!(
-            "nothing published; {} invalid document(s):\n  {}",
-            problems.len(),
+            "nothing published; {count} invalid document(s):\n  {}{rest}",
             problems.join("\n  ")
         )));
     }
-    if events.is_empty() {
+    if total == 0 {
         return Err(Failure::Usage(anyhow!("{name}: no events in the input")));
     }
-    // Prepared (ids, times, sizes checked) before connecting: an event
-    // that cannot be published touches no broker.
-    let invalid = |index: usize, source| {
-        Failure::Usage(anyhow!(
-            "nothing published; {name}:{}: {source}",
-            lines.get(index).copied().unwrap_or(0)
-        ))
-    };
-    if let Err(ProducerError::Invalid { index, source }) =
-        alertpost_producer::prepare_all(&mut events, time::OffsetDateTime::now_utc())
-    {
-        return Err(invalid(index, source));
-    }
 
+    input
+        .seek(SeekFrom::Start(0))
+        .with_context(|| format!("cannot read {name} again"))?;
     let producer = Producer::connect(&g.amqp, &g.prefix, &process_name("publish"))
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let result = producer.publish_all(events).await;
+    let result = publish_stream(&producer, format, &name, &input).await;
     producer.close().await;
-    match result {
-        Ok(published) => {
-            println!("published {} events", published.len());
-            Ok(())
+    let published = result?;
+    println!("published {published} events");
+    Ok(())
+}
+
+/// The second reading: every document normalized again and published,
+/// [`CHUNK`] events at a time; the count confirmed.
+async fn publish_stream(
+    producer: &Producer,
+    format: Format,
+    name: &str,
+    input: &std::fs::File,
+) -> Result<usize, Failure> {
+    let mut published = 0usize;
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let mut docs = Documents::new(BufReader::new(input));
+    loop {
+        let next = docs.next();
+        let last = next.is_none();
+        if let Some((line, doc)) = next {
+            // Checked a moment ago: only an input changed since fails now.
+            let found = doc.and_then(|doc| normalize(format, doc)).map_err(|e| {
+                Failure::Runtime(anyhow!(
+                    "{name}:{line}: {e} (the input changed while it was read); {published} events published before it"
+                ))
+            })?;
+            chunk.extend(found);
         }
-        Err(ProducerError::Invalid { index, source }) => Err(invalid(index, source)),
-        Err(e) => Err(Failure::Runtime(e.into())),
+        if chunk.len() >= CHUNK || (last && !chunk.is_empty()) {
+            let events = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            match producer.publish_all(events).await {
+                Ok(sent) => published += sent.len(),
+                Err(ProducerError::Unavailable {
+                    confirmed, reason, ..
+                }) => {
+                    return Err(Failure::Runtime(anyhow!(
+                        "RabbitMQ is unavailable: {reason}; {} events published before it",
+                        published + confirmed
+                    )));
+                }
+                Err(ProducerError::Refused {
+                    confirmed, source, ..
+                }) => {
+                    return Err(Failure::Runtime(anyhow!(
+                        "RabbitMQ refused an event: {source}; {} events published before it",
+                        published + confirmed
+                    )));
+                }
+                Err(e) => {
+                    return Err(Failure::Runtime(anyhow!(
+                        "{e}; {published} events published before it"
+                    )));
+                }
+            }
+        }
+        if last {
+            return Ok(published);
+        }
     }
 }
 
-fn read_input(file: Option<&PathBuf>) -> Result<(String, Vec<u8>), Failure> {
+/// The input as a file that can be read twice: the named file, or stdin
+/// copied to an unnamed temporary file (removed when closed).
+fn open_input(file: Option<&PathBuf>) -> Result<(String, std::fs::File), Failure> {
     match file {
         Some(path) if path.as_os_str() != "-" => {
-            let bytes = std::fs::read(path)
+            let f = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))
                 .map_err(Failure::Usage)?;
-            Ok((path.display().to_string(), bytes))
+            Ok((path.display().to_string(), f))
         }
         _ => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read stdin")?;
-            Ok(("stdin".to_owned(), bytes))
+            let mut spool = tempfile::tempfile()
+                .context("cannot create a temporary file to read stdin into")?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+                .context("cannot read stdin into a temporary file")?;
+            spool
+                .seek(SeekFrom::Start(0))
+                .context("cannot read stdin's temporary file")?;
+            Ok(("stdin".to_owned(), spool))
         }
     }
 }
