@@ -889,19 +889,22 @@ fn is_token_byte(b: u8) -> bool {
 /// is masked wherever alertpost shows or keeps it (configured headers in
 /// `alertpost test`, response headers in the store).
 pub fn looks_secret(name: &str) -> bool {
-    name == "authorization"
-        || [
-            "cookie",
-            "token",
-            "key",
-            "secret",
-            "password",
-            "auth",
-            "signature",
-            "session",
-        ]
-        .iter()
-        .any(|w| name.contains(w))
+    // Compared byte by byte: names are short, and `str::contains` prepares
+    // a searcher per needle (callgrind: 5 000 instructions a delivery, for
+    // the three headers of a response).
+    let name = name.as_bytes();
+    [
+        "cookie",
+        "token",
+        "key",
+        "secret",
+        "password",
+        "auth",
+        "signature",
+        "session",
+    ]
+    .iter()
+    .any(|w| name.windows(w.len()).any(|part| part == w.as_bytes()))
 }
 
 /// 1-based line and column (in characters) of a byte offset.

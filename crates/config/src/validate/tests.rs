@@ -679,3 +679,23 @@ url = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX?token=qq"
         "http://127.0.0.1:8080"
     );
 }
+
+#[test]
+fn header_names_that_look_secret() {
+    for (name, secret) in [
+        ("authorization", true),
+        ("set-cookie", true),
+        ("x-api-key", true),
+        ("x-auth-token", true),
+        ("x-session-id", true),
+        ("webhook-signature", true),
+        ("x-client-secret", true),
+        ("content-type", false),
+        ("content-length", false),
+        ("date", false),
+        ("x-request-id", false),
+        ("", false),
+    ] {
+        assert_eq!(super::looks_secret(name), secret, "{name}");
+    }
+}
