@@ -418,3 +418,64 @@ async fn a_reload_switches_integrations_and_in_flight_deliveries_finish_under_th
     // The first finished under the old config and was acked, not redone.
     assert_eq!(worker.waiting(&prefix).await, 0);
 }
+
+/// `send_resolved = false` filters resolved events out for its integration;
+/// `kinds` chooses the event kinds it gets (`["alert"]` unless listed, `*`
+/// for any), so operational events reach only those that opt in.
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
+#[tokio::test]
+async fn kinds_and_send_resolved_choose_what_an_integration_gets(#[case] backend: Backend) {
+    let prefix = TestPrefix::new("kinds");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        r#"{POLICY}
+[[integration]]
+id = "plain"
+url = "{plain}"
+
+[[integration]]
+id = "firing-only"
+url = "{firing}"
+send_resolved = false
+
+[[integration]]
+id = "status"
+url = "{status}"
+kinds = ["integration.status"]
+
+[[integration]]
+id = "any"
+url = "{any}"
+kinds = ["*"]
+"#,
+        plain = receiver.url("/plain"),
+        firing = receiver.url("/firing-only"),
+        status = receiver.url("/status"),
+        any = receiver.url("/any"),
+    );
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    let mut deploy = event("deploy", None, Status::Firing, "web");
+    deploy.kind = "deploy".into();
+    let mut op = event("op", None, Status::Firing, "web");
+    op.kind = "integration.status".into();
+    worker
+        .publish_all(vec![
+            event("firing", None, Status::Firing, "web"),
+            event("resolved", None, Status::Resolved, "web"),
+            deploy,
+            op,
+        ])
+        .await;
+    receiver.wait_for(8, WAIT).await;
+    receiver.assert_no_more(8, Duration::from_millis(500)).await;
+    let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let got = titles_by_path(&receiver);
+    assert_eq!(got["/plain"], set(&["firing", "resolved"]));
+    assert_eq!(got["/firing-only"], set(&["firing"]));
+    assert_eq!(got["/status"], set(&["op"]));
+    assert_eq!(got["/any"], set(&["firing", "resolved", "deploy", "op"]));
+    worker.stop().await.unwrap();
+    assert_eq!(worker.waiting(&prefix).await, 0);
+}

@@ -485,3 +485,83 @@ async fn an_integration_removed_by_a_reload_has_its_lane_drained_into_the_dead_q
         .await;
     worker.stop().await.unwrap();
 }
+
+/// A rate-limited integration beside a free one: the free one gets every
+/// event at once, the limited one every event within its bucket's bound
+/// (bursts of its count, then one per period / count), none retried or
+/// dead. Waiting for the bucket is not an attempt.
+#[rstest::rstest]
+#[case::rabbitmq(alertpost_tests::Backend::RabbitMq)]
+#[case::embedded(alertpost_tests::Backend::Embedded)]
+#[tokio::test]
+async fn a_rate_limit_paces_its_integration_and_no_other(
+    #[case] backend: alertpost_tests::Backend,
+) {
+    const N: usize = 60;
+    const RATE: usize = 20;
+    let prefix = TestPrefix::new("rate-limit");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        // A small window: a delivery held for its bucket would hold up the
+        // free integration's.
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[worker]\nmax_inflight = 8\n\
+         [[integration]]\nid = \"limited\"\nurl = \"{}\"\nrate_limit = \"{RATE}/s\"\n\
+         [[integration]]\nid = \"free\"\nurl = \"{}\"\n",
+        receiver.url("/limited"),
+        receiver.url("/free"),
+    );
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    worker.publish_all(events(N)).await;
+    receiver.wait_for(2 * N, WAIT).await;
+    receiver
+        .assert_no_more(2 * N, Duration::from_millis(300))
+        .await;
+
+    let times = |path: &str| {
+        let mut at: Vec<_> = receiver
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .collect();
+        at.sort();
+        at
+    };
+    let (limited, free) = (times("/limited"), times("/free"));
+    assert_eq!((limited.len(), free.len()), (N, N));
+    let first = limited[0];
+    let period = Duration::from_secs(1) / RATE as u32;
+    // The bucket starts full: the first RATE at once, then one a period.
+    for (i, at) in limited.iter().enumerate().skip(RATE) {
+        let earliest = period * (i - RATE) as u32;
+        assert!(
+            *at - first >= earliest,
+            "request {i} came {:?} after the first, before {earliest:?}",
+            *at - first
+        );
+    }
+    let took = limited[N - 1] - first;
+    let least = period * (N - RATE - 1) as u32;
+    assert!(
+        took >= least && took < least + Duration::from_secs(3),
+        "the limited integration took {took:?}"
+    );
+    // The free one did not wait for it.
+    assert!(
+        free[N - 1] + Duration::from_millis(800) < limited[N - 1],
+        "free ended {:?} before the limited one",
+        limited[N - 1] - free[N - 1]
+    );
+    assert_eq!(worker.dead_count(&prefix).await, 0);
+    let m = scrape(worker.admin).await;
+    assert_eq!(
+        value(
+            &m,
+            r#"alertpost_delivery_attempts_total{code="2xx",integration="limited"}"#
+        ),
+        N as f64,
+        "one attempt each: waiting for the bucket is not one"
+    );
+    worker.stop().await.unwrap();
+    assert_eq!(worker.waiting(&prefix).await, 0);
+}

@@ -371,8 +371,22 @@ fn check(g: &Global) -> Result<(), Failure> {
                     .iter()
                     .map(ToString::to_string)
                     .collect();
+                let mut extra = String::new();
+                if let Some(limit) = i.rate_limit {
+                    extra.push_str(&format!(", rate_limit {limit}"));
+                }
+                match &i.kinds {
+                    alertpost_config::Kinds::Any => extra.push_str(", kinds *"),
+                    alertpost_config::Kinds::Only(k) if *k != ["alert"] => {
+                        extra.push_str(&format!(", kinds {}", k.join(" ")));
+                    }
+                    alertpost_config::Kinds::Only(_) => {}
+                }
+                if !i.send_resolved {
+                    extra.push_str(", no resolved");
+                }
                 println!(
-                    "  {:<20} {:<8} {} {}, {}, auth {}{}{}",
+                    "  {:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
                     i.id,
                     if i.enabled { "enabled" } else { "disabled" },
                     i.method,

@@ -1,5 +1,6 @@
 //! A validated integration: one webhook destination and how to deliver to it.
 
+use alertpost_event::event::DEFAULT_KIND;
 use std::fmt;
 use std::time::Duration;
 
@@ -45,6 +46,57 @@ pub struct Integration {
     pub retry: RetryPolicy,
     /// When to stop sending for a while (`circuit`).
     pub circuit: CircuitPolicy,
+    /// Requests started per period at most, per worker (`rate_limit`).
+    pub rate_limit: Option<RateLimit>,
+    /// The event kinds it receives (`kinds`; `["alert"]` by default, `*`
+    /// for any).
+    pub kinds: Kinds,
+    /// Whether resolved events go to it (`send_resolved`, default true).
+    pub send_resolved: bool,
+}
+
+/// `rate_limit = "50/s"`: at most `count` requests started per `per`, with
+/// bursts of up to `count` (a token bucket), per worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "m",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// The event kinds an integration receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kinds {
+    Any,
+    Only(Vec<String>),
+}
+
+impl Default for Kinds {
+    fn default() -> Kinds {
+        // The one kind integrations receive unless they list others.
+        Kinds::Only(vec![DEFAULT_KIND.to_owned()])
+    }
+}
+
+impl Kinds {
+    pub fn admits(&self, kind: &str) -> bool {
+        // An event not yet prepared has no kind: it is an alert.
+        let kind = if kind.is_empty() { DEFAULT_KIND } else { kind };
+        match self {
+            Kinds::Any => true,
+            Kinds::Only(list) => list.iter().any(|k| k == kind),
+        }
+    }
 }
 
 /// `scheme://host[:port]`, and `/…` when the URL has more: what logs and
@@ -74,6 +126,9 @@ impl std::fmt::Debug for Integration {
             .field("concurrency", &self.concurrency)
             .field("filter", &self.filter)
             .field("body_source", &self.body_source)
+            .field("rate_limit", &self.rate_limit)
+            .field("kinds", &self.kinds)
+            .field("send_resolved", &self.send_resolved)
             .field("content_type", &self.content_type)
             .field("signing_key", &self.signing_key)
             .field("validate", &self.validate)

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 pub use filter::{Filter, Matcher};
 pub use integration::{
-    Auth, CircuitPolicy, Header, Integration, Method, OAuth2, RetryPolicy, SigningKey, Validator,
-    url_origin,
+    Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, RateLimit, RetryPolicy,
+    SigningKey, Validator, url_origin,
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};

@@ -89,6 +89,9 @@ pub(crate) struct RawIntegration {
     pub routing_key: Option<Spanned<String>>,
     pub retry: Option<Spanned<RawRetry>>,
     pub circuit: Option<Spanned<RawCircuit>>,
+    pub rate_limit: Option<Spanned<String>>,
+    pub kinds: Option<Spanned<Vec<Spanned<String>>>>,
+    pub send_resolved: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

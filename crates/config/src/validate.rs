@@ -18,7 +18,7 @@ use parts::BodySpec;
 use crate::expand::expand;
 use crate::filter::Filter;
 use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validator};
-use crate::integration::{CircuitPolicy, RetryPolicy};
+use crate::integration::{CircuitPolicy, Kinds, RateLimit, RetryPolicy};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
 use crate::raw::{
@@ -36,6 +36,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest span any setting takes.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 const DEFAULT_CONCURRENCY: usize = 32;
+/// The largest count of a `rate_limit`.
+const MAX_RATE_COUNT: u32 = 1_000_000;
 
 /// Headers alertpost sets itself; configuring them would break delivery or
 /// signatures.
@@ -163,6 +165,9 @@ struct Partial {
     routing_key: Option<Secret>,
     retry: RetryPartial,
     circuit: (Option<u32>, Option<Duration>),
+    rate_limit: Option<RateLimit>,
+    kinds: Option<Kinds>,
+    send_resolved: Option<bool>,
 }
 
 /// A `retry` table's own values; each field merges with `[defaults]` on its own.
@@ -237,6 +242,75 @@ impl Cx<'_> {
             worker.drain_timeout = v;
         }
         worker
+    }
+
+    /// `rate_limit = "<count>/<s|m|h>"`.
+    fn rate_limit(&mut self, raw: &Spanned<String>, section: &str) -> Option<RateLimit> {
+        let text = raw.get_ref().trim();
+        let parsed = text.split_once('/').and_then(|(count, unit)| {
+            let count: u32 = count.trim().parse().ok()?;
+            let per = match unit.trim() {
+                "s" => Duration::from_secs(1),
+                "m" => Duration::from_secs(60),
+                "h" => Duration::from_secs(3600),
+                _ => return None,
+            };
+            Some(RateLimit { count, per })
+        });
+        match parsed {
+            Some(r) if (1..=MAX_RATE_COUNT).contains(&r.count) => Some(r),
+            Some(_) => {
+                self.problem(
+                    raw.span(),
+                    section,
+                    Some("rate_limit"),
+                    &format!("the count must be between 1 and {MAX_RATE_COUNT}"),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    raw.span(),
+                    section,
+                    Some("rate_limit"),
+                    &format!(
+                        "`{text}` is not a rate; write requests per second, minute or hour, e.g. \"50/s\", \"600/m\""
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `kinds = ["alert", "integration.status"]`, or `["*"]` for any.
+    fn kinds(&mut self, raw: &Spanned<Vec<Spanned<String>>>, section: &str) -> Option<Kinds> {
+        if raw.get_ref().is_empty() {
+            self.problem(
+                raw.span(),
+                section,
+                Some("kinds"),
+                "lists no kind; leave it out for [\"alert\"], or write [\"*\"] for every kind",
+            );
+            return None;
+        }
+        let mut list = Vec::new();
+        for kind in raw.get_ref() {
+            let k = kind.get_ref().as_str();
+            if k == "*" {
+                return Some(Kinds::Any);
+            }
+            if let Some(reason) = alertpost_event::event::name_problem(k) {
+                self.problem(
+                    kind.span(),
+                    section,
+                    Some("kinds"),
+                    &format!("`{k}` is not an event kind: {reason}"),
+                );
+                return None;
+            }
+            list.push(k.to_owned());
+        }
+        Some(Kinds::Only(list))
     }
 
     fn duration(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<Duration> {
@@ -418,6 +492,13 @@ impl Cx<'_> {
         if let Some(r) = &raw.retry {
             p.retry = self.retry(r.get_ref(), section);
         }
+        if let Some(r) = &raw.rate_limit {
+            p.rate_limit = self.rate_limit(r, section);
+        }
+        if let Some(k) = &raw.kinds {
+            p.kinds = self.kinds(k, section);
+        }
+        p.send_resolved = raw.send_resolved.as_ref().map(|b| *b.get_ref());
         if let Some(c) = &raw.circuit {
             p.circuit = self.circuit(c.get_ref(), section);
         }
@@ -729,6 +810,12 @@ impl Cx<'_> {
                 .unwrap_or_default(),
             routing_key,
             retry: merge_retry(own.retry, defaults.retry),
+            rate_limit: own.rate_limit.or(defaults.rate_limit),
+            kinds: own
+                .kinds
+                .or_else(|| defaults.kinds.clone())
+                .unwrap_or_default(),
+            send_resolved: own.send_resolved.or(defaults.send_resolved).unwrap_or(true),
             circuit: CircuitPolicy {
                 failures: own
                     .circuit

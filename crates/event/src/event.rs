@@ -20,6 +20,8 @@ pub const EVENT_SCHEMA: &str = "alertpost.event.v1";
 /// anything bigger is almost always a payload put in the wrong place, and
 /// refusing it early keeps one event from clogging a queue.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// The `kind` of an event that does not say.
+pub const DEFAULT_KIND: &str = "alert";
 
 /// Longest `id`, `source` or `kind` accepted.
 const MAX_NAME_BYTES: usize = 200;
@@ -240,7 +242,7 @@ impl Event {
         check_name("id", &self.id)?;
         check_name("source", &self.source)?;
         if self.kind.is_empty() {
-            self.kind = "alert".to_owned();
+            self.kind = DEFAULT_KIND.to_owned();
             unchanged = false;
         }
         check_name("kind", &self.kind)?;
@@ -387,19 +389,27 @@ fn decode_error<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> EventErr
 }
 
 fn check_name(field: &'static str, value: &str) -> Result<(), EventError> {
-    let reason = if value.trim().is_empty() {
-        "must not be empty"
+    match name_problem(value) {
+        None => Ok(()),
+        Some(reason) => Err(EventError::Invalid {
+            field,
+            reason: reason.to_owned(),
+        }),
+    }
+}
+
+/// What is wrong with an `id`, `source` or `kind`, if anything (the config
+/// checks the kinds an integration lists by the same rule).
+pub fn name_problem(value: &str) -> Option<&'static str> {
+    if value.trim().is_empty() {
+        Some("must not be empty")
     } else if value.len() > MAX_NAME_BYTES {
-        "longer than 200 bytes"
+        Some("longer than 200 bytes")
     } else if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        "must not contain whitespace or control characters"
+        Some("must not contain whitespace or control characters")
     } else {
-        return Ok(());
-    };
-    Err(EventError::Invalid {
-        field,
-        reason: reason.to_owned(),
-    })
+        None
+    }
 }
 
 /// Whether [`one_line`] would leave `s` as it is.

@@ -3,12 +3,13 @@
 //!
 //! A delivery's turn comes one of two ways ([`Turn`]):
 //! - `Now` (from the events or a job back from a wait): it starts only if
-//!   its integration has a permit free and its circuit lets it through;
-//!   otherwise it goes to the integration's lane, and the message it came
-//!   in does not wait for it;
-//! - `Wait` (from its lane): it waits for a permit, in order, and for the
-//!   circuit, up to `HOLD_MAX` (then back to the end of its lane); when
-//!   the session stops, it gives up and its message goes back to the lane.
+//!   its integration has a permit free, a token in its rate limit's bucket
+//!   and its circuit lets it through; otherwise it goes to the
+//!   integration's lane, and the message it came in does not wait for it;
+//! - `Wait` (from its lane): it waits for a permit, in order, for the
+//!   bucket and for the circuit, up to `HOLD_MAX` (then back to the end of
+//!   its lane); when the session stops, it gives up and its message goes
+//!   back to the lane.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,6 +158,24 @@ pub(crate) async fn run(
             _ = halt.cancelled() => return None,
         },
     };
+
+    // The rate limit after the permit, so a lane's deliveries keep their
+    // order. Waiting for the bucket is not an attempt: it never counts
+    // toward `max_attempts` or the circuit.
+    if let Some(bucket) = &target.bucket {
+        match turn {
+            Turn::Now => {
+                if bucket.check().is_err() {
+                    return Some(d.into_lane(source.event_json));
+                }
+            }
+            Turn::Wait => tokio::select! {
+                _ = bucket.until_ready() => {}
+                _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane(source.event_json)),
+                _ = halt.cancelled() => return None,
+            },
+        }
+    }
 
     let body = match render(&d, source) {
         Ok(body) => body,

@@ -5,12 +5,13 @@
 //! the settings they depend on are unchanged: a reload neither closes an
 //! open circuit nor lets old and new messages each use the full bound.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use alertpost_config::{Config, Integration};
+use alertpost_config::{Config, Integration, RateLimit};
 use alertpost_deliver::Client;
 use alertpost_deliver::Endpoint;
-use alertpost_event::Event;
+use alertpost_event::{Event, Status};
 use alertpost_metrics::{IntegrationMetrics, Outcome, WorkerMetrics};
 use alertpost_store::Store;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -44,6 +45,20 @@ pub struct Target {
     /// Its series, resolved once.
     pub metrics: IntegrationMetrics,
     pub circuit: Arc<Circuit>,
+    /// Its `rate_limit`, a token bucket; kept over a reload that leaves
+    /// the limit as it was.
+    pub bucket: Option<Arc<Bucket>>,
+}
+
+/// A token bucket of one integration (GCRA, from `governor`).
+pub type Bucket = governor::DefaultDirectRateLimiter;
+
+/// A bucket for `limit`: `count` requests per `per`, in bursts of up to
+/// `count`.
+fn bucket(limit: RateLimit) -> Option<Arc<Bucket>> {
+    let burst = NonZeroU32::new(limit.count)?;
+    let quota = governor::Quota::with_period(limit.per / limit.count)?.allow_burst(burst);
+    Some(Arc::new(governor::RateLimiter::direct(quota)))
 }
 
 /// Everything a dispatch needs from the configuration.
@@ -97,10 +112,15 @@ impl Runtime {
                     Some(b) if b.integration.concurrency == i.concurrency => b.permits.clone(),
                     _ => Arc::new(Semaphore::new(i.concurrency)),
                 };
+                let bucket = match before {
+                    Some(b) if b.integration.rate_limit == i.rate_limit => b.bucket.clone(),
+                    _ => i.rate_limit.and_then(bucket),
+                };
                 Ok(Arc::new(Target {
                     metrics: series,
                     circuit,
                     permits,
+                    bucket,
                     endpoint: Endpoint::new(i)?,
                     integration: i.clone(),
                 }))
@@ -121,13 +141,17 @@ impl Runtime {
         })
     }
 
-    /// The integrations an event goes to: enabled, and their filter holds.
+    /// The integrations an event goes to: enabled, they take its kind
+    /// (`kinds`) and its status (`send_resolved`), and their filter holds.
     /// The others count it as `filtered`.
     pub fn targets_for(&self, event: &Event) -> Vec<&Arc<Target>> {
         self.targets
             .iter()
             .filter(|t| {
-                let matches = t.integration.filter.matches(event);
+                let i = &t.integration;
+                let matches = i.kinds.admits(&event.kind)
+                    && (i.send_resolved || event.status != Status::Resolved)
+                    && i.filter.matches(event);
                 if !matches {
                     t.metrics.outcome(Outcome::Filtered);
                 }

@@ -41,6 +41,9 @@ url = "https://hooks.example.com/x"
     assert!(i.headers.is_empty());
     assert_eq!(c.worker, WorkerSettings::default());
     assert_eq!(c.policy, Policy::default());
+    assert_eq!(i.rate_limit, None);
+    assert_eq!(i.kinds, Kinds::Only(vec!["alert".to_owned()]));
+    assert!(i.send_resolved);
 }
 
 #[test]
@@ -698,4 +701,86 @@ fn header_names_that_look_secret() {
     ] {
         assert_eq!(super::looks_secret(name), secret, "{name}");
     }
+}
+
+#[test]
+fn rate_limit_kinds_and_send_resolved() {
+    let c = ok(r#"
+[defaults]
+rate_limit = "600/m"
+send_resolved = false
+
+[[integration]]
+id = "a"
+url = "https://a.example.com/x"
+kinds = ["alert", "integration.status"]
+
+[[integration]]
+id = "b"
+url = "https://b.example.com/x"
+rate_limit = "50/s"
+kinds = ["*"]
+send_resolved = true
+"#);
+    let (a, b) = (&c.integrations[0], &c.integrations[1]);
+    assert_eq!(
+        a.rate_limit,
+        Some(RateLimit {
+            count: 600,
+            per: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(a.rate_limit.unwrap().to_string(), "600/m");
+    assert!(!a.send_resolved);
+    assert!(a.kinds.admits("integration.status") && a.kinds.admits("alert"));
+    assert!(a.kinds.admits(""), "an event without a kind is an alert");
+    assert!(!a.kinds.admits("deploy"));
+    assert_eq!(b.rate_limit.unwrap().count, 50);
+    assert!(b.send_resolved);
+    assert!(b.kinds.admits("deploy"));
+
+    let found = problems(
+        r#"
+[[integration]]
+id = "a"
+url = "https://a.example.com/x"
+rate_limit = "fast"
+
+[[integration]]
+id = "b"
+url = "https://b.example.com/x"
+rate_limit = "0/s"
+kinds = []
+
+[[integration]]
+id = "c"
+url = "https://c.example.com/x"
+kinds = ["alert", "two words"]
+"#,
+    );
+    let all = found.join("\n");
+    assert!(
+        all.contains("t.toml:5:14: integration `a`, field `rate_limit`: `fast` is not a rate"),
+        "{all}"
+    );
+    assert!(
+        all.contains("t.toml:10:14: integration `b`, field `rate_limit`: the count must be between 1 and 1000000"),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration `b`, field `kinds`: lists no kind"),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration `c`, field `kinds`: `two words` is not an event kind: must not contain whitespace"),
+        "{all}"
+    );
+    let found = problems(
+        "[[integration]]\nid = \"a\"\nurl = \"https://a.example.com/x\"\nsend_resolved = \"no\"\n",
+    );
+    assert!(
+        found[0].contains("t.toml:4:17: integration `a`")
+            && found[0].contains("expected a boolean"),
+        "{found:?}"
+    );
 }
