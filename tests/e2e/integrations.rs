@@ -479,3 +479,97 @@ kinds = ["*"]
     worker.stop().await.unwrap();
     assert_eq!(worker.waiting(&prefix).await, 0);
 }
+
+/// `proxy`: an integration's requests go through its HTTP proxy (from
+/// `[defaults]` too), with the proxy URL's credentials as
+/// `proxy-authorization`; the outbound policy still holds for the target,
+/// checked on what its host resolves to before anything reaches the proxy.
+#[tokio::test]
+async fn requests_go_through_the_integration_proxy_and_the_policy_still_holds() {
+    let prefix = TestPrefix::new("proxy");
+    let receiver = Receiver::start().await;
+    let proxy = alertpost_tests::http_proxy::HttpProxy::start().await;
+    let toml = format!(
+        r#"{POLICY}
+[defaults]
+proxy = "{proxy}"
+
+[[integration]]
+id = "via"
+url = "{via}"
+
+[[integration]]
+id = "direct"
+url = "{direct}"
+proxy = "{other}"
+"#,
+        proxy = proxy.url(Some("alert:pr0xy-pw")),
+        via = receiver.url("/via"),
+        direct = receiver.url("/direct"),
+        other = proxy.url(None),
+    );
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
+    let sent = worker
+        .publish(event("through", None, Status::Firing, "web"))
+        .await;
+    receiver.wait_for(2, WAIT).await;
+    receiver.assert_no_more(2, Duration::from_millis(300)).await;
+    let seen = proxy.forwarded();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let via = seen
+        .iter()
+        .find(|f| f.target.ends_with("/via"))
+        .expect("the proxy forwarded /via");
+    assert_eq!(via.method, "POST");
+    assert_eq!(via.target, receiver.url("/via"));
+    // alert:pr0xy-pw
+    assert_eq!(
+        via.proxy_authorization.as_deref(),
+        Some("Basic YWxlcnQ6cHIweHktcHc=")
+    );
+    let direct = seen
+        .iter()
+        .find(|f| f.target.ends_with("/direct"))
+        .expect("the proxy forwarded /direct");
+    assert_eq!(direct.proxy_authorization, None);
+    let delivered = receiver.requests();
+    assert!(
+        delivered
+            .iter()
+            .all(|r| r.header("alertpost-event-id") == Some(sent.id.as_str()))
+    );
+    worker.stop().await.unwrap();
+
+    // A target whose host resolves only to addresses the policy refuses
+    // (no allow_networks: loopback is refused) is dead-lettered at once;
+    // the proxy (loopback too, but the operator's own) never sees it.
+    let refused = TestPrefix::new("proxy-refused");
+    let port = receiver.url("/").split(':').nth(2).unwrap_or("").to_owned();
+    let toml = format!(
+        "[[integration]]\nid = \"inside\"\nurl = \"http://localhost:{port}\"\nproxy = \"{}\"\n",
+        proxy.url(None)
+    );
+    let mut worker = RunningWorker::start(&refused, &toml).await;
+    worker
+        .publish(event("inside", None, Status::Firing, "web"))
+        .await;
+    let dead = alertpost_tests::eventually(WAIT, "the delivery is dead-lettered", || async {
+        let dead = worker.take_dead(&refused).await;
+        if dead.is_empty() {
+            Err("none yet".to_owned())
+        } else {
+            Ok(dead)
+        }
+    })
+    .await;
+    let letter: Value = serde_json::from_slice(&dead[0].body).unwrap();
+    assert_eq!(letter["reason"], "policy", "{letter}");
+    assert!(
+        letter["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not sent to the proxy")),
+        "{letter}"
+    );
+    assert_eq!(proxy.forwarded().len(), 2, "nothing more reached the proxy");
+    worker.stop().await.unwrap();
+}

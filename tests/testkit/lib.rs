@@ -8,14 +8,16 @@
 //! - [`bin`]: the `alertpost` binary, for what must be a real process
 //!   (exit codes, signals, a crash);
 //! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut;
+//! - [`http_proxy`]: a forward HTTP proxy that records what goes through it;
 //! - [`rabbitmq`]: the local node's faults (an alarm, a stopped app, closed
 //!   connections), each undone when its guard drops;
 //! - [`metrics`]: a worker's `/metrics` read, and [`eventually`] to wait on
 //!   a condition instead of a clock.
 //!
-//! What they do not model: TLS, slow networks, HTTP/2.
+//! What they do not model: TLS, slow networks, HTTP/2, CONNECT.
 
 pub mod bin;
+pub mod http_proxy;
 pub mod metrics;
 pub mod prefix;
 pub mod proxy;

@@ -385,6 +385,9 @@ fn check(g: &Global) -> Result<(), Failure> {
                 if !i.send_resolved {
                     extra.push_str(", no resolved");
                 }
+                if let Some(proxy) = &i.proxy {
+                    extra.push_str(&format!(", proxy {}", proxy.shown));
+                }
                 println!(
                     "  {:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
                     i.id,

@@ -53,6 +53,23 @@ pub struct Integration {
     pub kinds: Kinds,
     /// Whether resolved events go to it (`send_resolved`, default true).
     pub send_resolved: bool,
+    /// The HTTP proxy its requests (and OAuth token fetches) go through.
+    pub proxy: Option<Proxy>,
+}
+
+/// `proxy = "http://[user:pass@]host:port"`. The URL is a secret (it may
+/// hold credentials); `shown` is what displays and logs may print.
+#[derive(Clone, PartialEq)]
+pub struct Proxy {
+    pub url: Secret,
+    /// `scheme://host:port`.
+    pub shown: String,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
 }
 
 /// `rate_limit = "50/s"`: at most `count` requests started per `per`, with
@@ -129,6 +146,7 @@ impl std::fmt::Debug for Integration {
             .field("rate_limit", &self.rate_limit)
             .field("kinds", &self.kinds)
             .field("send_resolved", &self.send_resolved)
+            .field("proxy", &self.proxy)
             .field("content_type", &self.content_type)
             .field("signing_key", &self.signing_key)
             .field("validate", &self.validate)

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use filter::{Filter, Matcher};
 pub use integration::{
-    Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, RateLimit, RetryPolicy,
+    Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, Proxy, RateLimit, RetryPolicy,
     SigningKey, Validator, url_origin,
 };
 pub use policy::Policy;

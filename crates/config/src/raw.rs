@@ -92,6 +92,7 @@ pub(crate) struct RawIntegration {
     pub rate_limit: Option<Spanned<String>>,
     pub kinds: Option<Spanned<Vec<Spanned<String>>>>,
     pub send_resolved: Option<Spanned<bool>>,
+    pub proxy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use parts::BodySpec;
 use crate::expand::expand;
 use crate::filter::Filter;
 use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validator};
-use crate::integration::{CircuitPolicy, Kinds, RateLimit, RetryPolicy};
+use crate::integration::{CircuitPolicy, Kinds, Proxy, RateLimit, RetryPolicy, url_origin};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
 use crate::raw::{
@@ -168,6 +168,7 @@ struct Partial {
     rate_limit: Option<RateLimit>,
     kinds: Option<Kinds>,
     send_resolved: Option<bool>,
+    proxy: Option<Proxy>,
 }
 
 /// A `retry` table's own values; each field merges with `[defaults]` on its own.
@@ -277,6 +278,34 @@ impl Cx<'_> {
                         "`{text}` is not a rate; write requests per second, minute or hour, e.g. \"50/s\", \"600/m\""
                     ),
                 );
+                None
+            }
+        }
+    }
+
+    /// `proxy = "http://[user:pass@]host:port"` (`${VAR}` expanded).
+    fn proxy(&mut self, raw: &Spanned<String>, section: &str) -> Option<Proxy> {
+        let (text, _) = self.expand(raw, section, "proxy")?;
+        let problem = match Url::parse(text.trim()) {
+            Err(e) => Err(format!("not a valid URL ({e})")),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => Err(format!(
+                "scheme `{}` is not supported; use http or https",
+                u.scheme()
+            )),
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => Err("has no host".to_owned()),
+            Ok(u) if u.path() != "/" || u.query().is_some() || u.fragment().is_some() => {
+                Err("is a proxy's address: scheme, host and port only".to_owned())
+            }
+            Ok(u) => Ok(u),
+        };
+        match problem {
+            Ok(u) => Some(Proxy {
+                shown: url_origin(&u),
+                url: Secret::new(text.trim()),
+            }),
+            Err(message) => {
+                // The text may hold a password: not repeated here.
+                self.problem(raw.span(), section, Some("proxy"), &message);
                 None
             }
         }
@@ -499,6 +528,9 @@ impl Cx<'_> {
             p.kinds = self.kinds(k, section);
         }
         p.send_resolved = raw.send_resolved.as_ref().map(|b| *b.get_ref());
+        if let Some(x) = &raw.proxy {
+            p.proxy = self.proxy(x, section);
+        }
         if let Some(c) = &raw.circuit {
             p.circuit = self.circuit(c.get_ref(), section);
         }
@@ -816,6 +848,7 @@ impl Cx<'_> {
                 .or_else(|| defaults.kinds.clone())
                 .unwrap_or_default(),
             send_resolved: own.send_resolved.or(defaults.send_resolved).unwrap_or(true),
+            proxy: own.proxy.or_else(|| defaults.proxy.clone()),
             circuit: CircuitPolicy {
                 failures: own
                     .circuit

@@ -125,27 +125,36 @@ impl Client {
                 },
             )
         };
+        // Through its proxy, the token fetch included.
+        let proxied;
+        let client = match &endpoint.proxy {
+            Some((http, _)) => {
+                proxied = self.through(http);
+                &proxied
+            }
+            None => self,
+        };
         let mut request = Request::new(endpoint, body, meta);
         let Some(tokens) = &endpoint.tokens else {
             let shown = keep.then(|| request.clone());
-            return done(shown, self.send_once(request).await);
+            return done(shown, client.send_once(request).await);
         };
-        let used = match tokens.header(self, endpoint.timeout).await {
+        let used = match tokens.header(client, endpoint.timeout).await {
             Ok(h) => h,
             Err(reason) => return done(keep.then_some(request), AttemptResult::Token(reason)),
         };
         request.headers.insert(AUTHORIZATION, used.clone());
         let mut again = request.clone();
         let mut shown = keep.then(|| request.clone());
-        let mut result = self.send_once(request).await;
+        let mut result = client.send_once(request).await;
         if matches!(&result, AttemptResult::Response(r) if r.status == 401) {
-            result = match tokens.refresh(self, endpoint.timeout, &used).await {
+            result = match tokens.refresh(client, endpoint.timeout, &used).await {
                 Ok(fresh) => {
                     again.headers.insert(AUTHORIZATION, fresh);
                     if keep {
                         shown = Some(again.clone());
                     }
-                    self.send_once(again).await
+                    client.send_once(again).await
                 }
                 Err(reason) => AttemptResult::Token(reason),
             };
@@ -167,12 +176,15 @@ impl Client {
 
     async fn send_once(&self, request: Request) -> AttemptResult {
         let timeout = request.timeout;
-        match self.permits_url(&request.url) {
-            Err(reason) => AttemptResult::Policy(reason),
-            Ok(()) => match tokio::time::timeout(timeout, self.exchange(request)).await {
-                Ok(result) => result,
-                Err(_) => AttemptResult::Timeout,
-            },
+        let checked_and_sent = async {
+            match self.check(&request.url).await {
+                Err(reason) => AttemptResult::Policy(reason),
+                Ok(()) => self.exchange(request).await,
+            }
+        };
+        match tokio::time::timeout(timeout, checked_and_sent).await {
+            Ok(result) => result,
+            Err(_) => AttemptResult::Timeout,
         }
     }
 

@@ -30,6 +30,9 @@ const IDLE_PER_HOST: usize = usize::MAX;
 pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) policy: Arc<Policy>,
+    /// `http` sends through a proxy: the proxy resolves the target, so
+    /// the target is resolved and checked here first ([`Client::check`]).
+    pub(crate) proxied: bool,
 }
 
 /// The error a connection attempt fails with when the policy refused every
@@ -48,24 +51,54 @@ pub struct ClientError(String);
 impl Client {
     pub fn new(policy: Policy) -> Result<Client, ClientError> {
         let policy = Arc::new(policy);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            // Retrying is alertpost's to decide (and to count); reqwest's own
-            // resend of protocol-refused requests would also clone every
-            // request to be able to.
-            .retry(reqwest::retry::never())
+        let http = builder()
             .no_proxy()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(IDLE_PER_HOST)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .user_agent(crate::USER_AGENT)
             .dns_resolver(Arc::new(PolicyResolver {
                 policy: policy.clone(),
             }))
             .build()
             .map_err(|e| ClientError(e.to_string()))?;
-        Ok(Client { http, policy })
+        Ok(Client {
+            http,
+            policy,
+            proxied: false,
+        })
+    }
+
+    /// This client's policy with `http` (an integration's proxied client).
+    pub(crate) fn through(&self, http: &reqwest::Client) -> Client {
+        Client {
+            http: http.clone(),
+            policy: self.policy.clone(),
+            proxied: true,
+        }
+    }
+
+    /// Whether `url` may be sent to: the policy on an IP literal; through a
+    /// proxy, also on every address its host resolves to (the proxy
+    /// connects to one of them, so none may be refused). A name that does
+    /// not resolve here is left to the proxy, which may know it.
+    pub(crate) async fn check(&self, url: &url::Url) -> Result<(), String> {
+        self.permits_url(url)?;
+        let (true, Some(url::Host::Domain(host))) = (self.proxied, url.host()) else {
+            return Ok(());
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let Ok(addrs) = tokio::net::lookup_host((host, port)).await else {
+            return Ok(());
+        };
+        let refused: Vec<String> = addrs
+            .filter(|a| !self.policy.permits(a.ip()))
+            .map(|a| alertpost_config::policy::canonical(a.ip()).to_string())
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{host} resolves to addresses the outbound policy refuses ({}); not sent to the proxy",
+                refused.join(", ")
+            ))
+        }
     }
 
     /// For URLs whose host is an IP literal (which never reach the resolver):
@@ -85,6 +118,36 @@ impl Client {
             ))
         }
     }
+}
+
+/// What every client of the worker shares: no redirects, no resends, the
+/// connect bound, the pool, the user agent.
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        // Retrying is alertpost's to decide (and to count); reqwest's own
+        // resend of protocol-refused requests would also clone every
+        // request to be able to.
+        .retry(reqwest::retry::never())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(IDLE_PER_HOST)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .user_agent(crate::USER_AGENT)
+}
+
+/// A client sending everything through `proxy` (HTTPS targets through
+/// CONNECT). The proxy's own address is the operator's choice and is not
+/// held to the outbound policy; the target is ([`Client::check`]).
+pub(crate) fn proxied(proxy: &alertpost_config::Proxy) -> Result<reqwest::Client, String> {
+    // reqwest's errors may repeat the URL: only the shown form is told.
+    let route = reqwest::Proxy::all(proxy.url.expose())
+        .map_err(|_| format!("{} is not a proxy URL reqwest accepts", proxy.shown))?;
+    builder()
+        .no_proxy()
+        .proxy(route)
+        .build()
+        .map_err(|_| format!("cannot build a client for {}", proxy.shown))
 }
 
 struct PolicyResolver {

@@ -79,9 +79,11 @@ impl TokenCache {
 
     async fn fetch(&self, client: &Client, timeout: Duration) -> Result<Token, String> {
         let o = &self.oauth;
-        client
-            .permits_url(&o.token_url)
-            .map_err(|e| format!("token endpoint refused by policy: {e}"))?;
+        match tokio::time::timeout(timeout, client.check(&o.token_url)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("token endpoint refused by policy: {e}")),
+            Err(_) => return Err("token endpoint: no address within the timeout".to_owned()),
+        }
         // Built before any await: the serializer is not `Send`.
         let form = {
             let mut form = url::form_urlencoded::Serializer::new(String::new());

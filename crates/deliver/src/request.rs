@@ -47,6 +47,9 @@ pub struct Endpoint {
     pub tokens: Option<Arc<TokenCache>>,
     pub signing_key: Option<SigningKey>,
     pub validate: Arc<[Validator]>,
+    /// Its own client when its requests go through a proxy (`proxy`),
+    /// with the proxy as shown in logs.
+    pub proxy: Option<(reqwest::Client, String)>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for Endpoint {
             .field("headers", &self.headers)
             .field("oauth2", &self.tokens.is_some())
             .field("signed", &self.signing_key.is_some())
+            .field("proxy", &self.proxy.as_ref().map(|(_, shown)| shown))
             .finish_non_exhaustive()
     }
 }
@@ -70,8 +74,18 @@ impl std::fmt::Debug for Endpoint {
 #[error("header `{0}` cannot be sent: invalid name or value")]
 pub struct BadHeader(pub String);
 
+/// Why an integration cannot be made ready for requests.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    Header(#[from] BadHeader),
+    /// The proxy's client cannot be built (shown without credentials).
+    #[error("proxy {0}: {1}")]
+    Proxy(String, String),
+}
+
 impl Endpoint {
-    pub fn new(integration: &Integration) -> Result<Endpoint, BadHeader> {
+    pub fn new(integration: &Integration) -> Result<Endpoint, EndpointError> {
         let mut headers = HeaderMap::with_capacity(integration.headers.len() + 1);
         let mut add = |name: &str, value: &str, sensitive: bool| -> Result<(), BadHeader> {
             let bad = || BadHeader(name.to_owned());
@@ -117,6 +131,14 @@ impl Endpoint {
             tokens,
             signing_key: integration.signing_key.clone(),
             validate: integration.validate.clone().into(),
+            proxy: match &integration.proxy {
+                None => None,
+                Some(p) => Some((
+                    crate::client::proxied(p)
+                        .map_err(|e| EndpointError::Proxy(p.shown.clone(), e))?,
+                    p.shown.clone(),
+                )),
+            },
         })
     }
 }

@@ -74,7 +74,7 @@ pub struct Runtime {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(transparent)]
-    Header(#[from] alertpost_deliver::request::BadHeader),
+    Endpoint(#[from] alertpost_deliver::request::EndpointError),
     #[error(transparent)]
     Client(#[from] alertpost_deliver::client::ClientError),
 }

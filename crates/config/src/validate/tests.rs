@@ -784,3 +784,62 @@ kinds = ["alert", "two words"]
         "{found:?}"
     );
 }
+
+#[test]
+fn proxy_urls_are_checked_and_their_credentials_kept_secret() {
+    let c = ok(r#"
+[defaults]
+proxy = "http://egress:${TOKEN}@proxy.internal:3128"
+
+[[integration]]
+id = "a"
+url = "https://a.example.com/x"
+
+[[integration]]
+id = "b"
+url = "https://b.example.com/x"
+proxy = "https://other.internal:8443/"
+"#);
+    let (a, b) = (&c.integrations[0], &c.integrations[1]);
+    let pa = a.proxy.as_ref().unwrap();
+    assert_eq!(pa.shown, "http://proxy.internal:3128");
+    assert_eq!(
+        pa.url.expose(),
+        "http://egress:s3cr3t-token@proxy.internal:3128"
+    );
+    assert_eq!(
+        b.proxy.as_ref().unwrap().shown,
+        "https://other.internal:8443"
+    );
+    let shown = format!("{a:?}");
+    assert!(
+        !shown.contains("s3cr3t") && shown.contains("proxy.internal"),
+        "{shown}"
+    );
+
+    let found = problems(
+        r#"
+[[integration]]
+id = "a"
+url = "https://a.example.com/x"
+proxy = "socks5://user:hunter2@p:1080"
+
+[[integration]]
+id = "b"
+url = "https://b.example.com/x"
+proxy = "http://p:3128/path"
+"#,
+    );
+    let all = found.join("\n");
+    assert!(
+        all.contains(
+            "t.toml:5:9: integration `a`, field `proxy`: scheme `socks5` is not supported"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("integration `b`, field `proxy`: is a proxy's address"),
+        "{all}"
+    );
+    assert!(!all.contains("hunter2"), "{all}");
+}
