@@ -727,3 +727,73 @@ async fn sighup_reloads_a_valid_config_and_refuses_an_invalid_one() {
     assert!(status.success());
     assert_eq!(worker.wait().unwrap().code(), Some(0));
 }
+
+/// `alertpost check` reads and checks the TLS files of each integration
+/// and names the field and line of each problem: a missing file, a key
+/// that is not the certificate's, a certificate without its key, a
+/// server name for a URL with a host name, an unknown TLS version, tls on
+/// an http URL; the good ones pass and show.
+#[test]
+fn check_reads_and_checks_tls_files() {
+    use alertpost_tests::tls::TestCa;
+    let prefix = TestPrefix::new("cli-check-tls");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "private");
+    // Files the configs below name, relative to their directory.
+    ca.issue("one", &["one.test"]);
+    ca.issue("two", &["two.test"]);
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[integration]]\nid = \"a\"\nurl = \"https://one.test/x\"\n\
+         tls = { ca_file = \"private-ca.pem\", cert_file = \"one.pem\", key_file = \"one.key\" }\n",
+    )
+    .unwrap();
+    // Relative paths are from the config file's directory.
+    let (code, out, err) =
+        run(alertpost(&prefix).args(["check", "--config", good.to_str().unwrap()]));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tls"), "{out}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[integration]]\nid = \"a\"\nurl = \"https://a.test/x\"\ntls = { ca_file = \"missing.pem\" }\n\
+         [[integration]]\nid = \"b\"\nurl = \"https://b.test/x\"\ntls = { cert_file = \"one.pem\", key_file = \"two.key\" }\n\
+         [[integration]]\nid = \"c\"\nurl = \"https://c.test/x\"\ntls = { cert_file = \"one.pem\" }\n\
+         [[integration]]\nid = \"d\"\nurl = \"https://d.test/x\"\ntls = { server_name = \"d.internal\" }\n\
+         [[integration]]\nid = \"e\"\nurl = \"https://e.test/x\"\ntls = { min_version = \"1.1\" }\n\
+         [[integration]]\nid = \"f\"\nurl = \"http://f.test/x\"\ntls = { ca_file = \"private-ca.pem\" }\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(alertpost(&prefix).args(["check", "--config", bad.to_str().unwrap()]));
+    assert_eq!(code, 2, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    let has = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    assert!(
+        has("bad.toml:4:19: integration `a`, field `tls.ca_file`: cannot read"),
+        "{out}"
+    );
+    assert!(
+        has("bad.toml:8:43: integration `b`, field `tls.key_file`:")
+            && has("the key does not match the certificate of cert_file"),
+        "{out}"
+    );
+    assert!(
+        has("integration `c`, field `tls.cert_file`: cert_file and key_file go together"),
+        "{out}"
+    );
+    assert!(
+        has("integration `d`, field `tls.server_name`: needs a url whose host is an IP address"),
+        "{out}"
+    );
+    assert!(
+        has("integration `e`, field `tls.min_version`: `1.1` is not a TLS version"),
+        "{out}"
+    );
+    assert!(
+        has("integration `f`, field `tls`: is set, but the url is not https"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 6, "{out}");
+}

@@ -573,3 +573,155 @@ proxy = "{other}"
     assert_eq!(proxy.forwarded().len(), 2, "nothing more reached the proxy");
     worker.stop().await.unwrap();
 }
+
+/// `tls` per integration against an HTTPS receiver of a private CA that
+/// requires a client certificate: the integration with that CA and a
+/// client certificate gets through, one without a certificate or with a
+/// certificate of another CA does not (dead after its one attempt), and
+/// `server_name` checks the receiver's certificate against a name for a
+/// URL that is an IP address (the right name passes, another fails).
+#[tokio::test]
+async fn tls_with_a_private_ca_and_client_certificates() {
+    use alertpost_tests::tls::{TestCa, TlsReceiver};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "private");
+    let server = ca.issue("server", &["localhost", "receiver.test"]);
+    let client = ca.issue("client", &["alertpost-client"]);
+    let rogue = TestCa::new(dir.path(), "rogue").issue("rogue", &["rogue"]);
+    let receiver = TlsReceiver::start(&server, Some(&ca.ca_file())).await;
+    let port = receiver.addr().port();
+    let (ca_file, cert, key) = (
+        ca.ca_file().display().to_string(),
+        client.cert_file.display().to_string(),
+        client.key_file.display().to_string(),
+    );
+    let once = r#"retry = { max_attempts = 1 }"#;
+    let toml = format!(
+        r#"[policy]
+allow_networks = ["127.0.0.0/8", "::1"]
+
+[[integration]]
+id = "mtls"
+url = "https://localhost:{port}/mtls"
+tls = {{ ca_file = "{ca_file}", cert_file = "{cert}", key_file = "{key}", min_version = "1.2" }}
+
+[[integration]]
+id = "no-cert"
+url = "https://localhost:{port}/no-cert"
+tls = {{ ca_file = "{ca_file}" }}
+{once}
+
+[[integration]]
+id = "rogue"
+url = "https://localhost:{port}/rogue"
+tls = {{ ca_file = "{ca_file}", cert_file = "{rogue_cert}", key_file = "{rogue_key}" }}
+{once}
+
+[[integration]]
+id = "by-name"
+url = "https://127.0.0.1:{port}/by-name"
+tls = {{ ca_file = "{ca_file}", cert_file = "{cert}", key_file = "{key}", server_name = "receiver.test" }}
+
+[[integration]]
+id = "wrong-name"
+url = "https://127.0.0.1:{port}/wrong-name"
+tls = {{ ca_file = "{ca_file}", cert_file = "{cert}", key_file = "{key}", server_name = "other.test" }}
+{once}
+
+[[integration]]
+id = "rotated"
+url = "https://localhost:{port}/rotated"
+tls = {{ ca_file = "{ca_file}", cert_file = "{rot_cert}", key_file = "{rot_key}" }}
+{once}
+"#,
+        rogue_cert = rogue.cert_file.display(),
+        rogue_key = rogue.key_file.display(),
+        rot_cert = dir.path().join("rot.pem").display(),
+        rot_key = dir.path().join("rot.key").display(),
+    );
+    std::fs::copy(&client.cert_file, dir.path().join("rot.pem")).unwrap();
+    std::fs::copy(&client.key_file, dir.path().join("rot.key")).unwrap();
+    let prefix = TestPrefix::new("tls");
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
+    worker
+        .publish(event("secure", None, Status::Firing, "web"))
+        .await;
+    alertpost_tests::eventually(WAIT, "three dead letters and three deliveries", || async {
+        let (n, got) = (worker.dead_count(&prefix).await, receiver.paths().len());
+        if n >= 3 && got >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} dead, {got} delivered"))
+        }
+    })
+    .await;
+    let mut paths = receiver.paths();
+    paths.sort();
+    assert_eq!(paths, ["/by-name", "/mtls", "/rotated"]);
+    let mut dead: Vec<String> = worker
+        .take_dead(&prefix)
+        .await
+        .iter()
+        .map(|m| {
+            let letter: Value = serde_json::from_slice(&m.body).unwrap();
+            letter["job"]["integration"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    dead.sort();
+    assert_eq!(dead, ["no-cert", "rogue", "wrong-name"]);
+    assert!(
+        receiver.refused() >= 2,
+        "the receiver refused the handshakes"
+    );
+
+    // Files renewed on disk are read again on a reload (SIGHUP): here the
+    // rotated integration's certificate is replaced by one the receiver
+    // does not trust, and its next delivery fails.
+    std::fs::copy(&rogue.cert_file, dir.path().join("rot.pem")).unwrap();
+    std::fs::copy(&rogue.key_file, dir.path().join("rot.key")).unwrap();
+    worker.reload(&toml).await;
+    alertpost_tests::eventually(WAIT, "the reload is applied", || async {
+        let m = alertpost_tests::metrics::scrape(worker.admin).await;
+        let applied = alertpost_tests::metrics::value(
+            &m,
+            r#"alertpost_config_reloads_total{result="applied"}"#,
+        );
+        if applied >= 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{applied} applied"))
+        }
+    })
+    .await;
+    worker
+        .publish(event("after the renewal", None, Status::Firing, "web"))
+        .await;
+    alertpost_tests::eventually(WAIT, "the rotated delivery is dead", || async {
+        let dead = worker.take_dead(&prefix).await;
+        let ids: Vec<String> = dead
+            .iter()
+            .map(|m| {
+                let letter: Value = serde_json::from_slice(&m.body).unwrap();
+                letter["job"]["integration"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        if ids.iter().any(|i| i == "rotated") {
+            Ok(())
+        } else {
+            Err(format!("dead so far: {ids:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        receiver.paths().iter().filter(|p| *p == "/rotated").count(),
+        1,
+        "nothing more got through with the untrusted certificate"
+    );
+    worker.stop().await.unwrap();
+}

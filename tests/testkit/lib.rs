@@ -9,12 +9,14 @@
 //!   (exit codes, signals, a crash);
 //! - [`proxy`]: a TCP proxy in front of RabbitMQ that a test can cut;
 //! - [`http_proxy`]: a forward HTTP proxy that records what goes through it;
+//! - [`tls`]: a test CA's certificates and an HTTPS receiver that can require
+//!   client certificates;
 //! - [`rabbitmq`]: the local node's faults (an alarm, a stopped app, closed
 //!   connections), each undone when its guard drops;
 //! - [`metrics`]: a worker's `/metrics` read, and [`eventually`] to wait on
 //!   a condition instead of a clock.
 //!
-//! What they do not model: TLS, slow networks, HTTP/2, CONNECT.
+//! What they do not model: slow networks, HTTP/2, CONNECT.
 
 pub mod bin;
 pub mod http_proxy;
@@ -23,6 +25,7 @@ pub mod prefix;
 pub mod proxy;
 pub mod rabbitmq;
 pub mod receiver;
+pub mod tls;
 pub mod worker;
 
 pub use metrics::eventually;

@@ -388,6 +388,22 @@ fn check(g: &Global) -> Result<(), Failure> {
                 if let Some(proxy) = &i.proxy {
                     extra.push_str(&format!(", proxy {}", proxy.shown));
                 }
+                if let Some(tls) = &i.tls {
+                    let mut parts = Vec::new();
+                    if tls.ca_pem.is_some() {
+                        parts.push("own CA".to_owned());
+                    }
+                    if tls.identity_pem.is_some() {
+                        parts.push("client certificate".to_owned());
+                    }
+                    if let Some(name) = &tls.server_name {
+                        parts.push(format!("server name {name}"));
+                    }
+                    if let Some(v) = tls.min_version {
+                        parts.push(format!("min {v}"));
+                    }
+                    extra.push_str(&format!(", tls ({})", parts.join(", ")));
+                }
                 println!(
                     "  {:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
                     i.id,

@@ -33,7 +33,7 @@ pub async fn run(config_path: &Path, id: &str, event_file: Option<&Path>) -> Res
         None => (sample::full(), "the sample event".to_owned()),
     };
     let client = Client::new(config.policy.clone())?;
-    let endpoint = Endpoint::new(integration)?;
+    let endpoint = Endpoint::new(integration, &client)?;
     let delivery = delivery_id(&event.id, &integration.id);
     let extra = Extra {
         integration_id: &integration.id,

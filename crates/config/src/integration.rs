@@ -55,6 +55,8 @@ pub struct Integration {
     pub send_resolved: bool,
     /// The HTTP proxy its requests (and OAuth token fetches) go through.
     pub proxy: Option<Proxy>,
+    /// Its own TLS settings (`tls`): a private CA, a client certificate.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// `proxy = "http://[user:pass@]host:port"`. The URL is a secret (it may
@@ -147,6 +149,7 @@ impl std::fmt::Debug for Integration {
             .field("kinds", &self.kinds)
             .field("send_resolved", &self.send_resolved)
             .field("proxy", &self.proxy)
+            .field("tls", &self.tls)
             .field("content_type", &self.content_type)
             .field("signing_key", &self.signing_key)
             .field("validate", &self.validate)

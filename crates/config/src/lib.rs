@@ -20,6 +20,7 @@ pub mod policy;
 pub mod problem;
 mod raw;
 pub mod secret;
+pub mod tls;
 mod validate;
 
 use std::path::Path;
@@ -33,6 +34,7 @@ pub use integration::{
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;
+pub use tls::{Tls, TlsVersion};
 pub use validate::looks_secret;
 
 /// A validated configuration.

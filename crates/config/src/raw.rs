@@ -93,6 +93,17 @@ pub(crate) struct RawIntegration {
     pub kinds: Option<Spanned<Vec<Spanned<String>>>>,
     pub send_resolved: Option<Spanned<bool>>,
     pub proxy: Option<Spanned<String>>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub min_version: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

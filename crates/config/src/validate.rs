@@ -6,6 +6,7 @@
 //! defaults and the built-in defaults, and checked as a whole.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
@@ -21,11 +22,13 @@ use crate::integration::{Auth, Header, Integration, Method, SigningKey, Validato
 use crate::integration::{CircuitPolicy, Kinds, Proxy, RateLimit, RetryPolicy, url_origin};
 use crate::policy::{Policy, canonical};
 use crate::problem::{ConfigError, Problem};
+use crate::raw::RawTls;
 use crate::raw::{
     RawAdmin, RawCircuit, RawFile, RawIngest, RawIntegration, RawPolicy, RawRetry, RawStore,
     RawWorker,
 };
 use crate::secret::Secret;
+use crate::tls::{Tls, TlsVersion};
 use crate::{
     AdminSettings, Config, DEFAULT_DELAY_TIERS, IngestSettings, StoreSettings, TOKEN_MIN,
     WorkerSettings,
@@ -169,6 +172,8 @@ struct Partial {
     kinds: Option<Kinds>,
     send_resolved: Option<bool>,
     proxy: Option<Proxy>,
+    /// With the span of the `tls` table, for problems found when merging.
+    tls: Option<(Tls, Range<usize>)>,
 }
 
 /// A `retry` table's own values; each field merges with `[defaults]` on its own.
@@ -281,6 +286,110 @@ impl Cx<'_> {
                 None
             }
         }
+    }
+
+    /// `tls = {...}`: every file read and checked now.
+    fn tls(&mut self, raw: &Spanned<RawTls>, section: &str) -> Option<Tls> {
+        let t = raw.get_ref();
+        let before = self.problems.len();
+        let mut tls = Tls {
+            ca_pem: None,
+            identity_pem: None,
+            server_name: None,
+            min_version: None,
+            files: Vec::new(),
+        };
+        if t.ca_file.is_none()
+            && t.cert_file.is_none()
+            && t.server_name.is_none()
+            && t.min_version.is_none()
+        {
+            self.problem(
+                raw.span(),
+                section,
+                Some("tls"),
+                "sets nothing; give ca_file, cert_file and key_file, server_name or min_version",
+            );
+            return None;
+        }
+        if let Some(ca) = &t.ca_file {
+            let path = self.path(ca, section, "tls.ca_file")?;
+            match crate::tls::certificates(&path) {
+                Ok((pem, _)) => tls.ca_pem = Some(pem),
+                Err(message) => self.problem(ca.span(), section, Some("tls.ca_file"), &message),
+            }
+            tls.files.push(path);
+        }
+        match (&t.cert_file, &t.key_file) {
+            (Some(cert), Some(key)) => {
+                let cert_path = self.path(cert, section, "tls.cert_file");
+                let key_path = self.path(key, section, "tls.key_file");
+                if let (Some(cert_path), Some(key_path)) = (cert_path, key_path) {
+                    match crate::tls::certificates(&cert_path) {
+                        Err(message) => {
+                            self.problem(cert.span(), section, Some("tls.cert_file"), &message)
+                        }
+                        Ok((pem, chain)) => match crate::tls::identity(&pem, chain, &key_path) {
+                            Ok(identity) => tls.identity_pem = Some(identity),
+                            Err(message) => {
+                                self.problem(key.span(), section, Some("tls.key_file"), &message)
+                            }
+                        },
+                    }
+                    tls.files.extend([cert_path, key_path]);
+                }
+            }
+            (Some(only), None) | (None, Some(only)) => self.problem(
+                only.span(),
+                section,
+                Some(if t.cert_file.is_some() {
+                    "tls.cert_file"
+                } else {
+                    "tls.key_file"
+                }),
+                "cert_file and key_file go together (the client certificate and its key)",
+            ),
+            (None, None) => {}
+        }
+        if let Some(name) = &t.server_name {
+            match rustls_pki_types::ServerName::try_from(name.get_ref().trim()) {
+                Ok(rustls_pki_types::ServerName::DnsName(_)) => {
+                    tls.server_name = Some(name.get_ref().trim().to_owned())
+                }
+                _ => self.problem(
+                    name.span(),
+                    section,
+                    Some("tls.server_name"),
+                    &format!("`{}` is not a DNS name", name.get_ref()),
+                ),
+            }
+        }
+        if let Some(v) = &t.min_version {
+            match v.get_ref().trim() {
+                "1.2" => tls.min_version = Some(TlsVersion::V1_2),
+                "1.3" => tls.min_version = Some(TlsVersion::V1_3),
+                other => self.problem(
+                    v.span(),
+                    section,
+                    Some("tls.min_version"),
+                    &format!(
+                        "`{other}` is not a TLS version alertpost offers; write \"1.2\" or \"1.3\""
+                    ),
+                ),
+            }
+        }
+        (self.problems.len() == before).then_some(tls)
+    }
+
+    /// A file named in the config: `${VAR}` expanded, relative to the
+    /// config file's directory.
+    fn path(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<PathBuf> {
+        let (text, _) = self.expand(raw, section, field)?;
+        let path = PathBuf::from(text.trim());
+        Some(match Path::new(self.origin).parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        })
     }
 
     /// `proxy = "http://[user:pass@]host:port"` (`${VAR}` expanded).
@@ -530,6 +639,9 @@ impl Cx<'_> {
         p.send_resolved = raw.send_resolved.as_ref().map(|b| *b.get_ref());
         if let Some(x) = &raw.proxy {
             p.proxy = self.proxy(x, section);
+        }
+        if let Some(t) = &raw.tls {
+            p.tls = self.tls(t, section).map(|tls| (tls, t.span()));
         }
         if let Some(c) = &raw.circuit {
             p.circuit = self.circuit(c.get_ref(), section);
@@ -782,6 +894,34 @@ impl Cx<'_> {
             let at = raw.auth.as_ref().map_or(span.clone(), Spanned::span);
             self.check_policy(&o.token_url, &at, &section, "auth.token_url", policy);
         }
+        let own_tls = own.tls.is_some();
+        let tls = own.tls.or_else(|| defaults.tls.clone());
+        let proxy = own.proxy.or_else(|| defaults.proxy.clone());
+        if let (Some((tls, tls_span)), Some((url, _, _))) = (&tls, &url) {
+            if own_tls && url.scheme() != "https" {
+                self.problem(
+                    tls_span.clone(),
+                    &section,
+                    Some("tls"),
+                    "is set, but the url is not https",
+                );
+            }
+            if tls.server_name.is_some() {
+                let ip_host = matches!(url.host(), Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)));
+                let problem = if !ip_host {
+                    Some(
+                        "needs a url whose host is an IP address (a host name is the name the certificate is checked against)",
+                    )
+                } else if proxy.is_some() {
+                    Some("cannot be used with a proxy (the proxy connects by name)")
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    self.problem(tls_span.clone(), &section, Some("tls.server_name"), message);
+                }
+            }
+        }
         let routing_key = own.routing_key.or_else(|| defaults.routing_key.clone());
         let content_type = own
             .content_type
@@ -848,7 +988,8 @@ impl Cx<'_> {
                 .or_else(|| defaults.kinds.clone())
                 .unwrap_or_default(),
             send_resolved: own.send_resolved.or(defaults.send_resolved).unwrap_or(true),
-            proxy: own.proxy.or_else(|| defaults.proxy.clone()),
+            proxy,
+            tls: tls.map(|(tls, _)| tls),
             circuit: CircuitPolicy {
                 failures: own
                     .circuit

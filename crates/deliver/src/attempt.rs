@@ -127,9 +127,9 @@ impl Client {
         };
         // Through its proxy, the token fetch included.
         let proxied;
-        let client = match &endpoint.proxy {
-            Some((http, _)) => {
-                proxied = self.through(http);
+        let client = match &endpoint.own {
+            Some(own) => {
+                proxied = self.through(own);
                 &proxied
             }
             None => self,
@@ -177,7 +177,7 @@ impl Client {
     async fn send_once(&self, request: Request) -> AttemptResult {
         let timeout = request.timeout;
         let checked_and_sent = async {
-            match self.check(&request.url).await {
+            match self.check(&request.url, request.pinned).await {
                 Err(reason) => AttemptResult::Policy(reason),
                 Ok(()) => self.exchange(request).await,
             }

@@ -65,21 +65,92 @@ impl Client {
         })
     }
 
-    /// This client's policy with `http` (an integration's proxied client).
-    pub(crate) fn through(&self, http: &reqwest::Client) -> Client {
+    /// This client's policy with an integration's own client.
+    pub(crate) fn through(&self, own: &crate::request::OwnClient) -> Client {
         Client {
-            http: http.clone(),
+            http: own.http.clone(),
             policy: self.policy.clone(),
-            proxied: true,
+            proxied: own.proxy.is_some(),
         }
+    }
+
+    /// The client of `integration` when it needs its own (a `proxy`, a
+    /// `tls`), with the URL to send to and the address it is pinned to
+    /// (`tls.server_name`: the URL's host, an IP address, becomes the
+    /// name, resolved to that address only).
+    pub(crate) fn own_for(
+        &self,
+        integration: &alertpost_config::Integration,
+    ) -> Result<(Option<crate::request::OwnClient>, url::Url, Option<IpAddr>), String> {
+        let mut url = integration.url.clone();
+        if integration.proxy.is_none() && integration.tls.is_none() {
+            return Ok((None, url, None));
+        }
+        let mut b = builder().no_proxy();
+        b = match &integration.proxy {
+            // The proxy's own address is the operator's choice and is not
+            // held to the policy; the target is (`check`).
+            Some(proxy) => {
+                let route = reqwest::Proxy::all(proxy.url.expose())
+                    .map_err(|_| format!("proxy {} is not a URL reqwest accepts", proxy.shown))?;
+                b.proxy(route)
+            }
+            None => b.dns_resolver(Arc::new(PolicyResolver {
+                policy: self.policy.clone(),
+            })),
+        };
+        let mut pinned = None;
+        if let Some(tls) = &integration.tls {
+            if let Some(pem) = &tls.ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| format!("tls.ca_file: {e}"))?;
+                b = b.tls_certs_only(certs);
+            }
+            if let Some(identity) = &tls.identity_pem {
+                let identity = reqwest::Identity::from_pem(identity.expose().as_bytes())
+                    .map_err(|_| "tls.cert_file, tls.key_file: not a usable identity".to_owned())?;
+                b = b.identity(identity);
+            }
+            if let Some(v) = tls.min_version {
+                b = b.tls_version_min(match v {
+                    alertpost_config::TlsVersion::V1_2 => reqwest::tls::Version::TLS_1_2,
+                    alertpost_config::TlsVersion::V1_3 => reqwest::tls::Version::TLS_1_3,
+                });
+            }
+            if let (Some(name), Some(ip)) = (&tls.server_name, host_ip(&url)) {
+                let port = url.port_or_known_default().unwrap_or(443);
+                url.set_host(Some(name))
+                    .map_err(|e| format!("tls.server_name: {e}"))?;
+                b = b.resolve(name, SocketAddr::new(ip, port));
+                pinned = Some(ip);
+            }
+        }
+        let http = b
+            .build()
+            .map_err(|e| format!("cannot build its HTTP client ({e})"))?;
+        let own = crate::request::OwnClient {
+            http,
+            proxy: integration.proxy.as_ref().map(|p| p.shown.clone()),
+        };
+        Ok((Some(own), url, pinned))
     }
 
     /// Whether `url` may be sent to: the policy on an IP literal; through a
     /// proxy, also on every address its host resolves to (the proxy
     /// connects to one of them, so none may be refused). A name that does
     /// not resolve here is left to the proxy, which may know it.
-    pub(crate) async fn check(&self, url: &url::Url) -> Result<(), String> {
+    pub(crate) async fn check(&self, url: &url::Url, pinned: Option<IpAddr>) -> Result<(), String> {
         self.permits_url(url)?;
+        if let Some(ip) = pinned {
+            return if self.policy.permits(ip) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} is not a public address and is not in [policy] allow_networks",
+                    alertpost_config::policy::canonical(ip)
+                ))
+            };
+        }
         let (true, Some(url::Host::Domain(host))) = (self.proxied, url.host()) else {
             return Ok(());
         };
@@ -136,18 +207,12 @@ fn builder() -> reqwest::ClientBuilder {
         .user_agent(crate::USER_AGENT)
 }
 
-/// A client sending everything through `proxy` (HTTPS targets through
-/// CONNECT). The proxy's own address is the operator's choice and is not
-/// held to the outbound policy; the target is ([`Client::check`]).
-pub(crate) fn proxied(proxy: &alertpost_config::Proxy) -> Result<reqwest::Client, String> {
-    // reqwest's errors may repeat the URL: only the shown form is told.
-    let route = reqwest::Proxy::all(proxy.url.expose())
-        .map_err(|_| format!("{} is not a proxy URL reqwest accepts", proxy.shown))?;
-    builder()
-        .no_proxy()
-        .proxy(route)
-        .build()
-        .map_err(|_| format!("cannot build a client for {}", proxy.shown))
+fn host_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
 }
 
 struct PolicyResolver {

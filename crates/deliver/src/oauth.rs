@@ -79,7 +79,7 @@ impl TokenCache {
 
     async fn fetch(&self, client: &Client, timeout: Duration) -> Result<Token, String> {
         let o = &self.oauth;
-        match tokio::time::timeout(timeout, client.check(&o.token_url)).await {
+        match tokio::time::timeout(timeout, client.check(&o.token_url, None)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(format!("token endpoint refused by policy: {e}")),
             Err(_) => return Err("token endpoint: no address within the timeout".to_owned()),

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use crate::client::Client;
 use crate::oauth::TokenCache;
 use crate::sign::sign;
 
@@ -47,9 +48,19 @@ pub struct Endpoint {
     pub tokens: Option<Arc<TokenCache>>,
     pub signing_key: Option<SigningKey>,
     pub validate: Arc<[Validator]>,
-    /// Its own client when its requests go through a proxy (`proxy`),
-    /// with the proxy as shown in logs.
-    pub proxy: Option<(reqwest::Client, String)>,
+    /// Its own client when it has a `proxy` or `tls` of its own.
+    pub own: Option<OwnClient>,
+    /// With `tls.server_name`, the URL's IP address: the request goes to
+    /// the server name, pinned to this address, which the policy checks.
+    pub pinned: Option<std::net::IpAddr>,
+}
+
+/// An integration's own HTTP client.
+#[derive(Clone)]
+pub struct OwnClient {
+    pub http: reqwest::Client,
+    /// Its proxy, as logs may show it.
+    pub proxy: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -62,7 +73,8 @@ impl std::fmt::Debug for Endpoint {
             .field("headers", &self.headers)
             .field("oauth2", &self.tokens.is_some())
             .field("signed", &self.signing_key.is_some())
-            .field("proxy", &self.proxy.as_ref().map(|(_, shown)| shown))
+            .field("proxy", &self.own.as_ref().and_then(|o| o.proxy.as_ref()))
+            .field("tls", &self.own.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -79,13 +91,16 @@ pub struct BadHeader(pub String);
 pub enum EndpointError {
     #[error(transparent)]
     Header(#[from] BadHeader),
-    /// The proxy's client cannot be built (shown without credentials).
-    #[error("proxy {0}: {1}")]
-    Proxy(String, String),
+    /// Its own client (proxy, TLS) cannot be built; the reason names no
+    /// secret.
+    #[error("integration `{0}`: {1}")]
+    Client(String, String),
 }
 
 impl Endpoint {
-    pub fn new(integration: &Integration) -> Result<Endpoint, EndpointError> {
+    /// `client`: the worker's, whose outbound policy an integration's own
+    /// client keeps.
+    pub fn new(integration: &Integration, client: &Client) -> Result<Endpoint, EndpointError> {
         let mut headers = HeaderMap::with_capacity(integration.headers.len() + 1);
         let mut add = |name: &str, value: &str, sensitive: bool| -> Result<(), BadHeader> {
             let bad = || BadHeader(name.to_owned());
@@ -98,6 +113,9 @@ impl Endpoint {
         for h in &integration.headers {
             add(&h.name, h.value.expose(), h.sensitive)?;
         }
+        let (own, url, pinned) = client
+            .own_for(integration)
+            .map_err(|e| EndpointError::Client(integration.id.clone(), e))?;
         let mut tokens = None;
         match &integration.auth {
             Auth::None => {}
@@ -123,7 +141,7 @@ impl Endpoint {
                 Method::Put => reqwest::Method::PUT,
                 Method::Patch => reqwest::Method::PATCH,
             },
-            url: integration.url.clone(),
+            url,
             timeout: integration.timeout,
             content_type: HeaderValue::from_str(&integration.content_type)
                 .map_err(|_| BadHeader("content-type".to_owned()))?,
@@ -131,14 +149,8 @@ impl Endpoint {
             tokens,
             signing_key: integration.signing_key.clone(),
             validate: integration.validate.clone().into(),
-            proxy: match &integration.proxy {
-                None => None,
-                Some(p) => Some((
-                    crate::client::proxied(p)
-                        .map_err(|e| EndpointError::Proxy(p.shown.clone(), e))?,
-                    p.shown.clone(),
-                )),
-            },
+            own,
+            pinned,
         })
     }
 }
@@ -148,6 +160,8 @@ impl Endpoint {
 pub struct Request {
     pub method: reqwest::Method,
     pub url: Url,
+    /// The address the URL's host is pinned to (`tls.server_name`).
+    pub pinned: Option<std::net::IpAddr>,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// Bound on the whole attempt: connect, send, response, body.
@@ -189,6 +203,7 @@ impl Request {
         Request {
             method: endpoint.method.clone(),
             url: endpoint.url.clone(),
+            pinned: endpoint.pinned,
             headers,
             body,
             timeout: endpoint.timeout,

@@ -117,7 +117,7 @@ async fn static_auth_kinds_send_their_headers() {
     ] {
         let c = config(&base, auth);
         let client = Client::new(c.policy.clone()).unwrap();
-        let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+        let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
         assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
         let seen = server.seen.lock().unwrap().pop().unwrap();
         assert_eq!(header(&seen, name).as_deref(), Some(expected), "{auth}");
@@ -138,7 +138,7 @@ async fn oauth2_fetches_once_caches_and_sends_the_token() {
         ),
     );
     let client = Client::new(c.policy.clone()).unwrap();
-    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
 
     // Concurrent first attempts share one token request.
     let results = futures_join(&client, &endpoint, 8).await;
@@ -172,7 +172,7 @@ async fn a_huge_expires_in_is_capped_not_a_panic() {
         ),
     );
     let client = Client::new(c.policy.clone()).unwrap();
-    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
     assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
     assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 1, "cached");
@@ -203,7 +203,7 @@ async fn oauth2_refreshes_before_expiry_and_once_on_401() {
         ),
     );
     let client = Client::new(c.policy.clone()).unwrap();
-    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
     assert_eq!(attempt(&client, &endpoint).await.status(), Some(200));
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 1);
     // A one-second token is refreshed shortly before it expires.
@@ -251,7 +251,7 @@ async fn a_failing_token_endpoint_is_a_retry_and_nothing_is_sent() {
         ),
     );
     let client = Client::new(c.policy.clone()).unwrap();
-    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
     let result = attempt(&client, &endpoint).await;
     let AttemptResult::Token(reason) = &result else {
         panic!("{result:?}")
@@ -291,7 +291,7 @@ async fn a_token_endpoint_that_never_stops_answering_is_cut_off() {
         ),
     );
     let client = Client::new(c.policy.clone()).unwrap();
-    let endpoint = Endpoint::new(&c.integrations[0]).unwrap();
+    let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
     let result = tokio::time::timeout(Duration::from_secs(10), attempt(&client, &endpoint))
         .await
         .expect("bounded");

@@ -70,7 +70,7 @@ async fn sends_the_documented_headers_and_body() {
     );
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &client).unwrap(),
         Bytes::from_static(b"{\"a\":1}"),
         &meta(),
     );
@@ -112,7 +112,7 @@ async fn redirects_are_not_followed() {
     let config = config(&format!("{base}/redirect"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &client).unwrap(),
         Bytes::new(),
         &meta(),
     );
@@ -131,7 +131,7 @@ async fn timeouts_bound_the_attempt() {
     let config = config(&format!("{base}/slow"), "timeout = \"200ms\"");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &client).unwrap(),
         Bytes::new(),
         &meta(),
     );
@@ -153,7 +153,7 @@ async fn large_bodies_are_cut() {
     let config = config(&format!("{base}/big"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &client).unwrap(),
         Bytes::new(),
         &meta(),
     );
@@ -171,7 +171,7 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
     let strict = Client::new(Policy::default()).unwrap();
 
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &strict).unwrap(),
         Bytes::new(),
         &meta(),
     );
@@ -218,7 +218,7 @@ async fn connection_refused_is_retried_and_hides_the_url() {
     let config = config(&format!("http://127.0.0.1:{port}/secret-token-path"), "");
     let client = Client::new(config.policy.clone()).unwrap();
     let request = Request::new(
-        &Endpoint::new(&config.integrations[0]).unwrap(),
+        &Endpoint::new(&config.integrations[0], &client).unwrap(),
         Bytes::new(),
         &meta(),
     );

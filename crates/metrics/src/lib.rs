@@ -15,6 +15,7 @@
 //! | `alertpost_store_bytes` | gauge | | worker |
 //! | `alertpost_broker_connected` | gauge | | both |
 //! | `alertpost_topology_redeclared_total` | counter | | worker: a queue was found missing and declared again |
+//! | `alertpost_config_reloads_total` | counter | `result` (applied, refused) | worker: configurations sent by SIGHUP |
 //! | `process_*` | | | both |
 //!
 //! Labels are bounded: integration ids, fixed outcome and code sets, tier
@@ -135,6 +136,10 @@ pub struct WorkerMetrics {
     pub broker_connected: IntGauge,
     pub broker_blocked: IntGauge,
     pub topology_redeclared: IntCounter,
+    /// Reloads applied, and refused (the config loads, but its runtime
+    /// cannot be built: a TLS file that changed, a proxy...).
+    pub reloads_applied: IntCounter,
+    pub reloads_refused: IntCounter,
     pub handoff_failures: IntCounter,
     pub requeued: IntCounter,
     pub store_dropped: IntCounter,
@@ -230,6 +235,12 @@ fn encode(registry: &Registry) -> String {
 impl WorkerMetrics {
     pub fn new() -> WorkerMetrics {
         let r = registry();
+        let reloads = counter_vec(
+            &r,
+            "alertpost_config_reloads_total",
+            "Configurations sent by SIGHUP: applied, or refused (the worker keeps the one it has).",
+            &["result"],
+        );
         WorkerMetrics {
             events_consumed: BySource::new(counter_vec(
                 &r,
@@ -305,6 +316,8 @@ impl WorkerMetrics {
                 "alertpost_topology_redeclared_total",
                 "Times a publish found its queue missing (deleted under the worker) and the topology was declared again.",
             ),
+            reloads_applied: reloads.with_label_values(&["applied"]),
+            reloads_refused: reloads.with_label_values(&["refused"]),
             handoff_failures: counter(
                 &r,
                 "alertpost_handoff_failures_total",

@@ -88,6 +88,7 @@ impl Runtime {
         tiers: &[String],
         previous: Option<&Runtime>,
     ) -> Result<Runtime, RuntimeError> {
+        let client = Client::new(config.policy.clone())?;
         let targets = config
             .enabled()
             .map(|i| {
@@ -121,7 +122,7 @@ impl Runtime {
                     circuit,
                     permits,
                     bucket,
-                    endpoint: Endpoint::new(i)?,
+                    endpoint: Endpoint::new(i, &client)?,
                     integration: i.clone(),
                 }))
             })
@@ -135,7 +136,7 @@ impl Runtime {
             gone.metrics.circuit_open.set(0);
         }
         Ok(Runtime {
-            client: Client::new(config.policy.clone())?,
+            client,
             config,
             targets,
         })

@@ -219,9 +219,11 @@ async fn reloads(ctx: Arc<Ctx>, mut configs: mpsc::Receiver<Config>, tiers: Vec<
         match Runtime::new(config, &ctx.metrics, &tiers, Some(&previous)) {
             Ok(runtime) => {
                 ctx.current.replace(runtime);
+                ctx.metrics.reloads_applied.inc();
                 tracing::info!(enabled, "configuration reloaded");
             }
             Err(e) => {
+                ctx.metrics.reloads_refused.inc();
                 tracing::error!(error = %e, "new configuration refused; keeping the current one")
             }
         }
