@@ -590,3 +590,99 @@ async fn the_admin_api_caps_what_one_request_reads() {
     assert_eq!(count().await, alertpost_worker::admin::MAX_LIMIT);
     worker.stop().await.unwrap();
 }
+
+/// Operational events: a circuit that opens raises `error` and, once the
+/// integration delivers again, `active` (resolved, the same dedup key),
+/// delivered to the integration that opted in with
+/// `kinds = ["integration.status"]` and to no other; a dead letter while
+/// the circuit is closed raises `warning`. Nothing raised twice.
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
+#[tokio::test]
+async fn a_state_change_raises_one_operational_event(#[case] backend: Backend) {
+    let prefix = TestPrefix::with_tiers("operational", &[1, 2]);
+    let receiver = Receiver::start().await;
+    // Two failures open the circuit; then it answers 200; later one 410
+    // (dead at once) raises a warning.
+    receiver.script("/flaky", (0..2).map(|_| Reply::status(502)));
+    let toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
+         [[integration]]\nid = \"flaky\"\nurl = \"{}\"\nconcurrency = 1\nmatch = ['labels.team=\"flaky\"']\n\
+         retry = {{ initial = \"1s\", jitter = 0.0 }}\ncircuit = {{ failures = 2, cooldown = \"2s\" }}\n\
+         [[integration]]\nid = \"ops\"\nurl = \"{}\"\nkinds = [\"integration.status\"]\n\
+         [[integration]]\nid = \"plain\"\nurl = \"{}\"\nmatch = ['labels.team!=\"flaky\"']\n",
+        receiver.url("/flaky"),
+        receiver.url("/ops"),
+        receiver.url("/plain"),
+    );
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    let flaky = |title: &str| {
+        let mut e = Event::new("t", Status::Firing, title);
+        e.labels.insert("team".into(), "flaky".into());
+        e
+    };
+    worker
+        .publish_all((0..3).map(|i| flaky(&format!("f{i}"))).collect())
+        .await;
+    let ops = |receiver: &Receiver| -> Vec<serde_json::Value> {
+        receiver
+            .requests_to("/ops")
+            .iter()
+            .map(|r| r.json())
+            .collect()
+    };
+    let seen = eventually(WAIT, "error, then active", || async {
+        let seen = ops(&receiver);
+        if seen.len() >= 2 {
+            Ok(seen)
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    let states: Vec<&str> = seen
+        .iter()
+        .map(|e| e["data"]["state"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(states, ["error", "active"], "{seen:#?}");
+    assert_eq!(seen[0]["status"], "firing");
+    assert_eq!(seen[1]["status"], "resolved");
+    for e in &seen {
+        assert_eq!(e["source"], "alertpost");
+        assert_eq!(e["kind"], "integration.status");
+        assert_eq!(e["dedup_key"], "alertpost.integration.flaky");
+        assert_eq!(e["data"]["integration"], "flaky");
+    }
+    assert!(
+        seen[0]["data"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("circuit open")),
+        "{}",
+        seen[0]
+    );
+    // A dead letter while the circuit is closed: a warning.
+    receiver.script("/flaky", [Reply::status(410)]);
+    worker.publish(flaky("gone")).await;
+    let seen = eventually(WAIT, "a warning", || async {
+        let seen = ops(&receiver);
+        if seen.len() >= 3 {
+            Ok(seen)
+        } else {
+            Err(format!("{} so far", seen.len()))
+        }
+    })
+    .await;
+    assert_eq!(seen[2]["data"]["state"], "warning", "{}", seen[2]);
+    assert_eq!(seen[2]["status"], "firing");
+    receiver
+        .assert_no_more(receiver.count(), Duration::from_millis(500))
+        .await;
+    assert_eq!(ops(&receiver).len(), 3, "one event per change");
+    // Its filter would take them (they have no team): its kinds do not.
+    assert!(
+        receiver.requests_to("/plain").is_empty(),
+        "integrations that do not opt in get no operational events"
+    );
+    worker.stop().await.unwrap();
+}

@@ -45,6 +45,7 @@ pub struct Config {
     pub store: StoreSettings,
     pub admin: AdminSettings,
     pub ingest: IngestSettings,
+    pub operational: OperationalSettings,
     /// The delay queues retries wait in (`delay_tiers`), ascending.
     pub delay_tiers: Vec<Duration>,
     /// Every integration, enabled or not, in file order.
@@ -125,6 +126,22 @@ pub const DEFAULT_DELAY_TIERS: [Duration; 8] = [
     Duration::from_secs(3600),
     Duration::from_secs(10800),
 ];
+
+/// The operational events a worker raises about its integrations
+/// (`[operational]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationalSettings {
+    /// An unchanged state is raised again at most this often.
+    pub repeat_interval: Duration,
+}
+
+impl Default for OperationalSettings {
+    fn default() -> OperationalSettings {
+        OperationalSettings {
+            repeat_interval: Duration::from_secs(3600),
+        }
+    }
+}
 
 impl Default for WorkerSettings {
     fn default() -> WorkerSettings {

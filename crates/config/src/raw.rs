@@ -16,9 +16,16 @@ pub(crate) struct RawFile {
     pub store: Option<Spanned<RawStore>>,
     pub admin: Option<Spanned<RawAdmin>>,
     pub ingest: Option<Spanned<RawIngest>>,
+    pub operational: Option<Spanned<RawOperational>>,
     pub delay_tiers: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub integration: Vec<Spanned<RawIntegration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOperational {
+    pub repeat_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

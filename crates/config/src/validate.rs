@@ -30,8 +30,8 @@ use crate::raw::{
 use crate::secret::Secret;
 use crate::tls::{Tls, TlsVersion};
 use crate::{
-    AdminSettings, Config, DEFAULT_DELAY_TIERS, IngestSettings, StoreSettings, TOKEN_MIN,
-    WorkerSettings,
+    AdminSettings, Config, DEFAULT_DELAY_TIERS, IngestSettings, OperationalSettings, StoreSettings,
+    TOKEN_MIN, WorkerSettings,
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +82,15 @@ pub(crate) fn config(
     let store = raw.store.map(|s| cx.store(s)).unwrap_or_default();
     let admin = raw.admin.map(|a| cx.admin(a)).unwrap_or_default();
     let ingest = raw.ingest.map(|i| cx.ingest(i)).unwrap_or_default();
+    let mut operational = OperationalSettings::default();
+    if let Some(r) = raw
+        .operational
+        .as_ref()
+        .and_then(|o| o.get_ref().repeat_interval.as_ref())
+        && let Some(d) = cx.duration(r, "[operational]", "repeat_interval")
+    {
+        operational.repeat_interval = d;
+    }
     let delay_tiers = match &raw.delay_tiers {
         Some(t) => cx.delay_tiers(t),
         None => DEFAULT_DELAY_TIERS.to_vec(),
@@ -129,6 +138,7 @@ pub(crate) fn config(
             store,
             admin,
             ingest,
+            operational,
             delay_tiers,
             integrations: integrations.into_iter().map(|(i, _)| i).collect(),
         })

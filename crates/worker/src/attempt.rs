@@ -16,6 +16,8 @@ use crate::runtime::Target;
 pub struct Tried {
     pub attempt: Attempt,
     pub verdict: Verdict,
+    /// This attempt opened its integration's circuit.
+    pub opened_circuit: bool,
 }
 
 /// Makes attempt number `number` of delivering `body` (the rendered event)
@@ -51,11 +53,15 @@ pub async fn send(
         m.duration.observe(attempt.duration.as_secs_f64());
         let verdict = classify(&attempt.result, &target.endpoint.validate);
         log(&attempt, &verdict);
-        let open = target
+        let circuit = target
             .circuit
-            .record(matches!(verdict, Verdict::Retry { .. }));
-        m.circuit_open.set(i64::from(open));
-        Tried { attempt, verdict }
+            .report(matches!(verdict, Verdict::Retry { .. }));
+        m.circuit_open.set(i64::from(circuit.open));
+        Tried {
+            attempt,
+            verdict,
+            opened_circuit: circuit.opened,
+        }
     }
     .instrument(span)
     .await

@@ -34,6 +34,15 @@ enum State {
     },
 }
 
+/// What reporting an attempt did to the circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    /// Open afterwards.
+    pub open: bool,
+    /// Opened by this attempt (closed, or probing, before).
+    pub opened: bool,
+}
+
 /// Whether an attempt may go out now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -91,8 +100,16 @@ impl Circuit {
     /// Reports an attempt: `failed` when it failed in a way worth retrying.
     /// Returns whether the circuit is open afterwards.
     pub fn record(&self, failed: bool) -> bool {
+        self.report(failed).open
+    }
+
+    /// [`Circuit::record`], also saying whether this attempt opened it.
+    pub fn report(&self, failed: bool) -> Reported {
         if self.policy.failures == 0 {
-            return false;
+            return Reported {
+                open: false,
+                opened: false,
+            };
         }
         let mut state = self.state();
         let next = match (*state, failed) {
@@ -109,7 +126,8 @@ impl Circuit {
                     .unwrap_or_else(far_future),
             },
         };
-        if matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. }) {
+        let opened = matches!(next, State::Open { .. }) && !matches!(*state, State::Open { .. });
+        if opened {
             tracing::warn!(
                 cooldown_s = self.policy.cooldown.as_secs(),
                 "circuit opened: deliveries wait in the integration's lane without a request"
@@ -119,7 +137,10 @@ impl Circuit {
             tracing::info!("circuit closed");
         }
         *state = next;
-        matches!(next, State::Open { .. })
+        Reported {
+            open: matches!(next, State::Open { .. }),
+            opened,
+        }
     }
 
     pub fn is_open(&self) -> bool {

@@ -255,8 +255,20 @@ fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried) -> Step 
         now,
     );
     d.attempts = number;
+    if tried.opened_circuit {
+        let last_error = match &tried.verdict {
+            Verdict::Retry { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        };
+        ctx.operational.circuit_opened(
+            &target.integration.id,
+            target.integration.circuit.failures,
+            last_error,
+        );
+    }
     match decision {
         Decision::Delivered => {
+            ctx.operational.delivered(&target.integration.id);
             // Final: counted now; journaled by the hand-off before the ack.
             let m = &target.metrics;
             m.outcome(Outcome::Delivered);

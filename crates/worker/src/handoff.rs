@@ -329,9 +329,17 @@ async fn confirmed(ctx: &Ctx, step: Step) {
                 ctx.store.note(&letter.id, Progress::Dead { hop: job.hop });
             }
             match (&target, &letter.job) {
-                (Some(t), _) => {
+                (Some(t), job) => {
                     t.metrics.outcome(Outcome::Dead);
                     t.metrics.dead(letter.reason);
+                    if let Some(job) = job {
+                        ctx.operational.dead_lettered(
+                            &t.integration.id,
+                            &job.event.kind,
+                            letter.reason.as_str(),
+                            &letter.detail,
+                        );
+                    }
                 }
                 (None, Some(job)) => ctx.metrics.dead_elsewhere(&job.integration, letter.reason),
                 (None, None) => ctx.metrics.undecodable(),

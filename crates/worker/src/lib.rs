@@ -21,6 +21,8 @@
 //! - `batching`: hand-offs to one lane from many messages, gathered into
 //!   one broker message;
 //! - [`circuit`]: the per-integration circuit breaker;
+//! - [`operational`]: an integration's state (active, warning, error) and
+//!   the `integration.status` events its changes raise;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
 //!   with their permits and circuits) and what every task shares;
 //! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON,
@@ -45,6 +47,7 @@ mod dispatch;
 mod handoff;
 pub mod health;
 mod lanes;
+pub mod operational;
 mod pump;
 pub mod runtime;
 pub mod schedule;

@@ -28,6 +28,8 @@ pub struct Ctx {
     /// The delay tiers (from start), for the `tier` label of retries; the
     /// backend places a wait by the same rule.
     pub tiers: Vec<std::time::Duration>,
+    /// Integration states and the operational events they raise.
+    pub operational: crate::operational::Operational,
 }
 
 /// One integration, ready to deliver to.

@@ -115,11 +115,13 @@ pub async fn run<B: Backend>(
         .iter()
         .map(|t| alertpost_broker::topology::tier_name(*t))
         .collect();
+    let operational = crate::operational::Operational::new(opts.config.operational.repeat_interval);
     let ctx = Arc::new(Ctx {
         current: Current::new(Runtime::new(opts.config, &metrics, &tier_names, None)?),
         store: opts.store,
         metrics: metrics.clone(),
         tiers,
+        operational,
     });
     // The store takes records until the drain is over, not until the signal:
     // deliveries finished while draining are journaled and recorded too.
@@ -302,6 +304,11 @@ async fn consume<S: Session>(
     };
     let mut a = start(events);
     let mut b = start(deliveries);
+    // Operational events go out through this session while it lasts.
+    {
+        let (ctx, link, halt) = (ctx.clone(), link.clone(), halt.child_token());
+        tokio::spawn(async move { ctx.operational.publish(&*link.session, halt).await });
+    }
     let mut lanes = Lanes::new(ctx.clone(), link.clone(), halt.child_token());
     lanes.reconcile(&runtime);
     health.set_consuming(true);
