@@ -579,7 +579,8 @@ proxy = "{other}"
 /// client certificate gets through, one without a certificate or with a
 /// certificate of another CA does not (dead after its one attempt), and
 /// `server_name` checks the receiver's certificate against a name for a
-/// URL that is an IP address (the right name passes, another fails).
+/// URL that is an IP address (the right name passes, another fails); one
+/// through a proxy goes by CONNECT; renewed files are read on a reload.
 #[tokio::test]
 async fn tls_with_a_private_ca_and_client_certificates() {
     use alertpost_tests::tls::{TestCa, TlsReceiver};
@@ -590,6 +591,8 @@ async fn tls_with_a_private_ca_and_client_certificates() {
     let rogue = TestCa::new(dir.path(), "rogue").issue("rogue", &["rogue"]);
     let receiver = TlsReceiver::start(&server, Some(&ca.ca_file())).await;
     let port = receiver.addr().port();
+    // HTTPS through a proxy goes by CONNECT.
+    let proxy = alertpost_tests::http_proxy::HttpProxy::start().await;
     let (ca_file, cert, key) = (
         ca.ca_file().display().to_string(),
         client.cert_file.display().to_string(),
@@ -629,6 +632,12 @@ tls = {{ ca_file = "{ca_file}", cert_file = "{cert}", key_file = "{key}", server
 {once}
 
 [[integration]]
+id = "tunnel"
+url = "https://localhost:{port}/tunnel"
+proxy = "{proxy}"
+tls = {{ ca_file = "{ca_file}", cert_file = "{cert}", key_file = "{key}" }}
+
+[[integration]]
 id = "rotated"
 url = "https://localhost:{port}/rotated"
 tls = {{ ca_file = "{ca_file}", cert_file = "{rot_cert}", key_file = "{rot_key}" }}
@@ -636,6 +645,7 @@ tls = {{ ca_file = "{ca_file}", cert_file = "{rot_cert}", key_file = "{rot_key}"
 "#,
         rogue_cert = rogue.cert_file.display(),
         rogue_key = rogue.key_file.display(),
+        proxy = proxy.url(None),
         rot_cert = dir.path().join("rot.pem").display(),
         rot_key = dir.path().join("rot.key").display(),
     );
@@ -648,7 +658,7 @@ tls = {{ ca_file = "{ca_file}", cert_file = "{rot_cert}", key_file = "{rot_key}"
         .await;
     alertpost_tests::eventually(WAIT, "three dead letters and three deliveries", || async {
         let (n, got) = (worker.dead_count(&prefix).await, receiver.paths().len());
-        if n >= 3 && got >= 3 {
+        if n >= 3 && got >= 4 {
             Ok(())
         } else {
             Err(format!("{n} dead, {got} delivered"))
@@ -657,7 +667,13 @@ tls = {{ ca_file = "{ca_file}", cert_file = "{rot_cert}", key_file = "{rot_key}"
     .await;
     let mut paths = receiver.paths();
     paths.sort();
-    assert_eq!(paths, ["/by-name", "/mtls", "/rotated"]);
+    assert_eq!(paths, ["/by-name", "/mtls", "/rotated", "/tunnel"]);
+    let tunnelled = proxy.forwarded();
+    assert_eq!(tunnelled.len(), 1, "{tunnelled:?}");
+    assert_eq!(
+        (tunnelled[0].method.as_str(), tunnelled[0].target.clone()),
+        ("CONNECT", format!("localhost:{port}"))
+    );
     let mut dead: Vec<String> = worker
         .take_dead(&prefix)
         .await

@@ -1,21 +1,23 @@
 //! A forward HTTP proxy on 127.0.0.1:0 that records what it is asked to
-//! fetch (the absolute-form target and the `proxy-authorization` it got)
-//! and fetches it: enough to see an integration's requests go through it.
-//! CONNECT (HTTPS targets) is not served.
+//! reach (the absolute-form target, or the authority of a CONNECT, and
+//! the `proxy-authorization` it got) and does it: forwards plain requests,
+//! tunnels CONNECT (HTTPS targets). Enough to see an integration's
+//! requests go through it.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 
 /// One request the proxy was asked to forward.
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     pub method: String,
-    /// The target as the client wrote it: `http://host:port/path`.
+    /// The target as the client wrote it: `http://host:port/path`, or
+    /// `host:port` for a CONNECT.
     pub target: String,
     pub proxy_authorization: Option<String>,
 }
@@ -33,12 +35,23 @@ pub struct HttpProxy {
 impl HttpProxy {
     pub async fn start() -> HttpProxy {
         let seen = Arc::new(Seen::default());
-        let app = Router::new().fallback(forward).with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("the proxy can listen");
         let addr = listener.local_addr().expect("bound");
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let served = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let seen = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(seen.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), service)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
         HttpProxy { addr, seen }
     }
 
@@ -59,26 +72,57 @@ impl HttpProxy {
     }
 }
 
-async fn forward(State(seen): State<Arc<Seen>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let target = parts.uri.to_string();
+fn status(code: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = code;
+    r
+}
+
+async fn handle(
+    seen: Arc<Seen>,
+    request: Request<hyper::body::Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let connect = request.method() == Method::CONNECT;
+    let target = if connect {
+        request
+            .uri()
+            .authority()
+            .map_or_else(String::new, ToString::to_string)
+    } else {
+        request.uri().to_string()
+    };
     seen.forwarded
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(Forwarded {
-            method: parts.method.to_string(),
+            method: request.method().to_string(),
             target: target.clone(),
-            proxy_authorization: parts
-                .headers
+            proxy_authorization: request
+                .headers()
                 .get("proxy-authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         });
-    if !target.starts_with("http://") {
-        return (StatusCode::BAD_REQUEST, "not an absolute-form request").into_response();
+    if connect {
+        // 200 now; the tunnel once the client's connection is handed over.
+        tokio::spawn(async move {
+            let Ok(upgraded) = hyper::upgrade::on(request).await else {
+                return;
+            };
+            let Ok(mut server) = tokio::net::TcpStream::connect(target.as_str()).await else {
+                return;
+            };
+            let mut client = TokioIo::new(upgraded);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+        });
+        return Ok(Response::new(Body::empty()));
     }
-    let Ok(body) = axum::body::to_bytes(body, 4 << 20).await else {
-        return StatusCode::BAD_REQUEST.into_response();
+    if !target.starts_with("http://") {
+        return Ok(status(StatusCode::BAD_REQUEST));
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(Body::new(body), 4 << 20).await else {
+        return Ok(status(StatusCode::BAD_REQUEST));
     };
     let mut headers = parts.headers.clone();
     for hop in [
@@ -89,22 +133,25 @@ async fn forward(State(seen): State<Arc<Seen>>, request: Request) -> Response {
     ] {
         headers.remove(hop);
     }
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("a client");
-    match client
-        .request(parts.method, &target)
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status();
-            let body = r.bytes().await.unwrap_or_default();
-            (status, body).into_response()
-        }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-    }
+    let Ok(client) = reqwest::Client::builder().no_proxy().build() else {
+        return Ok(status(StatusCode::BAD_GATEWAY));
+    };
+    Ok(
+        match client
+            .request(parts.method, &target)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let code = r.status();
+                let body = r.bytes().await.unwrap_or_default();
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = code;
+                response
+            }
+            Err(_) => status(StatusCode::BAD_GATEWAY),
+        },
+    )
 }

@@ -251,7 +251,7 @@ impl WorkerMetrics {
             deliveries: counter_vec(
                 &r,
                 "alertpost_deliveries_total",
-                "Deliveries by how they ended this time: delivered, retried (handed to a wait), deferred (could not start: handed to the integration's lane), dead, filtered (the integration's match did not hold), skipped_duplicate (already finished or handed on, per the journal).",
+                "Deliveries by how they ended this time: delivered, retried (handed to a wait), deferred (could not start: handed to the integration's lane), dead, filtered (an event of a kind the integration takes that its send_resolved or match left out), skipped_duplicate (already finished or handed on, per the journal).",
                 &["integration", "outcome"],
             ),
             attempts: counter_vec(

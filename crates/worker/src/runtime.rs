@@ -146,14 +146,18 @@ impl Runtime {
 
     /// The integrations an event goes to: enabled, they take its kind
     /// (`kinds`) and its status (`send_resolved`), and their filter holds.
-    /// The others count it as `filtered`.
+    /// Those that take its kind but not the event count it as `filtered`;
+    /// another kind is not theirs to count (operational events would add
+    /// to every integration's count).
     pub fn targets_for(&self, event: &Event) -> Vec<&Arc<Target>> {
         self.targets
             .iter()
             .filter(|t| {
                 let i = &t.integration;
-                let matches = i.kinds.admits(&event.kind)
-                    && (i.send_resolved || event.status != Status::Resolved)
+                if !i.kinds.admits(&event.kind) {
+                    return false;
+                }
+                let matches = (i.send_resolved || event.status != Status::Resolved)
                     && i.filter.matches(event);
                 if !matches {
                     t.metrics.outcome(Outcome::Filtered);
