@@ -545,30 +545,54 @@ proxy = "{other}"
     // the proxy (loopback too, but the operator's own) never sees it.
     let refused = TestPrefix::new("proxy-refused");
     let port = receiver.url("/").split(':').nth(2).unwrap_or("").to_owned();
+    // And one whose name does not resolve here cannot be checked: not
+    // sent either, but tried again like a connection that failed.
     let toml = format!(
-        "[[integration]]\nid = \"inside\"\nurl = \"http://localhost:{port}\"\nproxy = \"{}\"\n",
-        proxy.url(None)
+        "[[integration]]\nid = \"inside\"\nurl = \"http://localhost:{port}\"\nproxy = \"{p}\"\n\
+         [[integration]]\nid = \"unknown\"\nurl = \"http://alertpost-test.invalid/x\"\nproxy = \"{p}\"\n\
+         retry = {{ max_attempts = 1 }}\n",
+        p = proxy.url(None)
     );
     let mut worker = RunningWorker::start(&refused, &toml).await;
     worker
         .publish(event("inside", None, Status::Firing, "web"))
         .await;
-    let dead = alertpost_tests::eventually(WAIT, "the delivery is dead-lettered", || async {
-        let dead = worker.take_dead(&refused).await;
-        if dead.is_empty() {
-            Err("none yet".to_owned())
-        } else {
-            Ok(dead)
+    let mut dead: Vec<Value> = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
+    while dead.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both deliveries dead-lettered; so far {dead:?}"
+        );
+        for m in worker.take_dead(&refused).await {
+            dead.push(serde_json::from_slice(&m.body).unwrap());
         }
-    })
-    .await;
-    let letter: Value = serde_json::from_slice(&dead[0].body).unwrap();
-    assert_eq!(letter["reason"], "policy", "{letter}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let by = |id: &str| {
+        dead.iter()
+            .find(|l| l["job"]["integration"] == id)
+            .unwrap_or_else(|| panic!("no dead letter of {id}: {dead:?}"))
+            .clone()
+    };
+    let inside = by("inside");
+    assert_eq!(inside["reason"], "policy", "{inside}");
     assert!(
-        letter["detail"]
+        inside["detail"]
             .as_str()
             .is_some_and(|d| d.contains("not sent to the proxy")),
-        "{letter}"
+        "{inside}"
+    );
+    let unknown = by("unknown");
+    assert_eq!(
+        unknown["reason"], "exhausted",
+        "a connection failure, tried again: {unknown}"
+    );
+    assert!(
+        unknown["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("does not resolve here")),
+        "{unknown}"
     );
     assert_eq!(proxy.forwarded().len(), 2, "nothing more reached the proxy");
     worker.stop().await.unwrap();

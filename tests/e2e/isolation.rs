@@ -554,14 +554,30 @@ async fn a_rate_limit_paces_its_integration_and_no_other(
     );
     assert_eq!(worker.dead_count(&prefix).await, 0);
     let m = scrape(worker.admin).await;
+    let attempts: f64 = m
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("alertpost_delivery_attempts_total{")
+                && k.contains(r#"integration="limited""#)
+        })
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!(
-        value(
-            &m,
-            r#"alertpost_delivery_attempts_total{code="2xx",integration="limited"}"#
-        ),
-        N as f64,
+        attempts, N as f64,
         "one attempt each: waiting for the bucket is not one"
     );
+    let outcome = |o: &str| {
+        value(
+            &m,
+            &format!(r#"alertpost_deliveries_total{{integration="limited",outcome="{o}"}}"#),
+        )
+    };
+    assert_eq!(outcome("delivered"), N as f64);
+    assert!(
+        outcome("deferred") > 0.0,
+        "the bucket's overflow went to the lane"
+    );
+    assert_eq!(outcome("retried"), 0.0);
     worker.stop().await.unwrap();
     assert_eq!(worker.waiting(&prefix).await, 0);
 }

@@ -120,6 +120,9 @@ async fn worker(g: &Global, args: &WorkerArgs) -> Result<(), Failure> {
 /// window a few times over, so memory stays that of a chunk whatever the
 /// input's size, and the wait for a chunk's last confirms is a small share.
 const CHUNK: usize = 2048;
+/// And at most about this much input a chunk (large events: a chunk is
+/// held about three times over, parsed, prepared and encoded).
+const CHUNK_BYTES: usize = 2 << 20;
 /// Invalid documents listed by a refused `publish`; the rest are counted.
 const PROBLEMS_SHOWN: usize = 50;
 
@@ -198,6 +201,7 @@ async fn publish_stream(
     let mut published = 0usize;
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut docs = Documents::new(BufReader::new(input));
+    let mut chunk_from = 0usize;
     loop {
         let next = docs.next();
         let last = next.is_none();
@@ -210,7 +214,9 @@ async fn publish_stream(
             })?;
             chunk.extend(found);
         }
-        if chunk.len() >= CHUNK || (last && !chunk.is_empty()) {
+        let full = chunk.len() >= CHUNK || docs.bytes_read() - chunk_from >= CHUNK_BYTES;
+        if full || (last && !chunk.is_empty()) {
+            chunk_from = docs.bytes_read();
             let events = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
             match producer.publish_all(events).await {
                 Ok(sent) => published += sent.len(),
@@ -243,27 +249,38 @@ async fn publish_stream(
     }
 }
 
-/// The input as a file that can be read twice: the named file, or stdin
+/// The input as a file that can be read twice: the named file if it is a
+/// regular one; stdin, or a pipe or device named (`<(...)`, `/dev/stdin`),
 /// copied to an unnamed temporary file (removed when closed).
 fn open_input(file: Option<&PathBuf>) -> Result<(String, std::fs::File), Failure> {
     match file {
         Some(path) if path.as_os_str() != "-" => {
-            let f = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))
+            let name = path.display().to_string();
+            let mut f = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {name}"))
                 .map_err(Failure::Usage)?;
-            Ok((path.display().to_string(), f))
+            if f.metadata().is_ok_and(|m| m.is_file()) {
+                return Ok((name, f));
+            }
+            let spooled = spool(&mut f, &name)?;
+            Ok((name, spooled))
         }
         _ => {
-            let mut spool = tempfile::tempfile()
-                .context("cannot create a temporary file to read stdin into")?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
-                .context("cannot read stdin into a temporary file")?;
-            spool
-                .seek(SeekFrom::Start(0))
-                .context("cannot read stdin's temporary file")?;
-            Ok(("stdin".to_owned(), spool))
+            let spooled = spool(&mut std::io::stdin().lock(), "stdin")?;
+            Ok(("stdin".to_owned(), spooled))
         }
     }
+}
+
+fn spool(input: &mut impl std::io::Read, name: &str) -> Result<std::fs::File, Failure> {
+    let mut spool = tempfile::tempfile()
+        .with_context(|| format!("cannot create a temporary file to read {name} into"))?;
+    std::io::copy(input, &mut spool)
+        .with_context(|| format!("cannot read {name} into a temporary file"))?;
+    spool
+        .seek(SeekFrom::Start(0))
+        .with_context(|| format!("cannot read {name}'s temporary file"))?;
+    Ok(spool)
 }
 
 async fn ingest(g: &Global, args: &IngestArgs) -> Result<(), Failure> {

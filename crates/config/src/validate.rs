@@ -311,6 +311,7 @@ impl Cx<'_> {
         };
         if t.ca_file.is_none()
             && t.cert_file.is_none()
+            && t.key_file.is_none()
             && t.server_name.is_none()
             && t.min_version.is_none()
         {
@@ -442,10 +443,12 @@ impl Cx<'_> {
             return None;
         }
         let mut list = Vec::new();
+        let (mut any, mut valid) = (false, true);
         for kind in raw.get_ref() {
             let k = kind.get_ref().as_str();
             if k == "*" {
-                return Some(Kinds::Any);
+                any = true;
+                continue;
             }
             if let Some(reason) = alertpost_event::event::name_problem(k) {
                 self.problem(
@@ -454,11 +457,15 @@ impl Cx<'_> {
                     Some("kinds"),
                     &format!("`{k}` is not an event kind: {reason}"),
                 );
-                return None;
+                valid = false;
             }
             list.push(k.to_owned());
         }
-        Some(Kinds::Only(list))
+        match (valid, any) {
+            (false, _) => None,
+            (true, true) => Some(Kinds::Any),
+            (true, false) => Some(Kinds::Only(list)),
+        }
     }
 
     fn duration(&mut self, raw: &Spanned<String>, section: &str, field: &str) -> Option<Duration> {

@@ -125,12 +125,13 @@ impl Client {
                 },
             )
         };
-        // Through its proxy, the token fetch included.
-        let proxied;
+        // Its own client (proxy, tls) if it has one; token fetches through
+        // its proxy but without its tls.
+        let own;
         let client = match &endpoint.own {
-            Some(own) => {
-                proxied = self.through(own);
-                &proxied
+            Some(o) => {
+                own = self.through(o);
+                &own
             }
             None => self,
         };
@@ -139,7 +140,8 @@ impl Client {
             let shown = keep.then(|| request.clone());
             return done(shown, client.send_once(request).await);
         };
-        let used = match tokens.header(client, endpoint.timeout).await {
+        let token_client = self.for_tokens(endpoint.own.as_ref());
+        let used = match tokens.header(&token_client, endpoint.timeout).await {
             Ok(h) => h,
             Err(reason) => return done(keep.then_some(request), AttemptResult::Token(reason)),
         };
@@ -148,7 +150,7 @@ impl Client {
         let mut shown = keep.then(|| request.clone());
         let mut result = client.send_once(request).await;
         if matches!(&result, AttemptResult::Response(r) if r.status == 401) {
-            result = match tokens.refresh(client, endpoint.timeout, &used).await {
+            result = match tokens.refresh(&token_client, endpoint.timeout, &used).await {
                 Ok(fresh) => {
                     again.headers.insert(AUTHORIZATION, fresh);
                     if keep {
@@ -178,7 +180,8 @@ impl Client {
         let timeout = request.timeout;
         let checked_and_sent = async {
             match self.check(&request.url, request.pinned).await {
-                Err(reason) => AttemptResult::Policy(reason),
+                Err(crate::client::Refusal::Policy(reason)) => AttemptResult::Policy(reason),
+                Err(crate::client::Refusal::Unresolved(reason)) => AttemptResult::Connect(reason),
                 Ok(()) => self.exchange(request).await,
             }
         };

@@ -25,8 +25,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// each, a cap of 256 cost 60 % of the requests per second.
 const IDLE_PER_HOST: usize = usize::MAX;
 
-/// The shared client. Cheap to clone.
-#[derive(Clone, Debug)]
+/// The shared client. Cheap to clone. `Debug` leaves out the reqwest
+/// client: a proxied one's may show the proxy URL, credentials included.
+#[derive(Clone)]
 pub struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) policy: Arc<Policy>,
@@ -47,6 +48,15 @@ pub(crate) struct PolicyRefused {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client: {0}")]
 pub struct ClientError(String);
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("policy", &self.policy)
+            .field("proxied", &self.proxied)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Client {
     pub fn new(policy: Policy) -> Result<Client, ClientError> {
@@ -74,6 +84,19 @@ impl Client {
         }
     }
 
+    /// The client of an integration's token fetches (see
+    /// [`crate::request::OwnClient::tokens`]).
+    pub(crate) fn for_tokens(&self, own: Option<&crate::request::OwnClient>) -> Client {
+        match own.and_then(|o| o.tokens.as_ref()) {
+            Some(http) => Client {
+                http: http.clone(),
+                policy: self.policy.clone(),
+                proxied: true,
+            },
+            None => self.clone(),
+        }
+    }
+
     /// The client of `integration` when it needs its own (a `proxy`, a
     /// `tls`), with the URL to send to and the address it is pinned to
     /// (`tls.server_name`: the URL's host, an IP address, becomes the
@@ -86,19 +109,30 @@ impl Client {
         if integration.proxy.is_none() && integration.tls.is_none() {
             return Ok((None, url, None));
         }
-        let mut b = builder().no_proxy();
-        b = match &integration.proxy {
-            // The proxy's own address is the operator's choice and is not
-            // held to the policy; the target is (`check`).
-            Some(proxy) => {
-                let route = reqwest::Proxy::all(proxy.url.expose())
-                    .map_err(|_| format!("proxy {} is not a URL reqwest accepts", proxy.shown))?;
-                b.proxy(route)
-            }
-            None => b.dns_resolver(Arc::new(PolicyResolver {
+        // The proxy's own address is the operator's choice and is not held
+        // to the policy; the target is (`check`).
+        let route = match &integration.proxy {
+            Some(proxy) => Some(
+                reqwest::Proxy::all(proxy.url.expose())
+                    .map_err(|_| format!("proxy {} is not a URL reqwest accepts", proxy.shown))?,
+            ),
+            None => None,
+        };
+        let base = || match &route {
+            Some(route) => builder().no_proxy().proxy(route.clone()),
+            None => builder().no_proxy().dns_resolver(Arc::new(PolicyResolver {
                 policy: self.policy.clone(),
             })),
         };
+        let tokens = match &route {
+            Some(_) => Some(
+                base()
+                    .build()
+                    .map_err(|e| format!("cannot build its token client ({e})"))?,
+            ),
+            None => None,
+        };
+        let mut b = base();
         let mut pinned = None;
         if let Some(tls) = &integration.tls {
             if let Some(pem) = &tls.ca_pem {
@@ -131,44 +165,61 @@ impl Client {
         let own = crate::request::OwnClient {
             http,
             proxy: integration.proxy.as_ref().map(|p| p.shown.clone()),
+            tokens,
         };
         Ok((Some(own), url, pinned))
     }
 
-    /// Whether `url` may be sent to: the policy on an IP literal; through a
-    /// proxy, also on every address its host resolves to (the proxy
-    /// connects to one of them, so none may be refused). A name that does
-    /// not resolve here is left to the proxy, which may know it.
-    pub(crate) async fn check(&self, url: &url::Url, pinned: Option<IpAddr>) -> Result<(), String> {
-        self.permits_url(url)?;
+    /// Whether `url` may be sent to: the policy on an IP literal, and on
+    /// the address a `server_name` pins it to; through a proxy, also on
+    /// every address its host resolves to here (the proxy connects to one
+    /// of them, so none may be refused). A name that does not resolve here
+    /// cannot be checked, so it is not sent: a connection failure, tried
+    /// again like one.
+    pub(crate) async fn check(
+        &self,
+        url: &url::Url,
+        pinned: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
+        self.permits_url(url).map_err(Refusal::Policy)?;
         if let Some(ip) = pinned {
             return if self.policy.permits(ip) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(Refusal::Policy(format!(
                     "{} is not a public address and is not in [policy] allow_networks",
                     alertpost_config::policy::canonical(ip)
-                ))
+                )))
             };
         }
         let (true, Some(url::Host::Domain(host))) = (self.proxied, url.host()) else {
             return Ok(());
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        let Ok(addrs) = tokio::net::lookup_host((host, port)).await else {
-            return Ok(());
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(e) => {
+                return Err(Refusal::Unresolved(format!(
+                    "{host} does not resolve here ({e}), so the outbound policy cannot check it; not sent to the proxy"
+                )));
+            }
         };
         let refused: Vec<String> = addrs
+            .iter()
             .filter(|a| !self.policy.permits(a.ip()))
             .map(|a| alertpost_config::policy::canonical(a.ip()).to_string())
             .collect();
-        if refused.is_empty() {
+        if refused.is_empty() && !addrs.is_empty() {
             Ok(())
+        } else if refused.is_empty() {
+            Err(Refusal::Unresolved(format!(
+                "{host} resolves to no address here; not sent to the proxy"
+            )))
         } else {
-            Err(format!(
+            Err(Refusal::Policy(format!(
                 "{host} resolves to addresses the outbound policy refuses ({}); not sent to the proxy",
                 refused.join(", ")
-            ))
+            )))
         }
     }
 
@@ -212,6 +263,24 @@ fn host_ip(url: &url::Url) -> Option<IpAddr> {
         url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
         url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
         url::Host::Domain(_) => None,
+    }
+}
+
+/// Why a target is not sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The policy refuses it: a dead letter.
+    Policy(String),
+    /// It could not be checked (its name does not resolve here): tried
+    /// again, like a connection that failed.
+    Unresolved(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Policy(s) | Refusal::Unresolved(s) => f.write_str(s),
+        }
     }
 }
 

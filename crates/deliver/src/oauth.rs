@@ -81,7 +81,12 @@ impl TokenCache {
         let o = &self.oauth;
         match tokio::time::timeout(timeout, client.check(&o.token_url, None)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(format!("token endpoint refused by policy: {e}")),
+            Ok(Err(crate::client::Refusal::Policy(e))) => {
+                return Err(format!("token endpoint refused by policy: {e}"));
+            }
+            Ok(Err(crate::client::Refusal::Unresolved(e))) => {
+                return Err(format!("token endpoint: {e}"));
+            }
             Err(_) => return Err("token endpoint: no address within the timeout".to_owned()),
         }
         // Built before any await: the serializer is not `Send`.

@@ -61,6 +61,10 @@ pub struct OwnClient {
     pub http: reqwest::Client,
     /// Its proxy, as logs may show it.
     pub proxy: Option<String>,
+    /// For its OAuth token fetches: through its proxy, without its `tls`
+    /// (the CA and the client certificate are the receiver's, not the
+    /// token endpoint's); `None`: the worker's client.
+    pub tokens: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Endpoint {

@@ -238,7 +238,7 @@ impl WorkerMetrics {
         let reloads = counter_vec(
             &r,
             "alertpost_config_reloads_total",
-            "Configurations sent by SIGHUP: applied, or refused (the worker keeps the one it has).",
+            "Configurations loaded on SIGHUP: applied, or refused by the worker (it keeps the one it has). A file that does not load is refused before and not counted.",
             &["result"],
         );
         WorkerMetrics {

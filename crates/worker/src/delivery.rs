@@ -163,17 +163,22 @@ pub(crate) async fn run(
     // order. Waiting for the bucket is not an attempt: it never counts
     // toward `max_attempts` or the circuit.
     if let Some(bucket) = &target.bucket {
+        use std::sync::atomic::Ordering;
         match turn {
             Turn::Now => {
-                if bucket.check().is_err() {
+                // Behind the lane's deliveries waiting for a token, if any.
+                if target.bucket_waiters.load(Ordering::Acquire) > 0 || bucket.check().is_err() {
                     return Some(d.into_lane(source.event_json));
                 }
             }
-            Turn::Wait => tokio::select! {
-                _ = bucket.until_ready() => {}
-                _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane(source.event_json)),
-                _ = halt.cancelled() => return None,
-            },
+            Turn::Wait => {
+                let _waiting = Waiting::on(&target.bucket_waiters);
+                tokio::select! {
+                    _ = bucket.until_ready() => {}
+                    _ = tokio::time::sleep_until(held_until) => return Some(d.into_lane(source.event_json)),
+                    _ = halt.cancelled() => return None,
+                }
+            }
         }
     }
 
@@ -218,6 +223,22 @@ pub(crate) async fn run(
     Some(conclude(ctx, d, number, &tried))
 }
 
+/// Counts a delivery waiting for its bucket until dropped.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(count: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 fn expired(d: Delivery<'_>) -> Step {
     let detail = format!(
         "waited for its turn (its integration busy or its circuit open) past max_age; {} attempts made",
@@ -255,7 +276,9 @@ fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried) -> Step 
         now,
     );
     d.attempts = number;
-    if tried.opened_circuit {
+    // An operational event's attempts change no state (no loops).
+    let tracked = d.event.kind != crate::operational::KIND;
+    if tracked && tried.opened_circuit {
         let last_error = match &tried.verdict {
             Verdict::Retry { reason, .. } => Some(reason.as_str()),
             _ => None,
@@ -268,7 +291,9 @@ fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried) -> Step 
     }
     match decision {
         Decision::Delivered => {
-            ctx.operational.delivered(&target.integration.id);
+            if tracked {
+                ctx.operational.delivered(&target.integration.id);
+            }
             // Final: counted now; journaled by the hand-off before the ack.
             let m = &target.metrics;
             m.outcome(Outcome::Delivered);

@@ -336,6 +336,7 @@ async fn confirmed(ctx: &Ctx, step: Step) {
                         ctx.operational.dead_lettered(
                             &t.integration.id,
                             &job.event.kind,
+                            t.circuit.is_open(),
                             letter.reason.as_str(),
                             &letter.detail,
                         );

@@ -14,9 +14,11 @@
 //! letter while in `warning`) is raised again only once
 //! `[operational] repeat_interval` has passed since it was last raised.
 //! What happens to operational events themselves never raises another:
-//! a dead-lettered `integration.status` event changes no state, so there
+//! their attempts, deliveries and dead letters change no state, so there
 //! is no loop. The events wait in a bounded queue for a session that can
-//! publish; a full queue drops the newest with an error in the log.
+//! publish (one that fails is tried again, and kept over a reconnect); a
+//! full queue drops the newest with an error in the log. They live in the
+//! worker's memory until published: a worker killed first loses them.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,9 +37,10 @@ pub const KIND: &str = "integration.status";
 pub const SOURCE: &str = "alertpost";
 /// Events waiting for a session that can publish.
 const QUEUE: usize = 256;
-/// Tries of one publish, a pause between them.
-const TRIES: u32 = 5;
+/// The first pause after a publish that failed; it doubles up to
+/// [`PAUSE_MAX`].
 const PAUSE: Duration = Duration::from_secs(1);
+const PAUSE_MAX: Duration = Duration::from_secs(30);
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An integration's state, as operational events report it.
@@ -76,8 +79,6 @@ fn decide(
     repeat: Duration,
 ) -> (bool, State) {
     match (current, to) {
-        // A dead letter while the circuit is open: the error says more.
-        (State::Error, State::Warning) => (false, State::Error),
         (same, to) if same == to => {
             // Active again and again is no news; the others repeat.
             let due =
@@ -94,6 +95,9 @@ pub struct Operational {
     queue: mpsc::Sender<Event>,
     /// Taken by the publishing task of the session in place.
     pending: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    /// One taken off the queue and not yet published when its session
+    /// ended: the next session's goes first.
+    unsent: Mutex<Option<Event>>,
 }
 
 impl std::fmt::Debug for Operational {
@@ -112,6 +116,7 @@ impl Operational {
             tracks: Mutex::new(HashMap::new()),
             queue,
             pending: tokio::sync::Mutex::new(pending),
+            unsent: Mutex::new(None),
         }
     }
 
@@ -125,10 +130,18 @@ impl Operational {
         );
     }
 
-    /// One of its deliveries was dead-lettered (not one of an operational
-    /// event: those change nothing).
-    pub fn dead_lettered(&self, integration: &str, kind: &str, reason: &str, detail: &str) {
-        if kind == KIND {
+    /// One of its deliveries was dead-lettered. Nothing changes while its
+    /// circuit is open (the error says more), nor for an operational
+    /// event's delivery (no loops).
+    pub fn dead_lettered(
+        &self,
+        integration: &str,
+        kind: &str,
+        circuit_open: bool,
+        reason: &str,
+        detail: &str,
+    ) {
+        if kind == KIND || circuit_open {
             return;
         }
         self.found(
@@ -192,15 +205,21 @@ impl Operational {
     }
 
     /// Publishes what is raised, confirmed, through `session`, until `halt`.
+    /// One that does not go out is tried again (pauses doubling up to
+    /// [`PAUSE_MAX`]) and, when the session ends first, kept for the next.
     pub(crate) async fn publish<S: Session>(&self, session: &S, halt: CancellationToken) {
         let mut pending = tokio::select! {
             p = self.pending.lock() => p,
             _ = halt.cancelled() => return,
         };
         loop {
-            let event = tokio::select! {
-                e = pending.recv() => match e { Some(e) => e, None => return },
-                _ = halt.cancelled() => return,
+            let kept = self.unsent.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let event = match kept {
+                Some(e) => e,
+                None => tokio::select! {
+                    e = pending.recv() => match e { Some(e) => e, None => return },
+                    _ = halt.cancelled() => return,
+                },
             };
             let body = event.to_json();
             let msg = Outgoing {
@@ -211,24 +230,30 @@ impl Operational {
             let to = Destination::Events {
                 routing_key: event.routing_key(),
             };
-            for n in 1..=TRIES {
-                match tokio::time::timeout(PUBLISH_TIMEOUT, session.publish(&to, &msg)).await {
+            let mut pause = PAUSE;
+            loop {
+                let sent = tokio::select! {
+                    r = tokio::time::timeout(PUBLISH_TIMEOUT, session.publish(&to, &msg)) => r,
+                    _ = halt.cancelled() => {
+                        *self.unsent.lock().unwrap_or_else(|p| p.into_inner()) = Some(event);
+                        return;
+                    }
+                };
+                match sent {
                     Ok(Ok(())) => break,
-                    Ok(Err(e)) if n < TRIES => {
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "operational event not confirmed; trying again")
                     }
-                    Err(_) if n < TRIES => {
-                        tracing::warn!("operational event: no confirm in time; trying again")
-                    }
-                    _ => {
-                        tracing::error!(event_id = %event.id, "operational event not published; dropped");
-                        break;
-                    }
+                    Err(_) => tracing::warn!("operational event: no confirm in time; trying again"),
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(PAUSE) => {}
-                    _ = halt.cancelled() => return,
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = halt.cancelled() => {
+                        *self.unsent.lock().unwrap_or_else(|p| p.into_inner()) = Some(event);
+                        return;
+                    }
                 }
+                pause = (pause * 2).min(PAUSE_MAX);
             }
         }
     }
@@ -305,7 +330,9 @@ mod tests {
             (Warning, long_ago, Warning, true, Warning),
             (Warning, recent, Error, true, Error),
             (Warning, recent, Active, true, Active),
-            (Error, recent, Warning, false, Error),
+            // Only reached with the circuit closed again (a probe that
+            // met a 4xx closes it without a delivery).
+            (Error, recent, Warning, true, Warning),
             (Error, recent, Error, false, Error),
             (Error, long_ago, Error, true, Error),
             (Error, recent, Active, true, Active),
@@ -331,14 +358,20 @@ mod tests {
             }
             n
         };
-        ops.dead_lettered("ops", KIND, "status", "410 Gone");
+        ops.dead_lettered("ops", KIND, false, "status", "410 Gone");
         assert_eq!(
             raised(&ops),
             0,
             "a dead operational event raises no warning"
         );
-        ops.dead_lettered("hook", "alert", "status", "410 Gone");
-        ops.dead_lettered("hook", "alert", "status", "410 Gone");
+        ops.dead_lettered("hook", "alert", true, "expired", "waited");
+        assert_eq!(
+            raised(&ops),
+            0,
+            "nor a dead letter while the circuit is open"
+        );
+        ops.dead_lettered("hook", "alert", false, "status", "410 Gone");
+        ops.dead_lettered("hook", "alert", false, "status", "410 Gone");
         assert_eq!(raised(&ops), 1, "one warning, not one per dead letter");
         ops.delivered("hook");
         ops.delivered("hook");

@@ -50,6 +50,9 @@ pub struct Target {
     /// Its `rate_limit`, a token bucket; kept over a reload that leaves
     /// the limit as it was.
     pub bucket: Option<Arc<Bucket>>,
+    /// Lane deliveries waiting for a token: while any do, a new delivery
+    /// does not take one ahead of them (the bucket itself is not fair).
+    pub bucket_waiters: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A token bucket of one integration (GCRA, from `governor`).
@@ -115,15 +118,18 @@ impl Runtime {
                     Some(b) if b.integration.concurrency == i.concurrency => b.permits.clone(),
                     _ => Arc::new(Semaphore::new(i.concurrency)),
                 };
-                let bucket = match before {
-                    Some(b) if b.integration.rate_limit == i.rate_limit => b.bucket.clone(),
-                    _ => i.rate_limit.and_then(bucket),
+                let (bucket, bucket_waiters) = match before {
+                    Some(b) if b.integration.rate_limit == i.rate_limit => {
+                        (b.bucket.clone(), b.bucket_waiters.clone())
+                    }
+                    _ => (i.rate_limit.and_then(bucket), Arc::default()),
                 };
                 Ok(Arc::new(Target {
                     metrics: series,
                     circuit,
                     permits,
                     bucket,
+                    bucket_waiters,
                     endpoint: Endpoint::new(i, &client)?,
                     integration: i.clone(),
                 }))

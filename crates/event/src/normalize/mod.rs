@@ -144,6 +144,13 @@ impl<R: Read> Documents<R> {
     }
 }
 
+impl<R: Read> Documents<R> {
+    /// Bytes of the input read so far.
+    pub fn bytes_read(&self) -> usize {
+        self.lines.bytes.load(Ordering::Relaxed)
+    }
+}
+
 impl<R: Read> Iterator for Documents<R> {
     type Item = (usize, Result<Value, NormalizeError>);
 
@@ -173,6 +180,8 @@ impl<R: Read> Iterator for Documents<R> {
 /// document starts. Shared with the reader, which the deserializer owns.
 #[derive(Default)]
 struct LineCount {
+    /// Bytes read so far.
+    bytes: AtomicUsize,
     newlines: AtomicUsize,
     /// The start's line, 0 until a byte after the mark is not whitespace.
     start: AtomicUsize,
@@ -204,6 +213,7 @@ pub struct Lines<R> {
 impl<R: Read> Read for Lines<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.count.bytes.fetch_add(n, Ordering::Relaxed);
         let mut newlines = self.count.newlines.load(Ordering::Relaxed);
         let mut start = self.count.start.load(Ordering::Relaxed);
         for &b in &buf[..n] {
@@ -369,6 +379,12 @@ mod tests {
         let spread = documents(b"{\"a\":\n1}\n\n{\"b\":\n\n2}\n{\"c\":3}");
         let lines: Vec<usize> = spread.iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [1, 4, 7]);
+        // Scalars (normalizing refuses them, with their line), adjacent
+        // objects, leading blank lines.
+        let mixed = documents(b"\n\n1\n\"x\"\n{}{\"b\":1}\n  [1,\n2]\n");
+        let lines: Vec<usize> = mixed.iter().map(|(l, _)| *l).collect();
+        assert_eq!(lines, [3, 4, 5, 5, 6], "{mixed:?}");
+        assert!(mixed.iter().all(|(_, d)| d.is_ok()));
     }
 
     #[test]
