@@ -3,9 +3,9 @@
 # check alertpost against, where missing:
 # - the real Prometheus Alertmanager, and promtool (package `prometheus`),
 #   from Debian's packages;
-# - the Standard Webhooks reference library (PyPI `standardwebhooks`) and
-#   PyYAML, in a virtual environment under target/test-python (tests find
-#   them there).
+# - the Standard Webhooks reference library (PyPI `standardwebhooks`),
+#   PyYAML and openapi-spec-validator, in a virtual environment under
+#   target/test-python (tests find them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +31,12 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 VENV=target/test-python
-if ! "$VENV/bin/python" -c 'import standardwebhooks, yaml' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import standardwebhooks, yaml, openapi_spec_validator' >/dev/null 2>&1; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     apt_install python3-venv
   fi
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  echo "ensure-test-tools: installing standardwebhooks and PyYAML from PyPI into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks pyyaml
+  echo "ensure-test-tools: installing standardwebhooks, PyYAML and openapi-spec-validator from PyPI into $VENV"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks pyyaml openapi-spec-validator
 fi

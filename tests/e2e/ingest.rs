@@ -419,3 +419,77 @@ async fn tokens_the_request_bound_and_slow_clients() {
         stopping.elapsed()
     );
 }
+
+/// `GET /openapi.json`: the ingest's OpenAPI 3.1 document, which
+/// `openapi-spec-validator` (PyPI) accepts, and whose answers the handlers
+/// send: a 202's body and a 400's hold the fields the document names.
+#[tokio::test]
+async fn the_openapi_document_validates_and_matches_the_answers() {
+    let prefix = TestPrefix::new("ingest-openapi");
+    prefix.declare().await;
+    let addr = alertpost_tests::start_ingest(&prefix.url, prefix.topology.clone()).await;
+    let (status, text) = alertpost_tests::bin::http_get(addr, "/openapi.json")
+        .await
+        .expect("the ingest answers");
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ingest.openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let validator = format!(
+        "{}/../target/test-python/bin/openapi-spec-validator",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    assert!(
+        std::path::Path::new(&validator).exists(),
+        "{validator} is missing: run scripts/ensure-test-tools.sh (make test does)"
+    );
+    let out = std::process::Command::new(&validator)
+        .arg(&file)
+        .output()
+        .expect("the validator runs");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The answers carry what the document says they do.
+    let required = |name: &str| -> Vec<String> {
+        doc["components"]["schemas"][name]["required"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let client = reqwest::Client::new();
+    let post = |body: &'static str| {
+        client
+            .post(format!("http://{addr}/v1/events"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let ok: Value = serde_json::from_slice(
+        &post(r#"{"source":"t","status":"firing","title":"x"}"#)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for field in required("Accepted") {
+        assert!(ok.get(&field).is_some(), "202 lacks {field}: {ok}");
+    }
+    let bad = post(r#"{"source":"t","status":"exploded"}"#).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = serde_json::from_slice(&bad.bytes().await.unwrap()).unwrap();
+    for field in required("Problem") {
+        assert!(bad.get(&field).is_some(), "400 lacks {field}: {bad}");
+    }
+}

@@ -20,6 +20,9 @@ pub const EVENT_SCHEMA: &str = "alertpost.event.v1";
 /// anything bigger is almost always a payload put in the wrong place, and
 /// refusing it early keeps one event from clogging a queue.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// The JSON Schema of an event (`schema/alertpost.event.v1.json`), kept in
+/// step with [`Event`] by a test; the ingest's OpenAPI document embeds it.
+pub const EVENT_JSON_SCHEMA: &str = include_str!("../schema/alertpost.event.v1.json");
 /// The `kind` of an event that does not say.
 pub const DEFAULT_KIND: &str = "alert";
 

@@ -16,6 +16,7 @@ pub mod job;
 pub mod normalize;
 
 pub use event::{
-    EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Severity, Status, delivery_id,
+    EVENT_JSON_SCHEMA, EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Severity, Status,
+    delivery_id,
 };
 pub use normalize::{Format, NormalizeError, normalize};

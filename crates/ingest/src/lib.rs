@@ -7,6 +7,7 @@
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | connected to RabbitMQ |
 //! | `GET /metrics` | `alertpost_events_published_total{source}`, `alertpost_broker_connected`, process metrics |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`openapi`]) |
 //!
 //! Answers: `202` with the ids once RabbitMQ has confirmed every event;
 //! `400` with a JSON `error` for input that is not valid (nothing is
@@ -20,6 +21,8 @@
 //! never a `202` for what was not confirmed. A client has
 //! [`HEADER_TIMEOUT`] to send its headers; a stop waits at most
 //! [`SHUTDOWN_WAIT`] for requests in progress.
+
+pub mod openapi;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +40,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The largest request body accepted: room for a big Alertmanager group.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -76,9 +79,10 @@ fn router_bounded<P: Publish>(producer: P, settings: &IngestSettings, body: Dura
     Router::new()
         .route("/v1/events", post(events::<P>))
         .route("/v1/ingest/{format}", post(ingest::<P>))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<P>))
         .route("/metrics", get(metrics::<P>))
+        .route("/openapi.json", get(openapi_json))
         .with_state(Ingest {
             producer: producer.with_timeout(BROKER_WAIT),
             metrics: IngestMetrics::new(),
@@ -176,6 +180,21 @@ pub async fn serve_bounded<P: Publish>(
     Ok(())
 }
 
+/// Publishes one event or an array of them.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    request_body(content = openapi::EventsBody, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every event stored, confirmed by the broker", body = openapi::Accepted),
+        (status = 400, description = "Not JSON, or an event that is not valid (the whole request is refused)", body = openapi::Problem),
+        (status = 401, description = "A token is needed", body = openapi::Problem),
+        (status = 408, description = "The body did not arrive in time", body = openapi::Problem),
+        (status = 413, description = "The body or an event is too large", body = openapi::Problem),
+        (status = 503, description = "The broker cannot store it now, or the ingest is at its bound", body = openapi::Problem),
+    ),
+    security((), ("token" = []))
+)]
 async fn events<P: Publish>(
     State(state): State<Ingest<P>>,
     headers: HeaderMap,
@@ -184,6 +203,23 @@ async fn events<P: Publish>(
     accept(&state, Format::Events, &headers, body).await
 }
 
+/// Publishes the events of a source's payload.
+#[utoipa::path(
+    post,
+    path = "/v1/ingest/{format}",
+    params(("format" = String, Path, description = "alertmanager, grafana, hertzbeat, grafana-oncall, aporia or events")),
+    request_body(content = serde_json::Value, description = "The source's own payload, read leniently by its normalizer", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every event stored, confirmed by the broker", body = openapi::Accepted),
+        (status = 400, description = "Not JSON, or a payload the format refuses", body = openapi::Problem),
+        (status = 401, description = "A token is needed", body = openapi::Problem),
+        (status = 404, description = "No such format", body = openapi::Problem),
+        (status = 408, description = "The body did not arrive in time", body = openapi::Problem),
+        (status = 413, description = "The body or an event is too large", body = openapi::Problem),
+        (status = 503, description = "The broker cannot store it now, or the ingest is at its bound", body = openapi::Problem),
+    ),
+    security((), ("token" = []))
+)]
 async fn ingest<P: Publish>(
     State(state): State<Ingest<P>>,
     Path(format): Path<String>,
@@ -259,6 +295,8 @@ async fn read_body(body: Body, within: Duration) -> Result<Bytes, Response> {
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics<P: Publish>(State(state): State<Ingest<P>>) -> Response {
     (
         [(
@@ -270,6 +308,27 @@ async fn metrics<P: Publish>(State(state): State<Ingest<P>>) -> Response {
         .into_response()
 }
 
+/// Alive.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The document describing this API.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document())
+}
+
+/// Whether events can be stored now.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "The broker is reachable and takes publishes", body = openapi::Ready),
+        (status = 503, description = "Unreachable, or blocking publishes", body = openapi::Ready),
+    )
+)]
 async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
     let checked = state.producer.check().await;
     let blocked = matches!(&checked, Err(n) if n.blocked);
@@ -279,7 +338,15 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
         .broker_connected
         .set(i64::from(checked.is_ok() || blocked));
     match checked {
-        Ok(()) => (StatusCode::OK, axum::Json(json!({"ready": true}))).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(openapi::Ready {
+                ready: true,
+                error: None,
+                reason: None,
+            }),
+        )
+            .into_response(),
         Err(n) => {
             // The details (which node, which URL) go to the log; whoever
             // can reach the ingest learns only what kind of trouble it is.
@@ -291,7 +358,11 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
             };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(json!({"ready": false, "error": reason, "reason": reason})),
+                axum::Json(openapi::Ready {
+                    ready: false,
+                    error: Some(reason.to_owned()),
+                    reason: Some(reason.to_owned()),
+                }),
             )
                 .into_response()
         }
@@ -309,7 +380,10 @@ async fn accept<P: Publish>(
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer, Basic realm=\"alertpost\"")],
-            axum::Json(json!({"error": "a token is needed: Authorization: Bearer <token> (or Basic, the token as password)"})),
+            axum::Json(openapi::Problem {
+                error: "a token is needed: Authorization: Bearer <token> (or Basic, the token as password)".to_owned(),
+                index: None,
+            }),
         )
             .into_response();
     }
@@ -317,7 +391,13 @@ async fn accept<P: Publish>(
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "1")],
-            axum::Json(json!({"error": format!("{} requests already in progress; try again", state.max_concurrent)})),
+            axum::Json(openapi::Problem {
+                error: format!(
+                    "{} requests already in progress; try again",
+                    state.max_concurrent
+                ),
+                index: None,
+            }),
         )
             .into_response();
     };
@@ -369,7 +449,10 @@ async fn accept<P: Publish>(
             let ids: Vec<&str> = published.iter().map(|e| e.id.as_str()).collect();
             (
                 StatusCode::ACCEPTED,
-                axum::Json(json!({"accepted": ids.len(), "ids": ids})),
+                axum::Json(openapi::Accepted {
+                    accepted: ids.len(),
+                    ids: ids.into_iter().map(str::to_owned).collect(),
+                }),
             )
                 .into_response()
         }
@@ -409,9 +492,9 @@ async fn accept<P: Publish>(
 }
 
 fn error(status: StatusCode, reason: String, index: Option<usize>) -> Response {
-    let mut body = json!({"error": reason});
-    if let Some(index) = index {
-        body["index"] = json!(index);
-    }
+    let body = openapi::Problem {
+        error: reason,
+        index,
+    };
     (status, axum::Json(body)).into_response()
 }

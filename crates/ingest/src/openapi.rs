@@ -1,0 +1,185 @@
+//! The ingest's OpenAPI 3.1 document, served at `/openapi.json`: the
+//! operations from the handlers' `#[utoipa::path]` annotations, the
+//! answers from the types the handlers send, and the event from the
+//! `alertpost.event.v1` JSON Schema the event crate keeps in step with
+//! its type (embedded whole, its `$defs` as components).
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ArrayBuilder, OneOfBuilder, Ref, RefOr, Schema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+
+/// `202`: every event stored (confirmed by the broker).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    /// How many events were accepted.
+    pub accepted: usize,
+    /// Their ids, in the order given.
+    pub ids: Vec<String>,
+}
+
+/// A refusal: what was wrong, and for an array, which event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    pub error: String,
+    /// The place in the array of the event refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+}
+
+/// `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The body of `POST /v1/events`: one event or an array of them.
+pub struct EventsBody;
+
+impl PartialSchema for EventsBody {
+    fn schema() -> RefOr<Schema> {
+        let event = || Ref::from_schema_name("Event");
+        OneOfBuilder::new()
+            .item(event())
+            .item(ArrayBuilder::new().items(event()))
+            .into()
+    }
+}
+
+impl ToSchema for EventsBody {}
+
+struct Tokens;
+
+impl Modify for Tokens {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        if let Some(c) = api.components.as_mut() {
+            c.add_security_scheme(
+                "token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "alertpost ingest",
+        description = "Alerts in, as alertpost.event.v1 events or in a source's format; 202 only once the broker has confirmed every event."
+    ),
+    paths(
+        crate::events,
+        crate::ingest,
+        crate::healthz,
+        crate::readyz,
+        crate::metrics,
+        crate::openapi_json
+    ),
+    components(schemas(Accepted, Problem, Ready)),
+    modifiers(&Tokens)
+)]
+struct IngestApi;
+
+/// The document, the event's schema embedded.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(IngestApi::openapi()).unwrap_or_default();
+    embed_event_schema(&mut doc);
+    doc
+}
+
+/// Puts the event's JSON Schema into `components.schemas` as `Event`, its
+/// `$defs` beside it, references rewritten to point there.
+pub fn embed_event_schema(doc: &mut Value) {
+    let mut event: Value =
+        serde_json::from_str(alertpost_event::EVENT_JSON_SCHEMA).unwrap_or_default();
+    let defs = event
+        .as_object_mut()
+        .and_then(|o| {
+            o.remove("$schema");
+            o.remove("$id");
+            o.remove("$defs")
+        })
+        .unwrap_or_default();
+    let mut schemas = serde_json::Map::new();
+    if let Value::Object(defs) = defs {
+        for (name, mut schema) in defs {
+            rewrite_refs(&mut schema);
+            schemas.insert(name, schema);
+        }
+    }
+    rewrite_refs(&mut event);
+    schemas.insert("Event".to_owned(), event);
+    if let Some(Value::Object(components)) = doc.as_object_mut().map(|d| {
+        d.entry("components")
+            .or_insert_with(|| Value::Object(Default::default()))
+    }) {
+        let target = components
+            .entry("schemas")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(target) = target {
+            target.extend(schemas);
+        }
+    }
+}
+
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::String(r)) = o.get_mut("$ref")
+                && let Some(name) = r.strip_prefix("#/$defs/")
+            {
+                *r = format!("#/components/schemas/{name}");
+            }
+            o.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_route_and_embeds_the_event() {
+        let doc = document();
+        assert!(
+            doc["openapi"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("3.1")),
+            "{}",
+            doc["openapi"]
+        );
+        for path in [
+            "/v1/events",
+            "/v1/ingest/{format}",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/openapi.json",
+        ] {
+            assert!(doc["paths"].get(path).is_some(), "{path} is described");
+        }
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Event"]["required"],
+            serde_json::json!(["source", "status"])
+        );
+        assert!(
+            schemas.get("name").is_some(),
+            "the event's $defs are components"
+        );
+        let text = doc.to_string();
+        assert!(
+            !text.contains("#/$defs/"),
+            "every reference points into components"
+        );
+        assert!(schemas.get("Accepted").is_some() && schemas.get("Problem").is_some());
+    }
+}
