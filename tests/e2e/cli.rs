@@ -806,3 +806,34 @@ fn check_reads_and_checks_tls_files() {
     );
     assert_eq!(lines.len(), 6, "{out}");
 }
+
+/// A reader that hangs up (`alertpost check | head -1`) ends the command
+/// quietly: found, a panic with a backtrace; a full disk is an error.
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    let prefix = TestPrefix::new("cli-stdout");
+    let mut child = alertpost(&prefix)
+        .args(["check", "--config", &examples("alertpost.toml")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end closed before the command writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if let Ok(full) = full {
+        let out = alertpost(&prefix)
+            .args(["check", "--config", &examples("alertpost.toml")])
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot write to stdout"), "{err}");
+    }
+}

@@ -31,14 +31,14 @@ pub async fn run(args: &AttemptsArgs) -> Result<(), Failure> {
         }
     };
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&records).unwrap_or_default()
         );
         return Ok(());
     }
     if records.is_empty() {
-        println!("no attempts recorded for event {}", args.event_id);
+        outln!("no attempts recorded for event {}", args.event_id);
         return Ok(());
     }
     for r in &records {
@@ -47,7 +47,7 @@ pub async fn run(args: &AttemptsArgs) -> Result<(), Failure> {
             .started_at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        println!(
+        outln!(
             "{when}  {:<20} #{:<3} {:<9} {:<7} {:>6} ms  {}",
             r.integration,
             r.attempt,

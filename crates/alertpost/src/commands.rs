@@ -186,7 +186,7 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     let result = publish_stream(&producer, format, &name, &input).await;
     producer.close().await;
     let published = result?;
-    println!("published {published} events");
+    outln!("published {published} events");
     Ok(())
 }
 
@@ -375,7 +375,7 @@ fn check(g: &Global) -> Result<(), Failure> {
     let path = config_path(g, "check")?;
     match alertpost_config::load(path) {
         Ok(config) => {
-            println!(
+            outln!(
                 "{}: OK ({} integrations, {} enabled)",
                 path.display(),
                 config.integrations.len(),
@@ -421,7 +421,7 @@ fn check(g: &Global) -> Result<(), Failure> {
                     }
                     extra.push_str(&format!(", tls ({})", parts.join(", ")));
                 }
-                println!(
+                outln!(
                     "  {:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
                     i.id,
                     if i.enabled { "enabled" } else { "disabled" },
@@ -445,7 +445,7 @@ fn check(g: &Global) -> Result<(), Failure> {
         }
         Err(e) => {
             for problem in &e.problems {
-                println!("{problem}");
+                outln!("{problem}");
             }
             Err(Failure::Usage(anyhow!(
                 "{}: {} problem(s)",
@@ -480,7 +480,7 @@ async fn setup(g: &Global) -> Result<(), Failure> {
     let t = broker.topology();
     let mut queues = t.queues();
     queues.extend(lanes.iter().map(|id| t.lane_queue(id)));
-    println!(
+    outln!(
         "declared exchange {} and queues {}",
         t.exchange(),
         queues.join(", ")

@@ -81,7 +81,7 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
         DlqCommand::Purge { .. } => broker
             .purge(&broker.topology().dead_queue())
             .await
-            .map(|n| println!("purged {n} dead letters"))
+            .map(|n| outln!("purged {n} dead letters"))
             .map_err(runtime),
     };
     // Whatever was taken and not acked goes back to the queue.
@@ -123,7 +123,7 @@ pub async fn run_admin(admin: &AdminClient, command: &DlqCommand) -> Result<(), 
         }
         DlqCommand::Purge { .. } => {
             let done: Value = admin.post("/v1/dlq/purge", &json!({})).await?;
-            println!("purged {} dead letters", done["purged"]);
+            outln!("purged {} dead letters", done["purged"]);
         }
     }
     Ok(())
@@ -136,16 +136,16 @@ fn not_found(id: &str) -> Failure {
 }
 
 fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
 }
 
 fn print_replayed(done: Replayed) {
-    println!("replayed {} dead letters", done.replayed);
+    outln!("replayed {} dead letters", done.replayed);
     if done.unreadable > 0 {
-        println!(
+        outln!(
             "{} chosen dead letters are messages that could not be read (no delivery to replay); see them with `alertpost dlq show ID`",
             done.unreadable
         );
@@ -158,17 +158,20 @@ fn print_rows(rows: &[Value], as_json: bool) {
         return;
     }
     if rows.is_empty() {
-        println!("no dead letters");
+        outln!("no dead letters");
         return;
     }
-    println!(
+    outln!(
         "{:<38} {:<20} {:<12} {:>8}  DETAIL",
-        "ID", "INTEGRATION", "REASON", "ATTEMPTS"
+        "ID",
+        "INTEGRATION",
+        "REASON",
+        "ATTEMPTS"
     );
     for r in rows {
         let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
         let detail: String = s("detail").chars().take(80).collect();
-        println!(
+        outln!(
             "{:<38} {:<20} {:<12} {:>8}  {detail}",
             s("id"),
             s("integration"),
@@ -176,5 +179,5 @@ fn print_rows(rows: &[Value], as_json: bool) {
             r["attempts"]
         );
     }
-    println!("{} dead letters", rows.len());
+    outln!("{} dead letters", rows.len());
 }

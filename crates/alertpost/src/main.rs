@@ -2,6 +2,39 @@
 //! signals, and calls one library function per subcommand. No delivery
 //! logic lives here.
 
+/// `println!` that does not panic when stdout is gone: a reader that hung
+/// up (`alertpost check | head -1`) ends the command quietly, as SIGPIPE
+/// would; any other failure to write is an error (exit 1), not a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let written = writeln!(std::io::stdout().lock(), $($arg)*);
+        $crate::stdout_failed(written);
+    }};
+}
+
+/// `print!`, likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let written = write!(stdout, $($arg)*).and_then(|()| stdout.flush());
+        $crate::stdout_failed(written);
+    }};
+}
+
+/// What a failed write to stdout means (see [`outln`]).
+fn stdout_failed(written: std::io::Result<()>) {
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 mod admin_client;
 mod attempts;
 mod cli;

@@ -158,7 +158,7 @@ pub async fn run(config_path: &Path, id: &str, event_file: Option<&Path>) -> Res
         ),
     };
     let _ = writeln!(out, "{line}");
-    print!("{out}");
+    out!("{out}");
     if ok {
         Ok(())
     } else {
