@@ -19,8 +19,15 @@ async fn a_memory_alarm_blocks_publishing_and_nothing_hangs_or_is_lost() {
     prefix.register_lanes(["hook"]);
     let receiver = Receiver::start().await;
     // The first answers fail: their deliveries need hand-offs (retries),
-    // which the alarm blocks.
-    receiver.script("/hook", (0..8).map(|_| Reply::status(503)));
+    // which the alarm blocks. They come 2 s late, so their hand-offs are
+    // tried once the worker knows it is blocked (the alarm lasts at least
+    // 4 s after that): found, answers at once could have their hand-offs
+    // published before the block was known, wait for their confirms and
+    // leave nothing to count.
+    receiver.script(
+        "/hook",
+        (0..8).map(|_| Reply::status(503).delay(Duration::from_secs(2))),
+    );
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "chaos-producer")
         .await
         .expect("RabbitMQ is reachable");

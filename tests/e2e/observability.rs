@@ -686,3 +686,69 @@ async fn a_state_change_raises_one_operational_event(#[case] backend: Backend) {
     );
     worker.stop().await.unwrap();
 }
+
+/// `GET /openapi.json` on the admin address: the admin API's OpenAPI 3.1
+/// document, which `openapi-spec-validator` (PyPI) accepts, with every
+/// route and the dead queue's types (rows, letters, replay, purge).
+#[tokio::test]
+async fn the_admin_openapi_document_validates() {
+    let prefix = TestPrefix::new("admin-openapi");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    );
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
+    let (status, text) = http_get(worker.admin, "/openapi.json")
+        .await
+        .expect("the admin server answers");
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/v1/attempts",
+        "/v1/dead-letters",
+        "/v1/dlq",
+        "/v1/dlq/{id}",
+        "/v1/dlq/replay",
+        "/v1/dlq/purge",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is described");
+    }
+    for schema in [
+        "DlqRow",
+        "DeadInFull",
+        "DeadLetter",
+        "DeliveryJob",
+        "AttemptRecord",
+        "Event",
+        "Which",
+        "Replayed",
+    ] {
+        assert!(
+            doc["components"]["schemas"].get(schema).is_some(),
+            "{schema} is a component"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin.openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let validator = format!(
+        "{}/../target/test-python/bin/openapi-spec-validator",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(&validator)
+        .arg(&file)
+        .output()
+        .expect("the validator runs (scripts/ensure-test-tools.sh installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    worker.stop().await.unwrap();
+}

@@ -56,10 +56,16 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
         } => deadletters::list(&mut reader, integration.as_deref(), *limit)
             .await
             .map_err(runtime)
-            .map(|rows| print_rows(&rows, *json)),
+            .map(|rows| {
+                let rows: Vec<Value> = rows
+                    .iter()
+                    .filter_map(|r| serde_json::to_value(r).ok())
+                    .collect();
+                print_rows(&rows, *json)
+            }),
         DlqCommand::Show { id } => match deadletters::show(&mut reader, id).await {
             Ok(Some(full)) => {
-                print_json(&full);
+                print_json(&serde_json::to_value(&full).unwrap_or_default());
                 Ok(())
             }
             Ok(None) => Err(not_found(id)),

@@ -26,7 +26,7 @@ pub const DEAD_SCHEMA: &str = "alertpost.dead.v1";
 pub const HISTORY_LIMIT: usize = 50;
 
 /// One event's delivery to one integration, between attempts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeliveryJob {
     /// Stable across retries, redeliveries and replays; the `webhook-id`.
     pub delivery_id: String,
@@ -39,10 +39,12 @@ pub struct DeliveryJob {
     /// lane before any attempt, when it was first due: `max_age` counts
     /// from here.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_attempt_at: OffsetDateTime,
     /// Not to be tried before this time: a delay longer than the largest tier
     /// takes several hops, and each hop checks it.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub not_before: OffsetDateTime,
     /// How many times this delivery has been handed on (to a lane, a wait,
     /// a replay): 0 in the event, one more at each hand-off. The journal
@@ -56,6 +58,7 @@ pub struct DeliveryJob {
     /// The most recent attempts, oldest first, at most [`HISTORY_LIMIT`].
     #[serde(default)]
     pub history: Vec<AttemptSummary>,
+    #[schema(schema_with = crate::event::event_schema_ref)]
     pub event: Event,
 }
 
@@ -95,19 +98,21 @@ impl JobHead<'_> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replay {
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
     /// How many times this delivery has been replayed.
     pub count: u32,
 }
 
 /// One attempt, as the job and the dead letter carry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptSummary {
     pub attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
     pub code: AttemptCode,
@@ -118,7 +123,7 @@ pub struct AttemptSummary {
 }
 
 /// Why a delivery (or a message) was dead-lettered; also the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeadReason {
     /// A 4xx that is not retried.
@@ -170,7 +175,7 @@ impl DeadReason {
 
 /// What one attempt came to, as a class: the `code` of
 /// `alertpost_delivery_attempts_total`, of attempt records and histories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AttemptCode {
     #[serde(rename = "1xx")]
     Informational,
@@ -258,7 +263,7 @@ impl fmt::Display for DeadReason {
 }
 
 /// A message in `<prefix>.dead`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The delivery id for a dead job; a fresh id for an undecodable message.
     pub id: String,
@@ -266,6 +271,7 @@ pub struct DeadLetter {
     /// Human-readable detail: the status and body excerpt, the parse error...
     pub detail: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub dead_at: OffsetDateTime,
     /// The queue the message or job was taken from.
     pub queue: String,

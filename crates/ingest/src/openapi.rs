@@ -88,58 +88,8 @@ struct IngestApi;
 /// The document, the event's schema embedded.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(IngestApi::openapi()).unwrap_or_default();
-    embed_event_schema(&mut doc);
+    alertpost_event::event::embed_event_schema(&mut doc);
     doc
-}
-
-/// Puts the event's JSON Schema into `components.schemas` as `Event`, its
-/// `$defs` beside it, references rewritten to point there.
-pub fn embed_event_schema(doc: &mut Value) {
-    let mut event: Value =
-        serde_json::from_str(alertpost_event::EVENT_JSON_SCHEMA).unwrap_or_default();
-    let defs = event
-        .as_object_mut()
-        .and_then(|o| {
-            o.remove("$schema");
-            o.remove("$id");
-            o.remove("$defs")
-        })
-        .unwrap_or_default();
-    let mut schemas = serde_json::Map::new();
-    if let Value::Object(defs) = defs {
-        for (name, mut schema) in defs {
-            rewrite_refs(&mut schema);
-            schemas.insert(name, schema);
-        }
-    }
-    rewrite_refs(&mut event);
-    schemas.insert("Event".to_owned(), event);
-    if let Some(Value::Object(components)) = doc.as_object_mut().map(|d| {
-        d.entry("components")
-            .or_insert_with(|| Value::Object(Default::default()))
-    }) {
-        let target = components
-            .entry("schemas")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Value::Object(target) = target {
-            target.extend(schemas);
-        }
-    }
-}
-
-fn rewrite_refs(v: &mut Value) {
-    match v {
-        Value::Object(o) => {
-            if let Some(Value::String(r)) = o.get_mut("$ref")
-                && let Some(name) = r.strip_prefix("#/$defs/")
-            {
-                *r = format!("#/components/schemas/{name}");
-            }
-            o.values_mut().for_each(rewrite_refs);
-        }
-        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
-        _ => {}
-    }
 }
 
 #[cfg(test)]

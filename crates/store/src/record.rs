@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 /// One attempt of one delivery.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub delivery_id: String,
     pub event_id: String,
@@ -13,6 +13,7 @@ pub struct AttemptRecord {
     /// 1 for the first attempt.
     pub attempt: u32,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
     pub outcome: AttemptOutcome,
@@ -29,7 +30,7 @@ pub struct AttemptRecord {
 }
 
 /// What an attempt's verdict was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptOutcome {
     Delivered,

@@ -11,6 +11,7 @@
 //! | `GET /v1/dlq/{id}` | one dead letter in full, by its id, delivery id or event id; 404 if none |
 //! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
 //! | `POST /v1/dlq/purge` | deletes every dead letter; answers `{"purged"}` |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`document`]) |
 //!
 //! `limit` is at most [`MAX_LIMIT`] (100 when not given). With `[admin]
 //! token` set, every `/v1/` route needs `Authorization: Bearer <token>`
@@ -32,8 +33,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::deadletters::{self, Through, Which};
 use crate::health::Health;
@@ -82,9 +82,10 @@ pub fn router<B: Backend>(
             authorize,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>))
         .route("/metrics", get(metrics_text::<B>))
+        .route("/openapi.json", get(openapi_json))
         .merge(v1)
         .with_state(Admin {
             health,
@@ -92,6 +93,96 @@ pub fn router<B: Backend>(
             metrics,
             backend,
         })
+}
+
+/// Alive.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The document describing this API.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
+}
+
+/// A refusal or a failure: what went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    pub error: String,
+}
+
+impl Problem {
+    fn new(error: impl Into<String>) -> Problem {
+        Problem {
+            error: error.into(),
+        }
+    }
+}
+
+/// `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    pub broker_connected: bool,
+    pub consuming: bool,
+    pub publishing: bool,
+    /// The store's last write succeeded.
+    pub store: bool,
+    /// Why it is not ready.
+    pub reason: Option<String>,
+}
+
+/// What a purge did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Purged {
+    pub purged: usize,
+}
+
+struct Tokens;
+
+impl utoipa::Modify for Tokens {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(c) = api.components.as_mut() {
+            c.add_security_scheme(
+                "token",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "alertpost admin",
+        description = "A worker's (or `alertpost run`'s) health, metrics, attempts, and the dead queue. With `[admin] token`, every /v1/ route needs it as a Bearer token."
+    ),
+    paths(
+        healthz,
+        readyz,
+        metrics_text,
+        openapi_json,
+        attempts,
+        dead_letters,
+        dlq_list,
+        dlq_show,
+        dlq_replay,
+        dlq_purge
+    ),
+    components(schemas(Problem, Ready, Purged)),
+    modifiers(&Tokens)
+)]
+struct AdminApi;
+
+/// The admin API's OpenAPI 3.1 document, the event's schema embedded.
+pub fn document() -> serde_json::Value {
+    use utoipa::OpenApi as _;
+    let mut doc = serde_json::to_value(AdminApi::openapi()).unwrap_or_default();
+    alertpost_event::event::embed_event_schema(&mut doc);
+    doc
 }
 
 /// With a token configured, lets through only requests that bear it.
@@ -114,7 +205,9 @@ async fn authorize(
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
-                axum::Json(json!({"error": "this route needs the admin token: Authorization: Bearer <token>"})),
+                axum::Json(Problem::new(
+                    "this route needs the admin token: Authorization: Bearer <token>",
+                )),
             )
                 .into_response();
         }
@@ -122,6 +215,8 @@ async fn authorize(
     next.run(request).await
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     (
         [(
@@ -132,6 +227,15 @@ async fn metrics_text<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     )
 }
 
+/// Whether the worker can do its work now.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "Connected, consuming, able to publish, the store writing", body = Ready),
+        (status = 503, description = "Not ready; `reason` says why", body = Ready),
+    )
+)]
 async fn readyz<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     let health = &admin.health;
     let store_ok = admin.store.healthy();
@@ -141,14 +245,14 @@ async fn readyz<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
         None if !store_ok => Some("the store's last write failed".to_owned()),
         None => None,
     };
-    let body = json!({
-        "ready": ready,
-        "broker_connected": health.connected(),
-        "consuming": health.consuming(),
-        "publishing": health.connected() && health.not_publishing().is_none(),
-        "store": store_ok,
-        "reason": reason,
-    });
+    let body = Ready {
+        ready,
+        broker_connected: health.connected(),
+        consuming: health.consuming(),
+        publishing: health.connected() && health.not_publishing().is_none(),
+        store: store_ok,
+        reason,
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -157,13 +261,25 @@ async fn readyz<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AttemptsQuery {
     event_id: Option<String>,
     integration: Option<String>,
     limit: Option<usize>,
 }
 
+/// Attempts from this worker's store, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/attempts",
+    params(AttemptsQuery),
+    responses(
+        (status = 200, description = "The attempts", body = Vec<alertpost_store::AttemptRecord>),
+        (status = 401, description = "The admin token is needed", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn attempts<B>(
     State(admin): State<Admin<B>>,
     Query(q): Query<AttemptsQuery>,
@@ -179,12 +295,24 @@ async fn attempts<B>(
     axum::Json(found)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeadQuery {
     integration: Option<String>,
     limit: Option<usize>,
 }
 
+/// The dead letters this worker produced (its store's copies), newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dead-letters",
+    params(DeadQuery),
+    responses(
+        (status = 200, description = "The dead letters", body = Vec<alertpost_event::job::DeadLetter>),
+        (status = 401, description = "The admin token is needed", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn dead_letters<B>(
     State(admin): State<Admin<B>>,
     Query(q): Query<DeadQuery>,
@@ -203,7 +331,7 @@ async fn dead_letters<B>(
 fn unavailable(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({"error": e.to_string()})),
+        axum::Json(Problem::new(e.to_string())),
     )
         .into_response()
 }
@@ -241,6 +369,18 @@ async fn detached<T: Send + 'static>(
     }
 }
 
+/// The dead queue (every worker's), one row per delivery, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/dlq",
+    params(DeadQuery),
+    responses(
+        (status = 200, description = "The rows", body = Vec<deadletters::DlqRow>),
+        (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 503, description = "The broker cannot be read now", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn dlq_list<B: Backend>(
     State(admin): State<Admin<B>>,
     Query(q): Query<DeadQuery>,
@@ -261,6 +401,19 @@ async fn dlq_list<B: Backend>(
     }
 }
 
+/// One dead message in full, by its id, delivery id or event id.
+#[utoipa::path(
+    get,
+    path = "/v1/dlq/{id}",
+    params(("id" = String, Path, description = "A dead letter's id, a delivery id or an event id")),
+    responses(
+        (status = 200, description = "The dead message", body = deadletters::DeadInFull),
+        (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 404, description = "None by that id", body = Problem),
+        (status = 503, description = "The broker cannot be read now", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<String>) -> Response {
     let backend = admin.backend.clone();
     let wanted = id.clone();
@@ -275,15 +428,27 @@ async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<Stri
         Ok(Some(full)) => axum::Json(full).into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,
-            axum::Json(
-                json!({"error": format!("no dead letter `{id}` (by id, delivery id or event id)")}),
-            ),
+            axum::Json(Problem::new(format!(
+                "no dead letter `{id}` (by id, delivery id or event id)"
+            ))),
         )
             .into_response(),
         Err(answer) => answer,
     }
 }
 
+/// Sends dead letters back to be delivered, attempts reset.
+#[utoipa::path(
+    post,
+    path = "/v1/dlq/replay",
+    request_body(content = deadletters::Which, description = "`{\"integration\": ID}`, `{\"id\": ID}` or `\"all\"`"),
+    responses(
+        (status = 200, description = "What was replayed", body = deadletters::Replayed),
+        (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 503, description = "The broker cannot be read or written now (what went out stays out)", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn dlq_replay<B: Backend>(
     State(admin): State<Admin<B>>,
     axum::Json(which): axum::Json<Which>,
@@ -314,6 +479,17 @@ async fn dlq_replay<B: Backend>(
     }
 }
 
+/// Deletes every dead letter.
+#[utoipa::path(
+    post,
+    path = "/v1/dlq/purge",
+    responses(
+        (status = 200, description = "How many were deleted", body = Purged),
+        (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 503, description = "The broker cannot be read now", body = Problem),
+    ),
+    security(("token" = []))
+)]
 async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
     let backend = admin.backend.clone();
     let purged = detached(async move {
@@ -326,7 +502,7 @@ async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
     match purged {
         Ok(n) => {
             tracing::warn!(purged = n, "dead queue purged through the admin API");
-            axum::Json(json!({"purged": n})).into_response()
+            axum::Json(Purged { purged: n }).into_response()
         }
         Err(answer) => answer,
     }

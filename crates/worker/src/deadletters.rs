@@ -18,7 +18,7 @@ use alertpost_broker::{
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_event::{EVENT_SCHEMA, Event};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
 use time::OffsetDateTime;
 
 /// What a replay or purge could not finish.
@@ -35,7 +35,7 @@ pub enum DlqError {
 }
 
 /// Which dead letters a replay takes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Which {
     /// Those of one integration.
@@ -45,8 +45,52 @@ pub enum Which {
     All,
 }
 
+/// One row of `dlq list`: one dead delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DlqRow {
+    /// The dead letter's id (its delivery id for a dead delivery).
+    pub id: String,
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub integration: Option<String>,
+    /// Why: a dead-letter reason, `delivery_limit` (moved by the broker)
+    /// or `unreadable`.
+    pub reason: String,
+    pub attempts: u32,
+    /// When it died (RFC 3339), when known.
+    pub dead_at: Option<String>,
+    pub detail: String,
+}
+
+/// One dead message in full, as `dlq show` gives it: a dead letter, or
+/// what the broker moved here after too many deliveries (an event, one
+/// job or a lane's batch), or bytes that cannot be read.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DeadInFull {
+    Letter(Box<DeadLetter>),
+    Event {
+        reason: String,
+        #[schema(schema_with = alertpost_event::event::event_schema_ref)]
+        event: Box<Event>,
+    },
+    Job {
+        reason: String,
+        job: Box<DeliveryJob>,
+    },
+    Jobs {
+        reason: String,
+        jobs: Vec<DeliveryJob>,
+    },
+    Unreadable {
+        reason: String,
+        error: String,
+        raw: String,
+    },
+}
+
 /// What a replay did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// Deliveries (or events) sent back.
     pub replayed: usize,
@@ -184,7 +228,7 @@ impl Dead {
 
     /// The summaries `dlq list` prints: one per delivery (a lane's batch
     /// holds several).
-    fn rows(&self) -> Vec<Value> {
+    fn rows(&self) -> Vec<DlqRow> {
         let (detail, dead_at) = match &self.entry {
             Entry::Letter(l) => (l.detail.clone(), Some(l.dead_at)),
             Entry::Event(_) | Entry::Jobs(_) => (
@@ -197,17 +241,15 @@ impl Dead {
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         });
-        let row = |id: String, job: Option<&DeliveryJob>, event_id: Option<&str>| {
-            json!({
-                "id": id,
-                "delivery_id": job.map(|j| j.delivery_id.clone()),
-                "event_id": event_id,
-                "integration": job.map(|j| j.integration.clone()),
-                "reason": self.reason(),
-                "attempts": job.map_or(0, |j| j.attempts),
-                "dead_at": dead_at,
-                "detail": detail,
-            })
+        let row = |id: String, job: Option<&DeliveryJob>, event_id: Option<&str>| DlqRow {
+            id,
+            delivery_id: job.map(|j| j.delivery_id.clone()),
+            event_id: event_id.map(str::to_owned),
+            integration: job.map(|j| j.integration.clone()),
+            reason: self.reason(),
+            attempts: job.map_or(0, |j| j.attempts),
+            dead_at: dead_at.clone(),
+            detail: detail.clone(),
         };
         match &self.entry {
             Entry::Jobs(jobs) => jobs
@@ -219,17 +261,29 @@ impl Dead {
     }
 
     /// The full record `dlq show` prints.
-    fn full(&self) -> Value {
+    fn full(&self) -> DeadInFull {
+        let moved = || "delivery_limit".to_owned();
         match &self.entry {
-            Entry::Letter(l) => serde_json::to_value(l).unwrap_or(Value::Null),
-            Entry::Event(e) => json!({"reason": "delivery_limit", "event": e}),
-            Entry::Jobs(jobs) => match jobs.as_slice() {
-                [one] => json!({"reason": "delivery_limit", "job": one}),
-                many => json!({"reason": "delivery_limit", "jobs": many}),
+            Entry::Letter(l) => DeadInFull::Letter(l.clone()),
+            Entry::Event(e) => DeadInFull::Event {
+                reason: moved(),
+                event: e.clone(),
             },
-            Entry::Unreadable(e) => {
-                json!({"reason": "unreadable", "error": e, "raw": String::from_utf8_lossy(&self.msg.body)})
-            }
+            Entry::Jobs(jobs) => match jobs.as_slice() {
+                [one] => DeadInFull::Job {
+                    reason: moved(),
+                    job: Box::new(one.clone()),
+                },
+                many => DeadInFull::Jobs {
+                    reason: moved(),
+                    jobs: many.to_vec(),
+                },
+            },
+            Entry::Unreadable(e) => DeadInFull::Unreadable {
+                reason: "unreadable".to_owned(),
+                error: e.clone(),
+                raw: String::from_utf8_lossy(&self.msg.body).into_owned(),
+            },
         }
     }
 
@@ -276,7 +330,7 @@ pub async fn list<R: Reader>(
     reader: &mut R,
     integration: Option<&str>,
     limit: usize,
-) -> Result<Vec<Value>, BrokerError> {
+) -> Result<Vec<DlqRow>, BrokerError> {
     let mut rows = Vec::new();
     while rows.len() < limit {
         let Some(msg) = reader.next().await? else {
@@ -292,7 +346,7 @@ pub async fn list<R: Reader>(
 }
 
 /// One dead letter in full, by its id, delivery id or event id.
-pub async fn show<R: Reader>(reader: &mut R, id: &str) -> Result<Option<Value>, BrokerError> {
+pub async fn show<R: Reader>(reader: &mut R, id: &str) -> Result<Option<DeadInFull>, BrokerError> {
     loop {
         match reader.next().await? {
             Some(msg) => {
@@ -469,6 +523,6 @@ mod tests {
         queue.0.lock().unwrap().push_back(letter("hook", 9));
         let rows = list(&mut queue.clone(), Some("hook"), 2).await.unwrap();
         assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0]["delivery_id"], "dlv_hook_9");
+        assert_eq!(rows[0].delivery_id.as_deref(), Some("dlv_hook_9"));
     }
 }
