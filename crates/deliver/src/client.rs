@@ -124,13 +124,15 @@ impl Client {
                 policy: self.policy.clone(),
             })),
         };
+        // Only an OAuth integration fetches tokens.
+        let oauth = matches!(integration.auth, alertpost_config::Auth::OAuth2(_));
         let tokens = match &route {
-            Some(_) => Some(
+            Some(_) if oauth => Some(
                 base()
                     .build()
                     .map_err(|e| format!("cannot build its token client ({e})"))?,
             ),
-            None => None,
+            _ => None,
         };
         let mut b = base();
         let mut pinned = None;
@@ -274,14 +276,6 @@ pub(crate) enum Refusal {
     /// It could not be checked (its name does not resolve here): tried
     /// again, like a connection that failed.
     Unresolved(String),
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Policy(s) | Refusal::Unresolved(s) => f.write_str(s),
-        }
-    }
 }
 
 struct PolicyResolver {

@@ -98,12 +98,8 @@ impl Circuit {
     }
 
     /// Reports an attempt: `failed` when it failed in a way worth retrying.
-    /// Returns whether the circuit is open afterwards.
-    pub fn record(&self, failed: bool) -> bool {
-        self.report(failed).open
-    }
-
-    /// [`Circuit::record`], also saying whether this attempt opened it.
+    /// Says whether the circuit is open afterwards, and whether this
+    /// attempt opened it.
     pub fn report(&self, failed: bool) -> Reported {
         if self.policy.failures == 0 {
             return Reported {
@@ -173,19 +169,21 @@ mod tests {
     #[test]
     fn opens_after_failures_in_a_row_and_probes_after_cooldown() {
         let c = circuit(3, 50);
-        assert!(!c.record(true));
-        assert!(!c.record(false), "a success resets the count");
-        assert!(!c.record(true));
-        assert!(!c.record(true));
-        assert!(c.record(true), "third in a row opens");
+        assert!(!c.report(true).open);
+        assert!(!c.report(false).open, "a success resets the count");
+        assert!(!c.report(true).open);
+        assert!(!c.report(true).open);
+        let third = c.report(true);
+        assert!(third.open && third.opened, "third in a row opens");
         assert!(matches!(c.gate(), Gate::Open(_)));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(c.gate(), Gate::Pass, "the probe");
         assert!(matches!(c.gate(), Gate::Open(_)), "one probe at a time");
-        assert!(c.record(true), "a failed probe opens again");
+        let again = c.report(true);
+        assert!(again.open && again.opened, "a failed probe opens again");
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(c.gate(), Gate::Pass);
-        assert!(!c.record(false), "a good probe closes");
+        assert!(!c.report(false).open, "a good probe closes");
         assert_eq!(c.gate(), Gate::Pass);
         assert!(!c.is_open());
     }
@@ -199,13 +197,13 @@ mod tests {
             },
             Duration::from_millis(50),
         );
-        assert!(c.record(true));
+        assert!(c.report(true).open);
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(c.gate(), Gate::Pass, "the probe (its task is then dropped)");
         assert!(matches!(c.gate(), Gate::Open(_)), "still within its bound");
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(c.gate(), Gate::Pass, "overdue: a new probe");
-        assert!(!c.record(false), "which closes it");
+        assert!(!c.report(false).open, "which closes it");
         assert_eq!(c.gate(), Gate::Pass);
     }
 
@@ -213,7 +211,7 @@ mod tests {
     fn zero_failures_disables_it() {
         let c = circuit(0, 50);
         for _ in 0..100 {
-            assert!(!c.record(true));
+            assert!(!c.report(true).open);
         }
         assert_eq!(c.gate(), Gate::Pass);
     }

@@ -22,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alertpost_broker::{Destination, Outgoing, Session};
@@ -98,6 +99,9 @@ pub struct Operational {
     /// One taken off the queue and not yet published when its session
     /// ended: the next session's goes first.
     unsent: Mutex<Option<Event>>,
+    /// Integrations not `active`: while none are, a delivery (every one
+    /// on the hot path) takes no lock.
+    degraded: AtomicUsize,
 }
 
 impl std::fmt::Debug for Operational {
@@ -117,6 +121,7 @@ impl Operational {
             queue,
             pending: tokio::sync::Mutex::new(pending),
             unsent: Mutex::new(None),
+            degraded: AtomicUsize::new(0),
         }
     }
 
@@ -154,7 +159,10 @@ impl Operational {
 
     /// It delivered.
     pub fn delivered(&self, integration: &str) {
-        // The common case, without building anything: active already.
+        // The common case, without a lock: every integration active.
+        if self.degraded.load(Ordering::Acquire) == 0 {
+            return;
+        }
         {
             let tracks = self.tracks.lock().unwrap_or_else(|p| p.into_inner());
             if tracks
@@ -184,6 +192,12 @@ impl Operational {
             });
             let (raise, next) = decide(track.state, track.raised, to, now, self.repeat);
             if next != track.state {
+                // Counted under the lock, with the state it follows.
+                match (track.state, next) {
+                    (State::Active, _) => self.degraded.fetch_add(1, Ordering::AcqRel),
+                    (_, State::Active) => self.degraded.fetch_sub(1, Ordering::AcqRel),
+                    _ => 0,
+                };
                 track.state = next;
                 track.since = wall;
             }
@@ -378,6 +392,16 @@ mod tests {
         assert_eq!(raised(&ops), 1, "active once");
         ops.delivered("never-failed");
         assert_eq!(raised(&ops), 0, "a first success is no news");
+        assert_eq!(
+            ops.degraded.load(Ordering::Acquire),
+            0,
+            "every integration active again"
+        );
+        ops.circuit_opened("hook", 10, Some("503"));
+        assert_eq!(ops.degraded.load(Ordering::Acquire), 1);
+        assert_eq!(raised(&ops), 1);
+        ops.delivered("hook");
+        assert_eq!((raised(&ops), ops.degraded.load(Ordering::Acquire)), (1, 0));
     }
 
     #[test]
