@@ -3,9 +3,13 @@
 # check alertpost against, where missing:
 # - the real Prometheus Alertmanager, and promtool (package `prometheus`),
 #   from Debian's packages;
+# - Chromium (Debian's `chromium`), which the console's tests drive
+#   headless;
 # - the Standard Webhooks reference library (PyPI `standardwebhooks`),
-#   PyYAML and openapi-spec-validator, in a virtual environment under
-#   target/test-python (tests find them there).
+#   PyYAML, openapi-spec-validator, schemathesis and Playwright (its
+#   Python package only: it drives Debian's Chromium, no browser is
+#   downloaded), in a virtual environment under target/test-python
+#   (tests find them there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,17 +30,21 @@ if ! command -v prometheus-alertmanager >/dev/null 2>&1 && ! command -v alertman
   need+=(prometheus-alertmanager)
 fi
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
 
 VENV=target/test-python
-if ! "$VENV/bin/python" -c 'import standardwebhooks, yaml, openapi_spec_validator' >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c 'import standardwebhooks, yaml, openapi_spec_validator, schemathesis, playwright' >/dev/null 2>&1; then
   if ! python3 -m venv --help >/dev/null 2>&1; then
     apt_install python3-venv
   fi
   rm -rf "$VENV"
   python3 -m venv "$VENV"
-  echo "ensure-test-tools: installing standardwebhooks, PyYAML and openapi-spec-validator from PyPI into $VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check standardwebhooks pyyaml openapi-spec-validator
+  echo "ensure-test-tools: installing standardwebhooks, PyYAML, openapi-spec-validator, schemathesis and playwright from PyPI into $VENV"
+  # Versions pinned: schemathesis's checks and Playwright's API change
+  # between releases.
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    standardwebhooks pyyaml openapi-spec-validator schemathesis==4.32.5 playwright==1.65.2
 fi

@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod cli;
+mod console;
 mod durability;
 mod embedded;
 mod faults;

@@ -661,6 +661,21 @@ async fn a_state_change_raises_one_operational_event(#[case] backend: Backend) {
         "{}",
         seen[0]
     );
+    // Every one of the three delivered first (the lane's others follow
+    // the probe that raised `active`), so nothing else is still arriving.
+    eventually(WAIT, "the three delivered", || async {
+        let n = receiver
+            .requests_to("/flaky")
+            .iter()
+            .filter(|r| r.status == 200)
+            .count();
+        if n == 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} delivered"))
+        }
+    })
+    .await;
     // A dead letter while the circuit is closed: a warning.
     receiver.script("/flaky", [Reply::status(410)]);
     worker.publish(flaky("gone")).await;

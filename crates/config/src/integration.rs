@@ -221,6 +221,42 @@ impl Integration {
             None => format!("{}://{host}/…", self.url.scheme()),
         }
     }
+
+    /// Every secret of the integration, to [`mask`] wherever one might be
+    /// echoed (a routing key in the body, a token in a response).
+    pub fn secret_values(&self) -> Vec<&str> {
+        let mut s: Vec<&str> = Vec::new();
+        for h in self.headers.iter().filter(|h| h.sensitive) {
+            let value = h.value.expose();
+            s.push(value);
+            // `Bearer <token>`: a receiver echoes the token alone.
+            if let Some((_, credential)) = value.trim().split_once(' ') {
+                s.push(credential.trim());
+            }
+        }
+        match &self.auth {
+            Auth::Basic { password, .. } => s.push(password.expose()),
+            Auth::Bearer { token } => s.push(token.expose()),
+            Auth::OAuth2(o) => s.push(o.client_secret.expose()),
+            Auth::Header(h) => s.extend(h.iter().map(|h| h.value.expose())),
+            Auth::None => {}
+        }
+        s.extend(self.routing_key.iter().map(|k| k.expose()));
+        // Short values would mask ordinary text; they are not worth hiding there.
+        s.retain(|v| v.len() >= MASKED_MIN);
+        s
+    }
+}
+
+/// Secrets shorter than this are not masked in text (see
+/// [`Integration::secret_values`]).
+const MASKED_MIN: usize = 4;
+
+/// `text` with every one of `secrets` replaced by `***`.
+pub fn mask(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_owned(), |t, secret| t.replace(secret, "***"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

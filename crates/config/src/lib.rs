@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use filter::{Filter, Matcher};
 pub use integration::{
     Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, Proxy, RateLimit, RetryPolicy,
-    SigningKey, Validator, url_origin,
+    SigningKey, Validator, mask, url_origin,
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};

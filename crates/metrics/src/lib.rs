@@ -397,6 +397,14 @@ impl Default for WorkerMetrics {
 }
 
 impl IntegrationMetrics {
+    /// Deliveries that ended `outcome` since the process started.
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        Outcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.outcomes[i].get())
+    }
+
     pub fn outcome(&self, outcome: Outcome) {
         // Every variant has its series (made from `Outcome::ALL`).
         if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {

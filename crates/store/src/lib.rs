@@ -63,6 +63,10 @@ enum Write {
     Note(String, Progress),
 }
 
+/// Segments [`Store::attempts_of_delivery`] searches, newest first (a
+/// segment holds a few hundred milliseconds of attempts).
+pub const DELIVERY_SCAN: usize = 50_000;
+
 #[derive(Debug, Clone)]
 pub struct Retention {
     /// Records older than this are pruned.
@@ -297,6 +301,36 @@ impl Store {
             }
         };
         found.sort_by_key(|r| r.started_at);
+        let skip = found.len().saturating_sub(limit);
+        found.into_iter().skip(skip).collect()
+    }
+
+    /// Attempts of one delivery, oldest first, at most `limit`: found
+    /// through its newest attempt among the last [`DELIVERY_SCAN`]
+    /// segments (a delivery id, unlike an event id, is not indexed), then
+    /// by its event.
+    pub fn attempts_of_delivery(&self, delivery_id: &str, limit: usize) -> Vec<AttemptRecord> {
+        let finder = memchr::memmem::Finder::new(delivery_id.as_bytes());
+        let event = self
+            .inner
+            .segments
+            .iter()
+            .rev()
+            .take(DELIVERY_SCAN)
+            .filter_map(Result::ok)
+            // The bytes first: decoding every segment would cost far more.
+            .filter(|(_, v)| finder.find(v).is_some())
+            .find_map(|(_, v)| {
+                segment::attempts(&v)
+                    .into_iter()
+                    .find(|r| r.delivery_id == delivery_id)
+                    .map(|r| r.event_id)
+            });
+        let Some(event) = event else {
+            return Vec::new();
+        };
+        let mut found = self.attempts(Some(&event), None, usize::MAX);
+        found.retain(|r| r.delivery_id == delivery_id);
         let skip = found.len().saturating_sub(limit);
         found.into_iter().skip(skip).collect()
     }

@@ -87,6 +87,39 @@ async fn attempts_are_kept_and_queried() {
     assert!(store.attempt_bytes() > 0);
 }
 
+/// A delivery id is found by searching segments' bytes, then its event's
+/// attempts give the whole history, across segments.
+#[tokio::test]
+async fn attempts_are_found_by_delivery_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let _writer = writer(&store);
+    let t0 = OffsetDateTime::now_utc();
+    store.record(attempt("e1", "a", 1, t0));
+    store.record(attempt("e1", "b", 1, t0));
+    written().await;
+    // A later segment: the second attempt, and another event.
+    store.record(attempt("e1", "a", 2, t0 + Duration::from_secs(5)));
+    store.record(attempt("e2", "a", 1, t0 + Duration::from_secs(6)));
+    written().await;
+
+    let found = store.attempts_of_delivery("dlv_e1_a", 10);
+    assert_eq!(
+        found
+            .iter()
+            .map(|r| (r.delivery_id.as_str(), r.attempt))
+            .collect::<Vec<_>>(),
+        [("dlv_e1_a", 1), ("dlv_e1_a", 2)],
+        "both attempts, oldest first, none of another delivery"
+    );
+    assert_eq!(
+        store.attempts_of_delivery("dlv_e1_a", 1).len(),
+        1,
+        "the limit holds"
+    );
+    assert!(store.attempts_of_delivery("dlv_nope", 10).is_empty());
+}
+
 #[tokio::test]
 async fn the_journal_and_dead_letters() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,13 +5,16 @@
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | 200 when connected to the broker, consuming, able to publish (not blocked by an alarm, its publishing connection up) and the store writes; else 503 with the `reason` |
 //! | `GET /metrics` | Prometheus metrics |
-//! | `GET /v1/attempts?event_id=&integration=&limit=` | attempts from this worker's store, JSON, oldest first |
+//! | `GET /v1/integrations` | every integration: state, circuit, counts, last success and failure ([`crate::status`]) |
+//! | `POST /v1/integrations/{id}/test` | a test delivery of the sample event, as `alertpost test` makes it ([`crate::trial`]) |
+//! | `GET /v1/attempts?event_id=&delivery_id=&integration=&limit=` | attempts from this worker's store, JSON, oldest first, secrets masked |
 //! | `GET /v1/dead-letters?integration=&limit=` | dead letters this worker produced (its store's copies), JSON, newest first |
 //! | `GET /v1/dlq?integration=&limit=` | the dead queue (every worker's), one row per delivery, oldest first |
 //! | `GET /v1/dlq/{id}` | one dead letter in full, by its id, delivery id or event id; 404 if none |
 //! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
 //! | `POST /v1/dlq/purge` | deletes every dead letter; answers `{"purged"}` |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`document`]) |
+//! | `GET /`, `/attempts`, `/dead-letters` | the console ([`crate::console`]) |
 //!
 //! `limit` is at most [`MAX_LIMIT`] (100 when not given). With `[admin]
 //! token` set, every `/v1/` route needs `Authorization: Bearer <token>`
@@ -24,9 +27,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use alertpost_broker::{Backend, BrokerError, Reader, Session, Source};
-use alertpost_config::Secret;
-use alertpost_metrics::WorkerMetrics;
-use alertpost_store::Store;
+use alertpost_config::{Secret, mask};
+use alertpost_store::AttemptRecord;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -37,16 +39,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::deadletters::{self, Through, Which};
 use crate::health::Health;
+use crate::runtime::Ctx;
 
 /// Records returned when the query names no limit, and the most it may ask.
 const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
-struct Admin<B> {
-    health: Arc<Health>,
-    store: Store,
-    metrics: WorkerMetrics,
-    backend: Arc<B>,
+pub(crate) struct Admin<B> {
+    pub(crate) health: Arc<Health>,
+    /// The configuration in force, the store, metrics and integration
+    /// states.
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) backend: Arc<B>,
+    /// Whether `[admin] token` is set (the console asks for it).
+    pub(crate) token_required: bool,
 }
 
 // Derived `Clone` would ask `B: Clone`; only the `Arc`s are cloned.
@@ -54,45 +60,46 @@ impl<B> Clone for Admin<B> {
     fn clone(&self) -> Admin<B> {
         Admin {
             health: self.health.clone(),
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
+            ctx: self.ctx.clone(),
             backend: self.backend.clone(),
+            token_required: self.token_required,
         }
     }
 }
 
-/// The admin API's routes over `backend` (whose dead queue the `/v1/dlq`
-/// routes read); `token`: see the module docs.
+/// The admin API's routes and the console over `backend` (whose dead
+/// queue the `/v1/dlq` routes read); `token`: see the module docs.
 pub fn router<B: Backend>(
     health: Arc<Health>,
-    store: Store,
-    metrics: WorkerMetrics,
+    ctx: Arc<Ctx>,
     backend: Arc<B>,
     token: Option<Secret>,
 ) -> Router {
+    let token = token.map(Arc::new);
+    let admin = Admin {
+        health,
+        ctx,
+        backend,
+        token_required: token.is_some(),
+    };
     let v1 = Router::new()
+        .route("/v1/integrations", get(integrations::<B>))
+        .route("/v1/integrations/{id}/test", post(integration_test::<B>))
         .route("/v1/attempts", get(attempts::<B>))
         .route("/v1/dead-letters", get(dead_letters::<B>))
         .route("/v1/dlq", get(dlq_list::<B>))
         .route("/v1/dlq/replay", post(dlq_replay::<B>))
         .route("/v1/dlq/purge", post(dlq_purge::<B>))
         .route("/v1/dlq/{id}", get(dlq_show::<B>))
-        .route_layer(middleware::from_fn_with_state(
-            token.map(Arc::new),
-            authorize,
-        ));
+        .route_layer(middleware::from_fn_with_state(token.clone(), authorize));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>))
         .route("/metrics", get(metrics_text::<B>))
         .route("/openapi.json", get(openapi_json))
         .merge(v1)
-        .with_state(Admin {
-            health,
-            store,
-            metrics,
-            backend,
-        })
+        .with_state(admin.clone())
+        .merge(crate::console::router(admin, token))
 }
 
 /// Alive.
@@ -165,6 +172,8 @@ impl utoipa::Modify for Tokens {
         readyz,
         metrics_text,
         openapi_json,
+        integrations,
+        integration_test,
         attempts,
         dead_letters,
         dlq_list,
@@ -223,7 +232,7 @@ async fn metrics_text<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
             axum::http::header::CONTENT_TYPE,
             alertpost_metrics::CONTENT_TYPE,
         )],
-        admin.metrics.encode(),
+        admin.ctx.metrics.encode(),
     )
 }
 
@@ -238,7 +247,7 @@ async fn metrics_text<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
 )]
 async fn readyz<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     let health = &admin.health;
-    let store_ok = admin.store.healthy();
+    let store_ok = admin.ctx.store.healthy();
     let ready = health.ready() && store_ok;
     let reason = match health.reason() {
         Some(reason) => Some(reason),
@@ -263,13 +272,17 @@ async fn readyz<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct AttemptsQuery {
-    event_id: Option<String>,
-    integration: Option<String>,
-    limit: Option<usize>,
+pub(crate) struct AttemptsQuery {
+    /// Attempts of this event.
+    pub(crate) event_id: Option<String>,
+    /// Attempts of this delivery (searched among the recent ones).
+    pub(crate) delivery_id: Option<String>,
+    pub(crate) integration: Option<String>,
+    pub(crate) limit: Option<usize>,
 }
 
-/// Attempts from this worker's store, oldest first.
+/// Attempts from this worker's store, oldest first; the integrations'
+/// secrets masked in what receivers answered.
 #[utoipa::path(
     get,
     path = "/v1/attempts",
@@ -284,15 +297,113 @@ async fn attempts<B>(
     State(admin): State<Admin<B>>,
     Query(q): Query<AttemptsQuery>,
 ) -> impl IntoResponse {
+    axum::Json(find_attempts(&admin.ctx, q).await)
+}
+
+/// What `q` asks of the store, masked.
+pub(crate) async fn find_attempts(ctx: &Ctx, q: AttemptsQuery) -> Vec<AttemptRecord> {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let store = admin.store.clone();
+    let store = ctx.store.clone();
     // sled reads are blocking calls; keep them off the async threads.
-    let found = tokio::task::spawn_blocking(move || {
-        store.attempts(q.event_id.as_deref(), q.integration.as_deref(), limit)
+    let found = tokio::task::spawn_blocking(move || match (&q.event_id, &q.delivery_id) {
+        (Some(event), None) => store.attempts(Some(event), q.integration.as_deref(), limit),
+        (_, Some(delivery)) => {
+            let mut found = store.attempts_of_delivery(delivery, usize::MAX);
+            found.retain(|r| {
+                q.event_id.as_ref().is_none_or(|e| &r.event_id == e)
+                    && q.integration.as_ref().is_none_or(|i| &r.integration == i)
+            });
+            let skip = found.len().saturating_sub(limit);
+            found.into_iter().skip(skip).collect()
+        }
+        (None, None) => store.attempts(None, q.integration.as_deref(), limit),
     })
     .await
     .unwrap_or_default();
-    axum::Json(found)
+    masked(ctx, found)
+}
+
+/// Attempt records with their integration's secrets masked (a receiver
+/// can echo a token in its answer).
+fn masked(ctx: &Ctx, mut found: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    let runtime = ctx.current.get();
+    for r in &mut found {
+        let Some(i) = runtime.config.integration(&r.integration) else {
+            continue;
+        };
+        let secrets = i.secret_values();
+        if secrets.is_empty() {
+            continue;
+        }
+        for text in [&mut r.response_body, &mut r.error].into_iter().flatten() {
+            *text = mask(text, &secrets);
+        }
+        for (_, value) in &mut r.response_headers {
+            *value = mask(value, &secrets);
+        }
+    }
+    found
+}
+
+/// Every integration of the configuration in force: its state, circuit,
+/// counts since the worker started, last success and failure.
+#[utoipa::path(
+    get,
+    path = "/v1/integrations",
+    responses(
+        (status = 200, description = "The integrations, in the config's order", body = Vec<crate::status::IntegrationStatus>),
+        (status = 401, description = "The admin token is needed", body = Problem),
+    ),
+    security(("token" = []))
+)]
+async fn integrations<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
+    axum::Json(crate::status::snapshot(&admin.ctx))
+}
+
+/// A test delivery of the sample event to one integration (enabled or
+/// not, filters ignored), as `alertpost test` makes it: nothing recorded,
+/// retried or counted.
+#[utoipa::path(
+    post,
+    path = "/v1/integrations/{id}/test",
+    params(("id" = String, Path, description = "The integration's id")),
+    responses(
+        (status = 200, description = "What the receiver answered (`delivered` says whether it took it)", body = crate::trial::Trial),
+        (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 404, description = "No integration by that id", body = Problem),
+        (status = 422, description = "The sample could not be made into a request (its template failed)", body = Problem),
+    ),
+    security(("token" = []))
+)]
+async fn integration_test<B>(State(admin): State<Admin<B>>, Path(id): Path<String>) -> Response {
+    let runtime = admin.ctx.current.get();
+    let Some(integration) = runtime.config.integration(&id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(Problem::new(format!("no integration `{id}`"))),
+        )
+            .into_response();
+    };
+    let event = alertpost_render::sample::full();
+    let tried = crate::trial::run(
+        &runtime.client,
+        integration,
+        &event,
+        "the sample event",
+        crate::trial::Url::Origin,
+    )
+    .await;
+    match tried {
+        Ok(trial) => {
+            tracing::info!(integration = %id, outcome = trial.outcome, "test delivery through the admin API");
+            axum::Json(trial).into_response()
+        }
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(Problem::new(e.to_string())),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -318,7 +429,7 @@ async fn dead_letters<B>(
     Query(q): Query<DeadQuery>,
 ) -> impl IntoResponse {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let store = admin.store.clone();
+    let store = admin.ctx.store.clone();
     let found =
         tokio::task::spawn_blocking(move || store.dead_letters(q.integration.as_deref(), limit))
             .await
@@ -358,15 +469,97 @@ async fn with_dead_queue<B: Backend, T>(
 
 /// Runs `work` in a task of its own: a caller that hangs up mid-request
 /// neither cuts a replay short nor leaves what it took out of the dead
-/// queue held by a session nobody closes.
+/// queue held by a session nobody closes. The error says what failed.
 async fn detached<T: Send + 'static>(
     work: impl Future<Output = Result<T, BrokerError>> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, String> {
     match tokio::spawn(work).await {
         Ok(Ok(out)) => Ok(out),
-        Ok(Err(e)) => Err(unavailable(e)),
-        Err(e) => Err(unavailable(format!("the dead-queue task failed: {e}"))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the dead-queue task failed: {e}")),
     }
+}
+
+/// The dead queue's rows (of one integration), oldest first, their
+/// integrations' secrets masked.
+pub(crate) async fn dead_rows<B: Backend>(
+    admin: &Admin<B>,
+    integration: Option<String>,
+    limit: usize,
+) -> Result<Vec<deadletters::DlqRow>, String> {
+    let backend = admin.backend.clone();
+    let mut rows = detached(async move {
+        let integration = integration.as_deref();
+        with_dead_queue(&*backend, async |_, reader| {
+            deadletters::list(reader, integration, limit).await
+        })
+        .await?
+    })
+    .await?;
+    let runtime = admin.ctx.current.get();
+    for row in &mut rows {
+        if let Some(i) = row
+            .integration
+            .as_deref()
+            .and_then(|id| runtime.config.integration(id))
+        {
+            row.detail = mask(&row.detail, &i.secret_values());
+        }
+    }
+    Ok(rows)
+}
+
+/// One dead message in full, by its id, delivery id or event id, its
+/// integration's secrets masked (in the detail and the attempts' errors:
+/// receivers echo what they were sent).
+pub(crate) async fn dead_one<B: Backend>(
+    admin: &Admin<B>,
+    id: String,
+) -> Result<Option<deadletters::DeadInFull>, String> {
+    let backend = admin.backend.clone();
+    let mut found = detached(async move {
+        with_dead_queue(&*backend, async |_, reader| {
+            deadletters::show(reader, &id).await
+        })
+        .await?
+    })
+    .await?;
+    let runtime = admin.ctx.current.get();
+    let secrets_of = |integration: &str| {
+        runtime
+            .config
+            .integration(integration)
+            .map(|i| i.secret_values())
+            .unwrap_or_default()
+    };
+    let mask_job = |job: &mut alertpost_event::job::DeliveryJob, secrets: &[&str]| {
+        for a in &mut job.history {
+            if let Some(e) = &mut a.error {
+                *e = mask(e, secrets);
+            }
+        }
+    };
+    match &mut found {
+        Some(deadletters::DeadInFull::Letter(letter)) => {
+            if let Some(job) = &mut letter.job {
+                let secrets = secrets_of(&job.integration);
+                letter.detail = mask(&letter.detail, &secrets);
+                mask_job(job, &secrets);
+            }
+        }
+        Some(deadletters::DeadInFull::Job { job, .. }) => {
+            let secrets = secrets_of(&job.integration);
+            mask_job(job, &secrets);
+        }
+        Some(deadletters::DeadInFull::Jobs { jobs, .. }) => {
+            for job in jobs {
+                let secrets = secrets_of(&job.integration);
+                mask_job(job, &secrets);
+            }
+        }
+        _ => {}
+    }
+    Ok(found)
 }
 
 /// The dead queue (every worker's), one row per delivery, oldest first.
@@ -386,18 +579,9 @@ async fn dlq_list<B: Backend>(
     Query(q): Query<DeadQuery>,
 ) -> Response {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    let backend = admin.backend.clone();
-    let listed = detached(async move {
-        let integration = q.integration.as_deref();
-        with_dead_queue(&*backend, async |_, reader| {
-            deadletters::list(reader, integration, limit).await
-        })
-        .await?
-    })
-    .await;
-    match listed {
+    match dead_rows(&admin, q.integration, limit).await {
         Ok(rows) => axum::Json(rows).into_response(),
-        Err(answer) => answer,
+        Err(e) => unavailable(e),
     }
 }
 
@@ -415,16 +599,7 @@ async fn dlq_list<B: Backend>(
     security(("token" = []))
 )]
 async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<String>) -> Response {
-    let backend = admin.backend.clone();
-    let wanted = id.clone();
-    let found = detached(async move {
-        with_dead_queue(&*backend, async |_, reader| {
-            deadletters::show(reader, &wanted).await
-        })
-        .await?
-    })
-    .await;
-    match found {
+    match dead_one(&admin, id.clone()).await {
         Ok(Some(full)) => axum::Json(full).into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,
@@ -433,7 +608,7 @@ async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<Stri
             ))),
         )
             .into_response(),
-        Err(answer) => answer,
+        Err(e) => unavailable(e),
     }
 }
 
@@ -474,8 +649,7 @@ async fn dlq_replay<B: Backend>(
             );
             axum::Json(done).into_response()
         }
-        Ok(Err(e)) => unavailable(e),
-        Err(answer) => answer,
+        Ok(Err(e)) | Err(e) => unavailable(e),
     }
 }
 
@@ -504,7 +678,7 @@ async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
             tracing::warn!(purged = n, "dead queue purged through the admin API");
             axum::Json(Purged { purged: n }).into_response()
         }
-        Err(answer) => answer,
+        Err(e) => unavailable(e),
     }
 }
 

@@ -53,6 +53,14 @@ pub async fn send(
         m.duration.observe(attempt.duration.as_secs_f64());
         let verdict = classify(&attempt.result, &target.endpoint.validate);
         log(&attempt, &verdict);
+        let now = time::OffsetDateTime::now_utc();
+        match &verdict {
+            Verdict::Delivered => target.seen.delivered(now),
+            Verdict::Retry { reason, .. } => target.seen.failed(now, reason),
+            Verdict::Dead { reason, detail } => {
+                target.seen.failed(now, &format!("{reason}: {detail}"))
+            }
+        }
         let circuit = target
             .circuit
             .report(matches!(verdict, Verdict::Retry { .. }));

@@ -142,6 +142,19 @@ impl Circuit {
     pub fn is_open(&self) -> bool {
         matches!(*self.state(), State::Open { .. } | State::Probing { .. })
     }
+
+    /// Its state in a word, for operators: `closed`, `open`, `probing`
+    /// (the cooldown is over and one attempt is out), or `off`.
+    pub fn label(&self) -> &'static str {
+        if self.policy.failures == 0 {
+            return "off";
+        }
+        match *self.state() {
+            State::Closed { .. } => "closed",
+            State::Open { .. } => "open",
+            State::Probing { .. } => "probing",
+        }
+    }
 }
 
 /// A year from now: "open until further notice" for a cooldown too large to

@@ -25,8 +25,15 @@
 //!   the `integration.status` events its changes raise;
 //! - [`runtime`]: the configuration as the worker uses it (integrations
 //!   with their permits and circuits) and what every task shares;
-//! - [`admin`]: `/healthz`, `/readyz`, attempts and dead letters as JSON,
-//!   and the dead queue (list, show, replay, purge) behind its token;
+//! - [`admin`]: `/healthz`, `/readyz`, integrations, attempts and dead
+//!   letters as JSON, test deliveries, and the dead queue (list, show,
+//!   replay, purge) behind its token;
+//! - `console`: the operators' pages on the admin address, over the same
+//!   data and routes;
+//! - [`status`]: where each integration stands (state, circuit, counts,
+//!   last success and failure);
+//! - [`trial`]: a test delivery, shown in full (`alertpost test` and the
+//!   console's Test button);
 //! - [`deadletters`]: the dead queue for operators, over any backend (the
 //!   admin API and `alertpost dlq` share it);
 //! - [`health`]: the readiness the supervisor reports and admin serves.
@@ -40,6 +47,7 @@ pub mod admin;
 mod attempt;
 mod batching;
 pub mod circuit;
+mod console;
 pub mod deadletters;
 pub mod decide;
 mod delivery;
@@ -51,6 +59,8 @@ pub mod operational;
 mod pump;
 pub mod runtime;
 pub mod schedule;
+pub mod status;
 pub mod supervisor;
+pub mod trial;
 
 pub use supervisor::{WorkerError, WorkerOptions, run};

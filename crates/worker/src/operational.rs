@@ -63,12 +63,23 @@ impl State {
 }
 
 /// One integration's track.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Track {
     state: State,
     since: OffsetDateTime,
     /// When the current state was last raised.
     raised: Option<Instant>,
+    /// Why it is in this state.
+    reason: String,
+}
+
+/// An integration's state as the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub state: State,
+    /// Since when; `None`: active since the worker started.
+    pub since: Option<OffsetDateTime>,
+    pub reason: Option<String>,
 }
 
 /// Whether `to`, found now, is raised; and the state afterwards. Pure.
@@ -180,6 +191,23 @@ impl Operational {
         );
     }
 
+    /// Where `integration` stands now.
+    pub fn standing(&self, integration: &str) -> Standing {
+        let tracks = self.tracks.lock().unwrap_or_else(|p| p.into_inner());
+        match tracks.get(integration) {
+            Some(t) => Standing {
+                state: t.state,
+                since: Some(t.since),
+                reason: Some(t.reason.clone()).filter(|r| !r.is_empty()),
+            },
+            None => Standing {
+                state: State::Active,
+                since: None,
+                reason: None,
+            },
+        }
+    }
+
     fn found(&self, integration: &str, to: State, reason: String, last_error: Option<&str>) {
         let now = Instant::now();
         let wall = OffsetDateTime::now_utc();
@@ -189,6 +217,7 @@ impl Operational {
                 state: State::Active,
                 since: wall,
                 raised: None,
+                reason: String::new(),
             });
             let (raise, next) = decide(track.state, track.raised, to, now, self.repeat);
             if next != track.state {
@@ -200,6 +229,7 @@ impl Operational {
                 };
                 track.state = next;
                 track.since = wall;
+                track.reason.clone_from(&reason);
             }
             if raise {
                 track.raised = Some(now);

@@ -53,6 +53,8 @@ pub struct Target {
     /// Lane deliveries waiting for a token: while any do, a new delivery
     /// does not take one ahead of them (the bucket itself is not fair).
     pub bucket_waiters: Arc<std::sync::atomic::AtomicUsize>,
+    /// Its last success and failure, kept over every reload.
+    pub seen: Arc<crate::status::Seen>,
 }
 
 /// A token bucket of one integration (GCRA, from `governor`).
@@ -124,8 +126,10 @@ impl Runtime {
                     }
                     _ => (i.rate_limit.and_then(bucket), Arc::default()),
                 };
+                let seen = before.map(|b| b.seen.clone()).unwrap_or_default();
                 Ok(Arc::new(Target {
                     metrics: series,
+                    seen,
                     circuit,
                     permits,
                     bucket,

@@ -84,25 +84,6 @@ pub async fn run<B: Backend>(
     let metrics = WorkerMetrics::new();
     let health = Arc::new(Health::new(metrics.broker_connected.clone()));
     let backend = Arc::new(backend);
-    let admin = match opts.admin {
-        Some(listener) => {
-            let router = crate::admin::router(
-                health.clone(),
-                opts.store.clone(),
-                metrics.clone(),
-                backend.clone(),
-                opts.config.admin.token.clone(),
-            );
-            let stop = stop.clone();
-            Some(tokio::spawn(crate::admin::serve(
-                listener,
-                router,
-                async move { stop.cancelled().await },
-            )))
-        }
-        None => None,
-    };
-
     // The delay tiers, `[worker]` and `[store]` are the config's at start
     // (a reload that changes them takes effect at the next start).
     let retention = Retention {
@@ -123,6 +104,23 @@ pub async fn run<B: Backend>(
         tiers,
         operational,
     });
+    let admin = match opts.admin {
+        Some(listener) => {
+            let router = crate::admin::router(
+                health.clone(),
+                ctx.clone(),
+                backend.clone(),
+                ctx.current.get().config.admin.token.clone(),
+            );
+            let stop = stop.clone();
+            Some(tokio::spawn(crate::admin::serve(
+                listener,
+                router,
+                async move { stop.cancelled().await },
+            )))
+        }
+        None => None,
+    };
     // The store takes records until the drain is over, not until the signal:
     // deliveries finished while draining are journaled and recorded too.
     let drained = CancellationToken::new();

@@ -1,0 +1,211 @@
+//! A test delivery: one real request to one integration, filters ignored,
+//! nothing recorded or retried, shown in full with its secrets masked.
+//! `alertpost test` prints it; the console's Test button
+//! (`POST /v1/integrations/{id}/test`) shows the same text.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use alertpost_config::{Integration, mask};
+use alertpost_deliver::{AttemptResult, Client, Endpoint, Request, RequestMeta, Verdict, classify};
+use alertpost_event::{Event, delivery_id};
+use alertpost_render::{Context, Extra};
+use bytes::Bytes;
+
+/// What a test delivery did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Trial {
+    /// The receiver took it.
+    pub delivered: bool,
+    /// What a real delivery would do next: `delivered`, `retry` or `dead`.
+    pub outcome: &'static str,
+    /// The exchange as `alertpost test` prints it: the request, the
+    /// answer, the validators, the result.
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    #[error(transparent)]
+    Endpoint(#[from] alertpost_deliver::request::EndpointError),
+    #[error("{integration}: {error}")]
+    Render { integration: String, error: String },
+}
+
+/// How much of the destination the text shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Url {
+    /// Whole: for the operator at the command line, who has the config.
+    Full,
+    /// Scheme, host and port: for API answers (paths carry tokens).
+    Origin,
+}
+
+/// Sends `event` (described as `origin`) to `integration` through `client`.
+pub async fn run(
+    client: &Client,
+    integration: &Integration,
+    event: &Event,
+    origin: &str,
+    url: Url,
+) -> Result<Trial, TrialError> {
+    let endpoint = Endpoint::new(integration, client)?;
+    let delivery = delivery_id(&event.id, &integration.id);
+    let extra = Extra {
+        integration_id: &integration.id,
+        integration_name: &integration.name,
+        routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
+        delivery_id: &delivery,
+    };
+    let event_json = Bytes::from(event.to_json());
+    let body = integration
+        .body
+        .render(&Context::new(event), &event_json, &extra)
+        .map_err(|e| TrialError::Render {
+            integration: integration.id.clone(),
+            error: e.to_string(),
+        })?;
+    let meta = RequestMeta {
+        delivery_id: &delivery,
+        event_id: &event.id,
+        attempt: 1,
+        timestamp: unix_now(),
+    };
+    let (request, attempt) = client.attempt_shown(&endpoint, body, &meta).await;
+    let verdict = classify(&attempt.result, &endpoint.validate);
+
+    let secrets = integration.secret_values();
+    let mut out = String::new();
+    let enabled = if integration.enabled {
+        ""
+    } else {
+        ", disabled"
+    };
+    let _ = writeln!(
+        out,
+        "integration {} ({}{enabled}), {}",
+        integration.id, integration.name, integration.body_source
+    );
+    let _ = writeln!(out, "event       {} from {origin}", event.id);
+    let _ = writeln!(out);
+    let shown_url = match url {
+        Url::Full => request.url.to_string(),
+        Url::Origin => alertpost_config::url_origin(&integration.url),
+    };
+    show_request(&mut out, &request, &shown_url, &secrets);
+    let _ = writeln!(out);
+    match &attempt.result {
+        AttemptResult::Response(r) => {
+            let _ = writeln!(
+                out,
+                "< HTTP {} ({} ms)",
+                r.status,
+                attempt.duration.as_millis()
+            );
+            for (name, value) in &r.headers {
+                let _ = writeln!(
+                    out,
+                    "< {name}: {}",
+                    mask(&String::from_utf8_lossy(value.as_bytes()), &secrets)
+                );
+            }
+            let _ = writeln!(out, "<");
+            let text = mask(
+                &String::from_utf8_lossy(&r.body[..r.body.len().min(4096)]),
+                &secrets,
+            );
+            let more = if r.body.len() > 4096 || r.truncated {
+                "\n[…]"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "{text}{more}");
+        }
+        other => {
+            let (kind, reason) = match other {
+                AttemptResult::Timeout => (
+                    "timeout",
+                    format!("no answer within {:?}", integration.timeout),
+                ),
+                AttemptResult::Connect(e) => ("connect", e.clone()),
+                AttemptResult::Policy(e) => ("policy", e.clone()),
+                AttemptResult::Token(e) => ("token", e.clone()),
+                AttemptResult::Failed(e) => ("error", e.clone()),
+                AttemptResult::Response(_) => ("", String::new()),
+            };
+            let _ = writeln!(
+                out,
+                "< no response ({kind}, {} ms): {}",
+                attempt.duration.as_millis(),
+                mask(&reason, &secrets)
+            );
+        }
+    }
+    if !integration.validate.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "validators:");
+        let body: &[u8] = match &attempt.result {
+            AttemptResult::Response(r) => &r.body,
+            _ => &[],
+        };
+        for v in &integration.validate {
+            match v.check(body) {
+                Ok(()) => {
+                    let _ = writeln!(out, "  ok    {} in [{}]", v.path, v.expected.join(", "));
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  FAIL  {}", mask(&e.to_string(), &secrets));
+                }
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let (line, outcome) = match &verdict {
+        Verdict::Delivered => ("result: delivered".to_owned(), "delivered"),
+        Verdict::Retry { reason, .. } => (
+            format!(
+                "result: failed, would be retried: {}",
+                mask(reason, &secrets)
+            ),
+            "retry",
+        ),
+        Verdict::Dead { reason, detail } => (
+            format!(
+                "result: failed, would be dead-lettered ({reason}): {}",
+                mask(detail, &secrets)
+            ),
+            "dead",
+        ),
+    };
+    let _ = writeln!(out, "{line}");
+    Ok(Trial {
+        delivered: matches!(verdict, Verdict::Delivered),
+        outcome,
+        text: out,
+    })
+}
+
+fn show_request(out: &mut String, request: &Request, url: &str, secrets: &[&str]) {
+    let _ = writeln!(out, "> {} {url}", request.method);
+    let _ = writeln!(out, "> user-agent: {}", alertpost_deliver::USER_AGENT);
+    for (name, value) in &request.headers {
+        let shown = if value.is_sensitive() {
+            "*** (masked)".to_owned()
+        } else {
+            mask(&String::from_utf8_lossy(value.as_bytes()), secrets)
+        };
+        let _ = writeln!(out, "> {name}: {shown}");
+    }
+    let _ = writeln!(out, ">");
+    let _ = writeln!(
+        out,
+        "{}",
+        mask(&String::from_utf8_lossy(&request.body), secrets)
+    );
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
