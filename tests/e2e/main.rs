@@ -11,5 +11,6 @@ mod ingest;
 mod integrations;
 mod isolation;
 mod observability;
+mod openapi;
 mod pipeline;
 mod run;

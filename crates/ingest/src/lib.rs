@@ -207,7 +207,7 @@ async fn events<P: Publish>(
 #[utoipa::path(
     post,
     path = "/v1/ingest/{format}",
-    params(("format" = String, Path, description = "alertmanager, grafana, hertzbeat, grafana-oncall, aporia or events")),
+    params(("format" = String, Path, description = "A source format (the enum lists them)")),
     request_body(content = serde_json::Value, description = "The source's own payload, read leniently by its normalizer", content_type = "application/json"),
     responses(
         (status = 202, description = "Every event stored, confirmed by the broker", body = openapi::Accepted),

@@ -89,6 +89,19 @@ struct IngestApi;
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(IngestApi::openapi()).unwrap_or_default();
     alertpost_event::event::embed_event_schema(&mut doc);
+    // The formats the route takes, from the list it parses against.
+    let names: Vec<&str> = alertpost_event::normalize::Format::ALL
+        .iter()
+        .map(|f| f.name())
+        .collect();
+    if let Some(params) = doc
+        .pointer_mut("/paths/~1v1~1ingest~1{format}/post/parameters")
+        .and_then(Value::as_array_mut)
+    {
+        for p in params.iter_mut().filter(|p| p["name"] == "format") {
+            p["schema"] = serde_json::json!({ "type": "string", "enum": names });
+        }
+    }
     doc
 }
 
@@ -131,5 +144,13 @@ mod tests {
             "every reference points into components"
         );
         assert!(schemas.get("Accepted").is_some() && schemas.get("Problem").is_some());
+        let format = &doc["paths"]["/v1/ingest/{format}"]["post"]["parameters"][0];
+        assert_eq!(format["name"], "format");
+        assert!(
+            format["schema"]["enum"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|n| n == "alertmanager")),
+            "{format}"
+        );
     }
 }

@@ -194,6 +194,39 @@ pub fn document() -> serde_json::Value {
     doc
 }
 
+/// A query string, refused as a JSON [`Problem`] (400) when it does not
+/// read (axum's own refusal is plain text).
+pub(crate) struct Q<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Q<T>, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(Q(q)),
+            Err(e) => Err((e.status(), axum::Json(Problem::new(e.body_text()))).into_response()),
+        }
+    }
+}
+
+/// A JSON body, refused as a JSON [`Problem`]: 415 without a JSON
+/// content type, 400 when it does not parse, 422 when it is not the shape.
+pub(crate) struct J<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for J<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<J<T>, Response> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(t)) => Ok(J(t)),
+            Err(e) => Err((e.status(), axum::Json(Problem::new(e.body_text()))).into_response()),
+        }
+    }
+}
+
 /// With a token configured, lets through only requests that bear it.
 async fn authorize(
     State(token): State<Option<Arc<Secret>>>,
@@ -289,14 +322,12 @@ pub(crate) struct AttemptsQuery {
     params(AttemptsQuery),
     responses(
         (status = 200, description = "The attempts", body = Vec<alertpost_store::AttemptRecord>),
+        (status = 400, description = "A query that does not read", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
     ),
     security(("token" = []))
 )]
-async fn attempts<B>(
-    State(admin): State<Admin<B>>,
-    Query(q): Query<AttemptsQuery>,
-) -> impl IntoResponse {
+async fn attempts<B>(State(admin): State<Admin<B>>, Q(q): Q<AttemptsQuery>) -> impl IntoResponse {
     axum::Json(find_attempts(&admin.ctx, q).await)
 }
 
@@ -420,14 +451,12 @@ struct DeadQuery {
     params(DeadQuery),
     responses(
         (status = 200, description = "The dead letters", body = Vec<alertpost_event::job::DeadLetter>),
+        (status = 400, description = "A query that does not read", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
     ),
     security(("token" = []))
 )]
-async fn dead_letters<B>(
-    State(admin): State<Admin<B>>,
-    Query(q): Query<DeadQuery>,
-) -> impl IntoResponse {
+async fn dead_letters<B>(State(admin): State<Admin<B>>, Q(q): Q<DeadQuery>) -> impl IntoResponse {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let store = admin.ctx.store.clone();
     let found =
@@ -569,15 +598,13 @@ pub(crate) async fn dead_one<B: Backend>(
     params(DeadQuery),
     responses(
         (status = 200, description = "The rows", body = Vec<deadletters::DlqRow>),
+        (status = 400, description = "A query that does not read", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
         (status = 503, description = "The broker cannot be read now", body = Problem),
     ),
     security(("token" = []))
 )]
-async fn dlq_list<B: Backend>(
-    State(admin): State<Admin<B>>,
-    Query(q): Query<DeadQuery>,
-) -> Response {
+async fn dlq_list<B: Backend>(State(admin): State<Admin<B>>, Q(q): Q<DeadQuery>) -> Response {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     match dead_rows(&admin, q.integration, limit).await {
         Ok(rows) => axum::Json(rows).into_response(),
@@ -619,15 +646,15 @@ async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<Stri
     request_body(content = deadletters::Which, description = "`{\"integration\": ID}`, `{\"id\": ID}` or `\"all\"`"),
     responses(
         (status = 200, description = "What was replayed", body = deadletters::Replayed),
+        (status = 400, description = "A body that is not JSON", body = Problem),
+        (status = 415, description = "No JSON content type", body = Problem),
+        (status = 422, description = "JSON that says no dead letters", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
         (status = 503, description = "The broker cannot be read or written now (what went out stays out)", body = Problem),
     ),
     security(("token" = []))
 )]
-async fn dlq_replay<B: Backend>(
-    State(admin): State<Admin<B>>,
-    axum::Json(which): axum::Json<Which>,
-) -> Response {
+async fn dlq_replay<B: Backend>(State(admin): State<Admin<B>>, J(which): J<Which>) -> Response {
     let backend = admin.backend.clone();
     let chosen = which.clone();
     let done = detached(async move {
