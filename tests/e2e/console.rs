@@ -71,7 +71,7 @@ fn client() -> reqwest::Client {
 #[case::embedded(Backend::Embedded)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backend) {
-    let (_prefix, receiver, mut worker, events) =
+    let (prefix, receiver, mut worker, events) =
         with_dead_letters(backend, "console-pages", 1).await;
     let e = &events[0];
     receiver.wait_for(2, WAIT).await;
@@ -109,7 +109,19 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
             (status, headers, answer.text().await.unwrap())
         }
     };
-    let (status, headers, overview) = page("/").await;
+    // The state follows the dead letter's confirm: wait for it.
+    let (status, headers, overview) = eventually(WAIT, "gone in warning", || async {
+        let answer = page("/").await;
+        if answer
+            .2
+            .contains(r#"<span class="state warning">warning</span>"#)
+        {
+            Ok(answer)
+        } else {
+            Err(answer.2)
+        }
+    })
+    .await;
     assert_eq!(status, 200);
     assert!(
         headers["content-type"]
@@ -127,17 +139,17 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         r#"data-integration="hook""#,
         r#"data-integration="gone""#,
         "The &lt;b&gt;hook&lt;/b&gt;",
-        r#"<span class="state warning">warning</span>"#,
         r#"data-action="test""#,
+        "/console/console.js",
     ] {
         assert!(overview.contains(expected), "{expected} in {overview}");
     }
     assert!(!overview.contains("<b>hook</b>"), "names are escaped");
+    assert!(!overview.contains("receiver-secret-42"), "{overview}");
     assert!(
-        !overview.contains("receiver-secret-42"),
-        "secrets are masked: {overview}"
+        overview.contains("your token *** is refused"),
+        "the last error, masked: {overview}"
     );
-    assert!(overview.contains("/console/console.js"));
 
     // The dead letter, listed and in full.
     let dead_id = delivery_id(&e.id, "gone");
@@ -146,63 +158,104 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
     assert!(list.contains(&e.id) && list.contains(&dead_id), "{list}");
     assert!(list.contains(r#"data-action="purge""#));
     assert!(!list.contains("receiver-secret-42"), "{list}");
-    let (status, _, one) = page(&format!("/dead-letters/{dead_id}")).await;
-    assert_eq!(status, 200);
+    assert!(list.contains("your token *** is refused"), "{list}");
+    let hook_id = delivery_id(&e.id, "hook");
+    // Once the store wrote the attempts (every few hundred milliseconds).
+    let one = eventually(WAIT, "the letter with this worker's records", || async {
+        let (status, _, one) = page(&format!("/dead-letters/{dead_id}")).await;
+        if status == 200 && one.contains("Recorded by this worker") {
+            Ok(one)
+        } else {
+            Err(one)
+        }
+    })
+    .await;
     assert!(
         one.contains("HTTP 410") && one.contains("console 0"),
         "{one}"
     );
     assert!(!one.contains("receiver-secret-42"), "{one}");
+    assert!(one.contains("your token *** is refused"), "{one}");
+    assert!(!one.contains(&hook_id), "only the dead delivery's records");
     let (status, _, _) = page("/dead-letters/no-such-letter").await;
     assert_eq!(status, 404);
 
-    // Attempts by event id and by delivery id (once the store wrote them:
-    // it writes every few hundred milliseconds).
-    let hook_id = delivery_id(&e.id, "hook");
-    let by_event = eventually(WAIT, "both attempts in the store", || async {
-        let (_, _, by_event) = page(&format!("/attempts?q={}", e.id)).await;
-        if by_event.contains(&dead_id) && by_event.contains(&hook_id) {
-            Ok(by_event)
-        } else {
-            Err(by_event)
-        }
-    })
-    .await;
+    // Attempts by event id and by delivery id.
+    let (_, _, by_event) = page(&format!("/attempts?q={}", e.id)).await;
+    assert!(
+        by_event.contains(&dead_id) && by_event.contains(&hook_id),
+        "{by_event}"
+    );
     assert!(!by_event.contains("receiver-secret-42"), "{by_event}");
     let (_, _, by_delivery) = page(&format!("/attempts?q={dead_id}")).await;
-    assert!(by_delivery.contains(&dead_id));
+    assert!(
+        by_delivery.contains(r#"<table class="attempts">"#) && by_delivery.contains("HTTP 410"),
+        "its attempt, in the table: {by_delivery}"
+    );
     assert!(!by_delivery.contains(&hook_id), "only that delivery");
     let (_, _, none) = page("/attempts?q=nothing-by-this-id").await;
     assert!(none.contains("No attempts of an event or delivery"));
+    assert!(!none.contains(r#"<table class="attempts">"#));
 
-    // The API the script uses, also masked.
-    let attempts: serde_json::Value = http
-        .get(format!("{base}/v1/attempts?delivery_id={dead_id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap();
+    // The JSON the console's data comes from, masked the same.
+    let get_json = |path: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let text = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(!text.contains("receiver-secret-42"), "{path}: {text}");
+            assert!(text.contains("your token *** is refused"), "{path}: {text}");
+            text
+        }
+    };
+    let attempts: serde_json::Value =
+        serde_json::from_str(&get_json(format!("/v1/attempts?delivery_id={dead_id}")).await)
+            .unwrap();
     assert_eq!(attempts.as_array().unwrap().len(), 1, "{attempts}");
     assert_eq!(
         attempts[0]["response_body"],
         "gone; your token *** is refused"
     );
-
-    // Actions: Basic credentials (which a browser sends by itself) do not
-    // do; the Bearer header does.
-    let by_basic = http
-        .post(format!("{base}/v1/dlq/replay"))
-        .basic_auth("operator", Some(TOKEN))
-        .header("content-type", "application/json")
-        .body(r#"{"integration": "gone"}"#)
+    get_json("/v1/dead-letters".to_owned()).await;
+    get_json(format!("/v1/dlq/{dead_id}")).await;
+    get_json("/v1/dlq".to_owned()).await;
+    let bad_id = http
+        .get(format!("{base}/v1/attempts?delivery_id=x"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap();
-    assert_eq!(by_basic.status(), 401);
+    assert_eq!(bad_id.status(), 400, "a delivery id of another form");
+
+    // Actions: Basic credentials (which a browser sends by itself) do not
+    // do; the Bearer header does.
+    for (path, body) in [
+        ("/v1/dlq/replay", r#"{"integration": "gone"}"#),
+        ("/v1/dlq/purge", ""),
+        ("/v1/integrations/hook/test", ""),
+    ] {
+        let by_basic = http
+            .post(format!("{base}{path}"))
+            .basic_auth("operator", Some(TOKEN))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(by_basic.status(), 401, "{path} by Basic");
+    }
+    assert_eq!(
+        worker.dead_count(&prefix).await,
+        1,
+        "nothing replayed or purged"
+    );
     let test = http
         .post(format!("{base}/v1/integrations/hook/test"))
         .bearer_auth(TOKEN)
@@ -218,6 +271,30 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
             .unwrap()
             .contains("result: delivered")
     );
+    // A test of `gone` whose answer echoes the secret: masked in the text.
+    receiver.script(
+        "/gone",
+        [Reply::status(410).body("gone; your token receiver-secret-42 is refused")],
+    );
+    let trial: serde_json::Value = serde_json::from_str(
+        &http
+            .post(format!("{base}/v1/integrations/gone/test"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(trial["delivered"], false);
+    let text = trial["text"].as_str().unwrap();
+    assert!(
+        text.contains("your token *** is refused") && !text.contains("receiver-secret-42"),
+        "{text}"
+    );
+    assert!(text.contains("authorization: *** (masked)"), "{text}");
     let missing = http
         .post(format!("{base}/v1/integrations/nope/test"))
         .bearer_auth(TOKEN)
@@ -225,16 +302,18 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    let status: serde_json::Value = http
-        .get(format!("{base}/v1/integrations"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .map(|t| serde_json::from_str(&t).unwrap())
-        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{base}/v1/integrations"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     let gone = status
         .as_array()
         .unwrap()
@@ -259,6 +338,61 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
             .unwrap()
             .starts_with("text/javascript")
     );
+    worker.stop().await.unwrap();
+}
+
+/// Without a token, on loopback: a write another site's page makes the
+/// browser send is refused (its `Origin`, its `Sec-Fetch-Site`), and so is
+/// a host name that is not local (DNS rebinding); clients that are no
+/// browser, and the console itself, go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_another_site_cannot_act_or_read() {
+    let prefix = TestPrefix::new("console-origin");
+    let receiver = Receiver::start().await;
+    let toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
+        receiver.url("/hook")
+    );
+    let mut worker = RunningWorker::start(&prefix, &toml).await;
+    let base = format!("http://{}", worker.admin);
+    let http = client();
+    let post = |headers: Vec<(&'static str, String)>| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let mut request = http.post(format!("{base}/v1/integrations/hook/test"));
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    let from = |k: &'static str, v: &str| vec![(k, v.to_owned())];
+    assert_eq!(post(from("origin", "http://evil.example")).await, 403);
+    assert_eq!(post(from("sec-fetch-site", "cross-site")).await, 403);
+    assert_eq!(post(from("origin", "null")).await, 403);
+    assert!(receiver.requests_to("/hook").is_empty(), "nothing was sent");
+    let own = vec![
+        ("origin", base.clone()),
+        ("sec-fetch-site", "same-origin".to_owned()),
+    ];
+    assert_eq!(post(own).await, 200, "the console's own page");
+    assert_eq!(post(Vec::new()).await, 200, "a client that is no browser");
+    assert_eq!(receiver.requests_to("/hook").len(), 2);
+
+    let rebound = http
+        .get(format!("{base}/"))
+        .header("host", format!("evil.example:{}", worker.admin.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403, "a name that is not local");
+    let local = http
+        .get(format!("{base}/"))
+        .header("host", format!("localhost:{}", worker.admin.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(local.status(), 200);
     worker.stop().await.unwrap();
 }
 

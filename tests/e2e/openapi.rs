@@ -7,7 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use alertpost_tests::{Backend, Receiver, RunningWorker, TestPrefix};
+use alertpost_event::{Event, Status};
+use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix, eventually};
 use rstest::rstest;
 
 /// Requests per operation: enough for each phase to reach every
@@ -60,7 +61,11 @@ async fn schemathesis(base: String, extra: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("passed"), "it ran cases: {report}");
+    // `N generated, N passed`: it ran cases, and every one held.
+    assert!(
+        report.contains(" generated, ") && report.contains(" passed"),
+        "it ran cases: {report}"
+    );
 }
 
 /// The ingest's document: every operation, valid and invalid events and
@@ -73,9 +78,9 @@ async fn schemathesis_finds_the_ingest_true_to_its_document() {
     schemathesis(format!("http://{addr}"), &[]).await;
 }
 
-/// The admin API's document, token given, over both backends: attempts,
-/// integrations and test deliveries, the dead queue (replay and purge
-/// included: the test's own).
+/// The admin API's document, token given, over both backends, with a
+/// delivery and a dead letter to read: attempts, integrations and test
+/// deliveries, the dead queue (replay and purge included: the test's own).
 #[rstest]
 #[case::rabbitmq(Backend::RabbitMq)]
 #[case::embedded(Backend::Embedded)]
@@ -88,7 +93,29 @@ async fn schemathesis_finds_the_admin_api_true_to_its_document(#[case] backend: 
          [[integration]]\nid = \"hook\"\nurl = \"{}\"\n",
         receiver.url("/hook")
     );
+    // Something to read: a delivered event's attempts, and a dead letter
+    // (a 410), so the answers' bodies are checked against their schemas.
+    receiver.script("/hook", [Reply::status(410).body("gone")]);
     let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    for title in ["dead", "delivered"] {
+        worker
+            .publish(Event::new("schemathesis", Status::Firing, title))
+            .await;
+    }
+    eventually(
+        Duration::from_secs(20),
+        "a dead letter and a delivery",
+        || async {
+            let dead = worker.dead_count(&prefix).await;
+            let done = receiver.accepted().len();
+            if dead == 1 && done == 1 {
+                Ok(())
+            } else {
+                Err(format!("{dead} dead, {done} delivered"))
+            }
+        },
+    )
+    .await;
     let header = format!("Authorization: Bearer {TOKEN}");
     schemathesis(format!("http://{}", worker.admin), &["--header", &header]).await;
     worker.stop().await.unwrap();

@@ -222,28 +222,67 @@ impl Integration {
         }
     }
 
-    /// Every secret of the integration, to [`mask`] wherever one might be
-    /// echoed (a routing key in the body, a token in a response).
-    pub fn secret_values(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = Vec::new();
-        for h in self.headers.iter().filter(|h| h.sensitive) {
-            let value = h.value.expose();
-            s.push(value);
+    /// Every secret of the integration as it may come back in an answer,
+    /// longest first, to [`mask`] wherever one might be echoed (a routing
+    /// key in the body, a token in a response, the URL in an error page):
+    /// sensitive header values and their credentials, auth as configured
+    /// and as sent (`Basic` encoded), the routing key, and the URL's path
+    /// and query with their long parts (Slack and OnCall put tokens there).
+    /// A token fetched at run time (OAuth2) is not among them.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut s: Vec<String> = Vec::new();
+        let credential = |value: &str, s: &mut Vec<String>| {
+            s.push(value.to_owned());
             // `Bearer <token>`: a receiver echoes the token alone.
-            if let Some((_, credential)) = value.trim().split_once(' ') {
-                s.push(credential.trim());
+            if let Some((_, rest)) = value.trim().split_once(' ') {
+                s.push(rest.trim().to_owned());
             }
+        };
+        for h in self.headers.iter().filter(|h| h.sensitive) {
+            credential(h.value.expose(), &mut s);
         }
         match &self.auth {
-            Auth::Basic { password, .. } => s.push(password.expose()),
-            Auth::Bearer { token } => s.push(token.expose()),
-            Auth::OAuth2(o) => s.push(o.client_secret.expose()),
-            Auth::Header(h) => s.extend(h.iter().map(|h| h.value.expose())),
+            Auth::Basic { username, password } => {
+                use base64::Engine as _;
+                s.push(password.expose().to_owned());
+                // As sent: what an echoing receiver shows.
+                s.push(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{}", password.expose())),
+                );
+            }
+            Auth::Bearer { token } => s.push(token.expose().to_owned()),
+            Auth::OAuth2(o) => s.push(o.client_secret.expose().to_owned()),
+            Auth::Header(h) => {
+                for h in h {
+                    credential(h.value.expose(), &mut s);
+                }
+            }
             Auth::None => {}
         }
-        s.extend(self.routing_key.iter().map(|k| k.expose()));
+        s.extend(self.routing_key.iter().map(|k| k.expose().to_owned()));
+        let path = self.url.path();
+        if path != "/" {
+            s.push(match self.url.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            });
+        }
+        let long_parts = path
+            .split('/')
+            .chain(self.url.query().into_iter().flat_map(|q| {
+                q.split('&')
+                    .map(|kv| kv.split_once('=').map_or(kv, |(_, v)| v))
+            }))
+            .filter(|p| p.len() >= URL_PART_MIN)
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        s.extend(long_parts);
         // Short values would mask ordinary text; they are not worth hiding there.
         s.retain(|v| v.len() >= MASKED_MIN);
+        // Longest first: a secret inside another is masked whole.
+        s.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        s.dedup();
         s
     }
 }
@@ -251,12 +290,29 @@ impl Integration {
 /// Secrets shorter than this are not masked in text (see
 /// [`Integration::secret_values`]).
 const MASKED_MIN: usize = 4;
+/// Path segments and query values this long are taken for tokens.
+const URL_PART_MIN: usize = 16;
 
-/// `text` with every one of `secrets` replaced by `***`.
-pub fn mask(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .fold(text.to_owned(), |t, secret| t.replace(secret, "***"))
+/// `text` with every one of `secrets` (longest first, as
+/// [`Integration::secret_values`] gives them) replaced by `***`. A text
+/// cut short (an excerpt of an answer) that ends in the start of a secret
+/// has that end masked too.
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut out = secrets.iter().fold(text.to_owned(), |t, secret| {
+        t.replace(secret.as_str(), "***")
+    });
+    for secret in secrets {
+        let cut = (MASKED_MIN..secret.len())
+            .rev()
+            .filter(|n| secret.is_char_boundary(*n))
+            .find(|n| out.ends_with(&secret[..*n]));
+        if let Some(n) = cut {
+            out.truncate(out.len() - n);
+            out.push_str("***");
+            break;
+        }
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,5 +456,59 @@ impl Validator {
             self.path,
             self.expected.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration(toml: &str) -> Integration {
+        let config = crate::parse(toml, "test.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        config.integrations[0].clone()
+    }
+
+    #[test]
+    fn secrets_include_what_is_sent_and_the_url_longest_first() {
+        let i = integration(
+            "[[integration]]\nid = \"a\"\nurl = \"https://hooks.example.com/services/T0001/B0002/abcdefghijklmnopqrstuvwx?token=0123456789abcdef01\"\n\
+             auth = { type = \"basic\", username = \"me\", password = \"hunter2hunter2\" }\n\
+             headers = { authorization2 = \"Token sekrit-value-99\" }\n",
+        );
+        let s = i.secret_values();
+        for expected in [
+            "hunter2hunter2",
+            // base64("me:hunter2hunter2")
+            "bWU6aHVudGVyMmh1bnRlcjI=",
+            "abcdefghijklmnopqrstuvwx",
+            "0123456789abcdef01",
+            "/services/T0001/B0002/abcdefghijklmnopqrstuvwx?token=0123456789abcdef01",
+        ] {
+            assert!(s.iter().any(|v| v == expected), "{expected} in {s:?}");
+        }
+        assert!(
+            s.windows(2).all(|w| w[0].len() >= w[1].len()),
+            "longest first: {s:?}"
+        );
+        let echoed = "POST /services/T0001/B0002/abcdefghijklmnopqrstuvwx?token=0123456789abcdef01 \
+                      with Basic bWU6aHVudGVyMmh1bnRlcjI=";
+        let masked = mask(echoed, &s);
+        assert_eq!(masked, "POST *** with Basic ***");
+    }
+
+    #[test]
+    fn a_text_cut_inside_a_secret_has_its_end_masked() {
+        let secrets = vec!["receiver-secret-42".to_owned()];
+        assert_eq!(mask("your token receiver-sec", &secrets), "your token ***");
+        assert_eq!(
+            mask("your token rec", &secrets),
+            "your token rec",
+            "too short to tell"
+        );
+        assert_eq!(
+            mask("a receiver-secret-42 b", &secrets),
+            "a *** b",
+            "whole ones as before"
+        );
     }
 }

@@ -433,6 +433,17 @@ pub fn delivery_id(event_id: &str, integration_id: &str) -> String {
     )
 }
 
+/// Whether `s` has the form of a [`delivery_id`]: `dlv_` and 32 lowercase
+/// hex digits.
+pub fn is_delivery_id(s: &str) -> bool {
+    s.strip_prefix("dlv_").is_some_and(|hex| {
+        hex.len() == 32
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Names the field that failed (serde's own messages do not, for values
 /// such as times) and says what a time should look like.
 fn decode_error<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> EventError {
@@ -501,6 +512,22 @@ fn one_line(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn delivery_ids_have_one_form() {
+        let id = delivery_id("01a23340-ee72-73f7-b30c-441143b2176d", "hook");
+        assert!(is_delivery_id(&id), "{id}");
+        for not in [
+            "",
+            "dlv_",
+            "dlv_abc",
+            &id.to_uppercase(),
+            &format!("{id}0"),
+            "01a23340-ee72-73f7-b30c-441143b2176d",
+        ] {
+            assert!(!is_delivery_id(not), "{not}");
+        }
+    }
     use super::*;
     use serde_json::json;
     use time::macros::datetime;

@@ -17,6 +17,6 @@ pub mod normalize;
 
 pub use event::{
     EVENT_JSON_SCHEMA, EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Severity, Status,
-    delivery_id,
+    delivery_id, is_delivery_id,
 };
 pub use normalize::{Format, NormalizeError, normalize};

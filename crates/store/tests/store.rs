@@ -97,11 +97,11 @@ async fn attempts_are_found_by_delivery_id() {
     let t0 = OffsetDateTime::now_utc();
     store.record(attempt("e1", "a", 1, t0));
     store.record(attempt("e1", "b", 1, t0));
-    written().await;
-    // A later segment: the second attempt, and another event.
+    // Written (a segment) before the next are recorded: two segments.
+    until(|| store.attempts(Some("e1"), None, 10).len() == 2).await;
     store.record(attempt("e1", "a", 2, t0 + Duration::from_secs(5)));
     store.record(attempt("e2", "a", 1, t0 + Duration::from_secs(6)));
-    written().await;
+    until(|| store.attempts(Some("e2"), None, 10).len() == 1).await;
 
     let found = store.attempts_of_delivery("dlv_e1_a", 10);
     assert_eq!(
@@ -118,6 +118,18 @@ async fn attempts_are_found_by_delivery_id() {
         "the limit holds"
     );
     assert!(store.attempts_of_delivery("dlv_nope", 10).is_empty());
+}
+
+/// Polls `done` every 20 ms, for at most 10 s.
+async fn until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not written within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -14,20 +14,23 @@
 //! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
 //! | `POST /v1/dlq/purge` | deletes every dead letter; answers `{"purged"}` |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`document`]) |
-//! | `GET /`, `/attempts`, `/dead-letters` | the console ([`crate::console`]) |
+//! | `GET /`, `/attempts`, `/dead-letters`, `/dead-letters/{id}` | the console (`crate::console`) |
 //!
 //! `limit` is at most [`MAX_LIMIT`] (100 when not given). With `[admin]
 //! token` set, every `/v1/` route needs `Authorization: Bearer <token>`
 //! (401 otherwise); `/healthz`, `/readyz` and `/metrics` stay open, for
-//! probes and Prometheus. The dead-queue routes open a session with the
-//! backend for the request (RabbitMQ: a connection of their own), so they
-//! work whatever the worker's consumers are doing.
+//! probes and Prometheus. Writes from another site's page, and (without a
+//! token, on loopback) host names that are not local, are refused
+//! (`crate::origin`); receivers' words are masked (`crate::masking`).
+//! The dead-queue routes open a session with the backend for the request
+//! (RabbitMQ: a connection of their own), so they work whatever the
+//! worker's consumers are doing.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use alertpost_broker::{Backend, BrokerError, Reader, Session, Source};
-use alertpost_config::{Secret, mask};
+use alertpost_config::Secret;
 use alertpost_store::AttemptRecord;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -68,13 +71,17 @@ impl<B> Clone for Admin<B> {
 }
 
 /// The admin API's routes and the console over `backend` (whose dead
-/// queue the `/v1/dlq` routes read); `token`: see the module docs.
+/// queue the `/v1/dlq` routes read); `token`: see the module docs;
+/// `bound`: the address served on (without a token, a loopback one
+/// answers only to local host names: `crate::origin`).
 pub fn router<B: Backend>(
     health: Arc<Health>,
     ctx: Arc<Ctx>,
     backend: Arc<B>,
     token: Option<Secret>,
+    bound: Option<std::net::SocketAddr>,
 ) -> Router {
+    let local_only = token.is_none() && bound.is_some_and(|a| a.ip().is_loopback());
     let token = token.map(Arc::new);
     let admin = Admin {
         health,
@@ -91,7 +98,8 @@ pub fn router<B: Backend>(
         .route("/v1/dlq/replay", post(dlq_replay::<B>))
         .route("/v1/dlq/purge", post(dlq_purge::<B>))
         .route("/v1/dlq/{id}", get(dlq_show::<B>))
-        .route_layer(middleware::from_fn_with_state(token.clone(), authorize));
+        .route_layer(middleware::from_fn_with_state(token.clone(), authorize))
+        .route_layer(middleware::from_fn(crate::origin::writes_from_here));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<B>))
@@ -100,6 +108,10 @@ pub fn router<B: Backend>(
         .merge(v1)
         .with_state(admin.clone())
         .merge(crate::console::router(admin, token))
+        .layer(middleware::from_fn_with_state(
+            local_only,
+            crate::origin::local_host_only,
+        ))
 }
 
 /// Alive.
@@ -121,7 +133,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(error: impl Into<String>) -> Problem {
+    pub(crate) fn new(error: impl Into<String>) -> Problem {
         Problem {
             error: error.into(),
         }
@@ -322,13 +334,26 @@ pub(crate) struct AttemptsQuery {
     params(AttemptsQuery),
     responses(
         (status = 200, description = "The attempts", body = Vec<alertpost_store::AttemptRecord>),
-        (status = 400, description = "A query that does not read", body = Problem),
+        (status = 400, description = "A query that does not read, or a delivery id of another form", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
     ),
     security(("token" = []))
 )]
-async fn attempts<B>(State(admin): State<Admin<B>>, Q(q): Q<AttemptsQuery>) -> impl IntoResponse {
-    axum::Json(find_attempts(&admin.ctx, q).await)
+async fn attempts<B>(State(admin): State<Admin<B>>, Q(q): Q<AttemptsQuery>) -> Response {
+    if let Some(d) = q
+        .delivery_id
+        .as_deref()
+        .filter(|d| !alertpost_event::is_delivery_id(d))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(Problem::new(format!(
+                "`{d}` is not a delivery id (dlv_ and 32 hex digits)"
+            ))),
+        )
+            .into_response();
+    }
+    axum::Json(find_attempts(&admin.ctx, q).await).into_response()
 }
 
 /// What `q` asks of the store, masked.
@@ -359,19 +384,7 @@ pub(crate) async fn find_attempts(ctx: &Ctx, q: AttemptsQuery) -> Vec<AttemptRec
 fn masked(ctx: &Ctx, mut found: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
     let runtime = ctx.current.get();
     for r in &mut found {
-        let Some(i) = runtime.config.integration(&r.integration) else {
-            continue;
-        };
-        let secrets = i.secret_values();
-        if secrets.is_empty() {
-            continue;
-        }
-        for text in [&mut r.response_body, &mut r.error].into_iter().flatten() {
-            *text = mask(text, &secrets);
-        }
-        for (_, value) in &mut r.response_headers {
-            *value = mask(value, &secrets);
-        }
+        crate::masking::record(&runtime.config, r);
     }
     found
 }
@@ -401,8 +414,9 @@ async fn integrations<B>(State(admin): State<Admin<B>>) -> impl IntoResponse {
     responses(
         (status = 200, description = "What the receiver answered (`delivered` says whether it took it)", body = crate::trial::Trial),
         (status = 401, description = "The admin token is needed", body = Problem),
+        (status = 403, description = "Sent from another site's page", body = Problem),
         (status = 404, description = "No integration by that id", body = Problem),
-        (status = 422, description = "The sample could not be made into a request (its template failed)", body = Problem),
+        (status = 422, description = "The sample could not be made into a request (a header, its template)", body = Problem),
     ),
     security(("token" = []))
 )]
@@ -459,10 +473,14 @@ struct DeadQuery {
 async fn dead_letters<B>(State(admin): State<Admin<B>>, Q(q): Q<DeadQuery>) -> impl IntoResponse {
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let store = admin.ctx.store.clone();
-    let found =
+    let mut found =
         tokio::task::spawn_blocking(move || store.dead_letters(q.integration.as_deref(), limit))
             .await
             .unwrap_or_default();
+    let runtime = admin.ctx.current.get();
+    for letter in &mut found {
+        crate::masking::letter(&runtime.config, letter);
+    }
     axum::Json(found)
 }
 
@@ -527,13 +545,7 @@ pub(crate) async fn dead_rows<B: Backend>(
     .await?;
     let runtime = admin.ctx.current.get();
     for row in &mut rows {
-        if let Some(i) = row
-            .integration
-            .as_deref()
-            .and_then(|id| runtime.config.integration(id))
-        {
-            row.detail = mask(&row.detail, &i.secret_values());
-        }
+        crate::masking::row(&runtime.config, row);
     }
     Ok(rows)
 }
@@ -553,40 +565,8 @@ pub(crate) async fn dead_one<B: Backend>(
         .await?
     })
     .await?;
-    let runtime = admin.ctx.current.get();
-    let secrets_of = |integration: &str| {
-        runtime
-            .config
-            .integration(integration)
-            .map(|i| i.secret_values())
-            .unwrap_or_default()
-    };
-    let mask_job = |job: &mut alertpost_event::job::DeliveryJob, secrets: &[&str]| {
-        for a in &mut job.history {
-            if let Some(e) = &mut a.error {
-                *e = mask(e, secrets);
-            }
-        }
-    };
-    match &mut found {
-        Some(deadletters::DeadInFull::Letter(letter)) => {
-            if let Some(job) = &mut letter.job {
-                let secrets = secrets_of(&job.integration);
-                letter.detail = mask(&letter.detail, &secrets);
-                mask_job(job, &secrets);
-            }
-        }
-        Some(deadletters::DeadInFull::Job { job, .. }) => {
-            let secrets = secrets_of(&job.integration);
-            mask_job(job, &secrets);
-        }
-        Some(deadletters::DeadInFull::Jobs { jobs, .. }) => {
-            for job in jobs {
-                let secrets = secrets_of(&job.integration);
-                mask_job(job, &secrets);
-            }
-        }
-        _ => {}
+    if let Some(full) = &mut found {
+        crate::masking::full(&admin.ctx.current.get().config, full);
     }
     Ok(found)
 }
@@ -646,6 +626,8 @@ async fn dlq_show<B: Backend>(State(admin): State<Admin<B>>, Path(id): Path<Stri
     request_body(content = deadletters::Which, description = "`{\"integration\": ID}`, `{\"id\": ID}` or `\"all\"`"),
     responses(
         (status = 200, description = "What was replayed", body = deadletters::Replayed),
+        (status = 403, description = "Sent from another site's page", body = Problem),
+        (status = 413, description = "A body too large", body = Problem),
         (status = 400, description = "A body that is not JSON", body = Problem),
         (status = 415, description = "No JSON content type", body = Problem),
         (status = 422, description = "JSON that says no dead letters", body = Problem),
@@ -686,6 +668,7 @@ async fn dlq_replay<B: Backend>(State(admin): State<Admin<B>>, J(which): J<Which
     path = "/v1/dlq/purge",
     responses(
         (status = 200, description = "How many were deleted", body = Purged),
+        (status = 403, description = "Sent from another site's page", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
         (status = 503, description = "The broker cannot be read now", body = Problem),
     ),

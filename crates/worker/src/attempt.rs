@@ -51,7 +51,17 @@ pub async fn send(
         drop(in_flight);
         m.attempt(attempt.result.code());
         m.duration.observe(attempt.duration.as_secs_f64());
-        let verdict = classify(&attempt.result, &target.endpoint.validate);
+        let mut verdict = classify(&attempt.result, &target.endpoint.validate);
+        // What the receiver said goes on into logs, records, histories and
+        // dead letters: without the secrets it may echo.
+        if !target.secrets.is_empty() {
+            match &mut verdict {
+                Verdict::Delivered => {}
+                Verdict::Retry { reason: text, .. } | Verdict::Dead { detail: text, .. } => {
+                    *text = alertpost_config::mask(text, &target.secrets);
+                }
+            }
+        }
         log(&attempt, &verdict);
         let now = time::OffsetDateTime::now_utc();
         match &verdict {

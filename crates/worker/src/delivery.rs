@@ -33,6 +33,23 @@ use crate::runtime::{Ctx, Runtime, Target};
 /// Bytes of a response body kept in the store.
 const STORED_BODY: usize = 4096;
 
+/// The start of a response body as kept: masked whole, then cut, so no
+/// secret is cut in two and half kept.
+fn stored_body(body: &[u8], secrets: &[String]) -> String {
+    if secrets.is_empty() {
+        return String::from_utf8_lossy(&body[..body.len().min(STORED_BODY)]).into_owned();
+    }
+    let mut text = alertpost_config::mask(&String::from_utf8_lossy(body), secrets);
+    if text.len() > STORED_BODY {
+        let cut = (0..=STORED_BODY)
+            .rev()
+            .find(|n| text.is_char_boundary(*n))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
+}
+
 /// A delivery waits its lane's turn at most this long, then goes to the
 /// back of its lane: no message is held near RabbitMQ's consumer timeout
 /// (30 minutes by default), however long a circuit stays open.
@@ -348,7 +365,7 @@ fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
                     (n.as_str().to_owned(), value)
                 })
                 .collect(),
-            Some(String::from_utf8_lossy(&r.body[..r.body.len().min(STORED_BODY)]).into_owned()),
+            Some(stored_body(&r.body, &d.target.secrets)),
         ),
         _ => (Vec::new(), None),
     };

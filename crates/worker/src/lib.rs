@@ -32,6 +32,8 @@
 //!   data and routes;
 //! - [`status`]: where each integration stands (state, circuit, counts,
 //!   last success and failure);
+//! - `masking`: secrets out of what operators see;
+//! - `origin`: requests a browser makes on another site's behalf, refused;
 //! - [`trial`]: a test delivery, shown in full (`alertpost test` and the
 //!   console's Test button);
 //! - [`deadletters`]: the dead queue for operators, over any backend (the
@@ -55,7 +57,9 @@ mod dispatch;
 mod handoff;
 pub mod health;
 mod lanes;
+mod masking;
 pub mod operational;
+mod origin;
 mod pump;
 pub mod runtime;
 pub mod schedule;

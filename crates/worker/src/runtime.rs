@@ -53,8 +53,12 @@ pub struct Target {
     /// Lane deliveries waiting for a token: while any do, a new delivery
     /// does not take one ahead of them (the bucket itself is not fair).
     pub bucket_waiters: Arc<std::sync::atomic::AtomicUsize>,
-    /// Its last success and failure, kept over every reload.
+    /// Its last success and failure, kept over a reload that leaves its
+    /// URL as it was.
     pub seen: Arc<crate::status::Seen>,
+    /// What to mask in what its receiver answers
+    /// ([`Integration::secret_values`]).
+    pub secrets: Vec<String>,
 }
 
 /// A token bucket of one integration (GCRA, from `governor`).
@@ -126,10 +130,14 @@ impl Runtime {
                     }
                     _ => (i.rate_limit.and_then(bucket), Arc::default()),
                 };
-                let seen = before.map(|b| b.seen.clone()).unwrap_or_default();
+                let seen = match before {
+                    Some(b) if b.integration.url == i.url => b.seen.clone(),
+                    _ => Arc::default(),
+                };
                 Ok(Arc::new(Target {
                     metrics: series,
                     seen,
+                    secrets: i.secret_values(),
                     circuit,
                     permits,
                     bucket,

@@ -111,6 +111,7 @@ pub async fn run<B: Backend>(
                 ctx.clone(),
                 backend.clone(),
                 ctx.current.get().config.admin.token.clone(),
+                listener.local_addr().ok(),
             );
             let stop = stop.clone();
             Some(tokio::spawn(crate::admin::serve(

@@ -185,7 +185,7 @@ pub async fn run(
     })
 }
 
-fn show_request(out: &mut String, request: &Request, url: &str, secrets: &[&str]) {
+fn show_request(out: &mut String, request: &Request, url: &str, secrets: &[String]) {
     let _ = writeln!(out, "> {} {url}", request.method);
     let _ = writeln!(out, "> user-agent: {}", alertpost_deliver::USER_AGENT);
     for (name, value) in &request.headers {

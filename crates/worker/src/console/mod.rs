@@ -8,7 +8,7 @@
 //! | `GET /dead-letters/{id}` | one dead letter in full, with its attempt history |
 //!
 //! Every page is whole HTML from the server: readable without JavaScript.
-//! The script (`/console/app.js`, embedded like the stylesheet; nothing
+//! The script (`/console/console.js`, embedded like the stylesheet; nothing
 //! comes from another host) only refreshes the overview and runs the
 //! actions, which are the admin API's own routes.
 //!
@@ -189,13 +189,10 @@ async fn attempts<B: Backend>(
         // Newest first when browsing; a search shows a history in order.
         recent.reverse();
         recent
+    } else if alertpost_event::is_delivery_id(&q) {
+        find_attempts(&admin.ctx, query(None, Some(q.clone()))).await
     } else {
-        let by_event = find_attempts(&admin.ctx, query(Some(q.clone()), None)).await;
-        if by_event.is_empty() {
-            find_attempts(&admin.ctx, query(None, Some(q.clone()))).await
-        } else {
-            by_event
-        }
+        find_attempts(&admin.ctx, query(Some(q.clone()), None)).await
     };
     let ids: Vec<String> = admin
         .ctx
@@ -242,26 +239,27 @@ async fn dead_letter<B: Backend>(
     let found = dead_one(&admin, id.clone()).await;
     let (status, body) = match found {
         Ok(Some(full)) => {
-            // This worker's records of the delivery, with the answers.
-            let delivery = match &full {
-                crate::deadletters::DeadInFull::Letter(l) => {
-                    l.job.as_ref().map(|j| j.delivery_id.clone())
-                }
-                crate::deadletters::DeadInFull::Job { job, .. } => Some(job.delivery_id.clone()),
+            // This worker's records of the delivery, with the answers:
+            // found by its event (indexed), then by delivery.
+            let job = match &full {
+                crate::deadletters::DeadInFull::Letter(l) => l.job.as_ref(),
+                crate::deadletters::DeadInFull::Job { job, .. } => Some(&**job),
                 _ => None,
             };
-            let recorded = match delivery {
-                Some(d) => {
-                    find_attempts(
+            let recorded = match job {
+                Some(j) => {
+                    let mut found = find_attempts(
                         &admin.ctx,
                         AttemptsQuery {
-                            event_id: None,
-                            delivery_id: Some(d),
-                            integration: None,
+                            event_id: Some(j.event.id.clone()),
+                            delivery_id: None,
+                            integration: Some(j.integration.clone()),
                             limit: Some(PAGE_ROWS),
                         },
                     )
-                    .await
+                    .await;
+                    found.retain(|r| r.delivery_id == j.delivery_id);
+                    found
                 }
                 None => Vec::new(),
             };

@@ -275,6 +275,7 @@ pub fn dead_letters(
         @match rows {
             Err(e) => { p.problem { "The dead queue cannot be read now: " (e) } }
             Ok(rows) => {
+                div #live {
                 div.toolbar {
                     @if let Some(i) = integration {
                         span { "Of " strong { (i) } " · " a href="/dead-letters" { "all" } }
@@ -286,7 +287,6 @@ pub fn dead_letters(
                         button.js-only.danger type="button" data-action="purge" { "Purge the dead queue" }
                     }
                 }
-                div #live {
                     @if rows.is_empty() {
                         p.empty { "The dead queue is empty." }
                     } @else {
@@ -348,7 +348,8 @@ pub fn dead_letter(
             }
             DeadInFull::Unreadable { reason, error, raw } => {
                 p { "A message that cannot be read (" (reason) "): " (error) }
-                h2 { "Bytes" } pre { (raw) }
+                h2 { "Bytes" }
+                pre { (cut(raw, RAW_SHOWN)) }
             }
         }
         @if !recorded.is_empty() {
@@ -430,6 +431,21 @@ pub fn unavailable(frame: &Frame, error: &str) -> Markup {
         p.problem { (error) }
     };
     layout(frame, "Unavailable", Some(Nav::DeadLetters), content)
+}
+
+/// Bytes of an unreadable message a page shows.
+const RAW_SHOWN: usize = 64 * 1024;
+
+/// The start of `text`, at most `max` bytes, marked when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|n| text.is_char_boundary(*n))
+        .unwrap_or(0);
+    format!("{}\n[… {} more bytes]", &text[..end], text.len() - end)
 }
 
 /// The integrations that have rows, each once, sorted.

@@ -43,76 +43,80 @@
     return data;
   }
 
+  // Actions under way: no refresh replaces their buttons meanwhile.
+  let busy = 0;
+  // Each refresh's number: an answer older than the newest is dropped.
+  let asked = 0;
+
   // Replaces #live with the same element of a fresh copy of this page.
   async function refresh() {
     const live = document.getElementById("live");
     if (!live) return;
+    const mine = ++asked;
     const answer = await fetch(location.href, { headers: { "Accept": "text/html" } });
     if (!answer.ok) return;
-    const fresh = new DOMParser().parseFromString(await answer.text(), "text/html");
+    const text = await answer.text();
+    if (mine !== asked || busy > 0) return;
+    const fresh = new DOMParser().parseFromString(text, "text/html");
     const next = fresh.getElementById("live");
-    if (next) live.replaceWith(next);
+    const current = document.getElementById("live");
+    if (next && current) current.replaceWith(next);
     const stamp = fresh.querySelector("footer");
     const footer = document.querySelector("footer");
     if (stamp && footer) footer.replaceWith(stamp);
   }
 
-  async function test(button) {
-    const id = button.dataset.integration;
-    const section = document.getElementById("trial");
-    const title = document.getElementById("trial-title");
-    const output = document.getElementById("trial-output");
+  // Runs `action` with its button disabled and refreshes held off.
+  async function running(button, action) {
+    busy += 1;
     button.disabled = true;
-    notice("Testing " + id + "…");
     try {
-      const trial = await post("/v1/integrations/" + encodeURIComponent(id) + "/test");
-      title.textContent = "Test delivery to " + id + ": " + (trial.delivered ? "delivered" : "failed");
-      output.textContent = trial.text;
-      output.className = trial.delivered ? "ok" : "failed";
-      section.hidden = false;
-      notice(trial.delivered ? "Test delivery to " + id + " delivered." : "Test delivery to " + id + " failed.",
-        trial.delivered ? "ok" : "failed");
+      await action();
     } catch (e) {
       notice(e.message, "failed");
     } finally {
+      busy -= 1;
       button.disabled = false;
     }
   }
 
-  async function replay(button) {
+  function test(button) {
+    const id = button.dataset.integration;
+    return running(button, async () => {
+      notice("Testing " + id + "…");
+      const trial = await post("/v1/integrations/" + encodeURIComponent(id) + "/test");
+      document.getElementById("trial-title").textContent =
+        "Test delivery to " + id + ": " + (trial.delivered ? "delivered" : "failed");
+      const output = document.getElementById("trial-output");
+      output.textContent = trial.text;
+      output.className = trial.delivered ? "ok" : "failed";
+      document.getElementById("trial").hidden = false;
+      notice("Test delivery to " + id + (trial.delivered ? " delivered." : " failed."),
+        trial.delivered ? "ok" : "failed");
+    });
+  }
+
+  function replay(button) {
     const which = button.dataset.id ? { id: button.dataset.id } : { integration: button.dataset.integration };
-    button.disabled = true;
-    try {
+    return running(button, async () => {
       const done = await post("/v1/dlq/replay", which);
       let text = "Replayed " + done.replayed + ".";
       if (done.unreadable) text += " " + done.unreadable + " could not be read.";
       notice(text, "ok");
       if (button.dataset.then) {
         location.assign(button.dataset.then);
-        return;
       }
-      await refresh();
-    } catch (e) {
-      notice(e.message, "failed");
-    } finally {
-      button.disabled = false;
-    }
+    }).then(() => button.dataset.then ? undefined : refresh());
   }
 
-  async function purge(button) {
+  function purge(button) {
     if (!confirm("Delete every dead letter in the dead queue (every worker's)? They cannot be replayed afterwards.")) {
       return;
     }
-    button.disabled = true;
-    try {
+    return running(button, async () => {
       const done = await post("/v1/dlq/purge");
       notice("Purged " + done.purged + ".", "ok");
-      await refresh();
-    } catch (e) {
-      notice(e.message, "failed");
-    } finally {
-      button.disabled = false;
-    }
+    }).then(refresh);
   }
 
   document.addEventListener("click", (event) => {
@@ -140,7 +144,7 @@
     if (every > 0) {
       setInterval(() => {
         // Not while the operator reads an answer they opened.
-        if (!document.hidden && !document.querySelector("#live details[open]")) {
+        if (!document.hidden && busy === 0 && !document.querySelector("#live details[open]")) {
           refresh().catch(() => {});
         }
       }, every * 1000);
