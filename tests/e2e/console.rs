@@ -193,6 +193,15 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         "its attempt, in the table: {by_delivery}"
     );
     assert!(!by_delivery.contains(&hook_id), "only that delivery");
+    assert!(
+        by_delivery.contains("<summary>request</summary>") && by_delivery.contains("console 0"),
+        "what the failed attempt sent: {by_delivery}"
+    );
+    assert_eq!(
+        by_event.matches("<summary>request</summary>").count(),
+        1,
+        "a delivered attempt keeps no request: {by_event}"
+    );
     let (_, _, none) = page("/attempts?q=nothing-by-this-id").await;
     assert!(none.contains("No attempts of an event or delivery"));
     assert!(!none.contains(r#"<table class="attempts">"#));

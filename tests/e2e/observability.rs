@@ -567,6 +567,7 @@ async fn the_admin_api_caps_what_one_request_reads() {
             response_headers: Vec::new(),
             response_body: None,
             error: None,
+            request: None,
         });
     }
     let count = || async {

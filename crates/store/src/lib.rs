@@ -38,7 +38,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use journal::Journal;
-pub use record::{AttemptOutcome, AttemptRecord, Progress};
+pub use record::{AttemptOutcome, AttemptRecord, Progress, SentRequest};
 use record::{read_u64, time_key, time_of};
 
 /// Records waiting to be written; beyond this, new attempt records are

@@ -27,6 +27,21 @@ pub struct AttemptRecord {
     pub response_body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was sent, kept for an attempt that did not deliver (where
+    /// operators look; a delivered one keeps none, to keep the store's
+    /// writes small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<SentRequest>,
+}
+
+/// The request of an attempt, as kept: its secrets masked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SentRequest {
+    pub method: String,
+    /// Scheme, host and port (paths carry tokens).
+    pub url: String,
+    /// The first 4 KiB of the body as text.
+    pub body: String,
 }
 
 /// What an attempt's verdict was.

@@ -21,6 +21,7 @@ fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> Attemp
         response_headers: vec![("retry-after".into(), "1".into())],
         response_body: Some("busy".into()),
         error: Some("HTTP 503: busy".into()),
+        request: None,
     }
 }
 

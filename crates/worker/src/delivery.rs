@@ -19,7 +19,7 @@ use alertpost_event::Event;
 use alertpost_event::job::{AttemptSummary, DeadLetter, DeadReason, DeliveryJob, JobHead, Replay};
 use alertpost_metrics::Outcome;
 use alertpost_render::{Context, Extra};
-use alertpost_store::{AttemptOutcome, AttemptRecord};
+use alertpost_store::{AttemptOutcome, AttemptRecord, SentRequest};
 use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -235,9 +235,11 @@ pub(crate) async fn run(
         }
     }
     let number = d.attempts + 1;
+    // A reference count, not a copy: kept for the record should it fail.
+    let sent = body.clone();
     let tried = attempt::send(&runtime.client, target, d.event, &d.id, number, body).await;
     drop(permit);
-    Some(conclude(ctx, d, number, &tried))
+    Some(conclude(ctx, d, number, &tried, &sent))
 }
 
 /// Counts a delivery waiting for its bucket until dropped.
@@ -279,11 +281,11 @@ fn render(d: &Delivery<'_>, source: Source<'_>) -> Result<Bytes, alertpost_rende
 }
 
 /// Records the attempt and decides what follows it.
-fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried) -> Step {
+fn conclude(ctx: &Ctx, mut d: Delivery<'_>, number: u32, tried: &Tried, sent: &Bytes) -> Step {
     let target = d.target.clone();
     let started = OffsetDateTime::from(tried.attempt.started_at);
     let first = d.first_or(started);
-    ctx.store.record(record(&d, number, tried));
+    ctx.store.record(record(&d, number, tried, sent));
     let now = OffsetDateTime::now_utc();
     let decision = decide::decide(
         &tried.verdict,
@@ -349,7 +351,7 @@ fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
 }
 
 /// The store's record of an attempt.
-fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
+fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried, sent: &Bytes) -> AttemptRecord {
     let (headers, body) = match &tried.attempt.result {
         alertpost_deliver::AttemptResult::Response(r) => (
             r.headers
@@ -387,5 +389,10 @@ fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried) -> AttemptRecord {
         response_headers: headers,
         response_body: body,
         error,
+        request: (outcome != AttemptOutcome::Delivered).then(|| SentRequest {
+            method: d.target.endpoint.method.as_str().to_owned(),
+            url: alertpost_config::url_origin(&d.target.integration.url),
+            body: stored_body(sent, &d.target.secrets),
+        }),
     }
 }

@@ -42,6 +42,9 @@ pub fn record(config: &Config, r: &mut AttemptRecord) {
     for (_, value) in &mut r.response_headers {
         text(value, &secrets);
     }
+    if let Some(sent) = &mut r.request {
+        text(&mut sent.body, &secrets);
+    }
 }
 
 pub fn job(config: &Config, j: &mut DeliveryJob) {

@@ -223,7 +223,7 @@ pub fn attempts(
             p.hint {
                 @if q.is_empty() { "The most recent " (found.len()) ", newest first." }
                 @else { (found.len()) " attempts, oldest first." }
-                " This worker's store; request bodies are not kept, answers are (the first 4 KiB)."
+                " This worker's store: the answers (their first 4 KiB), and the requests of attempts that did not deliver."
             }
             (attempt_table(frame, found))
         }
@@ -249,6 +249,12 @@ fn attempt_table(frame: &Frame, found: &[AttemptRecord]) -> Markup {
                         td { span class={ "outcome " (r.outcome.as_str()) } { (r.outcome.as_str()) } }
                         td {
                             @match r.status { Some(s) => { "HTTP " (s) }, None => (r.code.as_str()) }
+                            @if let Some(sent) = &r.request {
+                                details {
+                                    summary { "request" }
+                                    pre { (sent.method) " " (sent.url) "\n\n" (sent.body) }
+                                }
+                            }
                             @if !r.response_headers.is_empty() || r.response_body.is_some() {
                                 details {
                                     summary { "answer" }
