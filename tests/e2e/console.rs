@@ -57,6 +57,26 @@ async fn with_dead_letters(
     (prefix, receiver, worker, events)
 }
 
+/// `method url` with the token; the status and the JSON answer.
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+) -> (u16, serde_json::Value) {
+    let answer = http
+        .request(method, url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -265,14 +285,13 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         1,
         "nothing replayed or purged"
     );
-    let test = http
-        .post(format!("{base}/v1/integrations/hook/test"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(test.status(), 200);
-    let trial: serde_json::Value = serde_json::from_str(&test.text().await.unwrap()).unwrap();
+    let (code, trial) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/integrations/hook/test"),
+    )
+    .await;
+    assert_eq!(code, 200);
     assert_eq!(trial["delivered"], true, "{trial}");
     assert!(
         trial["text"]
@@ -285,18 +304,12 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         "/gone",
         [Reply::status(410).body("gone; your token receiver-secret-42 is refused")],
     );
-    let trial: serde_json::Value = serde_json::from_str(
-        &http
-            .post(format!("{base}/v1/integrations/gone/test"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+    let (_, trial) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/integrations/gone/test"),
     )
-    .unwrap();
+    .await;
     assert_eq!(trial["delivered"], false);
     let text = trial["text"].as_str().unwrap();
     assert!(
@@ -304,25 +317,19 @@ async fn the_console_pages_hold_the_data_behind_the_token(#[case] backend: Backe
         "{text}"
     );
     assert!(text.contains("authorization: *** (masked)"), "{text}");
-    let missing = http
-        .post(format!("{base}/v1/integrations/nope/test"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
-    let status: serde_json::Value = serde_json::from_str(
-        &http
-            .get(format!("{base}/v1/integrations"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
+    let (code, _) = call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/integrations/nope/test"),
     )
-    .unwrap();
+    .await;
+    assert_eq!(code, 404);
+    let (_, status) = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/v1/integrations"),
+    )
+    .await;
     let gone = status
         .as_array()
         .unwrap()

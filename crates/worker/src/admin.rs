@@ -239,6 +239,26 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// The token `Authorization` presents: a Bearer token, or with `basic`
+/// also the password of Basic authentication (any user name).
+pub(crate) fn presented(headers: &axum::http::HeaderMap, basic: bool) -> Option<Vec<u8>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    // Schemes are case-insensitive (RFC 9110 §11.1).
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(rest.trim().as_bytes().to_vec())
+    } else if basic && scheme.eq_ignore_ascii_case("basic") {
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let colon = decoded.iter().position(|b| *b == b':')?;
+        Some(decoded[colon + 1..].to_vec())
+    } else {
+        None
+    }
+}
+
 /// With a token configured, lets through only requests that bear it.
 async fn authorize(
     State(token): State<Option<Arc<Secret>>>,
@@ -246,16 +266,9 @@ async fn authorize(
     next: Next,
 ) -> Response {
     if let Some(token) = token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                // The scheme is case-insensitive (RFC 9110 §11.1).
-                let (scheme, rest) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(rest)
-            });
-        if !given.is_some_and(|g| token.is(g.trim().as_bytes())) {
+        // Bearer only: a browser sends Basic credentials by itself.
+        let given = presented(request.headers(), false);
+        if !given.is_some_and(|g| token.is(&g)) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

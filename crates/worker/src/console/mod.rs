@@ -32,11 +32,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::admin::{Admin, AttemptsQuery, dead_one, dead_rows, find_attempts};
+use crate::admin::{Admin, AttemptsQuery, dead_one, dead_rows, find_attempts, presented};
 
 /// Rows a page lists.
 const PAGE_ROWS: usize = 100;
@@ -70,25 +69,7 @@ async fn authorize(
     next: Next,
 ) -> Response {
     if let Some(token) = token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            .and_then(|(scheme, rest)| {
-                // Schemes are case-insensitive (RFC 9110 §11.1).
-                if scheme.eq_ignore_ascii_case("bearer") {
-                    Some(rest.trim().as_bytes().to_vec())
-                } else if scheme.eq_ignore_ascii_case("basic") {
-                    let decoded = base64::engine::general_purpose::STANDARD
-                        .decode(rest.trim())
-                        .ok()?;
-                    let colon = decoded.iter().position(|b| *b == b':')?;
-                    Some(decoded[colon + 1..].to_vec())
-                } else {
-                    None
-                }
-            });
+        let given = presented(request.headers(), true);
         if !given.is_some_and(|g| token.is(&g)) {
             let mut answer = page(StatusCode::UNAUTHORIZED, pages::needs_token());
             answer.headers_mut().insert(
