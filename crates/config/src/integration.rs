@@ -262,12 +262,6 @@ impl Integration {
         }
         s.extend(self.routing_key.iter().map(|k| k.expose().to_owned()));
         let path = self.url.path();
-        if path != "/" {
-            s.push(match self.url.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.to_owned(),
-            });
-        }
         let long_parts = path
             .split('/')
             .chain(self.url.query().into_iter().flat_map(|q| {
@@ -277,6 +271,14 @@ impl Integration {
             .filter(|p| p.len() >= URL_PART_MIN)
             .map(str::to_owned)
             .collect::<Vec<_>>();
+        // The whole path and query too, where they hold a token; a plain
+        // `/hook` is no secret (and masking it would cost every delivery).
+        if !long_parts.is_empty() {
+            s.push(match self.url.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.to_owned(),
+            });
+        }
         s.extend(long_parts);
         // Short values would mask ordinary text; they are not worth hiding there.
         s.retain(|v| v.len() >= MASKED_MIN);
@@ -494,6 +496,12 @@ mod tests {
                       with Basic bWU6aHVudGVyMmh1bnRlcjI=";
         let masked = mask(echoed, &s);
         assert_eq!(masked, "POST *** with Basic ***");
+        let plain =
+            integration("[[integration]]\nid = \"a\"\nurl = \"https://example.com/hook\"\n");
+        assert!(
+            plain.secret_values().is_empty(),
+            "a short path is no secret"
+        );
     }
 
     #[test]
