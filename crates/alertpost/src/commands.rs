@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use alertpost_broker::{Broker, Rabbit, Topology};
@@ -141,7 +141,7 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     let mut problems = Vec::new();
     let mut more = 0usize;
     let now = time::OffsetDateTime::now_utc();
-    for (line, doc) in Documents::new(BufReader::new(&input)) {
+    for (line, doc) in Documents::new(&input) {
         // Prepared (ids, times, sizes checked) as it will be published.
         let checked = doc
             .and_then(|doc| normalize(format, doc))
@@ -200,7 +200,7 @@ async fn publish_stream(
 ) -> Result<usize, Failure> {
     let mut published = 0usize;
     let mut chunk = Vec::with_capacity(CHUNK);
-    let mut docs = Documents::new(BufReader::new(input));
+    let mut docs = Documents::new(input);
     let mut chunk_from = 0usize;
     loop {
         let next = docs.next();

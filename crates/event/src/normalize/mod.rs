@@ -9,20 +9,20 @@
 
 mod alertmanager;
 mod aporia;
+mod documents;
 mod hertzbeat;
 mod oncall;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::event::{Event, Severity};
+
+pub use documents::{Documents, documents};
 
 /// A payload format accepted by `publish --format` and `/v1/ingest/<format>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,124 +109,6 @@ pub fn normalize(format: Format, doc: Value) -> Result<Vec<Event>, NormalizeErro
         Format::Hertzbeat => hertzbeat::normalize(doc),
         Format::GrafanaOncall => oncall::normalize(doc),
         Format::Aporia => aporia::normalize(doc),
-    }
-}
-
-/// Splits input into JSON documents: one document, or several separated by
-/// whitespace (NDJSON). Each comes with the line it starts on; an error
-/// names its line and column.
-pub fn documents(input: &[u8]) -> Vec<(usize, Result<Value, NormalizeError>)> {
-    Documents::new(input).collect()
-}
-
-/// [`documents`] as it reads: one document at a time from `R`, so an input
-/// of any size takes the memory of its largest document (`alertpost
-/// publish` of a file or stdin). After an invalid document it ends: the
-/// rest of the input cannot be split reliably.
-pub struct Documents<R: Read> {
-    stream: serde_json::StreamDeserializer<'static, serde_json::de::IoRead<Lines<R>>, Value>,
-    lines: Arc<LineCount>,
-    done: bool,
-}
-
-impl<R: Read> Documents<R> {
-    pub fn new(input: R) -> Documents<R> {
-        let lines = Arc::new(LineCount::default());
-        let reader = Lines {
-            inner: input,
-            count: lines.clone(),
-        };
-        Documents {
-            stream: serde_json::Deserializer::from_reader(reader).into_iter(),
-            lines,
-            done: false,
-        }
-    }
-}
-
-impl<R: Read> Documents<R> {
-    /// Bytes of the input read so far.
-    pub fn bytes_read(&self) -> usize {
-        self.lines.bytes.load(Ordering::Relaxed)
-    }
-}
-
-impl<R: Read> Iterator for Documents<R> {
-    type Item = (usize, Result<Value, NormalizeError>);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        self.lines.mark();
-        let next = self.stream.next();
-        let line = self.lines.start();
-        match next {
-            None => {
-                self.done = true;
-                None
-            }
-            Some(Ok(doc)) => Some((line, Ok(doc))),
-            Some(Err(e)) => {
-                self.done = true;
-                Some((line, Err(NormalizeError::new(format!("invalid JSON: {e}")))))
-            }
-        }
-    }
-}
-
-/// Lines seen by a [`Lines`] reader, and the line of the first byte that
-/// is not whitespace since the last [`LineCount::mark`]: where the next
-/// document starts. Shared with the reader, which the deserializer owns.
-#[derive(Default)]
-struct LineCount {
-    /// Bytes read so far.
-    bytes: AtomicUsize,
-    newlines: AtomicUsize,
-    /// The start's line, 0 until a byte after the mark is not whitespace.
-    start: AtomicUsize,
-}
-
-impl LineCount {
-    fn mark(&self) {
-        self.start.store(0, Ordering::Relaxed);
-    }
-
-    /// The line the document read since the mark started on (or, for none,
-    /// the line the input ended on).
-    fn start(&self) -> usize {
-        match self.start.load(Ordering::Relaxed) {
-            0 => self.newlines.load(Ordering::Relaxed) + 1,
-            line => line,
-        }
-    }
-}
-
-/// A reader that counts lines as the deserializer takes its bytes (it
-/// takes them one by one, looking at most one ahead, and a document that
-/// is an object or an array ends at its closing byte).
-pub struct Lines<R> {
-    inner: R,
-    count: Arc<LineCount>,
-}
-
-impl<R: Read> Read for Lines<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.bytes.fetch_add(n, Ordering::Relaxed);
-        let mut newlines = self.count.newlines.load(Ordering::Relaxed);
-        let mut start = self.count.start.load(Ordering::Relaxed);
-        for &b in &buf[..n] {
-            if start == 0 && !b.is_ascii_whitespace() {
-                start = newlines + 1;
-            }
-            if b == b'\n' {
-                newlines += 1;
-            }
-        }
-        self.count.newlines.store(newlines, Ordering::Relaxed);
-        self.count.start.store(start, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -357,49 +239,6 @@ mod tests {
         ] {
             assert_eq!(map_severity(word), expected, "{word}");
         }
-    }
-
-    #[test]
-    fn documents_split_one_or_many() {
-        let one = documents(
-            br#"{"a": [1,
-            2]}"#,
-        );
-        assert_eq!(one.len(), 1);
-        let many = documents(b"{\"a\":1}\n{\"a\":2}\n\n{\"a\":3}\n");
-        let lines: Vec<usize> = many.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [1, 2, 4]);
-        let bad = documents(b"{\"a\":1}\n{\"a\":");
-        assert_eq!(bad[1].0, 2);
-        assert!(
-            bad[1].1.as_ref().unwrap_err().reason.contains("line 2"),
-            "{bad:?}"
-        );
-        // Multi-line documents move the count on too.
-        let spread = documents(b"{\"a\":\n1}\n\n{\"b\":\n\n2}\n{\"c\":3}");
-        let lines: Vec<usize> = spread.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [1, 4, 7]);
-        // Scalars (normalizing refuses them, with their line), adjacent
-        // objects, leading blank lines.
-        let mixed = documents(b"\n\n1\n\"x\"\n{}{\"b\":1}\n  [1,\n2]\n");
-        let lines: Vec<usize> = mixed.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [3, 4, 5, 5, 6], "{mixed:?}");
-        assert!(mixed.iter().all(|(_, d)| d.is_ok()));
-    }
-
-    #[test]
-    fn splitting_is_linear_in_the_input() {
-        // 20 000 documents took 23 s (quadratic); a guard, not a benchmark.
-        let input = "{\"source\":\"s\",\"status\":\"firing\",\"title\":\"t\"}\n".repeat(20_000);
-        let started = std::time::Instant::now();
-        let docs = documents(input.as_bytes());
-        assert_eq!(docs.len(), 20_000);
-        assert_eq!(docs[19_999].0, 20_000);
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "{:?}",
-            started.elapsed()
-        );
     }
 
     #[test]
