@@ -484,7 +484,8 @@ impl std::fmt::Debug for Publisher {
 #[must_use = "a publish counts only once confirmed"]
 pub struct Pending {
     confirm: PublisherConfirm,
-    target: String,
+    /// Where it went (exchange, routing key), named only if it comes back.
+    target: (String, String),
     /// The confirm is not awaited past this.
     deadline: tokio::time::Instant,
     timeout: Duration,
@@ -507,7 +508,14 @@ impl Pending {
         match verdict {
             Ok(Confirmation::Ack(None)) => Ok(()),
             // `mandatory` and no queue bound: acked, but returned, not stored.
-            Ok(Confirmation::Ack(Some(_))) => Err(PublishError::Unroutable(self.target)),
+            Ok(Confirmation::Ack(Some(_))) => {
+                let (exchange, routing_key) = self.target;
+                Err(PublishError::Unroutable(if exchange.is_empty() {
+                    format!("queue {routing_key}")
+                } else {
+                    format!("exchange {exchange} with key {routing_key}")
+                }))
+            }
             Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
             // The channel is in confirm mode, so this means it was replaced.
             Ok(Confirmation::NotRequested) => Err(PublishError::Unavailable(
@@ -582,14 +590,9 @@ impl Publisher {
                 )));
             }
         };
-        let target = if exchange.is_empty() {
-            format!("queue {routing_key}")
-        } else {
-            format!("exchange {exchange} with key {routing_key}")
-        };
         Ok(Pending {
             confirm,
-            target,
+            target: (exchange, routing_key),
             deadline,
             timeout: self.timeout,
         })

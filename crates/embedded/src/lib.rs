@@ -152,13 +152,14 @@ impl EmbeddedProducer {
 
 impl Publish for EmbeddedProducer {
     async fn publish_all(&self, mut events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
-        alertpost_producer::prepare_all(&mut events, time::OffsetDateTime::now_utc())?;
+        let bodies = alertpost_producer::encode_all(&mut events, time::OffsetDateTime::now_utc())?;
         let messages: Vec<QueuedMessage> = events
             .iter()
-            .map(|e| QueuedMessage {
+            .zip(bodies)
+            .map(|(e, body)| QueuedMessage {
                 kind: EVENT_SCHEMA.to_owned(),
                 message_id: e.id.clone(),
-                body: e.to_json(),
+                body,
                 deliveries: 0,
             })
             .collect();

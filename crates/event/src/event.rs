@@ -271,7 +271,20 @@ impl Event {
         if self.id.is_empty() {
             self.id = Uuid::now_v7().to_string();
         }
-        self.fill(now, None).map(|_| ())
+        self.fill(now)?;
+        check_size(self.encoded_len())
+    }
+
+    /// [`Event::prepare`], returning the encoding as published: one
+    /// encoding, where `prepare` then [`Event::to_json`] make two.
+    pub fn prepare_encoded(&mut self, now: OffsetDateTime) -> Result<Vec<u8>, EventError> {
+        if self.id.is_empty() {
+            self.id = Uuid::now_v7().to_string();
+        }
+        self.fill(now)?;
+        let body = self.to_json();
+        check_size(body.len())?;
+        Ok(body)
     }
 
     /// Like [`Event::prepare`], for an event that arrived from the queue: an
@@ -292,14 +305,17 @@ impl Event {
             self.id = Uuid::new_v5(&ID_NAMESPACE, raw).to_string();
             unchanged = false;
         }
+        let unchanged = self.fill(now)? && unchanged;
         // The message's own length stands for the encoded size: re-encoding
         // every received event only to measure it would cost more than the
         // few bytes of difference are worth.
-        Ok(self.fill(now, Some(raw.len()))? && unchanged)
+        check_size(raw.len())?;
+        Ok(unchanged)
     }
 
-    /// Fills in and checks; `Ok(true)` when nothing had to change.
-    fn fill(&mut self, now: OffsetDateTime, size: Option<usize>) -> Result<bool, EventError> {
+    /// Fills in and checks all but the size; `Ok(true)` when nothing had
+    /// to change.
+    fn fill(&mut self, now: OffsetDateTime) -> Result<bool, EventError> {
         let mut unchanged = true;
         check_name("id", &self.id)?;
         check_name("source", &self.source)?;
@@ -354,13 +370,6 @@ impl Event {
                 *t = utc;
                 unchanged = false;
             }
-        }
-        let size = size.unwrap_or_else(|| self.encoded_len());
-        if size > MAX_EVENT_BYTES {
-            return Err(EventError::TooLarge {
-                size,
-                max: MAX_EVENT_BYTES,
-            });
         }
         Ok(unchanged)
     }
@@ -486,6 +495,17 @@ pub fn name_problem(value: &str) -> Option<&'static str> {
 }
 
 /// Whether [`one_line`] would leave `s` as it is.
+/// The size cap, checked last (the rules name a field; this the whole).
+fn check_size(size: usize) -> Result<(), EventError> {
+    if size > MAX_EVENT_BYTES {
+        return Err(EventError::TooLarge {
+            size,
+            max: MAX_EVENT_BYTES,
+        });
+    }
+    Ok(())
+}
+
 fn is_one_line(s: &str, max: usize) -> bool {
     s.len() <= max
         && s.trim() == s

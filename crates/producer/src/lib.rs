@@ -124,6 +124,22 @@ pub fn prepare_all(events: &mut [Event], now: OffsetDateTime) -> Result<(), Prod
     Ok(())
 }
 
+/// [`prepare_all`], returning each event's encoding as published.
+pub fn encode_all(
+    events: &mut [Event],
+    now: OffsetDateTime,
+) -> Result<Vec<Vec<u8>>, ProducerError> {
+    events
+        .iter_mut()
+        .enumerate()
+        .map(|(index, event)| {
+            event
+                .prepare_encoded(now)
+                .map_err(|source| ProducerError::Invalid { index, source })
+        })
+        .collect()
+}
+
 /// A connection to RabbitMQ that publishes events with confirms.
 #[derive(Clone)]
 pub struct Producer {
@@ -235,7 +251,7 @@ impl Producer {
     /// then publishes them with pipelined confirms. `Ok` means every event
     /// was confirmed.
     pub async fn publish_all(&self, mut events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
-        prepare_all(&mut events, OffsetDateTime::now_utc())?;
+        let bodies = encode_all(&mut events, OffsetDateTime::now_utc())?;
         let total = events.len();
         let mut confirmed = 0;
         let publisher = self
@@ -246,15 +262,14 @@ impl Producer {
                 total,
                 reason,
             })?;
-        for window in events.chunks(WINDOW) {
+        for (window, bodies) in events.chunks(WINDOW).zip(bodies.chunks(WINDOW)) {
             let mut pending = Vec::with_capacity(window.len());
-            for event in window {
-                let body = event.to_json();
+            for (event, body) in window.iter().zip(bodies) {
                 let to = Destination::Events {
                     routing_key: event.routing_key(),
                 };
                 let msg = Outgoing {
-                    body: &body,
+                    body,
                     kind: EVENT_SCHEMA,
                     message_id: &event.id,
                 };
