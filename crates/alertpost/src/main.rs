@@ -46,6 +46,10 @@ mod test_cmd;
 
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: see `BENCHMARKS.md` (where the time goes).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 /// Exit codes: 0 success, 1 runtime failure, 2 bad usage or invalid input.
