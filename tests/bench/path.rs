@@ -31,16 +31,62 @@ const SINGLE_CLIENTS: usize = 32;
 const ARRAY_CLIENTS: usize = 8;
 const ARRAY: usize = 100;
 
-fn list(v: &[f64]) -> String {
+/// One run: its rate, and the CPU per event (or POST) of the process under
+/// test and of RabbitMQ, from its start to its end.
+#[derive(Clone, Copy)]
+struct Measured {
+    rate: f64,
+    own_us: Option<f64>,
+    broker_us: Option<f64>,
+}
+
+/// RabbitMQ's CPU at the start of a run.
+struct BrokerCpu(Option<(u32, f64)>);
+
+impl BrokerCpu {
+    fn start() -> BrokerCpu {
+        BrokerCpu(crate::broker_pid().and_then(|pid| Some((pid, crate::cpu_seconds(pid)?))))
+    }
+
+    /// µs per unit since the start.
+    fn per(&self, units: usize) -> Option<f64> {
+        let (pid, at) = self.0?;
+        Some((crate::cpu_seconds(pid)? - at) * 1e6 / units as f64)
+    }
+}
+
+fn list(v: &[Measured]) -> String {
     v.iter()
-        .map(|x| format!("{x:.0}"))
+        .map(|x| format!("{:.0}", x.rate))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+fn rates(v: &[Measured]) -> Vec<f64> {
+    v.iter().map(|m| m.rate).collect()
+}
+
 /// Median over the rounds of each round's ratio.
-fn ratio(ours: &[f64], base: &[f64]) -> f64 {
-    median(ours.iter().zip(base).map(|(a, b)| a / b).collect())
+fn ratio(ours: &[Measured], base: &[Measured]) -> f64 {
+    median(
+        ours.iter()
+            .zip(base)
+            .map(|(a, b)| a.rate / b.rate)
+            .collect(),
+    )
+}
+
+/// Median CPU µs per unit: the process + RabbitMQ.
+fn cpu(v: &[Measured]) -> String {
+    let of = |f: fn(&Measured) -> Option<f64>| {
+        let got: Vec<f64> = v.iter().filter_map(f).collect();
+        if got.is_empty() {
+            "?".to_owned()
+        } else {
+            format!("{:.0}", median(got))
+        }
+    };
+    format!("{} + {}", of(|m| m.own_us), of(|m| m.broker_us))
 }
 
 /// One event through the consumer under test, so it is consuming before
@@ -69,7 +115,7 @@ async fn end_to_end(
     file: &std::path::Path,
     bodies: &[(String, Vec<u8>)],
     alertpost: bool,
-) -> f64 {
+) -> Measured {
     let n = bodies.len();
     let prefix = TestPrefix::new(if alertpost {
         "bench-e2e-ap"
@@ -88,6 +134,13 @@ async fn end_to_end(
     };
     warm_up(&prefix, sink).await;
     sink.reset(false);
+    let broker = BrokerCpu::start();
+    let own = crate::cpu_seconds(child.id());
+    let publisher = if alertpost {
+        crate::children_cpu_seconds()
+    } else {
+        crate::cpu_seconds(std::process::id())
+    };
     let started = Instant::now();
     if alertpost {
         let mut cmd = std::process::Command::new(worker_binary());
@@ -107,16 +160,32 @@ async fn end_to_end(
     }
     let arrived = wait_count(sink, n as u64, Duration::from_secs(300)).await;
     let last = *sink.last.lock().unwrap();
+    // The consumer's CPU and the publisher's (the command, or this
+    // process for the bare loop) together.
+    let publisher_after = if alertpost {
+        crate::children_cpu_seconds()
+    } else {
+        crate::cpu_seconds(std::process::id())
+    };
+    let own_us = (|| {
+        let spent = crate::cpu_seconds(child.id())? - own? + publisher_after? - publisher?;
+        Some(spent * 1e6 / n as f64)
+    })();
+    let broker_us = broker.per(n);
     stop(child);
     assert!(arrived, "end to end: not every event arrived");
     let took = last.expect("requests arrived") - started;
-    n as f64 / took.as_secs_f64().max(1e-9)
+    Measured {
+        rate: n as f64 / took.as_secs_f64().max(1e-9),
+        own_us,
+        broker_us,
+    }
 }
 
 /// Fan-out, one run: `n` events preloaded, each matching [`FANOUT`]
 /// integrations (the baseline: that many POSTs per message); POSTs/s from
 /// the first request to the last.
-async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> f64 {
+async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> Measured {
     let prefix = TestPrefix::new(if alertpost {
         "bench-fan-ap"
     } else {
@@ -128,6 +197,7 @@ async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> f64 
     crate::preload(&prefix, n).await;
     sink.reset(false);
     let dir = tempfile::tempdir().expect("temp dir");
+    let broker = BrokerCpu::start();
     let child = if alertpost {
         let config = fan_out_config(dir.path(), url, &ids);
         spawn_worker_at(&prefix, &config, &dir.path().join("data"), free_addr())
@@ -136,19 +206,17 @@ async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> f64 
     };
     let posts = (n * FANOUT) as u64;
     let done = wait_count(sink, posts, Duration::from_secs(300)).await;
-    let cpu = crate::cpu_seconds(child.id());
+    let own_us = crate::cpu_seconds(child.id()).map(|cpu| cpu * 1e6 / posts as f64);
+    let broker_us = broker.per(posts as usize);
     stop(child);
-    if let Some(cpu) = cpu {
-        eprintln!(
-            "fan-out ({}): {:.1} µs CPU per POST",
-            if alertpost { "alertpost" } else { "baseline" },
-            cpu * 1e6 / posts as f64
-        );
-    }
     assert!(done, "fan-out: not every request arrived");
     let first = sink.first.lock().unwrap().expect("requests arrived");
     let last = sink.last.lock().unwrap().expect("requests arrived");
-    (posts as f64 - 1.0) / (last - first).as_secs_f64().max(1e-9)
+    Measured {
+        rate: (posts as f64 - 1.0) / (last - first).as_secs_f64().max(1e-9),
+        own_us,
+        broker_us,
+    }
 }
 
 /// The bench's worker config with [`FANOUT`] integrations, each with the
@@ -224,7 +292,7 @@ async fn listening(addr: SocketAddr) {
 
 /// The ingest, one run: `n` events posted as arrays of `per` by `clients`
 /// at once (`per` = 1: single events); events/s over the whole load.
-async fn ingest(n: usize, per: usize, clients: usize, alertpost: bool) -> f64 {
+async fn ingest(n: usize, per: usize, clients: usize, alertpost: bool) -> Measured {
     let prefix = TestPrefix::new(if alertpost {
         "bench-ing-ap"
     } else {
@@ -237,6 +305,9 @@ async fn ingest(n: usize, per: usize, clients: usize, alertpost: bool) -> f64 {
     let addr = server.addr;
     // One request through first: connected to the broker, not only listening.
     crate::embedded::post(&client, addr, crate::embedded::body(0, 1)).await;
+    let pid = server.child.as_ref().map(Child::id);
+    let own = pid.and_then(crate::cpu_seconds);
+    let broker = BrokerCpu::start();
     let started = Instant::now();
     futures_util::stream::iter((0..n).step_by(per))
         .for_each_concurrent(clients, |from| {
@@ -252,10 +323,16 @@ async fn ingest(n: usize, per: usize, clients: usize, alertpost: bool) -> f64 {
         })
         .await;
     let took = started.elapsed().as_secs_f64();
+    let own_us = (|| Some((crate::cpu_seconds(pid?)? - own?) * 1e6 / n as f64))();
+    let broker_us = broker.per(n);
     drop(server);
     let queued = prefix.ready(&prefix.topology.events_queue()).await as usize;
     assert_eq!(queued, n + 1, "every accepted event is in the queue");
-    n as f64 / took
+    Measured {
+        rate: n as f64 / took,
+        own_us,
+        broker_us,
+    }
 }
 
 /// The section of BENCHMARKS.md: `rounds` interleaved rounds of each.
@@ -269,6 +346,22 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
     let (mut fan_a, mut fan_b) = (Vec::new(), Vec::new());
     let (mut one_a, mut one_b, mut arr_a, mut arr_b) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // For profiling one kind of run: `ALERTPOST_BENCH_ONLY=e2e` (or fanout,
+    // single, arrays), alertpost's runs only, nothing written.
+    let only = std::env::var("ALERTPOST_BENCH_ONLY").ok();
+    if let Some(only) = only.as_deref() {
+        for r in 1..=rounds {
+            let m = match only {
+                "e2e" => end_to_end(sink, url, &file, &bodies, true).await,
+                "fanout" => fan_out(sink, url, fan_n, true).await,
+                "single" => ingest(single_n, 1, SINGLE_CLIENTS, true).await,
+                "arrays" => ingest(n, ARRAY, ARRAY_CLIENTS, true).await,
+                other => panic!("ALERTPOST_BENCH_ONLY={other}: e2e, fanout, single or arrays"),
+            };
+            eprintln!("{only} run {r}: {:.0}/s, CPU µs {}", m.rate, cpu(&[m]));
+        }
+        return String::new();
+    }
     for r in 1..=rounds {
         e2e_b.push(end_to_end(sink, url, &file, &bodies, false).await);
         e2e_a.push(end_to_end(sink, url, &file, &bodies, true).await);
@@ -279,20 +372,30 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
         arr_b.push(ingest(n, ARRAY, ARRAY_CLIENTS, false).await);
         arr_a.push(ingest(n, ARRAY, ARRAY_CLIENTS, true).await);
         let i = r - 1;
+        let at = |v: &[Measured]| format!("{:.0} ({} µs)", v[i].rate, cpu(&v[i..=i]));
         eprintln!(
-            "path round {r}: end to end {:.0} vs {:.0}/s; fan-out {:.0} vs {:.0} POSTs/s; \
-             ingest single {:.0} vs {:.0}/s, arrays {:.0} vs {:.0}/s",
-            e2e_a[i], e2e_b[i], fan_a[i], fan_b[i], one_a[i], one_b[i], arr_a[i], arr_b[i]
+            "path round {r}: end to end {} vs {}/s; fan-out {} vs {} POSTs/s; \
+             ingest single {} vs {}/s, arrays {} vs {}/s",
+            at(&e2e_a),
+            at(&e2e_b),
+            at(&fan_a),
+            at(&fan_b),
+            at(&one_a),
+            at(&one_b),
+            at(&arr_a),
+            at(&arr_b)
         );
     }
-    let row = |name: &str, a: &[f64], b: &[f64]| {
+    let row = |name: &str, a: &[Measured], b: &[Measured]| {
         format!(
-            "| {name} | {} | {:.0} | {} | {:.0} | **{:.2}** |\n",
+            "| {name} | {} | {:.0} | {} | {:.0} | **{:.2}** | {} | {} |\n",
             list(a),
-            median(a.to_vec()),
+            median(rates(a)),
             list(b),
-            median(b.to_vec()),
-            ratio(a, b)
+            median(rates(b)),
+            ratio(a, b),
+            cpu(a),
+            cpu(b)
         )
     };
     sink.measure_latency.store(false, Ordering::SeqCst);
@@ -312,9 +415,11 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
          {SINGLE_CLIENTS} clients at once; {n} events as arrays of {ARRAY} by {ARRAY_CLIENTS} \
          clients), each `202` after the broker's confirm, against a minimal axum + lapin server \
          that publishes each body (each element of an array) with a confirm and answers `202`, \
-         no validation; events/s over the whole load, the events queue holding every one after.\n\n\
-         | path | alertpost runs | median | minimal loop runs | median | ratio |\n\
-         | --- | --- | --- | --- | --- | --- |\n\
+         no validation; events/s over the whole load, the events queue holding every one after.\n\
+         - **CPU**: the median CPU time per event (per POST for the fan-out) of the processes under \
+         test (end to end: the worker and the publisher together) and of RabbitMQ, in µs.\n\n\
+         | path | alertpost runs | median | minimal loop runs | median | ratio | CPU µs alertpost + RabbitMQ | CPU µs minimal + RabbitMQ |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n\
          {}{}{}{}\n",
         row("end to end (events/s)", &e2e_a, &e2e_b),
         row(&format!("fan-out × {FANOUT} (POSTs/s)"), &fan_a, &fan_b),

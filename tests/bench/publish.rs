@@ -14,7 +14,7 @@ use alertpost_tests::TestPrefix;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use crate::{exe_dir, median, sample_event};
+use crate::{broker_pid, children_cpu_seconds, cpu_seconds, exe_dir, median, sample_event};
 
 /// Confirms awaited at once by the bare loop: the producer's window.
 const WINDOW: usize = 512;
@@ -44,14 +44,58 @@ async fn fresh(name: &str) -> TestPrefix {
     prefix
 }
 
+/// One run: its rate, and the CPU it cost per event in the publisher's
+/// process and in RabbitMQ.
+#[derive(Clone, Copy)]
+struct Run {
+    rate: f64,
+    publisher_us: Option<f64>,
+    broker_us: Option<f64>,
+}
+
+/// CPU readings at the start of a run: the publisher's (this process, or
+/// its waited-for children for a command) and the broker's.
+struct Cpu {
+    publisher: fn() -> Option<f64>,
+    publisher_at: Option<f64>,
+    broker: Option<u32>,
+    broker_at: Option<f64>,
+}
+
+impl Cpu {
+    fn start(publisher: fn() -> Option<f64>) -> Cpu {
+        let broker = broker_pid();
+        Cpu {
+            publisher,
+            publisher_at: publisher(),
+            broker,
+            broker_at: broker.and_then(cpu_seconds),
+        }
+    }
+
+    fn run(self, n: usize, took: f64) -> Run {
+        let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / n as f64);
+        Run {
+            rate: n as f64 / took,
+            publisher_us: per(self.publisher_at, (self.publisher)()),
+            broker_us: per(self.broker_at, self.broker.and_then(cpu_seconds)),
+        }
+    }
+}
+
+fn own_cpu() -> Option<f64> {
+    cpu_seconds(std::process::id())
+}
+
 async fn check_all_there(prefix: &TestPrefix, n: usize) {
     let got = prefix.ready(&prefix.topology.events_queue()).await as usize;
     assert_eq!(got, n, "every event is in the queue");
 }
 
-/// `alertpost publish FILE`, start to exit; events/s.
-async fn cli(path: &Path, n: usize) -> f64 {
+/// `alertpost publish FILE`, start to exit.
+async fn cli(path: &Path, n: usize) -> Run {
     let prefix = fresh("bench-pub-cli").await;
+    let cpu = Cpu::start(children_cpu_seconds);
     let started = Instant::now();
     let out = Command::new(exe_dir().join("alertpost"))
         .args(["--prefix", &prefix.prefix, "--amqp", &prefix.url, "publish"])
@@ -59,39 +103,44 @@ async fn cli(path: &Path, n: usize) -> f64 {
         .output()
         .expect("alertpost runs");
     let took = started.elapsed().as_secs_f64();
+    let run = cpu.run(n, took);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     check_all_there(&prefix, n).await;
-    n as f64 / took
+    run
 }
 
-/// `Producer::publish_all` of the parsed events, in one call; events/s.
-async fn library(n: usize) -> f64 {
+/// `Producer::publish_all` of the parsed events, in one call.
+async fn library(n: usize) -> Run {
     let prefix = fresh("bench-pub-lib").await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "bench-pub")
         .await
         .expect("RabbitMQ is reachable");
     let events: Vec<_> = (0..n).map(sample_event).collect();
+    let cpu = Cpu::start(own_cpu);
     let started = Instant::now();
     producer.publish_all(events).await.expect("published");
     let took = started.elapsed().as_secs_f64();
+    let run = cpu.run(n, took);
     producer.close().await;
     check_all_there(&prefix, n).await;
-    n as f64 / took
+    run
 }
 
 /// The bare loop: publish each body to the events exchange, `WINDOW`
-/// confirms awaited at once; events/s.
-async fn bare(bodies: &[(String, Vec<u8>)]) -> f64 {
+/// confirms awaited at once.
+async fn bare(bodies: &[(String, Vec<u8>)]) -> Run {
     let prefix = fresh("bench-pub-bare").await;
+    let cpu = Cpu::start(own_cpu);
     let started = Instant::now();
     bare_into(&prefix, bodies).await;
     let took = started.elapsed().as_secs_f64();
+    let run = cpu.run(bodies.len(), took);
     check_all_there(&prefix, bodies.len()).await;
-    bodies.len() as f64 / took
+    run
 }
 
 /// The bare loop's publishing, into `prefix`'s exchange (connect included).
@@ -127,11 +176,28 @@ pub(crate) async fn bare_into(prefix: &TestPrefix, bodies: &[(String, Vec<u8>)])
     let _ = conn.close(200, "done".into()).await;
 }
 
-fn runs(v: &[f64]) -> String {
+fn runs(v: &[Run]) -> String {
     v.iter()
-        .map(|x| format!("{x:.0}"))
+        .map(|x| format!("{:.0}", x.rate))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn rates(v: &[Run]) -> Vec<f64> {
+    v.iter().map(|r| r.rate).collect()
+}
+
+/// Median CPU µs per event, publisher + RabbitMQ.
+fn cpu(v: &[Run]) -> String {
+    let of = |f: fn(&Run) -> Option<f64>| {
+        let got: Vec<f64> = v.iter().filter_map(f).collect();
+        if got.is_empty() {
+            "?".to_owned()
+        } else {
+            format!("{:.1}", median(got))
+        }
+    };
+    format!("{} + {}", of(|r| r.publisher_us), of(|r| r.broker_us))
 }
 
 /// `runs` interleaved rounds of the three, and the quarter-size runs.
@@ -148,16 +214,23 @@ pub async fn section(n: usize, rounds: usize) -> String {
         l.push(library(n).await);
         q.push(cli(&quarter, n / 4).await);
         eprintln!(
-            "publish round {r}: bare {:.0}/s, alertpost publish {:.0}/s, Producer::publish_all {:.0}/s, alertpost publish of {} {:.0}/s",
-            b[r - 1],
-            c[r - 1],
-            l[r - 1],
+            "publish round {r}: bare {:.0}/s ({} µs), alertpost publish {:.0}/s ({} µs), Producer::publish_all {:.0}/s ({} µs), alertpost publish of {} {:.0}/s",
+            b[r - 1].rate,
+            cpu(&b[r - 1..r]),
+            c[r - 1].rate,
+            cpu(&c[r - 1..r]),
+            l[r - 1].rate,
+            cpu(&l[r - 1..r]),
             n / 4,
-            q[r - 1]
+            q[r - 1].rate
         );
     }
-    let ratio = |v: &[f64]| {
-        let per: Vec<f64> = v.iter().zip(&b).map(|(x, base)| x / base).collect();
+    let ratio = |v: &[Run]| {
+        let per: Vec<f64> = v
+            .iter()
+            .zip(&b)
+            .map(|(x, base)| x.rate / base.rate)
+            .collect();
         median(per)
     };
     format!(
@@ -167,27 +240,33 @@ pub async fn section(n: usize, rounds: usize) -> String {
          of them in one call, and a bare lapin loop publishing the same prepared bodies to the same \
          exchange with confirms, {WINDOW} awaited at once (the producer's window). Each run on a fresh \
          prefix; the events queue holds all {n} after each. Interleaved, {rounds} rounds; ratios are the \
-         medians of each round's run over that round's bare loop. Target: ≥ 0.9.\n\n\
-         | publisher | runs (events/s) | median | ratio to the bare loop |\n| --- | --- | --- | --- |\n\
-         | bare lapin loop | {} | {:.0} | 1.00 |\n\
-         | `alertpost publish` | {} | {:.0} | **{:.2}** |\n\
-         | `Producer::publish_all` | {} | {:.0} | **{:.2}** |\n\
-         | `alertpost publish`, a quarter of the input ({} events) | {} | {:.0} | {:.2} |\n\n\
+         medians of each round's run over that round's bare loop. Target: ≥ 0.9. The CPU column is the \
+         median CPU time per event of the publishing process (the command, or the bench's own process \
+         for the library and the loop) and of RabbitMQ over the same run.\n\n\
+         | publisher | runs (events/s) | median | ratio to the bare loop | CPU µs per event (publisher + RabbitMQ) |\n| --- | --- | --- | --- | --- |\n\
+         | bare lapin loop | {} | {:.0} | 1.00 | {} |\n\
+         | `alertpost publish` | {} | {:.0} | **{:.2}** | {} |\n\
+         | `Producer::publish_all` | {} | {:.0} | **{:.2}** | {} |\n\
+         | `alertpost publish`, a quarter of the input ({} events) | {} | {:.0} | {:.2} | {} |\n\n\
          Linear in the input: the quarter-size runs go at {:.2} × the full-size rate (a quadratic \
          command would go 4 × faster per event on a quarter of the input).\n\n",
         bodies.first().map_or(0, |(_, b)| b.len()),
         runs(&b),
-        median(b.clone()),
+        median(rates(&b)),
+        cpu(&b),
         runs(&c),
-        median(c.clone()),
+        median(rates(&c)),
         ratio(&c),
+        cpu(&c),
         runs(&l),
-        median(l.clone()),
+        median(rates(&l)),
         ratio(&l),
+        cpu(&l),
         n / 4,
         runs(&q),
-        median(q.clone()),
+        median(rates(&q)),
         ratio(&q),
-        median(q.clone()) / median(c.clone()),
+        cpu(&q),
+        median(rates(&q)) / median(rates(&c)),
     )
 }
