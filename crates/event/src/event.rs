@@ -282,8 +282,13 @@ impl Event {
             self.id = Uuid::now_v7().to_string();
         }
         self.fill(now)?;
-        let body = self.to_json();
+        let mut body = self.to_json();
         check_size(body.len())?;
+        // The encoder grows its buffer by doubling: a batch held encoded
+        // (until its confirms) would otherwise take up to twice its size.
+        if body.capacity() > body.len() + body.len() / 4 {
+            body.shrink_to_fit();
+        }
         Ok(body)
     }
 

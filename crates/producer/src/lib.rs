@@ -262,14 +262,17 @@ impl Producer {
                 total,
                 reason,
             })?;
-        for (window, bodies) in events.chunks(WINDOW).zip(bodies.chunks(WINDOW)) {
+        // Each body is dropped once sent (the channel holds its own copy),
+        // so a large batch is held encoded only until it goes out.
+        let mut bodies = bodies.into_iter();
+        for window in events.chunks(WINDOW) {
             let mut pending = Vec::with_capacity(window.len());
-            for (event, body) in window.iter().zip(bodies) {
+            for (event, body) in window.iter().zip(bodies.by_ref()) {
                 let to = Destination::Events {
                     routing_key: event.routing_key(),
                 };
                 let msg = Outgoing {
-                    body,
+                    body: &body,
                     kind: EVENT_SCHEMA,
                     message_id: &event.id,
                 };
