@@ -559,6 +559,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The profiles behind the targets not met, kept by hand (callgrind
+/// counts do not change from run to run, so they are not re-measured
+/// here): appended to what the bench measured.
+const PROFILE: &str = include_str!("profile.md");
+
 async fn bench(
     n: usize,
     runs: usize,
@@ -717,7 +722,8 @@ async fn bench(
          {path}\
          {publish}\
          {isolation}\
-         {embedded}",
+         {embedded}\
+         {PROFILE}",
         fmt_runs(&base),
         fmt_runs(&ours),
         ratios.join(", "),
