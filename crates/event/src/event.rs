@@ -499,7 +499,6 @@ pub fn name_problem(value: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether [`one_line`] would leave `s` as it is.
 /// The size cap, checked last (the rules name a field; this the whole).
 fn check_size(size: usize) -> Result<(), EventError> {
     if size > MAX_EVENT_BYTES {
@@ -511,6 +510,7 @@ fn check_size(size: usize) -> Result<(), EventError> {
     Ok(())
 }
 
+/// Whether [`one_line`] would leave `s` as it is.
 fn is_one_line(s: &str, max: usize) -> bool {
     s.len() <= max
         && s.trim() == s
