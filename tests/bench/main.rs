@@ -261,6 +261,56 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// One run: its rate, and the CPU per event (or POST) of the process under
+/// test and of RabbitMQ over the run.
+#[derive(Clone, Copy)]
+struct Measured {
+    rate: f64,
+    own_us: Option<f64>,
+    broker_us: Option<f64>,
+}
+
+/// RabbitMQ's CPU at the start of a run.
+struct BrokerCpu(Option<(u32, f64)>);
+
+impl BrokerCpu {
+    fn start() -> BrokerCpu {
+        BrokerCpu(broker_pid().and_then(|pid| Some((pid, cpu_seconds(pid)?))))
+    }
+
+    /// µs per unit since the start.
+    fn per(&self, units: usize) -> Option<f64> {
+        let (pid, at) = self.0?;
+        Some((cpu_seconds(pid)? - at) * 1e6 / units as f64)
+    }
+}
+
+/// The runs' rates, for a table cell.
+fn list(v: &[Measured]) -> String {
+    v.iter()
+        .map(|x| format!("{:.0}", x.rate))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn rates(v: &[Measured]) -> Vec<f64> {
+    v.iter().map(|m| m.rate).collect()
+}
+
+/// Median CPU µs per unit over the runs, the process + RabbitMQ, with
+/// `decimals` places.
+fn cpu(v: &[Measured], decimals: usize) -> String {
+    let of = |f: fn(&Measured) -> Option<f64>| {
+        let got: Vec<f64> = v.iter().filter_map(f).collect();
+        if got.is_empty() {
+            "?".to_owned()
+        } else {
+            format!("{:.decimals$}", median(got))
+        }
+    };
+    format!("{} + {}", of(|m| m.own_us), of(|m| m.broker_us))
+}
+
 /// CPU seconds (user + system) of this process's children that have been
 /// waited for: what a command run to its exit cost.
 fn children_cpu_seconds() -> Option<f64> {

@@ -20,7 +20,8 @@ use alertpost_tests::TestPrefix;
 use futures_util::StreamExt;
 
 use crate::{
-    Sink, free_addr, median, spawn_baseline_with, spawn_worker_at, stop, wait_count, worker_binary,
+    BrokerCpu, Measured, Sink, free_addr, list, median, rates, spawn_baseline_with,
+    spawn_worker_at, stop, wait_count, worker_binary,
 };
 
 /// Integrations every event matches in the fan-out runs (and POSTs per
@@ -31,41 +32,6 @@ const SINGLE_CLIENTS: usize = 32;
 const ARRAY_CLIENTS: usize = 8;
 const ARRAY: usize = 100;
 
-/// One run: its rate, and the CPU per event (or POST) of the process under
-/// test and of RabbitMQ, from its start to its end.
-#[derive(Clone, Copy)]
-struct Measured {
-    rate: f64,
-    own_us: Option<f64>,
-    broker_us: Option<f64>,
-}
-
-/// RabbitMQ's CPU at the start of a run.
-struct BrokerCpu(Option<(u32, f64)>);
-
-impl BrokerCpu {
-    fn start() -> BrokerCpu {
-        BrokerCpu(crate::broker_pid().and_then(|pid| Some((pid, crate::cpu_seconds(pid)?))))
-    }
-
-    /// µs per unit since the start.
-    fn per(&self, units: usize) -> Option<f64> {
-        let (pid, at) = self.0?;
-        Some((crate::cpu_seconds(pid)? - at) * 1e6 / units as f64)
-    }
-}
-
-fn list(v: &[Measured]) -> String {
-    v.iter()
-        .map(|x| format!("{:.0}", x.rate))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn rates(v: &[Measured]) -> Vec<f64> {
-    v.iter().map(|m| m.rate).collect()
-}
-
 /// Median over the rounds of each round's ratio.
 fn ratio(ours: &[Measured], base: &[Measured]) -> f64 {
     median(
@@ -74,19 +40,6 @@ fn ratio(ours: &[Measured], base: &[Measured]) -> f64 {
             .map(|(a, b)| a.rate / b.rate)
             .collect(),
     )
-}
-
-/// Median CPU µs per unit: the process + RabbitMQ.
-fn cpu(v: &[Measured]) -> String {
-    let of = |f: fn(&Measured) -> Option<f64>| {
-        let got: Vec<f64> = v.iter().filter_map(f).collect();
-        if got.is_empty() {
-            "?".to_owned()
-        } else {
-            format!("{:.0}", median(got))
-        }
-    };
-    format!("{} + {}", of(|m| m.own_us), of(|m| m.broker_us))
 }
 
 /// One event through the consumer under test, so it is consuming before
@@ -346,7 +299,11 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
                 "arrays" => ingest(n, ARRAY, ARRAY_CLIENTS, true).await,
                 other => panic!("ALERTPOST_BENCH_ONLY={other}: e2e, fanout, single or arrays"),
             };
-            eprintln!("{only} run {r}: {:.0}/s, CPU µs {}", m.rate, cpu(&[m]));
+            eprintln!(
+                "{only} run {r}: {:.0}/s, CPU µs {}",
+                m.rate,
+                crate::cpu(&[m], 0)
+            );
         }
         return String::new();
     }
@@ -360,7 +317,7 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
         arr_b.push(ingest(n, ARRAY, ARRAY_CLIENTS, false).await);
         arr_a.push(ingest(n, ARRAY, ARRAY_CLIENTS, true).await);
         let i = r - 1;
-        let at = |v: &[Measured]| format!("{:.0} ({} µs)", v[i].rate, cpu(&v[i..=i]));
+        let at = |v: &[Measured]| format!("{:.0} ({} µs)", v[i].rate, crate::cpu(&v[i..=i], 0));
         eprintln!(
             "path round {r}: end to end {} vs {}/s; fan-out {} vs {} POSTs/s; \
              ingest single {} vs {}/s, arrays {} vs {}/s",
@@ -382,8 +339,8 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
             list(b),
             median(rates(b)),
             ratio(a, b),
-            cpu(a),
-            cpu(b)
+            crate::cpu(a, 0),
+            crate::cpu(b, 0)
         )
     };
     sink.measure_latency.store(false, Ordering::SeqCst);

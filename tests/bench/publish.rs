@@ -14,7 +14,10 @@ use alertpost_tests::TestPrefix;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
-use crate::{broker_pid, children_cpu_seconds, cpu_seconds, exe_dir, median, sample_event};
+use crate::{
+    BrokerCpu, Measured, children_cpu_seconds, cpu, cpu_seconds, exe_dir, list, median, rates,
+    sample_event,
+};
 
 /// Confirms awaited at once by the bare loop: the producer's window.
 const WINDOW: usize = 512;
@@ -44,41 +47,28 @@ async fn fresh(name: &str) -> TestPrefix {
     prefix
 }
 
-/// One run: its rate, and the CPU it cost per event in the publisher's
-/// process and in RabbitMQ.
-#[derive(Clone, Copy)]
-struct Run {
-    rate: f64,
-    publisher_us: Option<f64>,
-    broker_us: Option<f64>,
-}
-
 /// CPU readings at the start of a run: the publisher's (this process, or
 /// its waited-for children for a command) and the broker's.
 struct Cpu {
     publisher: fn() -> Option<f64>,
     publisher_at: Option<f64>,
-    broker: Option<u32>,
-    broker_at: Option<f64>,
+    broker: BrokerCpu,
 }
 
 impl Cpu {
     fn start(publisher: fn() -> Option<f64>) -> Cpu {
-        let broker = broker_pid();
         Cpu {
             publisher,
             publisher_at: publisher(),
-            broker,
-            broker_at: broker.and_then(cpu_seconds),
+            broker: BrokerCpu::start(),
         }
     }
 
-    fn run(self, n: usize, took: f64) -> Run {
-        let per = |a: Option<f64>, b: Option<f64>| Some((b? - a?) * 1e6 / n as f64);
-        Run {
+    fn run(self, n: usize, took: f64) -> Measured {
+        Measured {
             rate: n as f64 / took,
-            publisher_us: per(self.publisher_at, (self.publisher)()),
-            broker_us: per(self.broker_at, self.broker.and_then(cpu_seconds)),
+            own_us: (|| Some(((self.publisher)()? - self.publisher_at?) * 1e6 / n as f64))(),
+            broker_us: self.broker.per(n),
         }
     }
 }
@@ -93,7 +83,7 @@ async fn check_all_there(prefix: &TestPrefix, n: usize) {
 }
 
 /// `alertpost publish FILE`, start to exit.
-async fn cli(path: &Path, n: usize) -> Run {
+async fn cli(path: &Path, n: usize) -> Measured {
     let prefix = fresh("bench-pub-cli").await;
     let cpu = Cpu::start(children_cpu_seconds);
     let started = Instant::now();
@@ -115,7 +105,7 @@ async fn cli(path: &Path, n: usize) -> Run {
 
 /// `Producer::publish_all` of the parsed events, in one call (its connect
 /// included, as the bare loop's).
-async fn library(n: usize) -> Run {
+async fn library(n: usize) -> Measured {
     let prefix = fresh("bench-pub-lib").await;
     let events: Vec<_> = (0..n).map(sample_event).collect();
     let cpu = Cpu::start(own_cpu);
@@ -133,7 +123,7 @@ async fn library(n: usize) -> Run {
 
 /// The bare loop: publish each body to the events exchange, `WINDOW`
 /// confirms awaited at once.
-async fn bare(bodies: &[(String, Vec<u8>)]) -> Run {
+async fn bare(bodies: &[(String, Vec<u8>)]) -> Measured {
     let prefix = fresh("bench-pub-bare").await;
     let cpu = Cpu::start(own_cpu);
     let started = Instant::now();
@@ -177,30 +167,6 @@ pub(crate) async fn bare_into(prefix: &TestPrefix, bodies: &[(String, Vec<u8>)])
     let _ = conn.close(200, "done".into()).await;
 }
 
-fn runs(v: &[Run]) -> String {
-    v.iter()
-        .map(|x| format!("{:.0}", x.rate))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn rates(v: &[Run]) -> Vec<f64> {
-    v.iter().map(|r| r.rate).collect()
-}
-
-/// Median CPU µs per event, publisher + RabbitMQ.
-fn cpu(v: &[Run]) -> String {
-    let of = |f: fn(&Run) -> Option<f64>| {
-        let got: Vec<f64> = v.iter().filter_map(f).collect();
-        if got.is_empty() {
-            "?".to_owned()
-        } else {
-            format!("{:.1}", median(got))
-        }
-    };
-    format!("{} + {}", of(|r| r.publisher_us), of(|r| r.broker_us))
-}
-
 /// `runs` interleaved rounds of the three, and the quarter-size runs.
 pub async fn section(n: usize, rounds: usize) -> String {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -217,16 +183,16 @@ pub async fn section(n: usize, rounds: usize) -> String {
         eprintln!(
             "publish round {r}: bare {:.0}/s ({} µs), alertpost publish {:.0}/s ({} µs), Producer::publish_all {:.0}/s ({} µs), alertpost publish of {} {:.0}/s",
             b[r - 1].rate,
-            cpu(&b[r - 1..r]),
+            cpu(&b[r - 1..r], 1),
             c[r - 1].rate,
-            cpu(&c[r - 1..r]),
+            cpu(&c[r - 1..r], 1),
             l[r - 1].rate,
-            cpu(&l[r - 1..r]),
+            cpu(&l[r - 1..r], 1),
             n / 4,
             q[r - 1].rate
         );
     }
-    let ratio = |v: &[Run]| {
+    let ratio = |v: &[Measured]| {
         let per: Vec<f64> = v
             .iter()
             .zip(&b)
@@ -252,22 +218,22 @@ pub async fn section(n: usize, rounds: usize) -> String {
          Linear in the input: the quarter-size runs go at {:.2} × the full-size rate (a quadratic \
          command would go 4 × faster per event on a quarter of the input).\n\n",
         bodies.first().map_or(0, |(_, b)| b.len()),
-        runs(&b),
+        list(&b),
         median(rates(&b)),
-        cpu(&b),
-        runs(&c),
+        cpu(&b, 1),
+        list(&c),
         median(rates(&c)),
         ratio(&c),
-        cpu(&c),
-        runs(&l),
+        cpu(&c, 1),
+        list(&l),
         median(rates(&l)),
         ratio(&l),
-        cpu(&l),
+        cpu(&l, 1),
         n / 4,
-        runs(&q),
+        list(&q),
         median(rates(&q)),
         ratio(&q),
-        cpu(&q),
+        cpu(&q, 1),
         median(rates(&q)) / median(rates(&c)),
     )
 }
