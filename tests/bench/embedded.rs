@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use alertpost_tests::TestPrefix;
 use futures_util::StreamExt;
 
+use serde_json::json;
+
+use crate::report::{Section, Target};
 use crate::{
     Sink, free_addr, median, percentile, rss_kib, stop, wait_count, worker_binary, worker_config,
 };
@@ -196,7 +199,7 @@ async fn latency(
 }
 
 /// The section of BENCHMARKS.md: `runs` interleaved rounds of each path.
-pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> String {
+pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> Section {
     let (mut emb, mut rab) = (Vec::new(), Vec::new());
     for r in 1..=runs {
         let e = throughput(sink, url, n, true).await;
@@ -230,7 +233,9 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> Stri
         .map_or("not measured".to_owned(), |k| {
             format!("{:.1} MiB", k as f64 / 1024.0)
         });
-    format!(
+    let worst_p99 = p99s.iter().copied().fold(f64::NAN, f64::max);
+    let worst_rss_mib = rss.iter().copied().max().map(|k| k as f64 / 1024.0);
+    let markdown = format!(
         "## Embedded mode: `alertpost run` against the RabbitMQ path\n\n\
          The whole user path, POST /v1/events (arrays of {BATCH}, {CLIENTS} clients at once) → receiver, {n} events a run: \
          `alertpost run` (ingest and worker in one process, the queue on disk, `202` after its flush) against `alertpost ingest` \
@@ -245,5 +250,28 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> Stri
         em / rm,
         list(&p50s, 2),
         list(&p99s, 2),
-    )
+    );
+    Section {
+        markdown,
+        figures: json!({
+            "events": n,
+            "batch": BATCH,
+            "clients": CLIENTS,
+            "embedded": { "runs": emb, "median": em },
+            "rabbitmq_path": { "runs": rab, "median": rm },
+            "ratio": em / rm,
+            "latency_200_per_s": { "p50_ms": p50s, "p99_ms": p99s },
+            "rss_kib": rss.iter().copied().max(),
+        }),
+        targets: vec![
+            Target::ratio_at_least("embedded / RabbitMQ path", em / rm, 1.0),
+            Target::at_most("embedded p99 at 200/s, worst run", worst_p99, 4.0, "ms"),
+            Target::at_most(
+                "embedded RSS (`alertpost run`)",
+                worst_rss_mib.unwrap_or(f64::NAN),
+                64.0,
+                "MiB",
+            ),
+        ],
+    }
 }

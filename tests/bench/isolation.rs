@@ -24,6 +24,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
 
+use serde_json::json;
+
+use crate::report::{Section, Target};
 use crate::{Sink, broker_pid, cpu_seconds, free_addr, median, preload, spawn_worker_at, stop};
 
 /// How long one run may take before it reports the rate so far.
@@ -280,7 +283,7 @@ pub async fn run(receivers: &Receivers, n: usize, neighbour: Neighbour, healthy:
 }
 
 /// Every scenario `runs` times, interleaved; the markdown section.
-pub async fn section(n: usize, runs: usize) -> String {
+pub async fn section(n: usize, runs: usize) -> Section {
     let receivers = Receivers::start().await;
     let scenarios: Vec<(Healthy, Neighbour)> = KINDS
         .iter()
@@ -328,9 +331,11 @@ pub async fn section(n: usize, runs: usize) -> String {
         }
     }
     if only.is_some() || size.is_some() {
-        return String::new();
+        return Section::empty();
     }
     let mut tables = String::new();
+    let mut figures = Vec::new();
+    let mut targets = Vec::new();
     for kind in KINDS {
         let of = |i: usize| scenarios[i].0 == kind;
         let Some(alone) =
@@ -350,11 +355,33 @@ pub async fn section(n: usize, runs: usize) -> String {
                 .map(|(b, a)| b / a)
                 .collect();
             let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            let ratio = median(ratios.clone());
+            figures.push(json!({
+                "healthy": kind.label(),
+                "healthy_concurrency": kind.concurrency,
+                "healthy_delay_ms": kind.delay_ms,
+                "events": n / kind.events_divisor,
+                "neighbour": neighbour.name(),
+                "runs": rates[i],
+                "median": med,
+                "ratio_to_alone": ratio,
+                "ratio_per_round": ratios,
+            }));
+            if *neighbour != Neighbour::Alone {
+                targets.push(Target::ratio_at_least(
+                    format!(
+                        "isolation: healthy ({}) {} / alone",
+                        kind.label(),
+                        neighbour.name()
+                    ),
+                    ratio,
+                    0.90,
+                ));
+            }
             rows.push_str(&format!(
-                "| {} | {} | {med:.0} | **{:.2}** ({}) | {} |\n",
+                "| {} | {} | {med:.0} | **{ratio:.2}** ({}) | {} |\n",
                 neighbour.name(),
                 per_run.join(", "),
-                median(ratios),
                 per_round.join(", "),
                 notes[i].join("; ")
             ));
@@ -374,7 +401,7 @@ pub async fn section(n: usize, runs: usize) -> String {
              | --- | --- | --- | --- | --- |\n{rows}\n"
         ));
     }
-    format!(
+    let markdown = format!(
         "## Isolation: a healthy integration beside a bad one\n\n\
          {n} events preloaded (a third of them in the last table), each matching a healthy \
          integration (answering at once; in the last table, after 20 ms) and, but for the first \
@@ -391,5 +418,15 @@ pub async fn section(n: usize, runs: usize) -> String {
          two tables); a healthy receiver that is not at that ceiling (the last table) shows \
          whether anything waits.\n\n{tables}",
         RUN_DEADLINE.as_secs()
-    )
+    );
+    Section {
+        markdown,
+        figures: json!({
+            "events": n,
+            "rounds": runs,
+            "run_deadline_s": RUN_DEADLINE.as_secs(),
+            "scenarios": figures,
+        }),
+        targets,
+    }
 }

@@ -30,6 +30,7 @@ mod embedded;
 mod isolation;
 mod path;
 mod publish;
+mod report;
 
 #[tokio::main]
 async fn main() {
@@ -95,37 +96,49 @@ async fn main() {
     }
     if path_only {
         let (sink, url) = sink().await;
-        println!("{}", path::section(&sink, &url, events, runs).await);
+        println!(
+            "{}",
+            path::section(&sink, &url, events, runs).await.markdown
+        );
         return;
     }
     if publish_only {
-        println!("{}", publish::section(events, runs).await);
+        println!("{}", publish::section(events, runs).await.markdown);
         return;
     }
     if embedded_only {
         let (sink, url) = sink().await;
-        println!("{}", embedded::section(&sink, &url, events, runs).await);
+        println!(
+            "{}",
+            embedded::section(&sink, &url, events, runs).await.markdown
+        );
         return;
     }
     if isolation_only {
         println!(
             "{}",
-            isolation::section(isolation_events, isolation_runs).await
+            isolation::section(isolation_events, isolation_runs)
+                .await
+                .markdown
         );
         return;
     }
-    let report = bench(
+    let Some((markdown, figures)) = bench(
         events,
         runs,
         throughput_only,
         (isolation_events, isolation_runs),
     )
-    .await;
-    if throughput_only {
+    .await
+    else {
         return;
-    }
-    std::fs::write(&out, report).expect("BENCHMARKS.md is writable");
-    eprintln!("wrote {}", out.display());
+    };
+    std::fs::write(&out, markdown).expect("BENCHMARKS.md is writable");
+    // The same figures as numbers, beside it: BENCHMARKS.json.
+    let json_out = out.with_extension("json");
+    let text = serde_json::to_string_pretty(&figures).expect("figures serialize");
+    std::fs::write(&json_out, text + "\n").expect("BENCHMARKS.json is writable");
+    eprintln!("wrote {} and {}", out.display(), json_out.display());
 }
 
 /// A receiver that counts requests and, when asked, the latency of each
@@ -500,6 +513,17 @@ struct LatencyRuns {
 }
 
 impl LatencyRuns {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "p50_ms": self.p50,
+            "p99_ms": self.p99,
+            "p99_ms_per_run": self.p99s,
+            "max_ms": self.max,
+            "events": self.count,
+            "rss_kib": self.rss_kib,
+        })
+    }
+
     fn of(runs: Vec<Latency>) -> LatencyRuns {
         LatencyRuns {
             p50: median(runs.iter().map(|r| r.p50).collect()),
@@ -619,7 +643,7 @@ async fn bench(
     runs: usize,
     throughput_only: bool,
     (isolation_events, isolation_runs): (usize, usize),
-) -> String {
+) -> Option<(String, serde_json::Value)> {
     let (sink, url) = sink().await;
 
     let mut base = Vec::new();
@@ -657,7 +681,7 @@ async fn bench(
         .collect();
 
     if throughput_only {
-        return String::new();
+        return None;
     }
     // Latency, alertpost and the baseline at the same rates: a steady 200/s,
     // and half the baseline's ceiling.
@@ -680,7 +704,8 @@ async fn bench(
         }
         lat.push((rate, LatencyRuns::of(ours), LatencyRuns::of(base)));
     }
-    let steady_rss = lat[0].1.rss_kib.map_or("not measured".to_owned(), |k| {
+    let steady_rss_kib = lat[0].1.rss_kib;
+    let steady_rss = steady_rss_kib.map_or("not measured".to_owned(), |k| {
         format!("{:.1} MiB", k as f64 / 1024.0)
     });
     let peak_rss = rss
@@ -717,6 +742,66 @@ async fn bench(
     let isolation = isolation::section(isolation_events, isolation_runs).await;
     let embedded = embedded::section(&sink, &url, n, runs).await;
     let path = path::section(&sink, &url, n, runs).await;
+    let mut targets = vec![
+        report::Target::ratio_at_least("worker throughput / minimal loop", ratio, 0.85),
+        // In every run, not only the median.
+        report::Target::at_most(
+            "p99 publish → receipt at 200/s, worst run",
+            lat[0].1.p99s.iter().copied().fold(f64::NAN, f64::max),
+            4.0,
+            "ms",
+        ),
+        half_ceiling_target(lat[1].0, &lat[1].1, &lat[1].2),
+        report::Target::at_most(
+            "worker RSS at steady load",
+            steady_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0),
+            40.0,
+            "MiB",
+        ),
+    ];
+    for section in [&path, &publish, &isolation, &embedded] {
+        targets.extend(section.targets.iter().cloned());
+    }
+    let targets_table = report::targets_table(&targets);
+    let latency_json: Vec<serde_json::Value> = lat
+        .iter()
+        .map(|(rate, a, b)| {
+            serde_json::json!({
+                "rate_per_s": rate,
+                "alertpost": a.json(),
+                "baseline": b.json(),
+            })
+        })
+        .collect();
+    let figures = serde_json::json!({
+        "date": date.to_string(),
+        "cores": cores,
+        "rabbitmq": rabbit,
+        "events": n,
+        "runs": runs,
+        "inflight": window,
+        "targets": targets.iter().map(report::Target::json).collect::<Vec<_>>(),
+        "throughput": {
+            "baseline": { "runs": base, "median": base_med, "cpu_us_median": median(base_cpu.clone()) },
+            "alertpost": { "runs": ours, "median": ours_med, "cpu_us_median": median(ours_cpu.clone()) },
+            "ratio": ratio,
+        },
+        "latency": latency_json,
+        "memory": {
+            "steady_rss_kib": steady_rss_kib,
+            "peak_rss_kib": rss.iter().copied().max(),
+        },
+        "path": path.figures,
+        "publish": publish.figures,
+        "isolation": isolation.figures,
+        "embedded": embedded.figures,
+    });
+    let (path, publish, isolation, embedded) = (
+        path.markdown,
+        publish.markdown,
+        isolation.markdown,
+        embedded.markdown,
+    );
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {
@@ -739,11 +824,13 @@ async fn bench(
             b.max
         ));
     }
-    format!(
+    let markdown = format!(
         "# Benchmarks\n\n\
          Written by `make bench` on {date}: {cores} cores, RabbitMQ {rabbit}, quorum queues, release \
          build, broker and receiver on loopback, every attempt recorded in the worker's store. One \
-         machine, one run of the bench, shared cores: compare ratios, not absolutes.\n\n\
+         machine, one run of the bench, shared cores: compare ratios, not absolutes. The same figures \
+         as numbers: BENCHMARKS.json.\n\n\
+         {targets_table}\
          ## Throughput: alertpost vs the minimal consume → POST → ack loop\n\n\
          {n} events preloaded into a fresh quorum queue, then drained by the consumer under test (its \
          own process) into one HTTP receiver: the baseline loop (consume, POST the body as is, ack) or \
@@ -779,7 +866,22 @@ async fn bench(
         ratios.join(", "),
         median(base_cpu),
         median(ours_cpu),
-    )
+    );
+    Some((markdown, figures))
+}
+
+/// Latency at half the ceiling: under 25 ms, or, where the machine cannot
+/// (the minimal loop itself is not), within 1.5 × the loop's own p99.
+fn half_ceiling_target(rate: u64, ours: &LatencyRuns, base: &LatencyRuns) -> report::Target {
+    let name = format!("p99 publish → receipt at half the ceiling ({rate}/s)");
+    if base.p99 < 25.0 {
+        report::Target::at_most(name, ours.p99, 25.0, "ms")
+    } else {
+        let bound = 1.5 * base.p99;
+        let mut t = report::Target::at_most(name, ours.p99, (bound * 100.0).round() / 100.0, "ms");
+        t.goal = format!("< 25 ms, or ≤ 1.5 × the loop's p99: ≤ {bound:.2} ms");
+        t
+    }
 }
 
 mod baseline {

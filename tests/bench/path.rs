@@ -23,6 +23,9 @@ use crate::{
     BrokerCpu, Measured, Sink, free_addr, list, median, rates, spawn_baseline_with,
     spawn_worker_at, stop, wait_count, worker_binary,
 };
+use serde_json::json;
+
+use crate::report::{Section, Target, runs};
 
 /// Integrations every event matches in the fan-out runs (and POSTs per
 /// message of its baseline).
@@ -277,7 +280,7 @@ async fn ingest(n: usize, per: usize, clients: usize, alertpost: bool) -> Measur
 }
 
 /// The section of BENCHMARKS.md: `rounds` interleaved rounds of each.
-pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> String {
+pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> Section {
     let dir = tempfile::tempdir().expect("a temp dir");
     let file = dir.path().join("events.ndjson");
     let bodies = crate::publish::input(&file, n);
@@ -305,7 +308,7 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
                 crate::cpu(&[m], 0)
             );
         }
-        return String::new();
+        return Section::empty();
     }
     for r in 1..=rounds {
         e2e_b.push(end_to_end(sink, url, &file, &bodies, false).await);
@@ -344,7 +347,7 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
         )
     };
     sink.measure_latency.store(false, Ordering::SeqCst);
-    format!(
+    let markdown = format!(
         "## The whole path: end to end, fan-out, the ingest\n\n\
          Each against its minimal loop, interleaved, {rounds} rounds; a ratio is the median over \
          the rounds of alertpost's run over the same round's minimal run. Targets: ≥ 0.85 each.\n\n\
@@ -374,7 +377,51 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> St
             &arr_a,
             &arr_b
         ),
-    )
+    );
+    let kind = |a: &[Measured], b: &[Measured]| {
+        json!({
+            "alertpost": { "runs": runs(a), "median": median(rates(a)) },
+            "minimal_loop": { "runs": runs(b), "median": median(rates(b)) },
+            "ratio": ratio(a, b),
+        })
+    };
+    Section {
+        markdown,
+        figures: json!({
+            "rounds": rounds,
+            "end_to_end": { "events": n, "unit": "events/s", "result": kind(&e2e_a, &e2e_b) },
+            "fan_out": {
+                "events": fan_n, "integrations": FANOUT, "unit": "POSTs/s",
+                "result": kind(&fan_a, &fan_b),
+            },
+            "ingest_single": {
+                "events": single_n, "clients": SINGLE_CLIENTS, "unit": "events/s",
+                "result": kind(&one_a, &one_b),
+            },
+            "ingest_arrays": {
+                "events": n, "array": ARRAY, "clients": ARRAY_CLIENTS, "unit": "events/s",
+                "result": kind(&arr_a, &arr_b),
+            },
+        }),
+        targets: vec![
+            Target::ratio_at_least("end to end / minimal loop", ratio(&e2e_a, &e2e_b), 0.85),
+            Target::ratio_at_least(
+                format!("fan-out × {FANOUT} / minimal loop"),
+                ratio(&fan_a, &fan_b),
+                0.85,
+            ),
+            Target::ratio_at_least(
+                "ingest, single events / minimal ingest",
+                ratio(&one_a, &one_b),
+                0.85,
+            ),
+            Target::ratio_at_least(
+                format!("ingest, arrays of {ARRAY} / minimal ingest"),
+                ratio(&arr_a, &arr_b),
+                0.85,
+            ),
+        ],
+    }
 }
 
 /// `alertpost-bench minimal-ingest ADDR AMQP_URL EXCHANGE`: the minimal

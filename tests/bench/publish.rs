@@ -18,6 +18,9 @@ use crate::{
     BrokerCpu, Measured, children_cpu_seconds, cpu, cpu_seconds, exe_dir, list, median, rates,
     sample_event,
 };
+use serde_json::json;
+
+use crate::report::{Section, Target, runs};
 
 /// Confirms awaited at once by the bare loop: the producer's window.
 const WINDOW: usize = 512;
@@ -168,7 +171,7 @@ pub(crate) async fn bare_into(prefix: &TestPrefix, bodies: &[(String, Vec<u8>)])
 }
 
 /// `runs` interleaved rounds of the three, and the quarter-size runs.
-pub async fn section(n: usize, rounds: usize) -> String {
+pub async fn section(n: usize, rounds: usize) -> Section {
     let dir = tempfile::tempdir().expect("a temp dir");
     let full = dir.path().join("events.ndjson");
     let quarter = dir.path().join("quarter.ndjson");
@@ -200,7 +203,9 @@ pub async fn section(n: usize, rounds: usize) -> String {
             .collect();
         median(per)
     };
-    format!(
+    let (cli_ratio, library_ratio, quarter_ratio) = (ratio(&c), ratio(&l), ratio(&q));
+    let growth = median(rates(&q)) / median(rates(&c));
+    let markdown = format!(
         "## The publish side: `alertpost publish` and the producer library against a bare loop\n\n\
          {n} sample events (about {} bytes each): `alertpost publish` of them as an NDJSON file (the \
          whole command: start, read, parse, normalize, connect, publish, exit), `Producer::connect` and \
@@ -223,17 +228,46 @@ pub async fn section(n: usize, rounds: usize) -> String {
         cpu(&b, 1),
         list(&c),
         median(rates(&c)),
-        ratio(&c),
+        cli_ratio,
         cpu(&c, 1),
         list(&l),
         median(rates(&l)),
-        ratio(&l),
+        library_ratio,
         cpu(&l, 1),
         n / 4,
         list(&q),
         median(rates(&q)),
-        ratio(&q),
+        quarter_ratio,
         cpu(&q, 1),
-        median(rates(&q)) / median(rates(&c)),
-    )
+        growth,
+    );
+    let kind = |v: &[Measured], ratio: f64| json!({ "runs": runs(v), "median": median(rates(v)), "ratio": ratio });
+    Section {
+        markdown,
+        figures: json!({
+            "events": n,
+            "rounds": rounds,
+            "bare_loop": kind(&b, 1.0),
+            "alertpost_publish": kind(&c, cli_ratio),
+            "producer_publish_all": kind(&l, library_ratio),
+            "alertpost_publish_quarter": kind(&q, quarter_ratio),
+            "quarter_over_full_rate": growth,
+        }),
+        targets: vec![
+            Target::ratio_at_least("`alertpost publish` / bare publish loop", cli_ratio, 0.9),
+            Target::ratio_at_least(
+                "`Producer::publish_all` / bare publish loop",
+                library_ratio,
+                0.9,
+            ),
+            // Linear: a quarter of the input goes at about the full rate per
+            // event (a quadratic command: 4 ×).
+            Target::at_most(
+                "publish: quarter-input rate / full-input rate",
+                growth,
+                1.5,
+                "×",
+            ),
+        ],
+    }
 }
