@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use alertpost_config::{IngestSettings, Secret};
 use alertpost_event::EventError;
-use alertpost_event::normalize::{Format, normalize};
+use alertpost_event::normalize::{Format, events_from_slice, normalize};
 use alertpost_metrics::IngestMetrics;
 use alertpost_producer::{ProducerError, Publish};
 use axum::Router;
@@ -406,11 +406,18 @@ async fn accept<P: Publish>(
         Ok(body) => body,
         Err(answer) => return answer,
     };
-    let doc: Value = match serde_json::from_slice(&body) {
-        Ok(doc) => doc,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None),
+    let fast = match format {
+        Format::Events => events_from_slice(&body),
+        _ => None,
     };
-    let events = match normalize(format, doc) {
+    let normalized = match fast {
+        Some(events) => Ok(events),
+        None => match serde_json::from_slice::<Value>(&body) {
+            Ok(doc) => normalize(format, doc),
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None),
+        },
+    };
+    let events = match normalized {
         Ok(events) if events.is_empty() => {
             return error(
                 StatusCode::BAD_REQUEST,
