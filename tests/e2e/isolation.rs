@@ -135,6 +135,65 @@ async fn a_failing_integration_does_not_hold_up_a_healthy_one() {
     .await;
 }
 
+/// A delivery sent to its lane is handed on at once, not when the other
+/// deliveries of its event are done: the healthy integration (one at a
+/// time, 1 s a request) takes one of two events at once and the other
+/// through its lane, while the neighbour holds both events' attempts for
+/// its whole 20 s timeout. Handed on only after its sibling, the second
+/// would arrive after 20 s.
+#[tokio::test]
+async fn a_delivery_sent_to_its_lane_does_not_wait_for_its_siblings_attempt() {
+    let prefix = TestPrefix::new("iso-sibling");
+    let receiver = Receiver::start().await;
+    receiver.script(
+        "/healthy",
+        (0..2).map(|_| Reply::ok().delay(Duration::from_secs(1))),
+    );
+    receiver.script(
+        "/neighbour",
+        (0..2).map(|_| Reply::ok().delay(Duration::from_secs(3600))),
+    );
+    let toml = format!(
+        "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
+         [[integration]]\nid = \"healthy\"\nurl = \"{}\"\nconcurrency = 1\n\
+         [[integration]]\nid = \"neighbour\"\nurl = \"{}\"\ntimeout = \"20s\"\n",
+        receiver.url("/healthy"),
+        receiver.url("/neighbour")
+    );
+    let worker = RunningWorker::start(&prefix, &toml).await;
+    let published = publish(&prefix, events(2)).await;
+    eventually(
+        Duration::from_secs(10),
+        "both events at the healthy integration, well before the neighbour's timeout",
+        || async {
+            let got = ids(&receiver, "/healthy");
+            if got == published {
+                Ok(())
+            } else {
+                Err(format!("{} of 2", got.len()))
+            }
+        },
+    )
+    .await;
+    let m = scrape(worker.admin).await;
+    assert_eq!(
+        value(
+            &m,
+            r#"alertpost_deliveries_total{integration="healthy",outcome="deferred"}"#
+        ),
+        1.0,
+        "one of the two went through the healthy integration's lane"
+    );
+    assert_eq!(
+        receiver.requests_to("/neighbour").len(),
+        2,
+        "the neighbour holds both attempts"
+    );
+    // Dropped: the neighbour's attempts would hold a graceful stop for
+    // their timeout.
+    drop(worker);
+}
+
 /// `alertpost worker` as a process, its admin server on a free port.
 fn spawn_worker(
     prefix: &TestPrefix,

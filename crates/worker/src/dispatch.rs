@@ -3,9 +3,10 @@
 //! A message is an event (from the events stream: a first attempt for each
 //! integration it matches, each starting now or going to its lane) or a
 //! delivery job (one more attempt of one delivery: back from a wait, a
-//! replay, or its turn in its lane). Each delivery comes to a [`Step`];
-//! [`handoff`](crate::handoff) carries them on and says how the message is
-//! settled.
+//! replay, or its turn in its lane). Each delivery comes to a [`Step`],
+//! which [`handoff`](crate::handoff) carries on as soon as it is known (a
+//! delivery never waits for its siblings' attempts); the message is acked
+//! once every one is carried on.
 //!
 //! Before anything is done for a delivery, the journal is consulted
 //! (whatever the broker's redelivery flag says): what was delivered, dead,
@@ -126,14 +127,14 @@ async fn event_message<S: Session>(
         event_json: &event_json,
         context: context.as_ref(),
     };
-    let steps = join_all(targets.iter().map(|target| {
+    let settles = join_all(targets.iter().map(|target| {
         let id = delivery_id(&event.id, &target.integration.id);
         let runtime = &runtime;
         let event = &event;
         async move {
             if handoff::already_handled(&ctx.store, &id, 0) {
                 target.metrics.outcome(Outcome::SkippedDuplicate);
-                return Some(Step::Done);
+                return Settle::Ack;
             }
             let d = Delivery {
                 event,
@@ -148,25 +149,40 @@ async fn event_message<S: Session>(
             };
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
-            Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt)).await
+            let step = Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt)).await;
+            carry_on(ctx, link, msg, step).await
         }
     }))
     .await;
-    settle_after(ctx, link, msg, steps).await
+    settled(&settles)
 }
 
-/// Hands off what the deliveries came to. One that gave up waiting (only a
-/// lane's do: the session stops) did nothing: the message goes back, and
-/// the others, journaled, are skipped next time.
-async fn settle_after<S: Session>(
+/// Hands off what one delivery came to as soon as it is known, not after
+/// the message's other deliveries: one sent to its lane (or to a wait)
+/// must not wait for another integration's slow attempt on the same
+/// message (measured: a healthy delivery deferred beside a black hole came
+/// at the black hole's timeout). One that gave up waiting (only a lane's
+/// do: the session stops) did nothing: the message goes back, and the
+/// others, journaled, are skipped next time.
+async fn carry_on<S: Session>(
     ctx: &Ctx,
     link: &Link<S>,
     msg: &Inbound,
-    steps: Vec<Option<Step>>,
+    step: Option<Step>,
 ) -> Settle {
-    let abandoned = steps.iter().any(Option::is_none);
-    let settle = handoff::hand_off(ctx, link, msg, steps.into_iter().flatten().collect()).await;
-    if abandoned { Settle::Requeue } else { settle }
+    match step {
+        Some(step) => handoff::hand_off(ctx, link, msg, vec![step]).await,
+        None => Settle::Requeue,
+    }
+}
+
+/// Acked only when every delivery's hand-off says so.
+fn settled(settles: &[Settle]) -> Settle {
+    if settles.iter().all(|s| *s == Settle::Ack) {
+        Settle::Ack
+    } else {
+        Settle::Requeue
+    }
 }
 
 /// One more attempt of each delivery a message carries (one job, or a
@@ -183,12 +199,13 @@ async fn jobs_message<S: Session>(
         Source::Lane(_) => Turn::Wait,
         _ => Turn::Now,
     };
-    let steps = join_all(
-        jobs.into_iter()
-            .map(|job| Box::pin(job_step(ctx, &runtime, msg, job, turn, halt))),
-    )
+    let runtime = &runtime;
+    let settles = join_all(jobs.into_iter().map(|job| async move {
+        let step = Box::pin(job_step(ctx, runtime, msg, job, turn, halt)).await;
+        carry_on(ctx, link, msg, step).await
+    }))
     .await;
-    settle_after(ctx, link, msg, steps).await
+    settled(&settles)
 }
 
 /// One job to its step; `None`: it gave up waiting its turn.
