@@ -374,7 +374,10 @@ impl Settler for Settle {
     }
 
     fn held(&self) -> Held {
-        let (queue, taken) = (self.queue.clone(), self.taken.clone());
-        Held::new(move || queue.is_out(&taken))
+        // The queue and key only: a hand-off asks for this once per
+        // delivery, and the message's body is not needed to answer.
+        let queue = self.queue.clone();
+        let (name, key) = (self.taken.queue.clone(), self.taken.key.clone());
+        Held::new(move || queue.is_out_at(&name, &key))
     }
 }

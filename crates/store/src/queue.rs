@@ -352,9 +352,12 @@ impl DurableQueue {
 
     /// Whether `taken` is still handed out (not acked, not requeued).
     pub fn is_out(&self, taken: &Taken) -> bool {
-        self.state()
-            .get(&taken.queue)
-            .is_some_and(|l| l.out.contains(&taken.key))
+        self.is_out_at(&taken.queue, &taken.key)
+    }
+
+    /// [`DurableQueue::is_out`] by the message's queue and key alone.
+    pub fn is_out_at(&self, queue: &str, key: &[u8]) -> bool {
+        self.state().get(queue).is_some_and(|l| l.out.contains(key))
     }
 
     /// Messages ready (not handed out) in `queue`.

@@ -149,8 +149,8 @@ async fn event_message<S: Session>(
             };
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
-            let step = Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt)).await;
-            carry_on(ctx, link, msg, step).await
+            let step = Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt));
+            Box::pin(carry_on(ctx, link, msg, step)).await
         }
     }))
     .await;
@@ -163,13 +163,22 @@ async fn event_message<S: Session>(
 /// message (measured: a healthy delivery deferred beside a black hole came
 /// at the black hole's timeout). One that gave up waiting (only a lane's
 /// do: the session stops) did nothing: the message goes back, and the
-/// others, journaled, are skipped next time.
+/// others, journaled, are skipped next time; so does one that panicked,
+/// caught here so that it cannot cut short a sibling's hand-off between
+/// its publish and its journaling (that hand-off would be made twice).
 async fn carry_on<S: Session>(
     ctx: &Ctx,
     link: &Link<S>,
     msg: &Inbound,
-    step: Option<Step>,
+    step: impl Future<Output = Option<Step>>,
 ) -> Settle {
+    let step = match AssertUnwindSafe(step).catch_unwind().await {
+        Ok(step) => step,
+        Err(_) => {
+            tracing::error!("a delivery panicked; its message goes back");
+            None
+        }
+    };
     match step {
         Some(step) => handoff::hand_off(ctx, link, msg, vec![step]).await,
         None => Settle::Requeue,
@@ -200,9 +209,9 @@ async fn jobs_message<S: Session>(
         _ => Turn::Now,
     };
     let runtime = &runtime;
-    let settles = join_all(jobs.into_iter().map(|job| async move {
-        let step = Box::pin(job_step(ctx, runtime, msg, job, turn, halt)).await;
-        carry_on(ctx, link, msg, step).await
+    let settles = join_all(jobs.into_iter().map(|job| {
+        let step = Box::pin(job_step(ctx, runtime, msg, job, turn, halt));
+        Box::pin(carry_on(ctx, link, msg, step))
     }))
     .await;
     settled(&settles)
