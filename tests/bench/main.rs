@@ -742,6 +742,7 @@ async fn bench(
     let isolation = isolation::section(isolation_events, isolation_runs).await;
     let embedded = embedded::section(&sink, &url, n, runs).await;
     let path = path::section(&sink, &url, n, runs).await;
+    let half_ceiling = half_ceiling_target(lat[1].0, &lat[1].1, &lat[1].2);
     let mut targets = vec![
         report::Target::ratio_at_least("worker throughput / minimal loop", ratio, 0.85),
         // In every run, not only the median.
@@ -751,7 +752,7 @@ async fn bench(
             4.0,
             "ms",
         ),
-        half_ceiling_target(lat[1].0, &lat[1].1, &lat[1].2),
+        half_ceiling.clone(),
         report::Target::at_most(
             "worker RSS at steady load",
             steady_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0),
@@ -782,8 +783,8 @@ async fn bench(
         "inflight": window,
         "targets": targets.iter().map(report::Target::json).collect::<Vec<_>>(),
         "throughput": {
-            "baseline": { "runs": base, "median": base_med, "cpu_us_median": median(base_cpu.clone()) },
-            "alertpost": { "runs": ours, "median": ours_med, "cpu_us_median": median(ours_cpu.clone()) },
+            "baseline": { "runs": base, "cpu_us": base_cpu, "median": base_med, "cpu_us_median": median(base_cpu.clone()) },
+            "alertpost": { "runs": ours, "cpu_us": ours_cpu, "peak_rss_kib": rss, "median": ours_med, "cpu_us_median": median(ours_cpu.clone()) },
             "ratio": ratio,
         },
         "latency": latency_json,
@@ -805,9 +806,9 @@ async fn bench(
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
         let target = if *rate == 200 {
-            "p99 ≤ 4 ms"
+            "p99 ≤ 4 ms in every run".to_owned()
         } else {
-            "p99 < 25 ms"
+            format!("p99 {}", half_ceiling.goal)
         };
         latency_rows.push_str(&format!(
             "| {rate}/s | alertpost | {} | {:.2} ms | {:.2} ms | {} | {:.2} ms | {target} |\n\
@@ -874,14 +875,18 @@ async fn bench(
 /// (the minimal loop itself is not), within 1.5 × the loop's own p99.
 fn half_ceiling_target(rate: u64, ours: &LatencyRuns, base: &LatencyRuns) -> report::Target {
     let name = format!("p99 publish → receipt at half the ceiling ({rate}/s)");
+    let mut t = report::Target::at_most(name, ours.p99, 25.0, "ms");
     if base.p99 < 25.0 {
-        report::Target::at_most(name, ours.p99, 25.0, "ms")
+        t.goal = "< 25 ms".to_owned();
+        t.met = ours.p99 < 25.0;
     } else {
         let bound = 1.5 * base.p99;
-        let mut t = report::Target::at_most(name, ours.p99, (bound * 100.0).round() / 100.0, "ms");
-        t.goal = format!("< 25 ms, or ≤ 1.5 × the loop's p99: ≤ {bound:.2} ms");
-        t
+        t.goal = format!(
+            "< 25 ms, or (the loop's own p99 is not) ≤ 1.5 × the loop's p99, {bound:.2} ms"
+        );
+        t.met = ours.p99 < 25.0 || ours.p99 <= bound;
     }
+    t
 }
 
 mod baseline {
