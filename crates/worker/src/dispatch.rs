@@ -180,7 +180,7 @@ async fn carry_on<S: Session>(
         }
     };
     match step {
-        Some(step) => handoff::hand_off(ctx, link, msg, vec![step]).await,
+        Some(step) => handoff::hand_off(ctx, link, msg, step).await,
         None => Settle::Requeue,
     }
 }
@@ -327,7 +327,7 @@ async fn undecodable<S: Session>(
         msg.origin.clone(),
         OffsetDateTime::now_utc(),
     );
-    handoff::hand_off(ctx, link, msg, vec![Step::Dead(Box::new(letter), None)]).await
+    handoff::hand_off(ctx, link, msg, Step::Dead(Box::new(letter), None)).await
 }
 
 /// A short stable id for a message that has none (FNV-1a).

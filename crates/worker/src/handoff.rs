@@ -9,7 +9,8 @@
 //!   comes back, after a lost ack or a hand-off that failed half-way, never
 //!   does again what was handed on;
 //! - a delivery made is journaled before the message is settled;
-//! - the message is acked only when every step is confirmed; nothing is
+//! - one step at a time, each as soon as its delivery comes to it; the
+//!   message is acked only when every step is confirmed; nothing is
 //!   published once the channel it came on is gone (it is being handed out
 //!   again: a hand-off now would fork its deliveries), which is looked at
 //!   just before each publish;
@@ -31,7 +32,6 @@ use alertpost_broker::{Destination, Held, Inbound, Outgoing, PublishError, Sessi
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
 use alertpost_metrics::Outcome;
 use alertpost_store::{Progress, Store};
-use futures_util::future::join_all;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -109,21 +109,19 @@ impl<S: Session> Link<S> {
         }
     }
 
-    /// Declares the topology, every integration's lane and those `steps`
-    /// go to (an integration may have left the config since) again; true
+    /// Declares the topology, every integration's lane and the one `step`
+    /// goes to (an integration may have left the config since) again; true
     /// when it is declared (now, or by another hand-off a moment ago).
-    async fn redeclare(&self, ctx: &Ctx, steps: &[Step]) -> bool {
+    async fn redeclare(&self, ctx: &Ctx, step: &Step) -> bool {
         let mut last = self.redeclared.lock().await;
         if last.is_some_and(|at| at.elapsed() < REDECLARE_AFTER) {
             return true;
         }
         let mut lanes = ctx.current.get().lanes();
-        for step in steps {
-            if let Step::Lane(job, _) = step
-                && !lanes.contains(&job.integration)
-            {
-                lanes.push(job.integration.clone());
-            }
+        if let Step::Lane(job, _) = step
+            && !lanes.contains(&job.integration)
+        {
+            lanes.push(job.integration.clone());
         }
         match self.session.declare(&lanes).await {
             Ok(()) => {
@@ -158,59 +156,45 @@ fn handled(progress: Option<Progress>, hop: u32) -> bool {
     }
 }
 
-/// Journals what was delivered, publishes what goes on, and says how to
-/// settle `msg`: `Ack` only when every publish is confirmed.
+/// Journals a delivery made, or publishes a step that goes on and
+/// journals it at its confirm; says whether this step lets `msg` be
+/// acked (its message is acked when every one of its steps does).
 pub(crate) async fn hand_off<S: Session>(
     ctx: &Ctx,
     link: &Link<S>,
     msg: &Inbound,
-    steps: Vec<Step>,
+    step: Step,
 ) -> Settle {
-    let mut pending = Vec::new();
-    for step in steps {
-        match step {
-            Step::Done => {}
-            Step::Delivered(id) => ctx.store.note(&id, Progress::Delivered),
-            other => pending.push(other),
+    let step = match step {
+        Step::Done => return Settle::Ack,
+        Step::Delivered(id) => {
+            ctx.store.note(&id, Progress::Delivered);
+            return Settle::Ack;
         }
-    }
-    if pending.is_empty() {
-        return Settle::Ack;
-    }
+        other => other,
+    };
     // Asked only when something is to be published (most messages: not).
     let held = &msg.held();
     let began = Instant::now();
     let mut started = began;
     let mut pause = FIRST_PAUSE;
     let mut redeclared = false;
-    while !pending.is_empty() {
+    loop {
         // The message's channel is gone: the broker is handing it out
         // again, and a hand-off published now would fork its deliveries.
         if !held.get() {
             return Settle::Requeue;
         }
-        // Each step journaled as soon as its own confirm comes.
-        let results = join_all(pending.into_iter().map(|step| async move {
-            match publish(link, held, &step).await {
-                Ok(()) => {
-                    confirmed(ctx, step).await;
-                    None
-                }
-                Err(e) => Some((step, e)),
+        let e = match publish(link, held, &step).await {
+            Ok(()) => {
+                confirmed(ctx, step).await;
+                return Settle::Ack;
             }
-        }))
-        .await;
-        let mut missing = false;
-        pending = Vec::new();
-        for (step, e) in results.into_iter().flatten() {
-            missing |= matches!(e, PublishError::Unroutable(_));
-            tracing::warn!(error = %e, "hand-off not confirmed");
-            ctx.metrics.handoff_failures.inc();
-            pending.push(step);
-        }
-        if pending.is_empty() {
-            break;
-        }
+            Err(e) => e,
+        };
+        let missing = matches!(e, PublishError::Unroutable(_));
+        tracing::warn!(error = %e, "hand-off not confirmed");
+        ctx.metrics.handoff_failures.inc();
         // Publishing is down or blocked as a whole: wait for it, not for
         // the pause, and start the count of tries afresh.
         let mut publishing = link.session.publishing();
@@ -238,7 +222,6 @@ pub(crate) async fn hand_off<S: Session>(
             };
             if !came_back {
                 tracing::error!(
-                    left = pending.len(),
                     waited_s = began.elapsed().as_secs(),
                     "cannot publish; the message goes back to its queue"
                 );
@@ -249,13 +232,12 @@ pub(crate) async fn hand_off<S: Session>(
             continue;
         }
         // A queue deleted under us: declared again, the publish goes at once.
-        if missing && !redeclared && link.redeclare(ctx, &pending).await {
+        if missing && !redeclared && link.redeclare(ctx, &step).await {
             redeclared = true;
             continue;
         }
         if started.elapsed() + pause > GIVE_UP {
             tracing::error!(
-                left = pending.len(),
                 waited_s = started.elapsed().as_secs(),
                 "hand-off still failing; the message goes back to its queue"
             );
@@ -268,7 +250,6 @@ pub(crate) async fn hand_off<S: Session>(
         pause = (pause * 2).min(MAX_PAUSE);
         redeclared = false;
     }
-    Settle::Ack
 }
 
 async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result<(), PublishError> {
