@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 
 use serde_json::json;
 
-use crate::report::{Section, Target};
+use crate::report::{Section, Target, mib, mib_cell, worst};
 use crate::{
     Sink, free_addr, median, percentile, rss_kib, stop, wait_count, worker_binary, worker_config,
 };
@@ -226,15 +226,8 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> Sect
             .join(", ")
     };
     let (em, rm) = (median(emb.clone()), median(rab.clone()));
-    let worst_rss = rss
-        .iter()
-        .copied()
-        .max()
-        .map_or("not measured".to_owned(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        });
-    let worst_p99 = p99s.iter().copied().fold(f64::NAN, f64::max);
-    let worst_rss_mib = rss.iter().copied().max().map(|k| k as f64 / 1024.0);
+    let worst_rss_kib = rss.iter().copied().max();
+    let worst_rss = mib_cell(worst_rss_kib);
     let markdown = format!(
         "## Embedded mode: `alertpost run` against the RabbitMQ path\n\n\
          The whole user path, POST /v1/events (arrays of {BATCH}, {CLIENTS} clients at once) → receiver, {n} events a run: \
@@ -261,14 +254,14 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, runs: usize) -> Sect
             "rabbitmq_path": { "runs": rab, "median": rm },
             "ratio": em / rm,
             "latency_200_per_s": { "p50_ms": p50s, "p99_ms": p99s },
-            "rss_kib": rss.iter().copied().max(),
+            "rss_kib": worst_rss_kib,
         }),
         targets: vec![
             Target::ratio_at_least("embedded / RabbitMQ path", em / rm, 1.0),
-            Target::at_most("embedded p99 at 200/s, worst run", worst_p99, 4.0, "ms"),
+            Target::at_most("embedded p99 at 200/s, worst run", worst(&p99s), 4.0, "ms"),
             Target::at_most(
                 "embedded RSS (`alertpost run`)",
-                worst_rss_mib.unwrap_or(f64::NAN),
+                mib(worst_rss_kib),
                 64.0,
                 "MiB",
             ),

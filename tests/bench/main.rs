@@ -705,16 +705,8 @@ async fn bench(
         lat.push((rate, LatencyRuns::of(ours), LatencyRuns::of(base)));
     }
     let steady_rss_kib = lat[0].1.rss_kib;
-    let steady_rss = steady_rss_kib.map_or("not measured".to_owned(), |k| {
-        format!("{:.1} MiB", k as f64 / 1024.0)
-    });
-    let peak_rss = rss
-        .iter()
-        .copied()
-        .max()
-        .map_or("not measured".to_owned(), |k| {
-            format!("{:.1} MiB", k as f64 / 1024.0)
-        });
+    let steady_rss = report::mib_cell(steady_rss_kib);
+    let peak_rss = report::mib_cell(rss.iter().copied().max());
 
     let date = time::OffsetDateTime::now_utc().date();
     let rabbit = Command::new("rabbitmqctl")
@@ -748,14 +740,14 @@ async fn bench(
         // In every run, not only the median.
         report::Target::at_most(
             "p99 publish → receipt at 200/s, worst run",
-            lat[0].1.p99s.iter().copied().fold(f64::NAN, f64::max),
+            report::worst(&lat[0].1.p99s),
             4.0,
             "ms",
         ),
         half_ceiling.clone(),
         report::Target::at_most(
             "worker RSS at steady load",
-            steady_rss_kib.map_or(f64::NAN, |k| k as f64 / 1024.0),
+            report::mib(steady_rss_kib),
             40.0,
             "MiB",
         ),

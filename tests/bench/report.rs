@@ -64,15 +64,28 @@ impl Target {
         json!({
             "name": self.name,
             "goal": self.goal,
-            "value": finite(self.value),
+            // serde_json writes a NaN (not measured) as null.
+            "value": self.value,
             "met": self.met,
         })
     }
 }
 
-/// JSON has no NaN: a figure that could not be measured is null.
-pub fn finite(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
+/// The largest of `v`, NaN (not measured) when it is empty.
+pub fn worst(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NAN, f64::max)
+}
+
+/// KiB as MiB, NaN when not measured.
+pub fn mib(kib: Option<u64>) -> f64 {
+    kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
+}
+
+/// KiB as a table cell: "38.6 MiB", or "not measured".
+pub fn mib_cell(kib: Option<u64>) -> String {
+    kib.map_or("not measured".to_owned(), |_| {
+        format!("{:.1} MiB", mib(kib))
+    })
 }
 
 /// The runs of one kind, each with its rate and CPU per unit.
@@ -81,9 +94,9 @@ pub fn runs(v: &[Measured]) -> Value {
         v.iter()
             .map(|m| {
                 json!({
-                    "rate": finite(m.rate),
-                    "cpu_us": m.own_us.map(finite),
-                    "broker_cpu_us": m.broker_us.map(finite),
+                    "rate": m.rate,
+                    "cpu_us": m.own_us,
+                    "broker_cpu_us": m.broker_us,
                 })
             })
             .collect(),
@@ -126,7 +139,10 @@ mod tests {
 
     #[test]
     fn an_unmeasured_figure_is_null_in_json() {
-        assert_eq!(finite(f64::NAN), Value::Null);
+        assert!(worst(&[]).is_nan());
+        assert_eq!(worst(&[3.0, 5.0, 4.0]), 5.0);
+        assert_eq!(mib_cell(None), "not measured");
+        assert_eq!(mib_cell(Some(2048)), "2.0 MiB");
         let t = Target::ratio_at_least("r", f64::NAN, 0.9);
         assert!(!t.met);
         assert_eq!(t.json()["value"], Value::Null);
