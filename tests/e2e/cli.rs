@@ -89,6 +89,27 @@ async fn publish_refuses_bad_input_whole_and_fails_without_a_broker() {
         "{err}"
     );
     assert!(err.contains("nothing published"), "{err}");
+    // Decoded straight from their bytes when they can be; when not, the
+    // refusal names the event of an array, and the place in the input of
+    // what only parsing finds (a number out of range). The check goes on
+    // past that one: its syntax is sound, so the split is.
+    std::fs::write(
+        &file,
+        "[{\"source\":\"a\",\"status\":\"firing\",\"title\":\"ok\"},{\"source\":\"a\",\"status\":\"firing\",\"title\":\"x\",\"severity\":\"nope\"}]\n  {\"source\":\"a\",\n\"n\": 1e400}\n{\"source\":\"a\",\"status\":\"gone\",\"title\":\"x\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("bad.ndjson:1: event 1:"), "{err}");
+    assert!(
+        err.contains("bad.ndjson:2: invalid JSON: number out of range at line 3 column"),
+        "{err}"
+    );
+    assert!(
+        err.contains("bad.ndjson:4:") && err.contains("unknown variant `gone`"),
+        "{err}"
+    );
+    assert!(err.contains("3 invalid document(s)"), "{err}");
     // A time that cannot be written back (found: "published 1 events", then
     // dead-lettered as undecodable; the second one panicked, exit 101).
     for time in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use alertpost_broker::{Broker, Rabbit, Topology};
 use alertpost_config::Config;
-use alertpost_event::normalize::{Documents, Format, normalize};
+use alertpost_event::Event;
+use alertpost_event::normalize::{Documents, Format, NormalizeError, events_from_slice, normalize};
 use alertpost_producer::{Producer, ProducerError};
 use anyhow::{Context, anyhow};
 
@@ -141,20 +142,19 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     let mut problems = Vec::new();
     let mut more = 0usize;
     let now = time::OffsetDateTime::now_utc();
-    for (line, doc) in Documents::new(&input) {
+    let mut docs = Documents::new(&input);
+    while let Some((line, found)) = next_events(&mut docs, format) {
         // Prepared (ids, times, sizes checked) as it will be published.
-        let checked = doc
-            .and_then(|doc| normalize(format, doc))
-            .and_then(|mut found| {
-                alertpost_producer::prepare_all(&mut found, now)
-                    .map(|()| found.len())
-                    .map_err(|e| alertpost_event::NormalizeError {
-                        reason: match e {
-                            ProducerError::Invalid { source, .. } => source.to_string(),
-                            other => other.to_string(),
-                        },
-                    })
-            });
+        let checked = found.and_then(|mut found| {
+            alertpost_producer::prepare_all(&mut found, now)
+                .map(|()| found.len())
+                .map_err(|e| NormalizeError {
+                    reason: match e {
+                        ProducerError::Invalid { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                })
+        });
         match checked {
             Ok(n) => total += n,
             Err(_) if problems.len() >= PROBLEMS_SHOWN => more += 1,
@@ -203,11 +203,11 @@ async fn publish_stream(
     let mut docs = Documents::new(input);
     let mut chunk_from = 0usize;
     loop {
-        let next = docs.next();
+        let next = next_events(&mut docs, format);
         let last = next.is_none();
-        if let Some((line, doc)) = next {
+        if let Some((line, found)) = next {
             // Checked a moment ago: only an input changed since fails now.
-            let found = doc.and_then(|doc| normalize(format, doc)).map_err(|e| {
+            let found = found.map_err(|e| {
                 Failure::Runtime(anyhow!(
                     "{name}:{line}: {e} (the input changed while it was read); {published} events published before it"
                 ))
@@ -247,6 +247,27 @@ async fn publish_stream(
             return Ok(published);
         }
     }
+}
+
+/// The next document's events. `alertpost.event.v1` documents are decoded
+/// straight from their bytes, as the ingest does (about 10k instructions
+/// a document less than through a JSON value, on each of the two
+/// readings); one that does not decode goes through the value, which
+/// names what and where. Other formats go through their normalizer.
+fn next_events<R: std::io::Read>(
+    docs: &mut Documents<R>,
+    format: Format,
+) -> Option<(usize, Result<Vec<Event>, NormalizeError>)> {
+    if format != Format::Events {
+        let (line, doc) = docs.next()?;
+        return Some((line, doc.and_then(|doc| normalize(format, doc))));
+    }
+    let (line, raw) = docs.next_raw()?;
+    let found = raw.and_then(|raw| match events_from_slice(&raw.bytes) {
+        Some(events) => Ok(events),
+        None => raw.value().and_then(|doc| normalize(format, doc)),
+    });
+    Some((line, found))
 }
 
 /// The input as a file that can be read twice: the named file if it is a

@@ -5,9 +5,15 @@
 //! in memory: serde_json's reader-based parser takes one byte at a time
 //! through `Read`, which cost `alertpost publish` about 49 000
 //! instructions per document (callgrind), against about 13 000 here.
+//! [`Documents::next_raw`] finds a document's end without building it and
+//! hands out its bytes, for a reader that decodes them straight into its
+//! own types: only its syntax is checked then (what else building a value
+//! refuses, a string's UTF-8, a number's range, nesting past 128 levels, is
+//! left to that reader, and the split goes on past it).
 
 use std::io::Read;
 
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
 use super::NormalizeError;
@@ -26,8 +32,8 @@ pub fn documents(input: &[u8]) -> Vec<(usize, Result<Value, NormalizeError>)> {
 /// of any size takes the memory of its largest document (up to twice over,
 /// while it is read) and a block (`alertpost publish` of a file or stdin).
 /// Each read waits for a block or the end, which suits files; a slow pipe
-/// hands its documents on a block at a time. After an invalid document it
-/// ends: the rest of the input cannot be split reliably.
+/// hands its documents on a block at a time. After a document that is not
+/// valid JSON it ends: the rest of the input cannot be split reliably.
 pub struct Documents<R: Read> {
     input: R,
     /// Read and not yet dropped; `buf[pos..]` is not yet taken.
@@ -124,16 +130,27 @@ impl<R: Read> Documents<R> {
         Ok(())
     }
 
-    fn fail(&mut self, reason: String) -> Option<(usize, Result<Value, NormalizeError>)> {
+    fn fail<U>(&mut self, reason: String) -> Option<(usize, Result<U, NormalizeError>)> {
         self.done = true;
         Some((self.line, Err(NormalizeError::new(reason))))
     }
-}
 
-impl<R: Read> Iterator for Documents<R> {
-    type Item = (usize, Result<Value, NormalizeError>);
+    /// The next document as its bytes, with where it starts: its syntax
+    /// checked (its end found without building it), not parsed.
+    pub fn next_raw(&mut self) -> Option<(usize, Result<Raw, NormalizeError>)> {
+        self.take::<IgnoredAny, _>(|_, bytes, line, column| Raw {
+            bytes: bytes.to_vec(),
+            line,
+            column,
+        })
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next document parsed as `T`; `keep` is given it, its bytes, and
+    /// the line and column it starts at, and makes the item.
+    fn take<T: DeserializeOwned, U>(
+        &mut self,
+        keep: impl FnOnce(T, &[u8], usize, usize) -> U,
+    ) -> Option<(usize, Result<U, NormalizeError>)> {
         if self.done {
             return None;
         }
@@ -155,8 +172,14 @@ impl<R: Read> Iterator for Documents<R> {
                 continue;
             }
             let rest = &self.buf[self.pos..];
-            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<Value>();
-            let parsed = stream.next();
+            let mut stream = serde_json::Deserializer::from_slice(rest).into_iter::<T>();
+            let parsed = match stream.next() {
+                // Worded and placed as a value's parse has them (`IgnoredAny`
+                // words a few differently), so the refusals are the same
+                // whatever `T` is. Only errors pay for the second parse.
+                Some(Err(e)) => Some(Err(value_error(rest).unwrap_or(e))),
+                other => other,
+            };
             let used = stream.byte_offset();
             // A document that reaches the end of what is held may go on
             // (a number) or be cut short: read more, unless the input ended.
@@ -179,11 +202,13 @@ impl<R: Read> Iterator for Documents<R> {
             return match parsed {
                 Some(Ok(doc)) => {
                     let line = self.line;
+                    let bytes = &self.buf[self.pos..self.pos + used];
+                    let kept = keep(doc, bytes, line, self.column);
                     self.advance(used);
-                    Some((line, Ok(doc)))
+                    Some((line, Ok(kept)))
                 }
                 Some(Err(e)) => {
-                    let reason = self.invalid(&e);
+                    let reason = located(&e, self.line, self.column);
                     self.fail(reason)
                 }
                 None => {
@@ -195,25 +220,60 @@ impl<R: Read> Iterator for Documents<R> {
     }
 }
 
-impl<R: Read> Documents<R> {
-    /// serde_json's error, with its line and column counted from the start
-    /// of the input rather than of the document.
-    fn invalid(&self, e: &serde_json::Error) -> String {
-        let text = e.to_string();
-        if e.line() == 0 {
-            return format!("invalid JSON: {text}");
-        }
-        let what = text
-            .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
-            .unwrap_or(&text);
-        let line = self.line + e.line() - 1;
-        let column = if e.line() == 1 {
-            self.column + e.column()
-        } else {
-            e.column()
-        };
-        format!("invalid JSON: {what} at line {line} column {column}")
+impl<R: Read> Iterator for Documents<R> {
+    type Item = (usize, Result<Value, NormalizeError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.take::<Value, _>(|doc, _, _, _| doc)
     }
+}
+
+/// A document's bytes, and where in the input it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raw {
+    pub bytes: Vec<u8>,
+    /// Its line (1-based).
+    pub line: usize,
+    /// The bytes before it on its line.
+    pub column: usize,
+}
+
+impl Raw {
+    /// The document as a JSON value; an error names its place in the input.
+    pub fn value(&self) -> Result<Value, NormalizeError> {
+        serde_json::from_slice(&self.bytes)
+            .map_err(|e| NormalizeError::new(located(&e, self.line, self.column)))
+    }
+}
+
+/// What parsing the document at the start of `rest` as a value refuses.
+fn value_error(rest: &[u8]) -> Option<serde_json::Error> {
+    match serde_json::Deserializer::from_slice(rest)
+        .into_iter::<Value>()
+        .next()
+    {
+        Some(Err(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// serde_json's error in a document that starts at `line`, `column` of
+/// the input, with its place counted from the start of the input.
+fn located(e: &serde_json::Error, line: usize, column: usize) -> String {
+    let text = e.to_string();
+    if e.line() == 0 {
+        return format!("invalid JSON: {text}");
+    }
+    let what = text
+        .strip_suffix(&format!(" at line {} column {}", e.line(), e.column()))
+        .unwrap_or(&text);
+    let at_line = line + e.line() - 1;
+    let at_column = if e.line() == 1 {
+        column + e.column()
+    } else {
+        e.column()
+    };
+    format!("invalid JSON: {what} at line {at_line} column {at_column}")
 }
 
 /// Where serde_json's `line` and `column` (as it counts them for a slice)
@@ -415,5 +475,85 @@ mod tests {
         }
         assert_eq!(docs.bytes_read(), input.len());
         assert!(held <= 3 * BLOCK, "held {held} bytes of {}", input.len());
+    }
+
+    #[test]
+    fn raw_documents_split_as_values_do_and_keep_their_bytes_and_place() {
+        let input = b"{\"a\": 1}\n  [1,\n2]\n\n  {\"b\":\n 1e400}\n{\"c\":3}";
+        for block in [3, 8, 64, BLOCK] {
+            let mut docs = Documents::with_block(&input[..], block);
+            let mut raws = Vec::new();
+            while let Some((line, raw)) = docs.next_raw() {
+                let raw = raw.unwrap();
+                assert_eq!(line, raw.line);
+                raws.push(raw);
+            }
+            let texts: Vec<(usize, usize, &str)> = raws
+                .iter()
+                .map(|r| (r.line, r.column, std::str::from_utf8(&r.bytes).unwrap()))
+                .collect();
+            assert_eq!(
+                texts,
+                [
+                    (1, 0, "{\"a\": 1}"),
+                    (2, 2, "[1,\n2]"),
+                    (5, 2, "{\"b\":\n 1e400}"),
+                    (7, 0, "{\"c\":3}"),
+                ],
+                "blocks of {block}"
+            );
+            // The same values as the splitter that builds them...
+            assert_eq!(raws[0].value().unwrap(), serde_json::json!({"a": 1}));
+            assert_eq!(raws[1].value().unwrap(), serde_json::json!([1, 2]));
+            // ...and what only building finds wrong is placed in the input.
+            let e = raws[2].value().unwrap_err().reason;
+            assert!(e.contains("out of range at line 6 column"), "{e}");
+        }
+        // A place on the document's first line counts the bytes before it,
+        // as the value splitter counts them.
+        let input = b"{\"x\":1} {\"n\": 1e400}";
+        let mut docs = Documents::new(&input[..]);
+        docs.next_raw().unwrap().1.unwrap();
+        let (_, raw) = docs.next_raw().unwrap();
+        let e = raw.unwrap().value().unwrap_err().reason;
+        assert_eq!(e, documents(input)[1].1.as_ref().unwrap_err().reason);
+        assert!(e.ends_with("at line 1 column 19"), "{e}");
+    }
+
+    #[test]
+    fn raw_documents_are_refused_and_split_as_values_are() {
+        // Bad JSON ends the split where, and with the words with which, the
+        // value splitter ends it (`IgnoredAny` words some differently).
+        for input in [
+            &b"{}\n{\"a\":"[..],
+            b"{}\n[1,]",
+            b"{}\n  {\"a\":1,}",
+            b"{}\n1.",
+            b"{}\n{\"a\" 1}",
+        ] {
+            let values = documents(input);
+            let mut docs = Documents::new(input);
+            assert!(docs.next_raw().unwrap().1.is_ok());
+            let (line, bad) = docs.next_raw().unwrap();
+            assert_eq!(line, values[1].0);
+            assert_eq!(
+                bad.unwrap_err().reason,
+                values[1].1.as_ref().unwrap_err().reason,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            assert!(docs.next_raw().is_none());
+        }
+        // Wherever the blocks end, the same documents.
+        let input = b"{\"a\": [1, 2.5e3, \"x\\\"y\"]}\n123456789\n[{\"b\":\n{}}]  -0.25e-2\n\"s\"";
+        let raw = |block: usize| -> Vec<Vec<u8>> {
+            let mut docs = Documents::with_block(&input[..], block);
+            std::iter::from_fn(|| docs.next_raw().map(|(_, r)| r.unwrap().bytes)).collect()
+        };
+        let whole = raw(BLOCK);
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        for block in 1..12 {
+            assert_eq!(raw(block), whole, "blocks of {block}");
+        }
     }
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::event::{Event, Severity};
 
-pub use documents::{Documents, documents};
+pub use documents::{Documents, Raw, documents};
 
 /// A payload format accepted by `publish --format` and `/v1/ingest/<format>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
