@@ -77,13 +77,16 @@ async fn publish_refuses_bad_input_whole_and_fails_without_a_broker() {
     let prefix = TestPrefix::new("cli-publish-bad");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.ndjson");
-    std::fs::write(
-        &file,
+    // `alertpost publish` of `contents`, refused as bad input: its stderr.
+    let refused = |contents: &str| {
+        std::fs::write(&file, contents).unwrap();
+        let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
+        assert_eq!(code, 2, "{contents}: {out}{err}");
+        err
+    };
+    let err = refused(
         "{\"source\":\"a\",\"status\":\"firing\",\"title\":\"ok\"}\n{\"source\":\"a\",\"status\":\"exploded\",\"title\":\"x\"}\n",
-    )
-    .unwrap();
-    let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
-    assert_eq!(code, 2, "{out}{err}");
+    );
     assert!(
         err.contains("bad.ndjson:2:") && err.contains("unknown variant `exploded`"),
         "{err}"
@@ -93,13 +96,9 @@ async fn publish_refuses_bad_input_whole_and_fails_without_a_broker() {
     // refusal names the event of an array, and the place in the input of
     // what only parsing finds (a number out of range). The check goes on
     // past that one: its syntax is sound, so the split is.
-    std::fs::write(
-        &file,
+    let err = refused(
         "[{\"source\":\"a\",\"status\":\"firing\",\"title\":\"ok\"},{\"source\":\"a\",\"status\":\"firing\",\"title\":\"x\",\"severity\":\"nope\"}]\n  {\"source\":\"a\",\n\"n\": 1e400}\n{\"source\":\"a\",\"status\":\"gone\",\"title\":\"x\"}\n",
-    )
-    .unwrap();
-    let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
-    assert_eq!(code, 2, "{out}{err}");
+    );
     assert!(err.contains("bad.ndjson:1: event 1:"), "{err}");
     assert!(
         err.contains("bad.ndjson:2: invalid JSON: number out of range at line 3 column"),
@@ -113,13 +112,9 @@ async fn publish_refuses_bad_input_whole_and_fails_without_a_broker() {
     // A time that cannot be written back (found: "published 1 events", then
     // dead-lettered as undecodable; the second one panicked, exit 101).
     for time in ["0000-01-01T00:00:00+00:01", "9999-12-31T23:59:59-00:01"] {
-        std::fs::write(
-            &file,
-            format!("{{\"source\":\"a\",\"status\":\"firing\",\"title\":\"t\",\"occurred_at\":\"{time}\"}}\n"),
-        )
-        .unwrap();
-        let (code, out, err) = run(alertpost(&prefix).args(["publish", file.to_str().unwrap()]));
-        assert_eq!(code, 2, "{time}: {out}{err}");
+        let err = refused(&format!(
+            "{{\"source\":\"a\",\"status\":\"firing\",\"title\":\"t\",\"occurred_at\":\"{time}\"}}\n"
+        ));
         assert!(
             err.contains("occurred_at") && err.contains("out of range"),
             "{err}"

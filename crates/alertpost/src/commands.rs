@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use alertpost_broker::{Broker, Rabbit, Topology};
 use alertpost_config::Config;
 use alertpost_event::Event;
-use alertpost_event::normalize::{Documents, Format, NormalizeError, events_from_slice, normalize};
+use alertpost_event::normalize::{Documents, Format, NormalizeError, normalize};
 use alertpost_producer::{Producer, ProducerError};
 use anyhow::{Context, anyhow};
 
@@ -249,25 +249,22 @@ async fn publish_stream(
     }
 }
 
-/// The next document's events. `alertpost.event.v1` documents are decoded
-/// straight from their bytes, as the ingest does (about 10k instructions
-/// a document less than through a JSON value, on each of the two
-/// readings); one that does not decode goes through the value, which
-/// names what and where. Other formats go through their normalizer.
+/// The next document's events: `alertpost.event.v1` documents taken as
+/// bytes and decoded straight into events ([`Raw::events`]), on each of
+/// the two readings; other formats read as values, as their normalizers
+/// need (as bytes they would be parsed twice).
+///
+/// [`Raw::events`]: alertpost_event::normalize::Raw::events
 fn next_events<R: std::io::Read>(
     docs: &mut Documents<R>,
     format: Format,
 ) -> Option<(usize, Result<Vec<Event>, NormalizeError>)> {
-    if format != Format::Events {
-        let (line, doc) = docs.next()?;
-        return Some((line, doc.and_then(|doc| normalize(format, doc))));
+    if format == Format::Events {
+        let (line, raw) = docs.next_raw()?;
+        return Some((line, raw.and_then(|raw| raw.events(format))));
     }
-    let (line, raw) = docs.next_raw()?;
-    let found = raw.and_then(|raw| match events_from_slice(&raw.bytes) {
-        Some(events) => Ok(events),
-        None => raw.value().and_then(|doc| normalize(format, doc)),
-    });
-    Some((line, found))
+    let (line, doc) = docs.next()?;
+    Some((line, doc.and_then(|doc| normalize(format, doc))))
 }
 
 /// The input as a file that can be read twice: the named file if it is a

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use alertpost_config::{IngestSettings, Secret};
 use alertpost_event::EventError;
-use alertpost_event::normalize::{Format, events_from_slice, normalize};
+use alertpost_event::normalize::{Format, normalize_slice};
 use alertpost_metrics::IngestMetrics;
 use alertpost_producer::{ProducerError, Publish};
 use axum::Router;
@@ -40,7 +40,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use serde_json::Value;
 
 /// The largest request body accepted: room for a big Alertmanager group.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -406,18 +405,7 @@ async fn accept<P: Publish>(
         Ok(body) => body,
         Err(answer) => return answer,
     };
-    let fast = match format {
-        Format::Events => events_from_slice(&body),
-        _ => None,
-    };
-    let normalized = match fast {
-        Some(events) => Ok(events),
-        None => match serde_json::from_slice::<Value>(&body) {
-            Ok(doc) => normalize(format, doc),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}"), None),
-        },
-    };
-    let events = match normalized {
+    let events = match normalize_slice(format, &body) {
         Ok(events) if events.is_empty() => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -426,7 +414,7 @@ async fn accept<P: Publish>(
             );
         }
         Ok(events) => events,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, None),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string(), None),
     };
     // The producer bounds each wait; this bounds the whole request (many
     // requests may queue for one reconnection).

@@ -6,8 +6,8 @@
 //! through `Read`, which cost `alertpost publish` about 49 000
 //! instructions per document (callgrind), against about 13 000 here.
 //! [`Documents::next_raw`] finds a document's end without building it and
-//! hands out its bytes, for a reader that decodes them straight into its
-//! own types: only its syntax is checked then (what else building a value
+//! hands out its bytes, which [`Raw::events`] decodes straight into events
+//! where it can: only its syntax is checked then (what else building a value
 //! refuses, a string's UTF-8, a number's range, nesting past 128 levels, is
 //! left to that reader, and the split goes on past it).
 
@@ -16,7 +16,8 @@ use std::io::Read;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 
-use super::NormalizeError;
+use super::{Format, NormalizeError, SliceError, normalize_slice};
+use crate::event::Event;
 
 /// Bytes asked of the reader at a time; for a document longer than what is
 /// held, as much again as is held, so a large one is parsed a few times,
@@ -239,10 +240,13 @@ pub struct Raw {
 }
 
 impl Raw {
-    /// The document as a JSON value; an error names its place in the input.
-    pub fn value(&self) -> Result<Value, NormalizeError> {
-        serde_json::from_slice(&self.bytes)
-            .map_err(|e| NormalizeError::new(located(&e, self.line, self.column)))
+    /// Its events, as `format` reads them ([`normalize_slice`]); what is
+    /// not JSON is refused with its place in the input.
+    pub fn events(&self, format: Format) -> Result<Vec<Event>, NormalizeError> {
+        normalize_slice(format, &self.bytes).map_err(|e| match e {
+            SliceError::Json(e) => NormalizeError::new(located(&e, self.line, self.column)),
+            SliceError::Normalize(e) => e,
+        })
     }
 }
 
@@ -502,11 +506,17 @@ mod tests {
                 ],
                 "blocks of {block}"
             );
-            // The same values as the splitter that builds them...
-            assert_eq!(raws[0].value().unwrap(), serde_json::json!({"a": 1}));
-            assert_eq!(raws[1].value().unwrap(), serde_json::json!([1, 2]));
-            // ...and what only building finds wrong is placed in the input.
-            let e = raws[2].value().unwrap_err().reason;
+            // The same documents as the splitter that builds them, up to the
+            // one only building finds wrong...
+            let values = documents(input);
+            for (raw, (line, value)) in raws.iter().zip(&values[..2]) {
+                assert_eq!(raw.line, *line);
+                let value = value.as_ref().unwrap();
+                assert_eq!(serde_json::from_slice::<Value>(&raw.bytes).unwrap(), *value);
+            }
+            assert!(values[2].1.is_err(), "{values:?}");
+            // ...which is placed in the input.
+            let e = raws[2].events(Format::Events).unwrap_err().reason;
             assert!(e.contains("out of range at line 6 column"), "{e}");
         }
         // A place on the document's first line counts the bytes before it,
@@ -515,7 +525,7 @@ mod tests {
         let mut docs = Documents::new(&input[..]);
         docs.next_raw().unwrap().1.unwrap();
         let (_, raw) = docs.next_raw().unwrap();
-        let e = raw.unwrap().value().unwrap_err().reason;
+        let e = raw.unwrap().events(Format::Events).unwrap_err().reason;
         assert_eq!(e, documents(input)[1].1.as_ref().unwrap_err().reason);
         assert!(e.ends_with("at line 1 column 19"), "{e}");
     }
