@@ -20,9 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use alertpost_broker::Topology;
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
+use alertpost_seam::Topology;
 use alertpost_tests::Receiver;
 
 /// A scenario's own bound, beyond which it fails.

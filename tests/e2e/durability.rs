@@ -4,10 +4,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use alertpost_broker::{Destination, Outgoing, Reader, Source};
 use alertpost_event::job::JOB_SCHEMA;
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
+use alertpost_seam::{Destination, Outgoing, Reader, Source};
 use alertpost_tests::bin::{alertpost, http_get};
 use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
 use rstest::rstest;
@@ -351,7 +351,7 @@ async fn a_message_requeued_past_the_delivery_limit_is_dead() {
         .await
         .unwrap();
     let mut consumer = broker
-        .consume(&alertpost_broker::Source::Deliveries, 1, "poison")
+        .consume(&alertpost_seam::Source::Deliveries, 1, "poison")
         .await
         .unwrap();
     // Delivered, given back; delivered again, given back; the third time

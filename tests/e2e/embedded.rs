@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use alertpost_broker::{Destination, Outgoing, Topology};
 use alertpost_embedded::Embedded;
 use alertpost_event::{EVENT_SCHEMA, Event, Status, delivery_id};
+use alertpost_seam::{Destination, Outgoing, Topology};
 use alertpost_store::queue::DurableQueue;
 use alertpost_tests::{Receiver, Reply};
 use alertpost_worker::WorkerOptions;

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use alertpost_broker::{Destination, Outgoing, Topology};
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
+use alertpost_seam::{Destination, Outgoing, Topology};
 use alertpost_tests::proxy::Proxy;
 use alertpost_tests::rabbitmq::close_connections;
 use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
@@ -233,15 +233,12 @@ async fn a_huge_undecodable_message_is_dead_lettered_in_its_first_64_kib() {
         .unwrap();
     let deadline = Instant::now() + WAIT;
     let letter = loop {
-        let mut reader = broker
-            .reader(&alertpost_broker::Source::Dead)
-            .await
-            .unwrap();
-        if let Some(msg) = alertpost_broker::Reader::next(&mut reader).await.unwrap() {
+        let mut reader = broker.reader(&alertpost_seam::Source::Dead).await.unwrap();
+        if let Some(msg) = alertpost_seam::Reader::next(&mut reader).await.unwrap() {
             msg.ack().await.unwrap();
             break msg.body;
         }
-        alertpost_broker::Reader::close(reader).await;
+        alertpost_seam::Reader::close(reader).await;
         assert!(Instant::now() < deadline, "no dead letter");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

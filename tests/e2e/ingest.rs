@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use alertpost_broker::Topology;
+use alertpost_seam::Topology;
 use alertpost_tests::{Receiver, RunningWorker, TestPrefix};
 use serde_json::{Value, json};
 

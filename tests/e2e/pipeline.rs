@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use alertpost_broker::Outgoing;
 use alertpost_event::{EVENT_SCHEMA, Event, Status, delivery_id};
 use alertpost_producer::Producer;
+use alertpost_seam::Outgoing;
 use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
 use rstest::rstest;
 use serde_json::json;

@@ -36,19 +36,19 @@ pub use worker::{Backend, RunningWorker};
 /// The RabbitMQ the tests use: `ALERTPOST_AMQP_URL`, else the local default.
 pub fn amqp_url() -> String {
     std::env::var("ALERTPOST_AMQP_URL")
-        .unwrap_or_else(|_| alertpost_broker::DEFAULT_AMQP_URL.to_owned())
+        .unwrap_or_else(|_| alertpost_rabbitmq::DEFAULT_AMQP_URL.to_owned())
 }
 
 /// The ingest on 127.0.0.1:0, publishing to `url` (one URL or a list) with
 /// `topology`, until the test's runtime ends; its address.
-pub async fn start_ingest(url: &str, topology: alertpost_broker::Topology) -> std::net::SocketAddr {
+pub async fn start_ingest(url: &str, topology: alertpost_seam::Topology) -> std::net::SocketAddr {
     start_ingest_with(url, topology, alertpost_config::IngestSettings::default()).await
 }
 
 /// [`start_ingest`] with `settings` (tokens, the request bound).
 pub async fn start_ingest_with(
     url: &str,
-    topology: alertpost_broker::Topology,
+    topology: alertpost_seam::Topology,
     settings: alertpost_config::IngestSettings,
 ) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

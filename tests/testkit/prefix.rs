@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alertpost_broker::{Broker, Topology};
+use alertpost_rabbitmq::Broker;
+use alertpost_seam::Topology;
 
 /// A unique prefix (`t-<name>-<pid>-<n>-<time>`); the exchange and queues it
 /// names are deleted when it is dropped, even after a failed assertion.
@@ -137,7 +138,7 @@ impl Drop for TestPrefix {
         // prefix's own: delete both sets, or quorum queues pile up on the
         // broker run after run.
         let mut tiers = self.topology.tiers().to_vec();
-        tiers.extend(alertpost_broker::topology::DEFAULT_TIERS);
+        tiers.extend(alertpost_seam::topology::DEFAULT_TIERS);
         let topology = self
             .topology
             .clone()

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use alertpost_broker::{Inbound, Reader, Session, Source};
 use alertpost_embedded::{Embedded, EmbeddedProducer};
 use alertpost_event::Event;
 use alertpost_producer::{Producer, Publish};
+use alertpost_seam::{Inbound, Reader, Session, Source};
 use alertpost_store::queue::DurableQueue;
 use alertpost_worker::{WorkerError, WorkerOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -51,7 +51,7 @@ pub struct RunningWorker {
     pub backend: Backend,
     feed: Feed,
     /// The worker's topology (its delay tiers are the config's).
-    topology: alertpost_broker::Topology,
+    topology: alertpost_seam::Topology,
 }
 
 impl RunningWorker {
@@ -117,7 +117,7 @@ impl RunningWorker {
         let worker_topology = topology.clone();
         let (handle, feed) = match kind {
             Backend::RabbitMq => {
-                let backend = alertpost_broker::Rabbit::new(
+                let backend = alertpost_rabbitmq::Rabbit::new(
                     amqp_url,
                     &format!("{}-worker", prefix.prefix),
                     topology.clone(),
@@ -182,8 +182,8 @@ impl RunningWorker {
     }
 
     /// Raw bytes into the events stream (what no producer would publish).
-    pub async fn publish_raw(&self, prefix: &TestPrefix, msg: &alertpost_broker::Outgoing<'_>) {
-        let to = alertpost_broker::Destination::Events {
+    pub async fn publish_raw(&self, prefix: &TestPrefix, msg: &alertpost_seam::Outgoing<'_>) {
+        let to = alertpost_seam::Destination::Events {
             routing_key: "test".to_owned(),
         };
         match &self.feed {

@@ -28,7 +28,7 @@ pub struct Global {
         long,
         global = true,
         env = "ALERTPOST_AMQP_URL",
-        default_value = alertpost_broker::DEFAULT_AMQP_URL,
+        default_value = alertpost_rabbitmq::DEFAULT_AMQP_URL,
         hide_env_values = true,
         hide_default_value = true
     )]

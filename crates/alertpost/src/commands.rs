@@ -3,11 +3,12 @@
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use alertpost_broker::{Broker, Rabbit, Topology};
 use alertpost_config::Config;
 use alertpost_event::Event;
 use alertpost_event::normalize::{Documents, Format, NormalizeError, normalize};
 use alertpost_producer::{Producer, ProducerError};
+use alertpost_rabbitmq::{Broker, Rabbit};
+use alertpost_seam::Topology;
 use anyhow::{Context, anyhow};
 
 use crate::Failure;
@@ -27,12 +28,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(admin) = crate::admin_client::AdminClient::from_target(&args.target)? {
                 return crate::dlq::run_admin(&admin, &args.command).await;
             }
-            let broker = Broker::connect(&g.amqp, &process_name("dlq"), topology(g)?)
-                .await
-                .map_err(|e| Failure::Runtime(e.into()))?;
-            let result = crate::dlq::run(&broker, &args.command).await;
-            broker.close().await;
-            result
+            let backend =
+                Rabbit::new(&g.amqp, &process_name("dlq"), topology(g)?).without_declaring();
+            crate::dlq::run(&backend, &args.command).await
         }
         Command::Attempts(args) => crate::attempts::run(args).await,
     }
@@ -146,13 +144,10 @@ async fn publish(g: &Global, args: &PublishArgs) -> Result<(), Failure> {
     while let Some((line, found)) = next_events(&mut docs, format) {
         // Prepared (ids, times, sizes checked) as it will be published.
         let checked = found.and_then(|mut found| {
-            alertpost_producer::prepare_all(&mut found, now)
+            alertpost_event::prepare_all(&mut found, now)
                 .map(|()| found.len())
                 .map_err(|e| NormalizeError {
-                    reason: match e {
-                        ProducerError::Invalid { source, .. } => source.to_string(),
-                        other => other.to_string(),
-                    },
+                    reason: e.source.to_string(),
                 })
         });
         match checked {
@@ -504,17 +499,4 @@ async fn setup(g: &Global) -> Result<(), Failure> {
         queues.join(", ")
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    /// Producers declare the broker's default tiers; a worker whose config
-    /// names none uses the config's. Both lists must be one list.
-    #[test]
-    fn config_and_broker_default_tiers_agree() {
-        assert_eq!(
-            alertpost_config::DEFAULT_DELAY_TIERS,
-            alertpost_broker::topology::DEFAULT_TIERS
-        );
-    }
 }

@@ -4,8 +4,8 @@
 //! reach the dead letters of `alertpost run`, whose queue the process holds).
 //! Both go through `alertpost_worker::deadletters`.
 
-use alertpost_broker::{Broker, Source};
-use alertpost_worker::deadletters::{self, Replayed, Which};
+use alertpost_rabbitmq::Rabbit;
+use alertpost_worker::deadletters::{self, Replayed, Through, Which};
 use anyhow::anyhow;
 use serde_json::{Value, json};
 
@@ -34,8 +34,9 @@ fn refuse_purge_without_yes(command: &DlqCommand) -> Result<(), Failure> {
     }
 }
 
-/// Through the broker.
-pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
+/// Through the broker: a session of its own (it declares nothing), the
+/// dead queue read through the seam as the admin API reads it.
+pub async fn run(backend: &Rabbit, command: &DlqCommand) -> Result<(), Failure> {
     refuse_purge_without_yes(command)?;
     // Checked before anything is taken from the queue.
     let chosen = match command {
@@ -46,16 +47,15 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
         } => Some(which(integration, id, *all)?),
         _ => None,
     };
-    let runtime = |e: alertpost_broker::BrokerError| Failure::Runtime(e.into());
-    let mut reader = broker.reader(&Source::Dead).await.map_err(runtime)?;
-    let result = match command {
+    let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    let done = deadletters::with_dead_queue(backend, async |session, reader| match command {
         DlqCommand::List {
             integration,
             json,
             limit,
-        } => deadletters::list(&mut reader, integration.as_deref(), *limit)
+        } => deadletters::list(reader, integration.as_deref(), *limit)
             .await
-            .map_err(runtime)
+            .map_err(|e| runtime(e.into()))
             .map(|rows| {
                 let rows: Vec<Value> = rows
                     .iter()
@@ -63,36 +63,28 @@ pub async fn run(broker: &Broker, command: &DlqCommand) -> Result<(), Failure> {
                     .collect();
                 print_rows(&rows, *json)
             }),
-        DlqCommand::Show { id } => match deadletters::show(&mut reader, id).await {
+        DlqCommand::Show { id } => match deadletters::show(reader, id).await {
             Ok(Some(full)) => {
                 print_json(&serde_json::to_value(&full).unwrap_or_default());
                 Ok(())
             }
             Ok(None) => Err(not_found(id)),
-            Err(e) => Err(runtime(e)),
+            Err(e) => Err(runtime(e.into())),
         },
-        DlqCommand::Replay { .. } => match (broker.publisher().await, &chosen) {
-            (Ok(publisher), Some(which)) => {
-                let done = deadletters::replay(&mut reader, &publisher, which).await;
-                publisher.close().await;
-                done.map(print_replayed)
-                    .map_err(|e| Failure::Runtime(e.into()))
-            }
-            (Ok(publisher), None) => {
-                publisher.close().await;
-                Ok(())
-            }
-            (Err(e), _) => Err(runtime(e)),
+        DlqCommand::Replay { .. } => match &chosen {
+            Some(which) => deadletters::replay(reader, &Through(session), which)
+                .await
+                .map(print_replayed)
+                .map_err(|e| runtime(e.into())),
+            None => Ok(()),
         },
-        DlqCommand::Purge { .. } => broker
-            .purge(&broker.topology().dead_queue())
+        DlqCommand::Purge { .. } => deadletters::purge(reader)
             .await
             .map(|n| outln!("purged {n} dead letters"))
-            .map_err(runtime),
-    };
-    // Whatever was taken and not acked goes back to the queue.
-    alertpost_broker::Reader::close(reader).await;
-    result
+            .map_err(|e| runtime(e.into())),
+    })
+    .await;
+    done.map_err(|e| runtime(e.into()))?
 }
 
 /// Through a running process's admin API.

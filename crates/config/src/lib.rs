@@ -113,20 +113,6 @@ impl Default for StoreSettings {
     }
 }
 
-/// The delay tiers when the file names none: 1s, 5s, 30s, 2m, 10m, 30m, 1h, 3h.
-/// The producers declare the broker's copy of this list; a test in the
-/// `alertpost` crate keeps the two equal.
-pub const DEFAULT_DELAY_TIERS: [Duration; 8] = [
-    Duration::from_secs(1),
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-    Duration::from_secs(120),
-    Duration::from_secs(600),
-    Duration::from_secs(1800),
-    Duration::from_secs(3600),
-    Duration::from_secs(10800),
-];
-
 /// The operational events a worker raises about its integrations
 /// (`[operational]`).
 #[derive(Debug, Clone, PartialEq)]

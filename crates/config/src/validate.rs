@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alertpost_seam::topology::{TIER_RULE, tier_fits};
 use toml::Spanned;
 use url::Url;
 
@@ -30,8 +31,8 @@ use crate::raw::{
 use crate::secret::Secret;
 use crate::tls::{Tls, TlsVersion};
 use crate::{
-    AdminSettings, Config, DEFAULT_DELAY_TIERS, IngestSettings, OperationalSettings, StoreSettings,
-    TOKEN_MIN, WorkerSettings,
+    AdminSettings, Config, IngestSettings, OperationalSettings, StoreSettings, TOKEN_MIN,
+    WorkerSettings,
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,7 +94,7 @@ pub(crate) fn config(
     }
     let delay_tiers = match &raw.delay_tiers {
         Some(t) => cx.delay_tiers(t),
-        None => DEFAULT_DELAY_TIERS.to_vec(),
+        None => alertpost_seam::topology::DEFAULT_TIERS.to_vec(),
     };
     let defaults = match &raw.defaults {
         Some(d) => {
@@ -817,12 +818,12 @@ impl Cx<'_> {
         let mut tiers = Vec::new();
         for t in raw.get_ref() {
             if let Some(d) = self.duration(t, "delay_tiers", "delay_tiers") {
-                if d.subsec_nanos() != 0 || d > Duration::from_secs(24 * 3600) {
+                if !tier_fits(d) {
                     self.problem(
                         t.span(),
                         "delay_tiers",
                         None,
-                        "each tier is whole seconds, at most 24h",
+                        &format!("each tier is {TIER_RULE}"),
                     );
                 } else {
                     tiers.push(d);

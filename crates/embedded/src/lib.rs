@@ -1,4 +1,4 @@
-//! The embedded backend: the broker seam (`alertpost_broker::seam`) over the
+//! The embedded backend: the broker seam (`alertpost_seam`) over the
 //! store's durable queue (`alertpost_store::queue`), for `alertpost run`:
 //! one process, no RabbitMQ, the same worker.
 //!
@@ -12,15 +12,25 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use alertpost_broker::seam::{BoxFuture, Received, Settler};
-use alertpost_broker::{
+use alertpost_event::{EVENT_SCHEMA, Event};
+use alertpost_seam::{
     Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Reader,
     Session, Source, Stream, Topology,
 };
-use alertpost_event::{EVENT_SCHEMA, Event};
-use alertpost_producer::{NotReady, ProducerError, Publish};
+use alertpost_seam::{BoxFuture, NotReady, ProducerError, Publish, Received, Settler};
 use alertpost_store::queue::{DurableQueue, QueuedMessage, Taken};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+/// The backend's name in errors and logs.
+pub const EMBEDDED: &str = "the embedded queue";
+
+/// A failure of the queue's database, in the embedded queue's words.
+fn broken(reason: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Broken {
+        backend: EMBEDDED,
+        reason: reason.to_string(),
+    }
+}
 
 /// The durable queue, as a worker's backend.
 #[derive(Clone)]
@@ -76,7 +86,7 @@ impl Embedded {
             Destination::Later { due } => self.queue.publish_later(*due, &queue, &message).await,
             _ => self.queue.publish(&queue, &message).await,
         };
-        stored.map_err(|e| PublishError::Unavailable(e.to_string()))
+        stored.map_err(|e| PublishError::Unavailable(format!("{EMBEDDED} cannot store it: {e}")))
     }
 }
 
@@ -88,7 +98,7 @@ impl Backend for Embedded {
     }
 
     fn describe(&self) -> String {
-        "the embedded queue".to_owned()
+        EMBEDDED.to_owned()
     }
 }
 
@@ -151,8 +161,12 @@ impl EmbeddedProducer {
 }
 
 impl Publish for EmbeddedProducer {
+    fn backend(&self) -> &'static str {
+        EMBEDDED
+    }
+
     async fn publish_all(&self, mut events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
-        let bodies = alertpost_producer::encode_all(&mut events, time::OffsetDateTime::now_utc())?;
+        let bodies = alertpost_event::encode_all(&mut events, time::OffsetDateTime::now_utc())?;
         let messages: Vec<QueuedMessage> = events
             .iter()
             .zip(bodies)
@@ -167,6 +181,7 @@ impl Publish for EmbeddedProducer {
         match self.backend.queue.publish_all(&queue, &messages).await {
             Ok(()) => Ok(events),
             Err(e) => Err(ProducerError::Unavailable {
+                backend: EMBEDDED,
                 confirmed: 0,
                 total: events.len(),
                 reason: e.to_string(),
@@ -219,7 +234,7 @@ impl Stream for EmbeddedStream {
             match self.queue.take(&self.name) {
                 Ok(Some(taken)) => return Some(Ok(self.inbound(taken, permit))),
                 Ok(None) => {}
-                Err(e) => return Some(Err(BrokerError::Connection(e.to_string()))),
+                Err(e) => return Some(Err(broken(e))),
             }
             tokio::select! {
                 _ = arrival => {}
@@ -268,14 +283,14 @@ fn inbound(
         message_id: Some(taken.message.message_id.clone()),
         redelivered: taken.redelivered,
         source: source.clone(),
-        origin: name.to_owned(),
+        queue: name.to_owned(),
     };
     out.lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(taken.key.clone(), taken.clone());
     Inbound::new(
         parts,
-        Settle {
+        QueueSettler {
             queue: queue.clone(),
             taken,
             out: out.clone(),
@@ -318,7 +333,7 @@ impl Reader for EmbeddedReader {
                 None,
             ))),
             Ok(None) => Ok(None),
-            Err(e) => Err(BrokerError::Connection(e.to_string())),
+            Err(e) => Err(broken(e)),
         }
     }
 
@@ -334,14 +349,14 @@ impl Drop for EmbeddedReader {
 }
 
 /// Settles one message; its slot in the window is freed then.
-struct Settle {
+struct QueueSettler {
     queue: DurableQueue,
     taken: Taken,
     out: Out,
     permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
-impl Settle {
+impl QueueSettler {
     fn done(&self) -> bool {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let was_out = out.remove(&self.taken.key).is_some();
@@ -350,17 +365,13 @@ impl Settle {
     }
 }
 
-impl Settler for Settle {
+impl Settler for QueueSettler {
     fn ack(&self) -> BoxFuture<'_, Result<(), BrokerError>> {
         Box::pin(async move {
             if !self.done() {
-                return Err(BrokerError::Connection(
-                    "already settled or given back".to_owned(),
-                ));
+                return Err(broken("already settled or given back".to_owned()));
             }
-            self.queue
-                .ack(&self.taken)
-                .map_err(|e| BrokerError::Connection(e.to_string()))
+            self.queue.ack(&self.taken).map_err(broken)
         })
     }
 

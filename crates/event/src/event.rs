@@ -535,6 +535,39 @@ fn one_line(s: &str, max: usize) -> String {
     out
 }
 
+/// An event of a batch refused before anything was sent; `index` is its
+/// place in the batch.
+#[derive(Debug, thiserror::Error)]
+#[error("event {index}: {source}")]
+pub struct Refused {
+    pub index: usize,
+    pub source: EventError,
+}
+
+/// Prepares every event at `now` ([`Event::prepare`]), refusing the whole
+/// batch at the first invalid one.
+pub fn prepare_all(events: &mut [Event], now: OffsetDateTime) -> Result<(), Refused> {
+    for (index, event) in events.iter_mut().enumerate() {
+        event
+            .prepare(now)
+            .map_err(|source| Refused { index, source })?;
+    }
+    Ok(())
+}
+
+/// [`prepare_all`], returning each event's encoding as published.
+pub fn encode_all(events: &mut [Event], now: OffsetDateTime) -> Result<Vec<Vec<u8>>, Refused> {
+    events
+        .iter_mut()
+        .enumerate()
+        .map(|(index, event)| {
+            event
+                .prepare_encoded(now)
+                .map_err(|source| Refused { index, source })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
 

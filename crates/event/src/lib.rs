@@ -16,7 +16,7 @@ pub mod job;
 pub mod normalize;
 
 pub use event::{
-    EVENT_JSON_SCHEMA, EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Severity, Status,
-    delivery_id, is_delivery_id,
+    EVENT_JSON_SCHEMA, EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Refused, Severity,
+    Status, delivery_id, encode_all, is_delivery_id, prepare_all,
 };
 pub use normalize::{Format, NormalizeError, normalize};

@@ -32,7 +32,7 @@ use alertpost_config::{IngestSettings, Secret};
 use alertpost_event::EventError;
 use alertpost_event::normalize::{Format, normalize_slice};
 use alertpost_metrics::IngestMetrics;
-use alertpost_producer::{ProducerError, Publish};
+use alertpost_seam::{ProducerError, Publish};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -350,17 +350,18 @@ async fn readyz<P: Publish>(State(state): State<Ingest<P>>) -> Response {
             // The details (which node, which URL) go to the log; whoever
             // can reach the ingest learns only what kind of trouble it is.
             tracing::debug!(reason = %n.reason, "not ready");
+            let backend = state.producer.backend();
             let reason = if n.blocked {
-                "RabbitMQ blocks publishing (a memory or disk alarm)"
+                format!("{backend} blocks publishing (a memory or disk alarm)")
             } else {
-                "RabbitMQ is unreachable (see the ingest's log)"
+                format!("{backend} is unreachable (see the ingest's log)")
             };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(openapi::Ready {
                     ready: false,
-                    error: Some(reason.to_owned()),
-                    reason: Some(reason.to_owned()),
+                    error: Some(reason.clone()),
+                    reason: Some(reason),
                 }),
             )
                 .into_response()
@@ -421,11 +422,12 @@ async fn accept<P: Publish>(
     let result = match tokio::time::timeout(BROKER_WAIT, producer.publish_all(events)).await {
         Ok(result) => result,
         Err(_) => {
-            tracing::warn!("RabbitMQ did not confirm in time; answering 503");
+            let backend = producer.backend();
+            tracing::warn!("{backend} did not confirm in time; answering 503");
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "RabbitMQ did not confirm within {}s; the events may or may not be stored: send them again",
+                    "{backend} did not confirm within {}s; the events may or may not be stored: send them again",
                     BROKER_WAIT.as_secs()
                 ),
                 None,
@@ -460,17 +462,23 @@ async fn accept<P: Publish>(
         }
         Err(
             e @ (ProducerError::Unavailable {
-                confirmed, total, ..
+                backend,
+                confirmed,
+                total,
+                ..
             }
             | ProducerError::Refused {
-                confirmed, total, ..
+                backend,
+                confirmed,
+                total,
+                ..
             }),
         ) => {
             tracing::warn!(error = %e, "ingest could not publish");
             let what = if matches!(e, ProducerError::Refused { .. }) {
-                "RabbitMQ refused an event"
+                format!("{backend} refused an event")
             } else {
-                "RabbitMQ is unavailable"
+                format!("{backend} is unavailable")
             };
             error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -28,8 +28,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alertpost_broker::{Broker, Destination, Outgoing, PublishError, Publisher, Topology};
-use alertpost_event::{EVENT_SCHEMA, Event, EventError};
+use alertpost_event::{EVENT_SCHEMA, Event, encode_all};
+use alertpost_rabbitmq::{Broker, Publisher, RABBITMQ};
+use alertpost_seam::{Destination, Outgoing, PublishError, Topology};
+/// What a publish can come to, and the trait the ingest publishes through
+/// (this producer, or the embedded queue's): the seam's.
+pub use alertpost_seam::{NotReady, ProducerError, Publish};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify};
 
@@ -41,52 +45,11 @@ const WINDOW: usize = 512;
 /// instead of each waiting on a broker that is down.
 const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ProducerError {
-    /// An event was refused before anything was sent; `index` is its place
-    /// in the batch.
-    #[error("event {index}: {source}")]
-    Invalid { index: usize, source: EventError },
-    /// The broker cannot be reached now. Nothing of this call was confirmed
-    /// beyond `confirmed` events.
-    #[error("RabbitMQ is unavailable ({confirmed} of {total} events confirmed): {reason}")]
-    Unavailable {
-        confirmed: usize,
-        total: usize,
-        reason: String,
-    },
-    /// The broker refused an event (nack, or no queue bound).
-    #[error("RabbitMQ refused an event ({confirmed} of {total} events confirmed): {source}")]
-    Refused {
-        confirmed: usize,
-        total: usize,
-        source: PublishError,
-    },
-    #[error("invalid prefix: {0}")]
-    Topology(#[from] alertpost_broker::TopologyError),
-}
-
-/// What the ingest publishes through: RabbitMQ ([`Producer`]) or, in
-/// `alertpost run`, the embedded queue. `Ok` means every event is stored
-/// durably; the errors are [`ProducerError`]'s.
-pub trait Publish: Clone + Send + Sync + 'static {
-    /// Prepares every event (refusing the whole batch if one is invalid),
-    /// then stores them all.
-    fn publish_all(
-        &self,
-        events: Vec<Event>,
-    ) -> impl std::future::Future<Output = Result<Vec<Event>, ProducerError>> + Send;
-
-    /// Ready to store, or why not.
-    fn check(&self) -> impl std::future::Future<Output = Result<(), NotReady>> + Send;
-
-    /// This publisher with every wait bounded by `timeout`.
-    fn with_timeout(self, timeout: Duration) -> Self;
-
-    fn close(&self) -> impl std::future::Future<Output = ()> + Send;
-}
-
 impl Publish for Producer {
+    fn backend(&self) -> &'static str {
+        RABBITMQ
+    }
+
     async fn publish_all(&self, events: Vec<Event>) -> Result<Vec<Event>, ProducerError> {
         Producer::publish_all(self, events).await
     }
@@ -102,42 +65,6 @@ impl Publish for Producer {
     async fn close(&self) {
         Producer::close(self).await
     }
-}
-
-/// Why a publisher cannot store events now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotReady {
-    pub reason: String,
-    /// RabbitMQ blocks publishing (a memory or disk alarm), rather than
-    /// being unreachable.
-    pub blocked: bool,
-}
-
-/// Prepares every event at `now` (validated, id and `received_at`
-/// assigned), refusing the whole batch at the first invalid one.
-pub fn prepare_all(events: &mut [Event], now: OffsetDateTime) -> Result<(), ProducerError> {
-    for (index, event) in events.iter_mut().enumerate() {
-        event
-            .prepare(now)
-            .map_err(|source| ProducerError::Invalid { index, source })?;
-    }
-    Ok(())
-}
-
-/// [`prepare_all`], returning each event's encoding as published.
-pub fn encode_all(
-    events: &mut [Event],
-    now: OffsetDateTime,
-) -> Result<Vec<Vec<u8>>, ProducerError> {
-    events
-        .iter_mut()
-        .enumerate()
-        .map(|(index, event)| {
-            event
-                .prepare_encoded(now)
-                .map_err(|source| ProducerError::Invalid { index, source })
-        })
-        .collect()
 }
 
 /// A connection to RabbitMQ that publishes events with confirms.
@@ -184,6 +111,7 @@ impl Producer {
             .publisher()
             .await
             .map_err(|reason| ProducerError::Unavailable {
+                backend: RABBITMQ,
                 confirmed: 0,
                 total: 0,
                 reason,
@@ -202,7 +130,7 @@ impl Producer {
                 state: Mutex::new(State::default()),
                 attempted: Notify::new(),
             }),
-            timeout: alertpost_broker::rabbit::BROKER_TIMEOUT,
+            timeout: alertpost_rabbitmq::BROKER_TIMEOUT,
         }
     }
 
@@ -233,7 +161,7 @@ impl Producer {
         let state = self.inner.state.lock().await;
         match state.conn.as_ref().and_then(|(broker, _)| broker.blocked()) {
             Some(reason) => Err(NotReady {
-                reason: format!("RabbitMQ blocks publishing: {reason}"),
+                reason: format!("{RABBITMQ} blocks publishing: {reason}"),
                 blocked: true,
             }),
             None => Ok(()),
@@ -258,6 +186,7 @@ impl Producer {
             .publisher()
             .await
             .map_err(|reason| ProducerError::Unavailable {
+                backend: RABBITMQ,
                 confirmed,
                 total,
                 reason,
@@ -320,12 +249,14 @@ impl Producer {
                     state.conn = None;
                 }
                 ProducerError::Unavailable {
+                    backend: RABBITMQ,
                     confirmed,
                     total,
                     reason,
                 }
             }
             source => ProducerError::Refused {
+                backend: RABBITMQ,
                 confirmed,
                 total,
                 source,

@@ -2,7 +2,7 @@
 //! queues of messages in a sled database of their own, the source of truth
 //! in that mode (unlike the record, which may lose its last moments).
 //!
-//! The contract is the seam's (`alertpost_broker::seam`), so the embedded
+//! The contract is the seam's (`alertpost_seam`), so the embedded
 //! backend can stand behind it:
 //! - [`DurableQueue::publish`] returns once the message is on disk (a flush
 //!   after the insert; concurrent publishes share flushes);
@@ -503,6 +503,24 @@ mod tests {
         DurableQueue::open(dir, "dead", 3, 8 << 20).expect("opens")
     }
 
+    /// Opens the queue again after the first instance was dropped: its
+    /// flusher may still hold the database (and its lock) for the flush it
+    /// is in, so this waits for the lock, a bounded while.
+    async fn reopen(dir: &Path) -> DurableQueue {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match DurableQueue::open(dir, "dead", 3, 8 << 20) {
+                Ok(q) => return q,
+                Err(e) if std::time::Instant::now() < until => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    tokio::task::yield_now().await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("the queue does not open again: {e}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn keeps_order_and_survives_a_restart_with_what_was_not_acked() {
         let dir = tempfile::tempdir().unwrap();
@@ -520,7 +538,7 @@ mod tests {
             // b is handed out, never settled: the process stops.
             q.inner.db.flush_async().await.unwrap();
         }
-        let q = open(dir.path());
+        let q = reopen(dir.path()).await;
         let again = q.take("events").unwrap().unwrap();
         assert_eq!(again.message.message_id, "b");
         assert!(again.redelivered, "handed out before");
@@ -584,7 +602,7 @@ mod tests {
             assert_eq!(q.later_len(), 3);
         }
         // Reopened (the waits resume from disk) and waited on, not polled.
-        let q = open(dir.path());
+        let q = reopen(dir.path()).await;
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while got.len() < 2 {

@@ -29,8 +29,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use alertpost_broker::{Backend, BrokerError, Reader, Session, Source};
 use alertpost_config::Secret;
+use alertpost_seam::{Backend, BrokerError};
 use alertpost_store::AttemptRecord;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -507,26 +507,6 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-/// Runs `work` on the dead queue of a session of its own, then gives back
-/// what it took and did not ack, and closes the session.
-async fn with_dead_queue<B: Backend, T>(
-    backend: &B,
-    work: impl AsyncFnOnce(&B::Session, &mut <B::Session as Session>::Reader) -> T,
-) -> Result<T, BrokerError> {
-    let session = backend.open().await?;
-    let mut reader = match session.reader(&Source::Dead).await {
-        Ok(r) => r,
-        Err(e) => {
-            session.close().await;
-            return Err(e);
-        }
-    };
-    let out = work(&session, &mut reader).await;
-    reader.close().await;
-    session.close().await;
-    Ok(out)
-}
-
 /// Runs `work` in a task of its own: a caller that hangs up mid-request
 /// neither cuts a replay short nor leaves what it took out of the dead
 /// queue held by a session nobody closes. The error says what failed.
@@ -550,7 +530,7 @@ pub(crate) async fn dead_rows<B: Backend>(
     let backend = admin.backend.clone();
     let mut rows = detached(async move {
         let integration = integration.as_deref();
-        with_dead_queue(&*backend, async |_, reader| {
+        deadletters::with_dead_queue(&*backend, async |_, reader| {
             deadletters::list(reader, integration, limit).await
         })
         .await?
@@ -572,7 +552,7 @@ pub(crate) async fn dead_one<B: Backend>(
 ) -> Result<Option<deadletters::DeadInFull>, String> {
     let backend = admin.backend.clone();
     let mut found = detached(async move {
-        with_dead_queue(&*backend, async |_, reader| {
+        deadletters::with_dead_queue(&*backend, async |_, reader| {
             deadletters::show(reader, &id).await
         })
         .await?
@@ -653,7 +633,7 @@ async fn dlq_replay<B: Backend>(State(admin): State<Admin<B>>, J(which): J<Which
     let backend = admin.backend.clone();
     let chosen = which.clone();
     let done = detached(async move {
-        let done = with_dead_queue(&*backend, async |session, reader| {
+        let done = deadletters::with_dead_queue(&*backend, async |session, reader| {
             deadletters::replay(reader, &Through(session), &chosen).await
         })
         .await?;
@@ -690,7 +670,7 @@ async fn dlq_replay<B: Backend>(State(admin): State<Admin<B>>, J(which): J<Which
 async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
     let backend = admin.backend.clone();
     let purged = detached(async move {
-        with_dead_queue(&*backend, async |_, reader| {
+        deadletters::with_dead_queue(&*backend, async |_, reader| {
             deadletters::purge(reader).await
         })
         .await?

@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alertpost_broker::{Destination, Held, Outgoing, PublishError, Session};
 use alertpost_event::job::{DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
+use alertpost_seam::{Destination, Held, Outgoing, PublishError, Session};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::handoff::LaneJob;

@@ -4,19 +4,19 @@
 //! broker and by the admin API (`/v1/dlq`), so the command works against a
 //! worker and against `alertpost run` alike.
 //!
-//! Reading takes messages without removing them; the caller closes the
-//! reader afterwards and whatever was not acked goes back. A replay
+//! Reading takes messages without removing them; [`with_dead_queue`] closes
+//! the reader afterwards and whatever was not acked goes back. A replay
 //! publishes each chosen letter's job to the deliveries (or, for an event
 //! the broker itself dead-lettered, back to the events), confirmed, and
 //! only then acks (removes) the dead letter.
 
 use std::future::Future;
 
-use alertpost_broker::{
-    BrokerError, Destination, Inbound, Outgoing, PublishError, Publisher, Reader, Session,
-};
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_event::{EVENT_SCHEMA, Event};
+use alertpost_seam::{
+    Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Reader, Session, Source,
+};
 use serde::{Deserialize, Serialize};
 
 use time::OffsetDateTime;
@@ -98,20 +98,13 @@ pub struct Replayed {
     pub unreadable: usize,
 }
 
-/// Where a replay publishes: a session's publishing side, or a bare
-/// RabbitMQ publisher (the command line's).
+/// Where a replay publishes: a session's publishing side.
 pub trait Resend: Sync {
     fn resend(
         &self,
         to: &Destination,
         msg: &Outgoing<'_>,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
-}
-
-impl Resend for Publisher {
-    async fn resend(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
-        self.publish(to, msg).await
-    }
 }
 
 /// A [`Session`] as the target of a replay.
@@ -312,6 +305,26 @@ impl Dead {
     }
 }
 
+/// Runs `work` on the dead queue of a session of its own, then gives back
+/// what it took and did not ack, and closes the session.
+pub async fn with_dead_queue<B: Backend, T>(
+    backend: &B,
+    work: impl AsyncFnOnce(&B::Session, &mut <B::Session as Session>::Reader) -> T,
+) -> Result<T, BrokerError> {
+    let session = backend.open().await?;
+    let mut reader = match session.reader(&Source::Dead).await {
+        Ok(r) => r,
+        Err(e) => {
+            session.close().await;
+            return Err(e);
+        }
+    };
+    let out = work(&session, &mut reader).await;
+    reader.close().await;
+    session.close().await;
+    Ok(out)
+}
+
 /// Up to `limit` messages, taken (not removed).
 async fn take<R: Reader>(reader: &mut R, limit: usize) -> Result<Vec<Dead>, BrokerError> {
     let mut out = Vec::new();
@@ -418,10 +431,10 @@ mod tests {
     use std::collections::VecDeque;
     use std::sync::{Arc, Mutex};
 
-    use alertpost_broker::seam::{BoxFuture, Received, Settler};
-    use alertpost_broker::{Held, Source};
     use alertpost_event::job::DeadReason;
     use alertpost_event::{Event, Status};
+    use alertpost_seam::Held;
+    use alertpost_seam::{BoxFuture, Received, Settler};
 
     use super::*;
 
@@ -455,7 +468,7 @@ mod tests {
                         message_id: None,
                         redelivered: false,
                         source: Source::Dead,
-                        origin: "dead".to_owned(),
+                        queue: "dead".to_owned(),
                     },
                     Acked,
                 )

@@ -20,11 +20,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_broker::{Inbound, Session, Source};
 use alertpost_event::job::{DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
 use alertpost_metrics::Outcome;
 use alertpost_render::Context;
+use alertpost_seam::{Inbound, Session, Source};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::join_all;
@@ -57,7 +57,7 @@ pub(crate) async fn handle<S: Session>(
     msg: Inbound,
     halt: CancellationToken,
 ) {
-    let span = tracing::info_span!("message", queue = %msg.origin, message_id = msg.message_id.as_deref().unwrap_or(""));
+    let span = tracing::info_span!("message", queue = %msg.queue, message_id = msg.message_id.as_deref().unwrap_or(""));
     async move {
         // Boxed: the handling future is large, and the task that spawns
         // this one per message stays small and cheap to create.
@@ -145,7 +145,7 @@ async fn event_message<S: Session>(
                 first_attempt_at: None,
                 history: Vec::new(),
                 replayed: None,
-                origin: &msg.origin,
+                origin: &msg.queue,
             };
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
@@ -259,7 +259,7 @@ async fn job_step(
         };
         tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
         job.hop += 1;
-        let letter = DeadLetter::of_job(job, reason, detail, msg.origin.clone(), now);
+        let letter = DeadLetter::of_job(job, reason, detail, msg.queue.clone(), now);
         return Some(Step::Dead(Box::new(letter), None));
     };
     let event_json = Bytes::from(job.event.to_json());
@@ -277,7 +277,7 @@ async fn job_step(
         first_attempt_at: Some(job.first_attempt_at),
         history: job.history.clone(),
         replayed: job.replayed.clone(),
-        origin: &msg.origin,
+        origin: &msg.queue,
     };
     delivery::run(ctx, runtime, d, source, turn, halt).await
 }
@@ -324,7 +324,7 @@ async fn undecodable<S: Session>(
         id,
         &msg.body,
         detail,
-        msg.origin.clone(),
+        msg.queue.clone(),
         OffsetDateTime::now_utc(),
     );
     handoff::hand_off(ctx, link, msg, Step::Dead(Box::new(letter), None)).await

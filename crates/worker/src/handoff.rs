@@ -28,9 +28,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alertpost_broker::{Destination, Held, Inbound, Outgoing, PublishError, Session};
 use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
 use alertpost_metrics::Outcome;
+use alertpost_seam::{Destination, Held, Inbound, Outgoing, PublishError, Session};
 use alertpost_store::{Progress, Store};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -300,7 +300,7 @@ async fn confirmed(ctx: &Ctx, step: Step) {
                 .unwrap_or(Duration::ZERO);
             target
                 .metrics
-                .retry(alertpost_broker::topology::tier_index(&ctx.tiers, wait));
+                .retry(alertpost_seam::topology::tier_index(&ctx.tiers, wait));
         }
         Step::Rewait(job) => ctx
             .store

@@ -1,5 +1,5 @@
 //! alertpost's worker: consume, match, render, deliver, hand off, settle,
-//! over any broker behind the seam (`alertpost_broker::Backend`).
+//! over any broker behind the seam (`alertpost_seam::Backend`).
 //!
 //! Layout, along a message's path:
 //! - [`supervisor`]: opens a session with the backend, consumes the events

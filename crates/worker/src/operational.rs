@@ -25,8 +25,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use alertpost_broker::{Destination, Outgoing, Session};
 use alertpost_event::{EVENT_SCHEMA, Event, Severity, Status};
+use alertpost_seam::{Destination, Outgoing, Session};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use alertpost_broker::{Inbound, Session, Stream};
+use alertpost_seam::{Inbound, Session, Stream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -26,9 +26,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_broker::{Backend, BrokerError, Session, Source, Stream};
 use alertpost_config::Config;
 use alertpost_metrics::WorkerMetrics;
+use alertpost_seam::{Backend, BrokerError, Session, Source, Stream};
 use alertpost_store::{Retention, Store};
 use futures_util::future::join_all;
 use tokio::sync::{Semaphore, mpsc};
@@ -94,7 +94,7 @@ pub async fn run<B: Backend>(
     let tiers = opts.config.delay_tiers.clone();
     let tier_names: Vec<String> = tiers
         .iter()
-        .map(|t| alertpost_broker::topology::tier_name(*t))
+        .map(|t| alertpost_seam::topology::tier_name(*t))
         .collect();
     let operational = crate::operational::Operational::new(opts.config.operational.repeat_interval);
     let ctx = Arc::new(Ctx {

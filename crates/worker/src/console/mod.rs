@@ -24,8 +24,8 @@ mod pages;
 
 use std::sync::Arc;
 
-use alertpost_broker::Backend;
 use alertpost_config::Secret;
+use alertpost_seam::Backend;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -1,4 +1,7 @@
-//! Names and shapes of alertpost's queues for one prefix.
+//! The names of alertpost's queues for one prefix, and the delay tiers:
+//! their default, their rule, and which one a wait goes to. Every backend
+//! names its queues so (the embedded queue too); how RabbitMQ declares them
+//! is the RabbitMQ backend's.
 //!
 //! | name | what |
 //! | --- | --- |
@@ -7,15 +10,15 @@
 //! | `<p>.retry.<tier>` | quorum queues with a queue TTL, dead-lettering into `<p>.deliveries` |
 //! | `<p>.deliveries` | quorum queue: delivery jobs back from the tiers, and replays |
 //! | `<p>.dead` | quorum queue: dead letters |
-//!
-//! Work queues (`events`, `deliveries`) carry a delivery limit and dead-letter
-//! into `<p>.dead`, so a message that keeps crashing workers stops there.
-//! Every dead-lettering queue uses `at-least-once` with `reject-publish`:
-//! without both, RabbitMQ dead-letters quorum queues at most once.
+//! | `<p>.lane.<id>` | quorum queue: one integration's deliveries that could not start when due |
 
 use std::time::Duration;
 
-/// The delay tiers used when the config names none.
+use crate::message::Source;
+
+/// The delay tiers when the config names none (`delay_tiers`): 1s, 5s,
+/// 30s, 2m, 10m, 30m, 1h, 3h. The one list: the config's default and the
+/// tools' topology both come from here.
 pub const DEFAULT_TIERS: [Duration; 8] = [
     Duration::from_secs(1),
     Duration::from_secs(5),
@@ -43,7 +46,7 @@ pub struct Topology {
 pub enum TopologyError {
     #[error("prefix `{0}` is not valid: use 1 to 100 letters, digits, `.`, `-`, `_`")]
     Prefix(String),
-    #[error("delay tiers must be at least one duration of 1s or more, whole seconds, at most 24h")]
+    #[error("delay tiers must be at least one duration, each {TIER_RULE}")]
     Tiers,
 }
 
@@ -68,12 +71,7 @@ impl Topology {
     pub fn with_tiers(mut self, mut tiers: Vec<Duration>) -> Result<Topology, TopologyError> {
         tiers.sort();
         tiers.dedup();
-        let valid = |t: &Duration| {
-            t.subsec_nanos() == 0
-                && *t >= Duration::from_secs(1)
-                && *t <= Duration::from_secs(86400)
-        };
-        if tiers.is_empty() || !tiers.iter().all(valid) {
+        if tiers.is_empty() || !tiers.iter().all(|t| tier_fits(*t)) {
             return Err(TopologyError::Tiers);
         }
         self.tiers = tiers;
@@ -126,8 +124,7 @@ impl Topology {
     }
 
     /// The queue a source is consumed from (every backend names them so).
-    pub fn queue_of(&self, source: &crate::seam::Source) -> String {
-        use crate::seam::Source;
+    pub fn queue_of(&self, source: &Source) -> String {
         match source {
             Source::Events => self.events_queue(),
             Source::Deliveries => self.deliveries_queue(),
@@ -151,6 +148,17 @@ impl Topology {
     pub fn tier_for(&self, delay: Duration) -> Duration {
         self.tiers[tier_index(&self.tiers, delay)]
     }
+}
+
+/// What a delay tier must be, in words.
+pub const TIER_RULE: &str = "whole seconds, from 1s to 24h";
+
+/// Whether `tier` can be a delay tier ([`TIER_RULE`]): a queue's TTL in
+/// whole seconds, long enough to be a wait, short enough to name.
+pub fn tier_fits(tier: Duration) -> bool {
+    tier.subsec_nanos() == 0
+        && tier >= Duration::from_secs(1)
+        && tier <= Duration::from_secs(24 * 3600)
 }
 
 /// Where a wait of `delay` goes among ascending `tiers`: the smallest tier

@@ -1,32 +1,5 @@
-//! The broker seam and its RabbitMQ backend: the only crate that speaks AMQP.
-//!
-//! Layout:
-//! - [`topology`]: queue and exchange names for a prefix, the delay tiers,
-//!   and how each queue is declared (quorum, TTL, dead lettering);
-//! - [`seam`]: what a worker sees of a broker, whichever it is: the
-//!   [`Backend`], [`Session`] and [`Stream`] traits, an [`Inbound`] message
-//!   and how it is settled, an [`Outgoing`] message and its
-//!   [`Destination`], and the errors;
-//! - [`rabbit`]: RabbitMQ over lapin: [`Broker`] (connection and
-//!   declaration), [`Publisher`] (confirm channel), [`Consumer`] (manual acks
-//!   under a prefetch window), for the producer and the tools too;
-//! - [`session`]: RabbitMQ as the worker's backend ([`Rabbit`]).
-//!
-//! No lapin type appears in this crate's public API, so a second backend
-//! (the embedded queue of `alertpost run`) can stand behind the same traits.
-
-pub mod rabbit;
-pub mod seam;
-pub mod session;
-pub mod topology;
-
-pub use rabbit::{Broker, Consumer, GetChannel, Pending, Publisher, QueueStats};
-pub use seam::{
-    Backend, BrokerError, Destination, Held, Inbound, Outgoing, PublishError, Publishing, Reader,
-    Session, Source, Stream,
-};
-pub use session::{Rabbit, RabbitSession};
-pub use topology::{Topology, TopologyError};
+//! AMQP URLs: the list an `--amqp` value holds (a cluster's nodes), the
+//! order they are tried in, and how they are shown (passwords hidden).
 
 /// The default AMQP URL (the local broker, guest account, default vhost).
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -15,13 +15,15 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::rabbit::{Broker, Consumer, GetChannel, Publisher};
-use crate::redact_url;
-use crate::seam::{
+use alertpost_seam::{
     Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Publishing, Session,
-    Source, Stream,
+    Source, Stream, Topology,
 };
-use crate::topology::Topology;
+
+use crate::connection::{Broker, RABBITMQ};
+use crate::consumer::{Consumer, GetChannel};
+use crate::publisher::{Publisher, unreachable};
+use crate::urls::redact_url;
 
 /// The publishing side is looked at this often (a channel that closes
 /// sends no event of its own).
@@ -38,6 +40,8 @@ pub struct Rabbit {
     /// Names the connections in RabbitMQ and prefixes consumer tags.
     name: String,
     topology: Topology,
+    /// Whether opening a session declares the topology (a worker's does).
+    declares: bool,
 }
 
 impl Rabbit {
@@ -46,7 +50,17 @@ impl Rabbit {
             urls: urls.to_owned(),
             name: name.to_owned(),
             topology,
+            declares: true,
         }
+    }
+
+    /// This backend for a tool that only reads and replays (`alertpost
+    /// dlq`): its sessions declare nothing, so a tool run without the
+    /// workers' config leaves no queue of its own behind (default delay
+    /// tiers the workers do not use).
+    pub fn without_declaring(mut self) -> Rabbit {
+        self.declares = false;
+        self
     }
 
     pub fn topology(&self) -> &Topology {
@@ -64,7 +78,9 @@ impl Backend for Rabbit {
     async fn open(&self) -> Result<RabbitSession, BrokerError> {
         let consumer = Broker::connect(&self.urls, &self.name, self.topology.clone()).await?;
         let opened = async {
-            consumer.declare().await?;
+            if self.declares {
+                consumer.declare().await?;
+            }
             open_publisher(self).await
         };
         let publisher = match opened.await {
@@ -93,7 +109,7 @@ impl Backend for Rabbit {
     }
 
     fn describe(&self) -> String {
-        format!("RabbitMQ at {}", redact_url(&self.urls))
+        format!("{RABBITMQ} at {}", redact_url(&self.urls))
     }
 }
 
@@ -160,7 +176,10 @@ impl Side {
                 )
             }
             Some(o) => match o.broker.blocked() {
-                Some(reason) => (Publishing::Blocked(reason), None),
+                Some(reason) => (
+                    Publishing::Blocked(format!("{RABBITMQ} blocks publishing: {reason}")),
+                    None,
+                ),
                 None => (Publishing::Ready, None),
             },
         }
@@ -292,7 +311,7 @@ impl Session for RabbitSession {
                 .borrow()
                 .reason()
                 .unwrap_or_else(|| "the publishing connection is reopening".to_owned());
-            return Err(PublishError::Unavailable(reason));
+            return Err(unreachable(reason));
         };
         let result = publisher.publish(to, msg).await;
         if let Err(PublishError::Unavailable(_)) = &result {
