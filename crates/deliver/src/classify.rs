@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use alertpost_config::Validator;
 use alertpost_event::job::DeadReason;
 
-use crate::attempt::{AttemptResult, Response};
+use crate::exchange::{Answer, Response};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -37,9 +37,9 @@ pub enum Verdict {
 
 /// Classifies one attempt; `validators` are the integration's response
 /// checks.
-pub fn classify(result: &AttemptResult, validators: &[Validator]) -> Verdict {
+pub fn classify(result: &Answer, validators: &[Validator]) -> Verdict {
     match result {
-        AttemptResult::Response(r) => match r.status {
+        Answer::Response(r) => match r.status {
             200..=299 => match validators.iter().find_map(|v| v.check(&r.body).err()) {
                 None => Verdict::Delivered,
                 Some(failed) => Verdict::Retry {
@@ -59,19 +59,19 @@ pub fn classify(result: &AttemptResult, validators: &[Validator]) -> Verdict {
                 detail: describe(r),
             },
         },
-        AttemptResult::Timeout => Verdict::Retry {
+        Answer::Timeout => Verdict::Retry {
             reason: "timed out".to_owned(),
             retry_after: None,
         },
-        AttemptResult::Connect(e) => Verdict::Retry {
+        Answer::Connect(e) => Verdict::Retry {
             reason: format!("connection failed: {e}"),
             retry_after: None,
         },
-        AttemptResult::Failed(e) | AttemptResult::Token(e) => Verdict::Retry {
+        Answer::Failed(e) | Answer::Token(e) => Verdict::Retry {
             reason: e.clone(),
             retry_after: None,
         },
-        AttemptResult::Policy(e) => Verdict::Dead {
+        Answer::Policy(e) => Verdict::Dead {
             reason: DeadReason::Policy,
             detail: e.clone(),
         },
@@ -117,7 +117,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> AttemptResult {
+    fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
         let mut map = reqwest::header::HeaderMap::new();
         for (n, v) in headers {
             map.insert(
@@ -125,7 +125,7 @@ mod tests {
                 v.parse().unwrap(),
             );
         }
-        AttemptResult::Response(Response {
+        Answer::Response(Response {
             status,
             headers: map,
             body: Bytes::from(body.to_owned()),
@@ -141,7 +141,7 @@ mod tests {
         Dead(DeadReason),
     }
 
-    fn check(result: AttemptResult, expect: Expect) {
+    fn check(result: Answer, expect: Expect) {
         let verdict = classify(&result, &[]);
         let ok = match (&verdict, &expect) {
             (Verdict::Delivered, Expect::Delivered) => true,
@@ -169,9 +169,9 @@ mod tests {
         check(response(500, &[("retry-after", "2")], ""), Retry(None));
         check(response(501, &[], ""), Retry(None));
         check(response(599, &[], ""), Retry(None));
-        check(AttemptResult::Timeout, Retry(None));
-        check(AttemptResult::Connect("refused".into()), Retry(None));
-        check(AttemptResult::Failed("reset".into()), Retry(None));
+        check(Answer::Timeout, Retry(None));
+        check(Answer::Connect("refused".into()), Retry(None));
+        check(Answer::Failed("reset".into()), Retry(None));
         check(response(101, &[], ""), Dead(DeadReason::Status));
         check(
             response(301, &[("location", "/x")], ""),
@@ -182,10 +182,7 @@ mod tests {
         check(response(404, &[], ""), Dead(DeadReason::Status));
         check(response(410, &[], ""), Dead(DeadReason::Status));
         check(response(422, &[], ""), Dead(DeadReason::Status));
-        check(
-            AttemptResult::Policy("10.0.0.1".into()),
-            Dead(DeadReason::Policy),
-        );
+        check(Answer::Policy("10.0.0.1".into()), Dead(DeadReason::Policy));
     }
 
     #[test]
@@ -202,7 +199,7 @@ mod tests {
         assert!(matches!(v, Verdict::Retry { reason, .. } if reason == "HTTP 503"));
     }
 
-    fn classify_plain(result: &AttemptResult) -> Verdict {
+    fn classify_plain(result: &Answer) -> Verdict {
         classify(result, &[])
     }
 
@@ -234,7 +231,7 @@ mod tests {
             Verdict::Dead { .. }
         ));
         check(
-            AttemptResult::Token("token endpoint answered HTTP 500".into()),
+            Answer::Token("token endpoint answered HTTP 500".into()),
             Expect::Retry(None),
         );
     }

@@ -37,12 +37,24 @@ pub struct Client {
 }
 
 /// The error a connection attempt fails with when the policy refused every
-/// address of the host; [`crate::attempt`] finds it in the error chain.
+/// address of the host; the attempt finds it in the error chain.
 #[derive(Debug, thiserror::Error)]
 #[error("{host} resolves only to addresses the outbound policy refuses ({addrs})")]
 pub(crate) struct PolicyRefused {
     pub host: String,
     pub addrs: String,
+}
+
+/// An integration's own HTTP client.
+#[derive(Clone)]
+pub struct OwnClient {
+    pub http: reqwest::Client,
+    /// Its proxy, as logs may show it.
+    pub proxy: Option<String>,
+    /// For its OAuth token fetches: through its proxy, without its `tls`
+    /// (the CA and the client certificate are the receiver's, not the
+    /// token endpoint's); `None`: the worker's client.
+    pub tokens: Option<reqwest::Client>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +88,7 @@ impl Client {
     }
 
     /// This client's policy with an integration's own client.
-    pub(crate) fn through(&self, own: &crate::request::OwnClient) -> Client {
+    pub(crate) fn through(&self, own: &OwnClient) -> Client {
         Client {
             http: own.http.clone(),
             policy: self.policy.clone(),
@@ -85,8 +97,8 @@ impl Client {
     }
 
     /// The client of an integration's token fetches (see
-    /// [`crate::request::OwnClient::tokens`]).
-    pub(crate) fn for_tokens(&self, own: Option<&crate::request::OwnClient>) -> Client {
+    /// [`OwnClient::tokens`]).
+    pub(crate) fn for_tokens(&self, own: Option<&OwnClient>) -> Client {
         match own.and_then(|o| o.tokens.as_ref()) {
             Some(http) => Client {
                 http: http.clone(),
@@ -104,7 +116,7 @@ impl Client {
     pub(crate) fn own_for(
         &self,
         integration: &alertpost_config::Integration,
-    ) -> Result<(Option<crate::request::OwnClient>, url::Url, Option<IpAddr>), String> {
+    ) -> Result<(Option<OwnClient>, url::Url, Option<IpAddr>), String> {
         let mut url = integration.url.clone();
         if integration.proxy.is_none() && integration.tls.is_none() {
             return Ok((None, url, None));
@@ -164,7 +176,7 @@ impl Client {
         let http = b
             .build()
             .map_err(|e| format!("cannot build its HTTP client ({e})"))?;
-        let own = crate::request::OwnClient {
+        let own = OwnClient {
             http,
             proxy: integration.proxy.as_ref().map(|p| p.shown.clone()),
             tokens,

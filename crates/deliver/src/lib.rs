@@ -9,20 +9,21 @@
 //! - [`client`]: the shared HTTP client: connection pool, no redirects, no
 //!   proxy, and a resolver that enforces the outbound policy on every
 //!   address it hands out;
-//! - [`attempt`]: one attempt: auth, send, capture what came back (status,
-//!   headers, the start of the body) or how it failed;
+//! - [`exchange`]: one attempt's exchange ([`Exchange`]): auth, send once,
+//!   what came back ([`Answer`]: status, headers, the start of the body) or
+//!   how it failed;
 //! - [`classify`]: the one table that turns an attempt into a [`Verdict`].
 
-pub mod attempt;
 pub mod classify;
 pub mod client;
+pub mod exchange;
 pub mod oauth;
 pub mod request;
 pub mod sign;
 
-pub use attempt::{Attempt, AttemptResult, Response};
 pub use classify::{Verdict, classify};
 pub use client::Client;
+pub use exchange::{Answer, Exchange, Response};
 pub use request::{Endpoint, Request, RequestMeta};
 
 /// `alertpost/<version>`, the user agent of every request.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
-use crate::client::Client;
+use crate::client::{Client, OwnClient};
 use crate::oauth::TokenCache;
 use crate::sign::sign;
 
@@ -30,6 +30,21 @@ pub struct RequestMeta<'a> {
     pub attempt: u32,
     /// Unix seconds, sent as `webhook-timestamp` (and signed).
     pub timestamp: i64,
+}
+
+impl RequestMeta<'_> {
+    /// The ids of attempt number `attempt`, stamped now.
+    pub fn now<'a>(delivery_id: &'a str, event_id: &'a str, attempt: u32) -> RequestMeta<'a> {
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        RequestMeta {
+            delivery_id,
+            event_id,
+            attempt,
+            timestamp,
+        }
+    }
 }
 
 /// An integration made ready for requests: parsed once, used for every
@@ -53,18 +68,6 @@ pub struct Endpoint {
     /// With `tls.server_name`, the URL's IP address: the request goes to
     /// the server name, pinned to this address, which the policy checks.
     pub pinned: Option<std::net::IpAddr>,
-}
-
-/// An integration's own HTTP client.
-#[derive(Clone)]
-pub struct OwnClient {
-    pub http: reqwest::Client,
-    /// Its proxy, as logs may show it.
-    pub proxy: Option<String>,
-    /// For its OAuth token fetches: through its proxy, without its `tls`
-    /// (the CA and the client certificate are the receiver's, not the
-    /// token endpoint's); `None`: the worker's client.
-    pub tokens: Option<reqwest::Client>,
 }
 
 impl std::fmt::Debug for Endpoint {

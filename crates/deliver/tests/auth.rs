@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alertpost_config::Config;
-use alertpost_deliver::{AttemptResult, Client, Endpoint, RequestMeta, Verdict, classify};
+use alertpost_deliver::{Answer, Client, Endpoint, RequestMeta, Verdict, classify};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -84,9 +84,9 @@ fn meta() -> RequestMeta<'static> {
     }
 }
 
-async fn attempt(client: &Client, endpoint: &Endpoint) -> AttemptResult {
+async fn attempt(client: &Client, endpoint: &Endpoint) -> Answer {
     client
-        .attempt(endpoint, Bytes::from_static(b"{}"), &meta())
+        .deliver(endpoint, Bytes::from_static(b"{}"), &meta())
         .await
         .result
 }
@@ -178,7 +178,7 @@ async fn a_huge_expires_in_is_capped_not_a_panic() {
     assert_eq!(server.token_requests.load(Ordering::SeqCst), 1, "cached");
 }
 
-async fn futures_join(client: &Client, endpoint: &Endpoint, n: usize) -> Vec<AttemptResult> {
+async fn futures_join(client: &Client, endpoint: &Endpoint, n: usize) -> Vec<Answer> {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let client = client.clone();
@@ -253,7 +253,7 @@ async fn a_failing_token_endpoint_is_a_retry_and_nothing_is_sent() {
     let client = Client::new(c.policy.clone()).unwrap();
     let endpoint = Endpoint::new(&c.integrations[0], &client).unwrap();
     let result = attempt(&client, &endpoint).await;
-    let AttemptResult::Token(reason) = &result else {
+    let Answer::Token(reason) = &result else {
         panic!("{result:?}")
     };
     assert!(
@@ -295,7 +295,7 @@ async fn a_token_endpoint_that_never_stops_answering_is_cut_off() {
     let result = tokio::time::timeout(Duration::from_secs(10), attempt(&client, &endpoint))
         .await
         .expect("bounded");
-    let AttemptResult::Token(reason) = &result else {
+    let Answer::Token(reason) = &result else {
         panic!("{result:?}")
     };
     assert!(reason.contains("over 65536 bytes"), "{reason}");

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alertpost_config::{Config, Policy};
-use alertpost_deliver::{AttemptResult, Client, Endpoint, Request, RequestMeta, Verdict, classify};
+use alertpost_deliver::{Answer, Client, Endpoint, Request, RequestMeta, Verdict, classify};
 use axum::Router;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{any, post};
@@ -80,7 +80,7 @@ async fn sends_the_documented_headers_and_body() {
         Verdict::Delivered,
         "{attempt:?}"
     );
-    let AttemptResult::Response(response) = &attempt.result else {
+    let Answer::Response(response) = &attempt.result else {
         panic!()
     };
     assert_eq!(&response.body[..], b"{\"status\":\"ok\"}");
@@ -136,10 +136,7 @@ async fn timeouts_bound_the_attempt() {
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
-    assert!(
-        matches!(attempt.result, AttemptResult::Timeout),
-        "{attempt:?}"
-    );
+    assert!(matches!(attempt.result, Answer::Timeout), "{attempt:?}");
     assert!(attempt.duration < Duration::from_secs(2));
     assert!(matches!(
         classify(&attempt.result, &[]),
@@ -157,10 +154,10 @@ async fn large_bodies_are_cut() {
         Bytes::new(),
         &meta(),
     );
-    let AttemptResult::Response(r) = client.send(request.clone()).await.result else {
+    let Answer::Response(r) = client.send(request.clone()).await.result else {
         panic!()
     };
-    assert_eq!(r.body.len(), alertpost_deliver::attempt::BODY_LIMIT);
+    assert_eq!(r.body.len(), alertpost_deliver::exchange::BODY_LIMIT);
     assert!(r.truncated);
 }
 
@@ -176,7 +173,7 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
         &meta(),
     );
     let attempt = strict.send(request.clone()).await;
-    let AttemptResult::Policy(reason) = &attempt.result else {
+    let Answer::Policy(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };
     assert!(
@@ -191,7 +188,7 @@ async fn policy_refuses_loopback_by_address_and_by_name() {
         .parse()
         .unwrap();
     let attempt = strict.send(by_name.clone()).await;
-    let AttemptResult::Policy(reason) = &attempt.result else {
+    let Answer::Policy(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };
     assert!(
@@ -223,7 +220,7 @@ async fn connection_refused_is_retried_and_hides_the_url() {
         &meta(),
     );
     let attempt = client.send(request.clone()).await;
-    let AttemptResult::Connect(reason) = &attempt.result else {
+    let Answer::Connect(reason) = &attempt.result else {
         panic!("{attempt:?}")
     };
     assert!(!reason.contains("secret-token-path"), "{reason}");

@@ -2,9 +2,9 @@
 //! circuit. The caller holds the integration's permit and has passed its
 //! circuit.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use alertpost_deliver::{Attempt, Client, RequestMeta, Verdict, classify};
+use alertpost_deliver::{Client, Exchange, RequestMeta, Verdict, classify};
 use alertpost_event::Event;
 use bytes::Bytes;
 use tracing::Instrument;
@@ -14,7 +14,7 @@ use crate::runtime::Target;
 /// What one attempt did and what it means.
 #[derive(Debug)]
 pub struct Tried {
-    pub attempt: Attempt,
+    pub attempt: Exchange,
     pub verdict: Verdict,
     /// This attempt opened its integration's circuit.
     pub opened_circuit: bool,
@@ -39,15 +39,10 @@ pub async fn send(
         attempt = number,
     );
     async move {
-        let meta = RequestMeta {
-            delivery_id,
-            event_id: &event.id,
-            attempt: number,
-            timestamp: unix_now(),
-        };
+        let meta = RequestMeta::now(delivery_id, &event.id, number);
         let m = &target.metrics;
         let in_flight = InFlight::new(&m.inflight);
-        let attempt = client.attempt(&target.endpoint, body, &meta).await;
+        let attempt = client.deliver(&target.endpoint, body, &meta).await;
         drop(in_flight);
         m.attempt(attempt.result.code());
         m.duration.observe(attempt.duration.as_secs_f64());
@@ -102,7 +97,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn log(attempt: &Attempt, verdict: &Verdict) {
+fn log(attempt: &Exchange, verdict: &Verdict) {
     let ms = duration_ms(attempt.duration);
     let status = attempt.result.status();
     match verdict {
@@ -125,10 +120,4 @@ fn log(attempt: &Attempt, verdict: &Verdict) {
 
 pub(crate) fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -353,7 +353,7 @@ fn summary(attempt: u32, tried: &Tried) -> AttemptSummary {
 /// The store's record of an attempt.
 fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried, sent: &Bytes) -> AttemptRecord {
     let (headers, body) = match &tried.attempt.result {
-        alertpost_deliver::AttemptResult::Response(r) => (
+        alertpost_deliver::Answer::Response(r) => (
             r.headers
                 .iter()
                 .map(|(n, v)| {

@@ -4,10 +4,9 @@
 //! (`POST /v1/integrations/{id}/test`) shows the same text.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use alertpost_config::{Integration, mask};
-use alertpost_deliver::{AttemptResult, Client, Endpoint, Request, RequestMeta, Verdict, classify};
+use alertpost_deliver::{Answer, Client, Endpoint, Request, RequestMeta, Verdict, classify};
 use alertpost_event::{Event, delivery_id};
 use alertpost_render::{Context, Extra};
 use bytes::Bytes;
@@ -65,13 +64,8 @@ pub async fn run(
             integration: integration.id.clone(),
             error: e.to_string(),
         })?;
-    let meta = RequestMeta {
-        delivery_id: &delivery,
-        event_id: &event.id,
-        attempt: 1,
-        timestamp: unix_now(),
-    };
-    let (request, attempt) = client.attempt_shown(&endpoint, body, &meta).await;
+    let meta = RequestMeta::now(&delivery, &event.id, 1);
+    let (request, attempt) = client.deliver_shown(&endpoint, body, &meta).await;
     let verdict = classify(&attempt.result, &endpoint.validate);
 
     let secrets = integration.secret_values();
@@ -95,7 +89,7 @@ pub async fn run(
     show_request(&mut out, &request, &shown_url, &secrets);
     let _ = writeln!(out);
     match &attempt.result {
-        AttemptResult::Response(r) => {
+        Answer::Response(r) => {
             let _ = writeln!(
                 out,
                 "< HTTP {} ({} ms)",
@@ -123,15 +117,15 @@ pub async fn run(
         }
         other => {
             let (kind, reason) = match other {
-                AttemptResult::Timeout => (
+                Answer::Timeout => (
                     "timeout",
                     format!("no answer within {:?}", integration.timeout),
                 ),
-                AttemptResult::Connect(e) => ("connect", e.clone()),
-                AttemptResult::Policy(e) => ("policy", e.clone()),
-                AttemptResult::Token(e) => ("token", e.clone()),
-                AttemptResult::Failed(e) => ("error", e.clone()),
-                AttemptResult::Response(_) => ("", String::new()),
+                Answer::Connect(e) => ("connect", e.clone()),
+                Answer::Policy(e) => ("policy", e.clone()),
+                Answer::Token(e) => ("token", e.clone()),
+                Answer::Failed(e) => ("error", e.clone()),
+                Answer::Response(_) => ("", String::new()),
             };
             let _ = writeln!(
                 out,
@@ -145,7 +139,7 @@ pub async fn run(
         let _ = writeln!(out);
         let _ = writeln!(out, "validators:");
         let body: &[u8] = match &attempt.result {
-            AttemptResult::Response(r) => &r.body,
+            Answer::Response(r) => &r.body,
             _ => &[],
         };
         for v in &integration.validate {
@@ -202,10 +196,4 @@ fn show_request(out: &mut String, request: &Request, url: &str, secrets: &[Strin
         "{}",
         mask(&String::from_utf8_lossy(&request.body), secrets)
     );
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

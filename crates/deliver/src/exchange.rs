@@ -19,14 +19,14 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// One attempt: when, how long, and what happened.
 #[derive(Debug, Clone)]
-pub struct Attempt {
+pub struct Exchange {
     pub started_at: SystemTime,
     pub duration: Duration,
-    pub result: AttemptResult,
+    pub result: Answer,
 }
 
 #[derive(Debug, Clone)]
-pub enum AttemptResult {
+pub enum Answer {
     /// The endpoint answered (any status).
     Response(Response),
     /// No complete answer within the integration's timeout.
@@ -57,22 +57,22 @@ impl Response {
     }
 }
 
-impl AttemptResult {
+impl Answer {
     /// Its class: the `code` label of `alertpost_delivery_attempts_total`.
     pub fn code(&self) -> AttemptCode {
         match self {
-            AttemptResult::Response(r) => AttemptCode::of_status(r.status),
-            AttemptResult::Timeout => AttemptCode::Timeout,
-            AttemptResult::Connect(_) => AttemptCode::Connect,
-            AttemptResult::Policy(_) => AttemptCode::Policy,
-            AttemptResult::Token(_) => AttemptCode::Token,
-            AttemptResult::Failed(_) => AttemptCode::Error,
+            Answer::Response(r) => AttemptCode::of_status(r.status),
+            Answer::Timeout => AttemptCode::Timeout,
+            Answer::Connect(_) => AttemptCode::Connect,
+            Answer::Policy(_) => AttemptCode::Policy,
+            Answer::Token(_) => AttemptCode::Token,
+            Answer::Failed(_) => AttemptCode::Error,
         }
     }
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            AttemptResult::Response(r) => Some(r.status),
+            Answer::Response(r) => Some(r.status),
             _ => None,
         }
     }
@@ -82,24 +82,24 @@ impl Client {
     /// One attempt to deliver `body` to `endpoint`: the request with its
     /// auth and signature, sent once; with OAuth 2, a 401 fetches a fresh
     /// token and sends once more (still one attempt). Never fails: every way
-    /// it can go wrong is an [`AttemptResult`].
-    pub async fn attempt(
+    /// it can go wrong is an [`Answer`].
+    pub async fn deliver(
         &self,
         endpoint: &Endpoint,
         body: Bytes,
         meta: &RequestMeta<'_>,
-    ) -> Attempt {
+    ) -> Exchange {
         self.run(endpoint, body, meta, false).await.1
     }
 
-    /// Like [`Client::attempt`], also returning the request as it was last
+    /// Like [`Client::deliver`], also returning the request as it was last
     /// sent (for `alertpost test`).
-    pub async fn attempt_shown(
+    pub async fn deliver_shown(
         &self,
         endpoint: &Endpoint,
         body: Bytes,
         meta: &RequestMeta<'_>,
-    ) -> (Request, Attempt) {
+    ) -> (Request, Exchange) {
         let (request, attempt) = self.run(endpoint, body, meta, true).await;
         // `run` keeps the request when asked to.
         let request = request.unwrap_or_else(|| Request::new(endpoint, Bytes::new(), meta));
@@ -112,13 +112,13 @@ impl Client {
         body: Bytes,
         meta: &RequestMeta<'_>,
         keep: bool,
-    ) -> (Option<Request>, Attempt) {
+    ) -> (Option<Request>, Exchange) {
         let started_at = SystemTime::now();
         let clock = Instant::now();
         let done = |shown: Option<Request>, result| {
             (
                 shown,
-                Attempt {
+                Exchange {
                     started_at,
                     duration: clock.elapsed(),
                     result,
@@ -143,13 +143,13 @@ impl Client {
         let token_client = self.for_tokens(endpoint.own.as_ref());
         let used = match tokens.header(&token_client, endpoint.timeout).await {
             Ok(h) => h,
-            Err(reason) => return done(keep.then_some(request), AttemptResult::Token(reason)),
+            Err(reason) => return done(keep.then_some(request), Answer::Token(reason)),
         };
         request.headers.insert(AUTHORIZATION, used.clone());
         let mut again = request.clone();
         let mut shown = keep.then(|| request.clone());
         let mut result = client.send_once(request).await;
-        if matches!(&result, AttemptResult::Response(r) if r.status == 401) {
+        if matches!(&result, Answer::Response(r) if r.status == 401) {
             result = match tokens.refresh(&token_client, endpoint.timeout, &used).await {
                 Ok(fresh) => {
                     again.headers.insert(AUTHORIZATION, fresh);
@@ -158,40 +158,40 @@ impl Client {
                     }
                     client.send_once(again).await
                 }
-                Err(reason) => AttemptResult::Token(reason),
+                Err(reason) => Answer::Token(reason),
             };
         }
         done(shown, result)
     }
 
     /// Sends `request` once, as it is.
-    pub async fn send(&self, request: Request) -> Attempt {
+    pub async fn send(&self, request: Request) -> Exchange {
         let started_at = SystemTime::now();
         let clock = Instant::now();
         let result = self.send_once(request).await;
-        Attempt {
+        Exchange {
             started_at,
             duration: clock.elapsed(),
             result,
         }
     }
 
-    async fn send_once(&self, request: Request) -> AttemptResult {
+    async fn send_once(&self, request: Request) -> Answer {
         let timeout = request.timeout;
         let checked_and_sent = async {
             match self.check(&request.url, request.pinned).await {
-                Err(crate::client::Refusal::Policy(reason)) => AttemptResult::Policy(reason),
-                Err(crate::client::Refusal::Unresolved(reason)) => AttemptResult::Connect(reason),
-                Ok(()) => self.exchange(request).await,
+                Err(crate::client::Refusal::Policy(reason)) => Answer::Policy(reason),
+                Err(crate::client::Refusal::Unresolved(reason)) => Answer::Connect(reason),
+                Ok(()) => self.round_trip(request).await,
             }
         };
         match tokio::time::timeout(timeout, checked_and_sent).await {
             Ok(result) => result,
-            Err(_) => AttemptResult::Timeout,
+            Err(_) => Answer::Timeout,
         }
     }
 
-    async fn exchange(&self, request: Request) -> AttemptResult {
+    async fn round_trip(&self, request: Request) -> Answer {
         let sent = self
             .http
             .request(request.method, request.url)
@@ -206,7 +206,7 @@ impl Client {
         let status = response.status().as_u16();
         let headers = std::mem::take(response.headers_mut());
         let (body, truncated) = read_body(&mut response).await;
-        AttemptResult::Response(Response {
+        Answer::Response(Response {
             status,
             headers,
             body,
@@ -251,11 +251,11 @@ async fn read_body(response: &mut reqwest::Response) -> (Bytes, bool) {
     (body, truncated || over)
 }
 
-fn transport_error(e: reqwest::Error) -> AttemptResult {
+fn transport_error(e: reqwest::Error) -> Answer {
     let mut source = e.source();
     while let Some(s) = source {
         if let Some(refused) = s.downcast_ref::<PolicyRefused>() {
-            return AttemptResult::Policy(refused.to_string());
+            return Answer::Policy(refused.to_string());
         }
         source = s.source();
     }
@@ -263,11 +263,11 @@ fn transport_error(e: reqwest::Error) -> AttemptResult {
     let connect = e.is_connect();
     let text = error_text(&e.without_url());
     if timeout {
-        AttemptResult::Timeout
+        Answer::Timeout
     } else if connect {
-        AttemptResult::Connect(text)
+        Answer::Connect(text)
     } else {
-        AttemptResult::Failed(text)
+        Answer::Failed(text)
     }
 }
 
