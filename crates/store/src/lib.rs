@@ -17,16 +17,24 @@
 //! segment interval.
 //!
 //! Trees: `segments` (key: time, sequence), `dead` (time, sequence → dead
-//! letter), `meta` (byte counter). Retention by age and by size: the oldest
-//! segments go first.
+//! letter), `meta` (byte counters). Retention by age and by size: the
+//! oldest records go first.
+//!
+//! Layout: here the store, its queue of writes and the journal; `writer`
+//! (the background writer), `reads` (attempts and dead letters read
+//! back), `retention` (pruning and the byte counters), `segment` and
+//! `record` (the formats), `journal` (the in-memory window).
 //!
 //! [`queue`] is something else: the durable queue of the embedded mode, a
 //! database of its own and the source of truth there.
 
 mod journal;
 pub mod queue;
+mod reads;
 mod record;
+mod retention;
 mod segment;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,27 +46,19 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use journal::Journal;
+use record::time_key;
 pub use record::{AttemptOutcome, AttemptRecord, Progress, SentRequest};
-use record::{read_u64, time_key, time_of};
+use retention::DEAD_BYTES;
 
 /// Records waiting to be written; beyond this, new attempt records are
 /// dropped (and counted) rather than slow deliveries down.
 const QUEUE: usize = 16 * 1024;
-/// Records in one segment at most.
-const SEGMENT_MAX: usize = 2048;
-/// How often the writer writes what is queued.
-const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// sled's page cache: small, for the worker's memory budget (sled's own
 /// default is 1 GiB).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
-/// Records removed per step of pruning (keys and lengths held, not values).
-const PRUNE_CHUNK: usize = 1024;
-/// The byte counters in `meta`.
-const ATTEMPT_BYTES: &[u8] = b"bytes";
-const DEAD_BYTES: &[u8] = b"dead_bytes";
 
 /// What the background writer writes.
-enum Write {
+pub(crate) enum Write {
     Attempt(Box<AttemptRecord>),
     Note(String, Progress),
 }
@@ -67,6 +67,8 @@ enum Write {
 /// segment holds a few hundred milliseconds of attempts).
 pub const DELIVERY_SCAN: usize = 50_000;
 
+/// How long and how much the store keeps: the config's `[store]`, whose
+/// defaults are the only ones.
 #[derive(Debug, Clone)]
 pub struct Retention {
     /// Records older than this are pruned.
@@ -74,15 +76,6 @@ pub struct Retention {
     /// Attempt records and dead letters beyond this many bytes in all are
     /// pruned, oldest first.
     pub max_bytes: u64,
-}
-
-impl Default for Retention {
-    fn default() -> Retention {
-        Retention {
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            max_bytes: 256 * 1024 * 1024,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -263,198 +256,9 @@ impl Store {
         Ok(())
     }
 
-    /// Attempts, oldest first: of one event (and integration) when given,
-    /// else the most recent; at most `limit` (the last ones).
-    pub fn attempts(
-        &self,
-        event_id: Option<&str>,
-        integration: Option<&str>,
-        limit: usize,
-    ) -> Vec<AttemptRecord> {
-        let keep = |r: &AttemptRecord| integration.is_none_or(|i| r.integration == i);
-        let mut found: Vec<AttemptRecord> = match event_id {
-            Some(id) => {
-                // An alertpost event id (UUID v7) says when the event was
-                // made: its attempts come after that.
-                let from =
-                    journal::uuid_v7_time(id).map(|t| time_key(t - Duration::from_secs(60), 0));
-                self.inner
-                    .segments
-                    .range(from.map(|k| k.to_vec()).unwrap_or_default()..)
-                    .filter_map(Result::ok)
-                    .filter(|(_, v)| {
-                        segment::header(v).is_some_and(|h| h.events.iter().any(|e| e == id))
-                    })
-                    .flat_map(|(_, v)| segment::attempts(&v))
-                    .filter(|r| r.event_id == id && keep(r))
-                    .collect()
-            }
-            None => {
-                let mut recent = Vec::new();
-                for (_, v) in self.inner.segments.iter().rev().filter_map(Result::ok) {
-                    recent.extend(segment::attempts(&v).into_iter().filter(|r| keep(r)));
-                    if recent.len() >= limit {
-                        break;
-                    }
-                }
-                recent
-            }
-        };
-        found.sort_by_key(|r| r.started_at);
-        let skip = found.len().saturating_sub(limit);
-        found.into_iter().skip(skip).collect()
-    }
-
-    /// Attempts of one delivery, oldest first, at most `limit`: found
-    /// through its newest attempt among the last [`DELIVERY_SCAN`]
-    /// segments (a delivery id, unlike an event id, is not indexed), then
-    /// by its event.
-    pub fn attempts_of_delivery(&self, delivery_id: &str, limit: usize) -> Vec<AttemptRecord> {
-        let finder = memchr::memmem::Finder::new(delivery_id.as_bytes());
-        let event = self
-            .inner
-            .segments
-            .iter()
-            .rev()
-            .take(DELIVERY_SCAN)
-            .filter_map(Result::ok)
-            // The bytes first: decoding every segment would cost far more.
-            .filter(|(_, v)| finder.find(v).is_some())
-            .find_map(|(_, v)| {
-                segment::attempts(&v)
-                    .into_iter()
-                    .find(|r| r.delivery_id == delivery_id)
-                    .map(|r| r.event_id)
-            });
-        let Some(event) = event else {
-            return Vec::new();
-        };
-        let mut found = self.attempts(Some(&event), None, usize::MAX);
-        found.retain(|r| r.delivery_id == delivery_id);
-        let skip = found.len().saturating_sub(limit);
-        found.into_iter().skip(skip).collect()
-    }
-
-    /// Dead letters this worker produced, newest first.
-    pub fn dead_letters(&self, integration: Option<&str>, limit: usize) -> Vec<DeadLetter> {
-        self.inner
-            .dead
-            .iter()
-            .rev()
-            .filter_map(|kv| kv.ok().map(|(_, v)| v))
-            .filter_map(|v| serde_json::from_slice::<DeadLetter>(&v).ok())
-            .filter(|d| {
-                integration.is_none_or(|i| d.job.as_ref().is_some_and(|j| j.integration == i))
-            })
-            .take(limit)
-            .collect()
-    }
-
     /// Bytes the store takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
-    }
-
-    /// Runs the background writer and pruner until `shutdown`; then writes
-    /// what is queued and flushes. Call once.
-    pub async fn run(&self, retention: Retention, shutdown: impl std::future::Future<Output = ()>) {
-        let Some(mut queue) = self.inner.writer.lock().ok().and_then(|mut w| w.take()) else {
-            return;
-        };
-        let mut write_every = tokio::time::interval(WRITE_EVERY);
-        write_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut prune_every = tokio::time::interval(Duration::from_secs(60));
-        prune_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        let mut batch: Vec<Write> = Vec::with_capacity(SEGMENT_MAX);
-        loop {
-            let room = SEGMENT_MAX - batch.len();
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                n = queue.recv_many(&mut batch, room), if room > 0 => {
-                    if n == 0 {
-                        break;
-                    }
-                    if batch.len() >= SEGMENT_MAX {
-                        self.write_blocking(&mut batch).await;
-                    }
-                }
-                _ = write_every.tick() => {
-                    if !batch.is_empty() {
-                        self.write_blocking(&mut batch).await;
-                    }
-                }
-                _ = prune_every.tick() => {
-                    let store = self.clone();
-                    let retention = retention.clone();
-                    let pruned = tokio::task::spawn_blocking(move || store.prune(&retention)).await;
-                    match pruned {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!(error = %e, "store pruning failed"),
-                        Err(e) => tracing::warn!(error = %e, "store pruning task failed"),
-                    }
-                }
-            }
-        }
-        // Whatever is queued still goes in.
-        queue.close();
-        while queue.recv_many(&mut batch, SEGMENT_MAX).await > 0 {
-            if batch.len() >= SEGMENT_MAX {
-                self.write_blocking(&mut batch).await;
-            }
-        }
-        if !batch.is_empty() {
-            self.write_blocking(&mut batch).await;
-        }
-        if let Err(e) = self.inner.db.flush_async().await {
-            tracing::warn!(error = %e, "store flush failed");
-        }
-    }
-
-    /// Flushes sled to disk now; for tests and tools.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
-        Ok(())
-    }
-
-    /// Writes a segment on the blocking pool: a sled insert can stall for
-    /// milliseconds (page flushes), and the runtime threads carry deliveries.
-    async fn write_blocking(&self, batch: &mut Vec<Write>) {
-        let store = self.clone();
-        let mut owned = std::mem::replace(batch, Vec::with_capacity(SEGMENT_MAX));
-        if let Err(e) = tokio::task::spawn_blocking(move || store.write(&mut owned)).await {
-            self.inner.healthy.store(false, Ordering::Relaxed);
-            tracing::warn!(error = %e, "store writer task failed");
-        }
-    }
-
-    fn write(&self, batch: &mut Vec<Write>) {
-        let mut attempts = Vec::new();
-        let mut notes = Vec::new();
-        for w in batch.drain(..) {
-            match w {
-                Write::Attempt(r) => attempts.push(*r),
-                Write::Note(id, progress) => notes.push((id, progress)),
-            }
-        }
-        let value = segment::encode(&attempts, &notes);
-        let bytes = value.len() as i64;
-        // Keyed by its oldest attempt (its records span the last 200 ms).
-        let at = attempts
-            .iter()
-            .map(|a| a.started_at)
-            .min()
-            .unwrap_or_else(OffsetDateTime::now_utc);
-        let written = self
-            .inner
-            .segments
-            .insert(self.time_key(at), value)
-            .and_then(|_| self.add_bytes(bytes));
-        self.inner.healthy.store(written.is_ok(), Ordering::Relaxed);
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot write attempt records");
-        }
     }
 
     /// The journal of the last window, from the segments written in it.
@@ -480,121 +284,7 @@ impl Store {
     }
 
     /// A key ordered by time: nanoseconds, then a sequence for uniqueness.
-    fn time_key(&self, at: OffsetDateTime) -> [u8; 16] {
+    pub(crate) fn time_key(&self, at: OffsetDateTime) -> [u8; 16] {
         time_key(at, self.next_seq())
-    }
-
-    fn add_bytes(&self, delta: i64) -> sled::Result<()> {
-        self.add(ATTEMPT_BYTES, delta)
-    }
-
-    fn add(&self, counter: &[u8], delta: i64) -> sled::Result<()> {
-        self.inner
-            .meta
-            .update_and_fetch(counter, |old| {
-                let current = old.map_or(0, read_u64);
-                Some(current.saturating_add_signed(delta).to_be_bytes().to_vec())
-            })
-            .map(|_| ())
-    }
-
-    /// Bytes of segments, as counted when written and pruned.
-    pub fn attempt_bytes(&self) -> u64 {
-        self.counter(ATTEMPT_BYTES)
-    }
-
-    /// Bytes of dead letters, as counted when written and pruned.
-    pub fn dead_bytes(&self) -> u64 {
-        self.counter(DEAD_BYTES)
-    }
-
-    fn counter(&self, name: &[u8]) -> u64 {
-        self.inner
-            .meta
-            .get(name)
-            .ok()
-            .flatten()
-            .map_or(0, |v| read_u64(&v))
-    }
-
-    /// A store written before dead letters were counted: count them once.
-    fn count_dead_letters(&self) -> Result<(), StoreError> {
-        if self.inner.meta.get(DEAD_BYTES)?.is_some() {
-            return Ok(());
-        }
-        let mut total = 0u64;
-        for entry in self.inner.dead.iter() {
-            let (_, v) = entry?;
-            total += v.len() as u64;
-        }
-        self.inner.meta.insert(DEAD_BYTES, &total.to_be_bytes())?;
-        Ok(())
-    }
-
-    /// Prunes now (the background task does this every minute).
-    pub fn prune_now(&self, retention: &Retention) -> Result<(), StoreError> {
-        self.prune(retention)
-    }
-
-    /// Drops segments and dead letters older than the age limit, then the
-    /// oldest of either while both take more bytes than allowed. Works in
-    /// chunks of keys and lengths: never every expired value at once.
-    fn prune(&self, retention: &Retention) -> Result<(), StoreError> {
-        let cutoff = time_key(OffsetDateTime::now_utc() - retention.max_age, 0).to_vec();
-        let mut removed = 0usize;
-        for (tree, counter) in [
-            (&self.inner.segments, ATTEMPT_BYTES),
-            (&self.inner.dead, DEAD_BYTES),
-        ] {
-            loop {
-                let chunk: Vec<(sled::IVec, usize)> = tree
-                    .range(..cutoff.clone())
-                    .take(PRUNE_CHUNK)
-                    .filter_map(Result::ok)
-                    .map(|(k, v)| (k, v.len()))
-                    .collect();
-                if chunk.is_empty() {
-                    break;
-                }
-                let mut freed = 0i64;
-                for (k, len) in chunk {
-                    if tree.remove(k)?.is_some() {
-                        freed += len as i64;
-                        removed += 1;
-                    }
-                }
-                self.add(counter, -freed)?;
-            }
-        }
-        // Then by size: the older of the oldest segment and the oldest
-        // dead letter goes first (both keys begin with their time).
-        while self.attempt_bytes() + self.dead_bytes() > retention.max_bytes {
-            let segment = self.inner.segments.first()?;
-            let dead = self.inner.dead.first()?;
-            let (tree, counter, (k, v)) = match (segment, dead) {
-                (Some(s), Some(d)) if d.0 < s.0 => (&self.inner.dead, DEAD_BYTES, d),
-                (Some(s), _) => (&self.inner.segments, ATTEMPT_BYTES, s),
-                (None, Some(d)) => (&self.inner.dead, DEAD_BYTES, d),
-                (None, None) => break,
-            };
-            tree.remove(k)?;
-            self.add(counter, -(v.len() as i64))?;
-            removed += 1;
-        }
-        if removed > 0 {
-            tracing::debug!(
-                removed,
-                attempt_bytes = self.attempt_bytes(),
-                dead_bytes = self.dead_bytes(),
-                "store pruned"
-            );
-        }
-        Ok(())
-    }
-
-    /// The time of the oldest attempt kept, for tests and tools.
-    pub fn oldest_attempt(&self) -> Option<OffsetDateTime> {
-        let (k, _) = self.inner.segments.first().ok()??;
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_of(&k))).ok()
     }
 }

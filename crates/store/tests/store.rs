@@ -7,6 +7,12 @@ use alertpost_event::job::DeadLetter;
 use alertpost_store::{AttemptOutcome, AttemptRecord, Progress, Retention, Store, StoreError};
 use time::OffsetDateTime;
 
+/// A retention that keeps everything these tests write.
+const KEEP_ALL: Retention = Retention {
+    max_age: std::time::Duration::from_secs(365 * 24 * 3600),
+    max_bytes: u64::MAX,
+};
+
 fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> AttemptRecord {
     AttemptRecord {
         delivery_id: format!("dlv_{event}_{integration}"),
@@ -28,7 +34,7 @@ fn attempt(event: &str, integration: &str, n: u32, at: OffsetDateTime) -> Attemp
 /// Starts the background writer; it writes what is queued every 200 ms.
 fn writer(store: &Store) -> tokio::task::JoinHandle<()> {
     let s = store.clone();
-    tokio::spawn(async move { s.run(Retention::default(), std::future::pending()).await })
+    tokio::spawn(async move { s.run(KEEP_ALL, std::future::pending()).await })
 }
 
 /// Waits for the writer's next write.

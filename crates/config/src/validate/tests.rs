@@ -1,4 +1,9 @@
+use std::time::Duration;
+
 use super::*;
+use crate::WorkerSettings;
+use crate::integration::{Auth, Kinds, Method, RateLimit};
+use crate::policy::Policy;
 
 fn env(name: &str) -> Option<String> {
     match name {
