@@ -60,11 +60,11 @@ fn start(
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let options = WorkerOptions {
         config: config(receiver),
-        admin: None,
         reload: None,
         store,
     };
-    let handle = tokio::spawn(alertpost_worker::run(backend, options, async move {
+    let worker = alertpost_worker::Worker::new(options).expect("the config makes a runtime");
+    let handle = tokio::spawn(worker.run(std::sync::Arc::new(backend), async move {
         let _ = rx.await;
     }));
     (tx, handle)

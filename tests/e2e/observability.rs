@@ -588,7 +588,7 @@ async fn the_admin_api_caps_what_one_request_reads() {
         assert!(Instant::now() < deadline, "records not written");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(count().await, alertpost_worker::admin::MAX_LIMIT);
+    assert_eq!(count().await, alertpost_admin::MAX_LIMIT);
     worker.stop().await.unwrap();
 }
 

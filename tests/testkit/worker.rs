@@ -9,7 +9,7 @@ use alertpost_event::Event;
 use alertpost_producer::{Producer, Publish};
 use alertpost_seam::{Inbound, Reader, Session, Source};
 use alertpost_store::queue::DurableQueue;
-use alertpost_worker::{WorkerError, WorkerOptions};
+use alertpost_worker::{Worker, WorkerError, WorkerOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::TestPrefix;
@@ -52,6 +52,38 @@ pub struct RunningWorker {
     feed: Feed,
     /// The worker's topology (its delay tiers are the config's).
     topology: alertpost_seam::Topology,
+}
+
+/// A worker and its admin server, as `alertpost worker` runs them, until
+/// `stop` fires (or its sender is dropped).
+async fn run_with_admin<B: alertpost_seam::Backend>(
+    backend: B,
+    options: WorkerOptions,
+    admin: tokio::net::TcpListener,
+    stop: oneshot::Receiver<()>,
+) -> Result<(), WorkerError> {
+    let worker = Worker::new(options)?;
+    let backend = std::sync::Arc::new(backend);
+    let (stopped, until) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = stop.await;
+        let _ = stopped.send(true);
+    });
+    let until = move || {
+        let mut until = until.clone();
+        async move {
+            let _ = until.wait_for(|s| *s).await;
+        }
+    };
+    let served = tokio::spawn(alertpost_admin::serve(
+        admin,
+        worker.view(),
+        backend.clone(),
+        until(),
+    ));
+    let ran = worker.run(backend, until()).await;
+    let _ = served.await;
+    ran
 }
 
 impl RunningWorker {
@@ -107,12 +139,8 @@ impl RunningWorker {
             .expect("the config's tiers are valid");
         let options = WorkerOptions {
             config,
-            admin: Some(admin),
             reload: Some(configs),
             store: store.clone(),
-        };
-        let shutdown = async move {
-            let _ = rx.await;
         };
         let worker_topology = topology.clone();
         let (handle, feed) = match kind {
@@ -127,7 +155,7 @@ impl RunningWorker {
                 let producer =
                     Producer::lazy(&prefix.url, prefix.topology.clone(), "test-producer");
                 (
-                    tokio::spawn(alertpost_worker::run(backend, options, shutdown)),
+                    tokio::spawn(run_with_admin(backend, options, admin, rx)),
                     Feed::Rabbit(producer),
                 )
             }
@@ -142,7 +170,7 @@ impl RunningWorker {
                 .expect("the embedded queue opens");
                 let backend = Embedded::new(queue.clone(), topology);
                 (
-                    tokio::spawn(alertpost_worker::run(backend.clone(), options, shutdown)),
+                    tokio::spawn(run_with_admin(backend.clone(), options, admin, rx)),
                     Feed::Embedded {
                         producer: EmbeddedProducer::new(backend.clone()),
                         backend,

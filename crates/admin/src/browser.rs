@@ -17,7 +17,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::admin::Problem;
+use crate::extract::Problem;
 
 fn refused(why: &str) -> Response {
     (StatusCode::FORBIDDEN, axum::Json(Problem::new(why))).into_response()

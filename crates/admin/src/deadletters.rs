@@ -71,7 +71,7 @@ pub enum DeadInFull {
     Letter(Box<DeadLetter>),
     Event {
         reason: String,
-        #[schema(schema_with = alertpost_event::event::event_schema_ref)]
+        #[schema(schema_with = alertpost_event::schema::event_schema_ref)]
         event: Box<Event>,
     },
     Job {

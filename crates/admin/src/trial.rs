@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use alertpost_config::{Integration, mask};
 use alertpost_deliver::{Answer, Client, Endpoint, Request, RequestMeta, Verdict, classify};
 use alertpost_event::{Event, delivery_id};
-use alertpost_render::{Context, Extra};
+use alertpost_render::Context;
 use bytes::Bytes;
 
 /// What a test delivery did.
@@ -40,26 +40,20 @@ pub enum Url {
     Origin,
 }
 
-/// Sends `event` (described as `origin`) to `integration` through `client`.
+/// Sends `event` (described as `from`: "the sample event", a file's name)
+/// to `integration` through `client`.
 pub async fn run(
     client: &Client,
     integration: &Integration,
     event: &Event,
-    origin: &str,
+    from: &str,
     url: Url,
 ) -> Result<Trial, TrialError> {
     let endpoint = Endpoint::new(integration, client)?;
     let delivery = delivery_id(&event.id, &integration.id);
-    let extra = Extra {
-        integration_id: &integration.id,
-        integration_name: &integration.name,
-        routing_key: integration.routing_key.as_ref().map(|k| k.expose()),
-        delivery_id: &delivery,
-    };
     let event_json = Bytes::from(event.to_json());
     let body = integration
-        .body
-        .render(&Context::new(event), &event_json, &extra)
+        .render_body(&event_json, Some(&Context::new(event)), &delivery)
         .map_err(|e| TrialError::Render {
             integration: integration.id.clone(),
             error: e.to_string(),
@@ -80,7 +74,7 @@ pub async fn run(
         "integration {} ({}{enabled}), {}",
         integration.id, integration.name, integration.body_source
     );
-    let _ = writeln!(out, "event       {} from {origin}", event.id);
+    let _ = writeln!(out, "event       {} from {from}", event.id);
     let _ = writeln!(out);
     let shown_url = match url {
         Url::Full => request.url.to_string(),

@@ -3,7 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::path::Path;
+
+use alertpost_config::Config;
+use alertpost_seam::Topology;
+use anyhow::anyhow;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::Failure;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,6 +58,35 @@ pub struct Global {
     /// Integrations config file (TOML).
     #[arg(long, global = true, env = "ALERTPOST_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+impl Global {
+    /// The topology of `--prefix`, with the default delay tiers.
+    pub fn topology(&self) -> Result<Topology, Failure> {
+        Topology::new(&self.prefix).map_err(|e| Failure::Usage(e.into()))
+    }
+
+    /// `--config`, which `command` needs.
+    pub fn config_path(&self, command: &str) -> Result<&Path, Failure> {
+        self.config.as_deref().ok_or_else(|| {
+            Failure::Usage(anyhow!(
+                "`{command}` needs a config file: --config FILE (or ALERTPOST_CONFIG)"
+            ))
+        })
+    }
+}
+
+/// The config file at `path`, validated; an invalid one is a usage error.
+pub fn load_config(path: &Path) -> Result<Config, Failure> {
+    alertpost_config::load(path).map_err(|e| Failure::Usage(e.into()))
+}
+
+/// A name for this process in RabbitMQ: `alertpost-<role>-<host>-<pid>`.
+pub fn process_name(role: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!("alertpost-{role}-{host}-{}", std::process::id())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -2,10 +2,10 @@
 //! broker (no data directory needed; works while workers run) or, with
 //! `--admin ADDR`, through a running process's admin API (the only way to
 //! reach the dead letters of `alertpost run`, whose queue the process holds).
-//! Both go through `alertpost_worker::deadletters`.
+//! Both go through `alertpost_admin::deadletters`.
 
+use alertpost_admin::deadletters::{self, Replayed, Through, Which};
 use alertpost_rabbitmq::Rabbit;
-use alertpost_worker::deadletters::{self, Replayed, Through, Which};
 use anyhow::anyhow;
 use serde_json::{Value, json};
 

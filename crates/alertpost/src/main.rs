@@ -41,6 +41,8 @@ mod cli;
 mod commands;
 mod dlq;
 mod logging;
+mod publish;
+mod serve;
 mod signals;
 mod test_cmd;
 

@@ -5,7 +5,32 @@ use std::path::PathBuf;
 
 use alertpost_config::Config;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+
+/// One stop for every part of a process: the first SIGTERM or SIGINT
+/// completes each [`Stop::until`], however many parts wait on it.
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// A stop that comes with the first signal ([`shutdown`]).
+    pub fn on_signal() -> Stop {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown().await;
+            let _ = tx.send(true);
+        });
+        Stop(rx)
+    }
+
+    /// Completes once the stop has come.
+    pub fn until(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
 
 /// On each SIGHUP, reads and validates `path` again and hands the new
 /// config to the worker; an invalid one is refused with its problems logged

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
+use alertpost_admin::trial::{self, Url};
 use alertpost_deliver::Client;
 use alertpost_event::Event;
 use alertpost_render::sample;
-use alertpost_worker::trial::{self, Url};
 use anyhow::{Context as _, anyhow};
 
 use crate::Failure;

@@ -212,6 +212,29 @@ impl Default for RetryPolicy {
 }
 
 impl Integration {
+    /// The body of delivery `delivery_id` to this integration: the event's
+    /// own encoding (`event_json`) when the body is the event, else its
+    /// template rendered with `context` (the event, built once per message)
+    /// and the integration's extras. One way, for deliveries and test
+    /// deliveries alike.
+    pub fn render_body(
+        &self,
+        event_json: &bytes::Bytes,
+        context: Option<&alertpost_render::Context>,
+        delivery_id: &str,
+    ) -> Result<bytes::Bytes, alertpost_render::RenderError> {
+        let Some(context) = context.filter(|_| !self.body.is_event()) else {
+            return Ok(event_json.clone());
+        };
+        let extra = alertpost_render::Extra {
+            integration_id: &self.id,
+            integration_name: &self.name,
+            routing_key: self.routing_key.as_ref().map(|k| k.expose()),
+            delivery_id,
+        };
+        self.body.render(context, event_json, &extra)
+    }
+
     /// The URL to show in logs and errors: scheme, host and port only, as
     /// paths and queries often carry tokens (Slack, OnCall).
     pub fn url_for_logs(&self) -> String {

@@ -33,7 +33,7 @@ pub use integration::{
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};
-pub use secret::Secret;
+pub use secret::{Credentials, Secret};
 pub use tls::{Tls, TlsVersion};
 pub use validate::looks_secret;
 

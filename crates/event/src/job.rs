@@ -58,7 +58,7 @@ pub struct DeliveryJob {
     /// The most recent attempts, oldest first, at most [`HISTORY_LIMIT`].
     #[serde(default)]
     pub history: Vec<AttemptSummary>,
-    #[schema(schema_with = crate::event::event_schema_ref)]
+    #[schema(schema_with = crate::schema::event_schema_ref)]
     pub event: Event,
 }
 

@@ -88,7 +88,7 @@ struct IngestApi;
 /// The document, the event's schema embedded.
 pub fn document() -> Value {
     let mut doc = serde_json::to_value(IngestApi::openapi()).unwrap_or_default();
-    alertpost_event::event::embed_event_schema(&mut doc);
+    alertpost_event::schema::embed_event_schema(&mut doc);
     // The formats the route takes, from the list it parses against.
     let names: Vec<&str> = alertpost_event::normalize::Format::ALL
         .iter()

@@ -1,6 +1,8 @@
-//! One HTTP attempt of one delivery: send, classify, log, report to the
-//! circuit. The caller holds the integration's permit and has passed its
-//! circuit.
+//! The attempt stage: one HTTP exchange of one delivery, classified, its
+//! receiver's words masked, logged. The caller holds the delivery's turn
+//! (its permit, and its circuit's leave); what the attempt changes (the
+//! record, the metrics, the circuit, the integration's state) is the
+//! observer's.
 
 use std::time::Duration;
 
@@ -9,19 +11,17 @@ use alertpost_event::Event;
 use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::runtime::Target;
+use crate::target::Target;
 
 /// What one attempt did and what it means.
 #[derive(Debug)]
 pub struct Tried {
-    pub attempt: Exchange,
+    pub exchange: Exchange,
     pub verdict: Verdict,
-    /// This attempt opened its integration's circuit.
-    pub opened_circuit: bool,
 }
 
 /// Makes attempt number `number` of delivering `body` (the rendered event)
-/// to `target`. Counted here, once per attempt, by its code.
+/// to `target`.
 pub async fn send(
     client: &Client,
     target: &Target,
@@ -40,13 +40,10 @@ pub async fn send(
     );
     async move {
         let meta = RequestMeta::now(delivery_id, &event.id, number);
-        let m = &target.metrics;
-        let in_flight = InFlight::new(&m.inflight);
-        let attempt = client.deliver(&target.endpoint, body, &meta).await;
+        let in_flight = InFlight::new(&target.metrics.inflight);
+        let exchange = client.deliver(&target.endpoint, body, &meta).await;
         drop(in_flight);
-        m.attempt(attempt.result.code());
-        m.duration.observe(attempt.duration.as_secs_f64());
-        let mut verdict = classify(&attempt.result, &target.endpoint.validate);
+        let mut verdict = classify(&exchange.result, &target.endpoint.validate);
         // What the receiver said goes on into logs, records, histories and
         // dead letters: without the secrets it may echo.
         if !target.secrets.is_empty() {
@@ -57,24 +54,8 @@ pub async fn send(
                 }
             }
         }
-        log(&attempt, &verdict);
-        let now = time::OffsetDateTime::now_utc();
-        match &verdict {
-            Verdict::Delivered => target.seen.delivered(now),
-            Verdict::Retry { reason, .. } => target.seen.failed(now, reason),
-            Verdict::Dead { reason, detail } => {
-                target.seen.failed(now, &format!("{reason}: {detail}"))
-            }
-        }
-        let circuit = target
-            .circuit
-            .report(matches!(verdict, Verdict::Retry { .. }));
-        m.circuit_open.set(i64::from(circuit.open));
-        Tried {
-            attempt,
-            verdict,
-            opened_circuit: circuit.opened,
-        }
+        log(&exchange, &verdict);
+        Tried { exchange, verdict }
     }
     .instrument(span)
     .await
@@ -97,9 +78,9 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn log(attempt: &Exchange, verdict: &Verdict) {
-    let ms = duration_ms(attempt.duration);
-    let status = attempt.result.status();
+fn log(exchange: &Exchange, verdict: &Verdict) {
+    let ms = duration_ms(exchange.duration);
+    let status = exchange.result.status();
     match verdict {
         Verdict::Delivered => {
             tracing::info!(outcome = "delivered", status, duration_ms = ms, "delivered")

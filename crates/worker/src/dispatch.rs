@@ -20,9 +20,9 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_event::job::{DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
+use alertpost_event::job::{DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA};
+use alertpost_event::message::Message;
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
-use alertpost_metrics::Outcome;
 use alertpost_render::Context;
 use alertpost_seam::{Inbound, Session, Source};
 use bytes::Bytes;
@@ -32,9 +32,13 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::delivery::{self, Delivery, Turn};
-use crate::handoff::{self, Link, Settle, Step};
-use crate::runtime::{Ctx, Runtime, Target};
+use crate::delivery::Delivery;
+use crate::handoff::{self, Settle};
+use crate::link::Link;
+use crate::render::Rendering;
+use crate::runtime::{Ctx, Runtime};
+use crate::step::Step;
+use crate::turn::Turn;
 
 /// A job due this soon is tried now rather than sent round another wait.
 const DUE_SLACK: Duration = Duration::from_millis(250);
@@ -111,7 +115,7 @@ async fn event_message<S: Session>(
 ) -> Settle {
     ctx.metrics.consumed(&event.source);
     let runtime = ctx.current.get();
-    let targets: Vec<&Arc<Target>> = runtime.targets_for(&event);
+    let targets = crate::matching::targets_for(&runtime, &event);
     if targets.is_empty() {
         tracing::debug!(event_id = %event.id, "no integration matches the event");
         return Settle::Ack;
@@ -123,33 +127,29 @@ async fn event_message<S: Session>(
         .iter()
         .any(|t| !t.integration.body.is_event())
         .then(|| Context::new(&event));
-    let source = delivery::Source {
+    let from = Rendering {
         event_json: &event_json,
         context: context.as_ref(),
     };
     let settles = join_all(targets.iter().map(|target| {
         let id = delivery_id(&event.id, &target.integration.id);
-        let runtime = &runtime;
-        let event = &event;
+        let (runtime, event) = (&runtime, &event);
         async move {
-            if handoff::already_handled(&ctx.store, &id, 0) {
-                target.metrics.outcome(Outcome::SkippedDuplicate);
+            if crate::journal::already_handled(&ctx.store, &id, 0) {
+                crate::observe::skipped(target);
                 return Settle::Ack;
             }
-            let d = Delivery {
-                event,
-                target,
-                id,
-                hop: 0,
-                attempts: 0,
-                first_attempt_at: None,
-                history: Vec::new(),
-                replayed: None,
-                origin: &msg.queue,
-            };
+            let d = Delivery::first(event, target, id, &msg.queue);
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
-            let step = Box::pin(delivery::run(ctx, runtime, d, source, Turn::Now, halt));
+            let step = Box::pin(crate::stages::run(
+                ctx,
+                &runtime.client,
+                d,
+                from,
+                Turn::Now,
+                halt,
+            ));
             Box::pin(carry_on(ctx, link, msg, step)).await
         }
     }))
@@ -226,10 +226,8 @@ async fn job_step(
     turn: Turn,
     halt: &CancellationToken,
 ) -> Option<Step> {
-    if handoff::already_handled(&ctx.store, &job.delivery_id, job.hop) {
-        if let Some(target) = runtime.target(&job.integration) {
-            target.metrics.outcome(Outcome::SkippedDuplicate);
-        }
+    if crate::journal::already_handled(&ctx.store, &job.delivery_id, job.hop) {
+        crate::observe::skipped_job(runtime, &job.integration);
         return Some(Step::Done);
     }
     // A backend may hand a wait back early (RabbitMQ: one longer than its
@@ -241,71 +239,63 @@ async fn job_step(
         return Some(Step::Rewait(Box::new(job)));
     }
     let Some(target) = runtime.target(&job.integration) else {
-        let (reason, detail) = match runtime.config.integration(&job.integration) {
-            Some(_) => (
-                DeadReason::Disabled,
-                format!(
-                    "integration `{}` is disabled; replay with `alertpost dlq replay --integration {}` once it is enabled",
-                    job.integration, job.integration
-                ),
-            ),
-            None => (
-                DeadReason::Unknown,
-                format!(
-                    "integration `{}` is not in the configuration",
-                    job.integration
-                ),
-            ),
-        };
-        tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
-        job.hop += 1;
-        let letter = DeadLetter::of_job(job, reason, detail, msg.queue.clone(), now);
-        return Some(Step::Dead(Box::new(letter), None));
+        return Some(no_target(runtime, msg, job, now));
     };
     let event_json = Bytes::from(job.event.to_json());
     let context = (!target.integration.body.is_event()).then(|| Context::new(&job.event));
-    let source = delivery::Source {
+    let from = Rendering {
         event_json: &event_json,
         context: context.as_ref(),
     };
-    let d = Delivery {
-        event: &job.event,
-        target,
-        id: job.delivery_id.clone(),
-        hop: job.hop,
-        attempts: job.attempts,
-        first_attempt_at: Some(job.first_attempt_at),
-        history: job.history.clone(),
-        replayed: job.replayed.clone(),
-        origin: &msg.queue,
-    };
-    delivery::run(ctx, runtime, d, source, turn, halt).await
+    let d = Delivery::of_job(&job, target, &msg.queue);
+    crate::stages::run(ctx, &runtime.client, d, from, turn, halt).await
 }
 
-/// Reads an event or a job: by the message's type, else by its stream.
-fn decode(msg: &Inbound) -> Result<Work, String> {
-    let is_job = match msg.kind.as_deref() {
-        Some(EVENT_SCHEMA) => false,
-        Some(JOB_SCHEMA) => true,
-        Some(JOBS_SCHEMA) => {
-            let jobs: Vec<DeliveryJob> = serde_json::from_slice(&msg.body)
-                .map_err(|e| format!("not a valid {JOBS_SCHEMA} array of delivery jobs: {e}"))?;
-            return Ok(Work::Jobs(jobs));
-        }
-        None => !matches!(msg.source, Source::Events),
-        Some(other) => return Err(format!("unknown message type `{other}`")),
+/// A job whose integration is disabled, or gone from the config: dead.
+fn no_target(runtime: &Runtime, msg: &Inbound, mut job: DeliveryJob, now: OffsetDateTime) -> Step {
+    let (reason, detail) = match runtime.config.integration(&job.integration) {
+        Some(_) => (
+            DeadReason::Disabled,
+            format!(
+                "integration `{}` is disabled; replay with `alertpost dlq replay --integration {}` once it is enabled",
+                job.integration, job.integration
+            ),
+        ),
+        None => (
+            DeadReason::Unknown,
+            format!(
+                "integration `{}` is not in the configuration",
+                job.integration
+            ),
+        ),
     };
-    if is_job {
-        let job: DeliveryJob = serde_json::from_slice(&msg.body)
-            .map_err(|e| format!("not a valid {JOB_SCHEMA} delivery job: {e}"))?;
-        return Ok(Work::Jobs(vec![job]));
+    tracing::warn!(delivery_id = %job.delivery_id, %detail, "dead-lettering a delivery job");
+    job.hop += 1;
+    let letter = DeadLetter::of_job(job, reason, detail, msg.queue.clone(), now);
+    Step::Dead(Box::new(letter), None)
+}
+
+/// Reads an event or jobs: by the message's type, else by its stream.
+fn decode(msg: &Inbound) -> Result<Work, String> {
+    let assumed = match msg.source {
+        Source::Events => EVENT_SCHEMA,
+        _ => JOB_SCHEMA,
+    };
+    match Message::read(msg.kind.as_deref(), &msg.body, assumed)? {
+        Message::Job(job) => Ok(Work::Jobs(vec![*job])),
+        Message::Jobs(jobs) => Ok(Work::Jobs(jobs)),
+        Message::Event(mut event) => {
+            let unchanged = event
+                .prepare_received(&msg.body, OffsetDateTime::now_utc())
+                .map_err(|e| format!("not a valid event: {e}"))?;
+            let raw = unchanged.then(|| msg.body.clone());
+            Ok(Work::Event(event, raw))
+        }
+        Message::Dead(_) => Err(format!(
+            "a dead letter ({}) is no work for a worker",
+            alertpost_event::job::DEAD_SCHEMA
+        )),
     }
-    let mut event = Event::from_json(&msg.body).map_err(|e| e.to_string())?;
-    let unchanged = event
-        .prepare_received(&msg.body, OffsetDateTime::now_utc())
-        .map_err(|e| format!("not a valid event: {e}"))?;
-    let raw = unchanged.then(|| msg.body.clone());
-    Ok(Work::Event(Box::new(event), raw))
 }
 
 /// Sends a message that cannot be read to the dead queue, then acks it.

@@ -17,13 +17,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use alertpost_event::job::{DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
 use alertpost_seam::{Destination, Held, Outgoing, PublishError, Session};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::handoff::LaneJob;
+use crate::step::LaneJob;
 
 /// Jobs in one lane message at most. A lane's consumer holds up to its
 /// prefetch (the integration's concurrency) of messages, so a worker
@@ -39,8 +38,6 @@ const MAX_BYTES: usize = 64 * 1024;
 const IN_FLIGHT: usize = 1;
 /// Hand-offs waiting for a lane's writer; beyond this, hand-offs wait.
 const QUEUE: usize = 4 * MAX_JOBS;
-/// One publish and its confirm; longer counts as a failure.
-pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One hand-off to a lane: the job's JSON, and who waits for its confirm.
 struct Queued {
@@ -174,11 +171,5 @@ async fn publish<S: Session>(
         message_id: batch.first().map_or("", |q| q.delivery_id.as_str()),
     };
     let to = Destination::Lane(lane.to_owned());
-    match tokio::time::timeout(PUBLISH_TIMEOUT, session.publish(&to, &msg)).await {
-        Ok(result) => result,
-        Err(_) => Err(PublishError::Unavailable(format!(
-            "no confirm within {}s",
-            PUBLISH_TIMEOUT.as_secs()
-        ))),
-    }
+    alertpost_seam::publish_bounded(session, &to, &msg).await
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handoff::Link;
+use crate::link::Link;
 use crate::pump::{Ended, Pump};
 use crate::runtime::{Ctx, Runtime};
 

@@ -45,26 +45,31 @@
 //! wait or the dead queue with a confirm, and journaled. Anything else
 //! requeues it or leaves it unsettled, and the backend hands it out again.
 
-pub mod admin;
 mod attempt;
-mod batching;
 pub mod circuit;
-mod console;
-pub mod deadletters;
+mod consume;
 pub mod decide;
 mod delivery;
 mod dispatch;
 mod handoff;
 pub mod health;
+mod journal;
+mod lane_writer;
 mod lanes;
-mod masking;
+mod link;
+mod matching;
+mod observe;
 pub mod operational;
-mod origin;
 mod pump;
+mod render;
 pub mod runtime;
 pub mod schedule;
-pub mod status;
+mod stages;
+mod step;
 pub mod supervisor;
-pub mod trial;
+pub mod target;
+mod turn;
+pub mod view;
 
-pub use supervisor::{WorkerError, WorkerOptions, run};
+pub use supervisor::{Worker, WorkerError, WorkerOptions};
+pub use view::{AttemptQuery, View};

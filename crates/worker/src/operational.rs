@@ -42,7 +42,6 @@ const QUEUE: usize = 256;
 /// [`PAUSE_MAX`].
 const PAUSE: Duration = Duration::from_secs(1);
 const PAUSE_MAX: Duration = Duration::from_secs(30);
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An integration's state, as operational events report it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +82,7 @@ pub struct Standing {
 }
 
 /// Whether `to`, found now, is raised; and the state afterwards. Pure.
-fn decide(
+fn transition(
     current: State,
     raised: Option<Instant>,
     to: State,
@@ -219,7 +218,7 @@ impl Operational {
                 raised: None,
                 reason: String::new(),
             });
-            let (raise, next) = decide(track.state, track.raised, to, now, self.repeat);
+            let (raise, next) = transition(track.state, track.raised, to, now, self.repeat);
             if next != track.state {
                 // Counted under the lock, with the state it follows.
                 match (track.state, next) {
@@ -277,18 +276,17 @@ impl Operational {
             let mut pause = PAUSE;
             loop {
                 let sent = tokio::select! {
-                    r = tokio::time::timeout(PUBLISH_TIMEOUT, session.publish(&to, &msg)) => r,
+                    r = alertpost_seam::publish_bounded(session, &to, &msg) => r,
                     _ = halt.cancelled() => {
                         *self.unsent.lock().unwrap_or_else(|p| p.into_inner()) = Some(event);
                         return;
                     }
                 };
                 match sent {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => {
+                    Ok(()) => break,
+                    Err(e) => {
                         tracing::warn!(error = %e, "operational event not confirmed; trying again")
                     }
-                    Err(_) => tracing::warn!("operational event: no confirm in time; trying again"),
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
@@ -384,7 +382,7 @@ mod tests {
         ];
         for (current, raised, found, expected, after) in rows {
             assert_eq!(
-                decide(current, raised, found, now, hour),
+                transition(current, raised, found, now, hour),
                 (expected, after),
                 "{current:?} → {found:?}"
             );

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch;
-use crate::handoff::Link;
+use crate::link::Link;
 use crate::runtime::Ctx;
 
 /// Why a pump stopped.

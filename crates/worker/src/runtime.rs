@@ -5,18 +5,15 @@
 //! the settings they depend on are unchanged: a reload neither closes an
 //! open circuit nor lets old and new messages each use the full bound.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use alertpost_config::{Config, Integration, RateLimit};
+use alertpost_config::Config;
 use alertpost_deliver::Client;
-use alertpost_deliver::Endpoint;
-use alertpost_event::{Event, Status};
-use alertpost_metrics::{IntegrationMetrics, Outcome, WorkerMetrics};
+use alertpost_metrics::WorkerMetrics;
 use alertpost_store::Store;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
-use crate::circuit::Circuit;
+use crate::target::Target;
 
 /// What every task of a worker shares, across sessions.
 #[derive(Debug)]
@@ -30,46 +27,6 @@ pub struct Ctx {
     pub tiers: Vec<std::time::Duration>,
     /// Integration states and the operational events they raise.
     pub operational: crate::operational::Operational,
-}
-
-/// One integration, ready to deliver to.
-#[derive(Debug)]
-pub struct Target {
-    pub integration: Integration,
-    /// The integration's request parts, parsed once.
-    pub endpoint: Endpoint,
-    /// `integration.concurrency` permits: attempts in flight to it at once,
-    /// whether they come from events, delivery jobs or its lane. Tokio's
-    /// semaphore is fair: while a lane's delivery waits for a permit, a
-    /// new delivery cannot take one ahead of it, so the backlog keeps its
-    /// order.
-    pub permits: Arc<Semaphore>,
-    /// Its series, resolved once.
-    pub metrics: IntegrationMetrics,
-    pub circuit: Arc<Circuit>,
-    /// Its `rate_limit`, a token bucket; kept over a reload that leaves
-    /// the limit as it was.
-    pub bucket: Option<Arc<Bucket>>,
-    /// Lane deliveries waiting for a token: while any do, a new delivery
-    /// does not take one ahead of them (the bucket itself is not fair).
-    pub bucket_waiters: Arc<std::sync::atomic::AtomicUsize>,
-    /// Its last success and failure, kept over a reload that leaves its
-    /// URL as it was.
-    pub seen: Arc<crate::status::Seen>,
-    /// What to mask in what its receiver answers
-    /// ([`Integration::secret_values`]).
-    pub secrets: Vec<String>,
-}
-
-/// A token bucket of one integration (GCRA, from `governor`).
-pub type Bucket = governor::DefaultDirectRateLimiter;
-
-/// A bucket for `limit`: `count` requests per `per`, in bursts of up to
-/// `count`.
-fn bucket(limit: RateLimit) -> Option<Arc<Bucket>> {
-    let burst = NonZeroU32::new(limit.count)?;
-    let quota = governor::Quota::with_period(limit.per / limit.count)?.allow_burst(burst);
-    Some(Arc::new(governor::RateLimiter::direct(quota)))
 }
 
 /// Everything a dispatch needs from the configuration.
@@ -105,46 +62,7 @@ impl Runtime {
             .map(|i| {
                 let before = previous.and_then(|p| p.target(&i.id));
                 let series = metrics.integration(&i.id, tiers);
-                let circuit = match before {
-                    Some(b)
-                        if b.integration.url == i.url
-                            && b.integration.circuit == i.circuit
-                            && b.integration.timeout == i.timeout =>
-                    {
-                        b.circuit.clone()
-                    }
-                    _ => {
-                        series.circuit_open.set(0);
-                        // An attempt is at most two token fetches and two
-                        // requests, each bounded by the timeout.
-                        Arc::new(Circuit::new(i.circuit, i.timeout.saturating_mul(4)))
-                    }
-                };
-                let permits = match before {
-                    Some(b) if b.integration.concurrency == i.concurrency => b.permits.clone(),
-                    _ => Arc::new(Semaphore::new(i.concurrency)),
-                };
-                let (bucket, bucket_waiters) = match before {
-                    Some(b) if b.integration.rate_limit == i.rate_limit => {
-                        (b.bucket.clone(), b.bucket_waiters.clone())
-                    }
-                    _ => (i.rate_limit.and_then(bucket), Arc::default()),
-                };
-                let seen = match before {
-                    Some(b) if b.integration.url == i.url => b.seen.clone(),
-                    _ => Arc::default(),
-                };
-                Ok(Arc::new(Target {
-                    metrics: series,
-                    seen,
-                    secrets: i.secret_values(),
-                    circuit,
-                    permits,
-                    bucket,
-                    bucket_waiters,
-                    endpoint: Endpoint::new(i, &client)?,
-                    integration: i.clone(),
-                }))
+                Ok(Arc::new(Target::new(i, before, series, &client)?))
             })
             .collect::<Result<Vec<_>, RuntimeError>>()?;
         // A removed or disabled integration's circuit is no longer open.
@@ -162,29 +80,6 @@ impl Runtime {
         })
     }
 
-    /// The integrations an event goes to: enabled, they take its kind
-    /// (`kinds`) and its status (`send_resolved`), and their filter holds.
-    /// Those that take its kind but not the event count it as `filtered`;
-    /// another kind is not theirs to count (operational events would add
-    /// to every integration's count).
-    pub fn targets_for(&self, event: &Event) -> Vec<&Arc<Target>> {
-        self.targets
-            .iter()
-            .filter(|t| {
-                let i = &t.integration;
-                if !i.kinds.admits(&event.kind) {
-                    return false;
-                }
-                let matches = (i.send_resolved || event.status != Status::Resolved)
-                    && i.filter.matches(event);
-                if !matches {
-                    t.metrics.outcome(Outcome::Filtered);
-                }
-                matches
-            })
-            .collect()
-    }
-
     pub fn target(&self, id: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.integration.id == id)
     }
@@ -197,19 +92,6 @@ impl Runtime {
             .iter()
             .map(|i| i.id.clone())
             .collect()
-    }
-}
-
-impl Target {
-    /// A permit if one is free now, and no lane delivery waits for one.
-    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().try_acquire_owned().ok()
-    }
-
-    /// A permit, in turn. `None` only if the semaphore were closed, which
-    /// it never is; sending without the bound then beats losing the delivery.
-    pub async fn permit(&self) -> Option<OwnedSemaphorePermit> {
-        self.permits.clone().acquire_owned().await.ok()
     }
 }
 

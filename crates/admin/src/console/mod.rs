@@ -35,7 +35,8 @@ use axum::routing::get;
 use maud::Markup;
 use serde::Deserialize;
 
-use crate::admin::{Admin, AttemptsQuery, dead_one, dead_rows, find_attempts, presented};
+use crate::extract::token_of;
+use crate::state::{Admin, AttemptsQuery, dead_one, dead_rows, find_attempts};
 
 /// Rows a page lists.
 const PAGE_ROWS: usize = 100;
@@ -69,7 +70,7 @@ async fn authorize(
     next: Next,
 ) -> Response {
     if let Some(token) = token {
-        let given = presented(request.headers(), true);
+        let given = token_of(request.headers(), true);
         if !given.is_some_and(|g| token.is(&g)) {
             let mut answer = page(StatusCode::UNAUTHORIZED, pages::needs_token());
             answer.headers_mut().insert(
@@ -130,14 +131,14 @@ async fn js() -> Response {
 fn frame<B>(admin: &Admin<B>) -> pages::Frame {
     pages::Frame {
         token_required: admin.token_required,
-        ready: admin.health.ready() && admin.ctx.store.healthy(),
-        reason: admin.health.reason(),
+        ready: admin.view.health().ready() && admin.view.store_healthy(),
+        reason: admin.view.health().reason(),
         now: time::OffsetDateTime::now_utc(),
     }
 }
 
 async fn overview<B: Backend>(State(admin): State<Admin<B>>) -> Response {
-    let integrations = crate::status::snapshot(&admin.ctx);
+    let integrations = crate::status::snapshot(&admin.view);
     page(
         StatusCode::OK,
         pages::overview(&frame(&admin), &integrations),
@@ -166,19 +167,18 @@ async fn attempts<B: Backend>(
         limit: Some(PAGE_ROWS),
     };
     let found = if q.is_empty() {
-        let mut recent = find_attempts(&admin.ctx, query(None, None)).await;
+        let mut recent = find_attempts(&admin.view, query(None, None)).await;
         // Newest first when browsing; a search shows a history in order.
         recent.reverse();
         recent
     } else if alertpost_event::is_delivery_id(&q) {
-        find_attempts(&admin.ctx, query(None, Some(q.clone()))).await
+        find_attempts(&admin.view, query(None, Some(q.clone()))).await
     } else {
-        find_attempts(&admin.ctx, query(Some(q.clone()), None)).await
+        find_attempts(&admin.view, query(Some(q.clone()), None)).await
     };
     let ids: Vec<String> = admin
-        .ctx
-        .current
-        .get()
+        .view
+        .runtime()
         .config
         .integrations
         .iter()
@@ -230,7 +230,7 @@ async fn dead_letter<B: Backend>(
             let recorded = match job {
                 Some(j) => {
                     let mut found = find_attempts(
-                        &admin.ctx,
+                        &admin.view,
                         AttemptsQuery {
                             event_id: Some(j.event.id.clone()),
                             delivery_id: None,

@@ -1,0 +1,111 @@
+//! Where each integration stands, for operators: `GET /v1/integrations`
+//! and the console's overview. Counts are this worker's since it started.
+
+use alertpost_config::{Integration, mask};
+use alertpost_metrics::Outcome;
+use alertpost_worker::View;
+use alertpost_worker::target::Target;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One integration as operators see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IntegrationStatus {
+    pub id: String,
+    pub name: String,
+    /// Scheme, host and port of its URL (paths carry tokens).
+    pub url: String,
+    pub enabled: bool,
+    /// `active`, `warning` or `error` (the operational events' states),
+    /// or `disabled`.
+    pub state: String,
+    /// Since when (RFC 3339); none: since the worker started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `closed`, `open`, `probing` or `off`; none when disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit: Option<String>,
+    pub delivered: u64,
+    pub retried: u64,
+    /// Handed to its lane (at its concurrency or rate limit, or its
+    /// circuit open).
+    pub deferred: u64,
+    pub dead: u64,
+    /// Attempts in flight now.
+    pub in_flight: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// The last failure's reason, its secrets masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Every integration of the configuration in force, in file order.
+pub fn snapshot(view: &View) -> Vec<IntegrationStatus> {
+    let runtime = view.runtime();
+    runtime
+        .config
+        .integrations
+        .iter()
+        .map(|i| match runtime.target(&i.id) {
+            Some(target) => of_target(view, target),
+            None => disabled(i),
+        })
+        .collect()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn of_target(view: &View, target: &Target) -> IntegrationStatus {
+    let i = &target.integration;
+    let status = view.standing(&i.id);
+    let m = &target.metrics;
+    let failure = target.seen.last_failure();
+    let secrets = i.secret_values();
+    IntegrationStatus {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        url: alertpost_config::url_origin(&i.url),
+        enabled: true,
+        state: status.state.as_str().to_owned(),
+        since: status.since.map(rfc3339),
+        reason: status.reason.map(|r| mask(&r, &secrets)),
+        circuit: Some(target.circuit.label().to_owned()),
+        delivered: m.count(Outcome::Delivered),
+        retried: m.count(Outcome::Retried),
+        deferred: m.count(Outcome::Deferred),
+        dead: m.count(Outcome::Dead),
+        in_flight: m.inflight.get(),
+        last_success: target.seen.last_success().map(rfc3339),
+        last_failure: failure.as_ref().map(|(at, _)| rfc3339(*at)),
+        last_error: failure.map(|(_, e)| mask(&e, &secrets)),
+    }
+}
+
+fn disabled(i: &Integration) -> IntegrationStatus {
+    IntegrationStatus {
+        id: i.id.clone(),
+        name: i.name.clone(),
+        url: alertpost_config::url_origin(&i.url),
+        enabled: false,
+        state: "disabled".to_owned(),
+        since: None,
+        reason: None,
+        circuit: None,
+        delivered: 0,
+        retried: 0,
+        deferred: 0,
+        dead: 0,
+        in_flight: 0,
+        last_success: None,
+        last_failure: None,
+        last_error: None,
+    }
+}

@@ -1,0 +1,211 @@
+//! The observer: what a delivery's attempts and hand-offs change besides
+//! the delivery itself, in one place: the attempt's record in the store,
+//! the metrics, the circuit, the integration's state (and the operational
+//! events it raises), its last success and failure, the dead letters kept.
+//! The stages and the hand-off tell it what happened; it decides nothing
+//! about the delivery. The journal is not here: it is on the ack path, in
+//! the hand-off.
+
+use std::time::Duration;
+
+use alertpost_deliver::{Answer, Verdict};
+use alertpost_metrics::Outcome;
+use alertpost_store::{AttemptOutcome, AttemptRecord, SentRequest};
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+use crate::attempt::{Tried, duration_ms};
+use crate::decide::Decision;
+use crate::delivery::Delivery;
+use crate::runtime::{Ctx, Runtime};
+use crate::step::Step;
+use crate::target::Target;
+
+/// Bytes of a response body kept in the store.
+const STORED_BODY: usize = 4096;
+
+/// An event its integration does not take (its filter, `send_resolved`).
+pub(crate) fn filtered(target: &Target) {
+    target.metrics.outcome(Outcome::Filtered);
+}
+
+/// A delivery found done in the journal: nothing was done again.
+pub(crate) fn skipped(target: &Target) {
+    target.metrics.outcome(Outcome::SkippedDuplicate);
+}
+
+/// A delivery found done in the journal, by its integration's id (that of
+/// a job whose integration may have left the config).
+pub(crate) fn skipped_job(runtime: &Runtime, integration: &str) {
+    if let Some(target) = runtime.target(integration) {
+        skipped(target);
+    }
+}
+
+/// Attempt `number` of `d` was made (with `sent` as its body) and decided.
+pub(crate) fn attempted(
+    ctx: &Ctx,
+    d: &Delivery<'_>,
+    number: u32,
+    tried: &Tried,
+    sent: &Bytes,
+    decision: &Decision,
+) {
+    let target = d.target;
+    let m = &target.metrics;
+    m.attempt(tried.exchange.result.code());
+    m.duration.observe(tried.exchange.duration.as_secs_f64());
+    let now = OffsetDateTime::now_utc();
+    match &tried.verdict {
+        Verdict::Delivered => target.seen.delivered(now),
+        Verdict::Retry { reason, .. } => target.seen.failed(now, reason),
+        Verdict::Dead { reason, detail } => target.seen.failed(now, &format!("{reason}: {detail}")),
+    }
+    let circuit = target
+        .circuit
+        .report(matches!(tried.verdict, Verdict::Retry { .. }));
+    m.circuit_open.set(i64::from(circuit.open));
+    ctx.store.record(record(d, number, tried, sent));
+    // An operational event's attempts change no state (no loops).
+    let tracked = d.event.kind != crate::operational::KIND;
+    if tracked && circuit.opened {
+        let last_error = match &tried.verdict {
+            Verdict::Retry { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        };
+        ctx.operational.circuit_opened(
+            &target.integration.id,
+            target.integration.circuit.failures,
+            last_error,
+        );
+    }
+    match decision {
+        Decision::Delivered => {
+            if tracked {
+                ctx.operational.delivered(&target.integration.id);
+            }
+            // Final: counted now; journaled by the hand-off before the ack.
+            m.outcome(Outcome::Delivered);
+            if let Some(received) = d.event.received_at {
+                m.end_to_end
+                    .observe((now - received).as_seconds_f64().max(0.0));
+            }
+        }
+        Decision::Retry { due } => {
+            let delay = duration_ms((*due - now).try_into().unwrap_or_default());
+            tracing::info!(delivery_id = %d.id, attempt = number, delay_ms = delay, "retry scheduled");
+        }
+        Decision::Dead { .. } => {}
+    }
+}
+
+/// A step was handed on: published, confirmed and journaled. Counted once
+/// per step, here; a dead letter is kept in the store.
+pub(crate) async fn handed_on(ctx: &Ctx, step: Step) {
+    match step {
+        Step::Done | Step::Delivered(_) | Step::Rewait(_) => {}
+        Step::Lane(_, target) => target.metrics.outcome(Outcome::Deferred),
+        Step::Retry(job, target) => {
+            target.metrics.outcome(Outcome::Retried);
+            let wait = (job.not_before - OffsetDateTime::now_utc())
+                .try_into()
+                .unwrap_or(Duration::ZERO);
+            target
+                .metrics
+                .retry(alertpost_seam::topology::tier_index(&ctx.tiers, wait));
+        }
+        Step::Dead(letter, target) => {
+            match (&target, &letter.job) {
+                (Some(t), job) => {
+                    t.metrics.outcome(Outcome::Dead);
+                    t.metrics.dead(letter.reason);
+                    if let Some(job) = job {
+                        ctx.operational.dead_lettered(
+                            &t.integration.id,
+                            &job.event.kind,
+                            t.circuit.is_open(),
+                            letter.reason.as_str(),
+                            &letter.detail,
+                        );
+                    }
+                }
+                (None, Some(job)) => ctx.metrics.dead_elsewhere(&job.integration, letter.reason),
+                (None, None) => ctx.metrics.undecodable(),
+            }
+            // A sled insert: on the blocking pool, not a runtime thread
+            // (dead letters are rare).
+            let store = ctx.store.clone();
+            match tokio::task::spawn_blocking(move || store.record_dead(&letter)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot record a dead letter in the store")
+                }
+                Err(e) => tracing::warn!(error = %e, "recording a dead letter failed"),
+            }
+        }
+    }
+}
+
+/// The store's record of attempt `attempt` of `d`.
+fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried, sent: &Bytes) -> AttemptRecord {
+    let (headers, body) = match &tried.exchange.result {
+        Answer::Response(r) => (
+            r.headers
+                .iter()
+                .map(|(n, v)| {
+                    // Kept for operators to read: no session cookie or
+                    // token a receiver hands back goes into the store.
+                    let value = if alertpost_config::looks_secret(n.as_str()) {
+                        "***".to_owned()
+                    } else {
+                        String::from_utf8_lossy(v.as_bytes()).into_owned()
+                    };
+                    (n.as_str().to_owned(), value)
+                })
+                .collect(),
+            Some(stored_body(&r.body, &d.target.secrets)),
+        ),
+        _ => (Vec::new(), None),
+    };
+    let (outcome, error) = match &tried.verdict {
+        Verdict::Delivered => (AttemptOutcome::Delivered, None),
+        Verdict::Retry { reason, .. } => (AttemptOutcome::Retry, Some(reason.clone())),
+        Verdict::Dead { detail, .. } => (AttemptOutcome::Dead, Some(detail.clone())),
+    };
+    AttemptRecord {
+        delivery_id: d.id.clone(),
+        event_id: d.event.id.clone(),
+        integration: d.target.integration.id.clone(),
+        attempt,
+        started_at: OffsetDateTime::from(tried.exchange.started_at),
+        duration_ms: duration_ms(tried.exchange.duration),
+        outcome,
+        code: tried.exchange.result.code(),
+        status: tried.exchange.result.status(),
+        response_headers: headers,
+        response_body: body,
+        error,
+        request: (outcome != AttemptOutcome::Delivered).then(|| SentRequest {
+            method: d.target.endpoint.method.as_str().to_owned(),
+            url: alertpost_config::url_origin(&d.target.integration.url),
+            body: stored_body(sent, &d.target.secrets),
+        }),
+    }
+}
+
+/// The start of a body as kept: masked whole, then cut, so no secret is
+/// cut in two and half kept.
+fn stored_body(body: &[u8], secrets: &[String]) -> String {
+    if secrets.is_empty() {
+        return String::from_utf8_lossy(&body[..body.len().min(STORED_BODY)]).into_owned();
+    }
+    let mut text = alertpost_config::mask(&String::from_utf8_lossy(body), secrets);
+    if text.len() > STORED_BODY {
+        let cut = (0..=STORED_BODY)
+            .rev()
+            .find(|n| text.is_char_boundary(*n))
+            .unwrap_or(0);
+        text.truncate(cut);
+    }
+    text
+}
