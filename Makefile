@@ -32,11 +32,15 @@ chaos: rabbitmq
 
 CHAOS = $(CARGO) test -p alertpost-tests --test chaos -- --test-threads=1 --nocapture
 
-## lint: rustfmt and clippy, warnings as errors.
+## lint: rustfmt and clippy, warnings as errors; the code's shape
+## (scripts/shape.py: lines of code per file and crate, the longest
+## functions, import circles inside each crate): a circle fails it, sizes
+## are reported.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p alertpost-tests --test chaos -- -D warnings
+	python3 scripts/shape.py
 
 ## bench: alertpost against the minimal consume → POST → ack loop; writes
 ## BENCHMARKS.md.

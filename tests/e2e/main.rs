@@ -14,3 +14,4 @@ mod observability;
 mod openapi;
 mod pipeline;
 mod run;
+mod tokens;

@@ -12,7 +12,8 @@
 
 use std::future::Future;
 
-use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA, JOBS_SCHEMA};
+use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeliveryJob, JOB_SCHEMA};
+use alertpost_event::message::Message;
 use alertpost_event::{EVENT_SCHEMA, Event};
 use alertpost_seam::{
     Backend, BrokerError, Destination, Inbound, Outgoing, PublishError, Reader, Session, Source,
@@ -136,24 +137,14 @@ enum Entry {
 
 impl Dead {
     fn read(msg: Inbound) -> Dead {
-        let entry = match msg.kind.as_deref() {
-            Some(DEAD_SCHEMA) | None => match serde_json::from_slice::<DeadLetter>(&msg.body) {
-                Ok(l) => Entry::Letter(Box::new(l)),
-                Err(e) => Entry::Unreadable(e.to_string()),
-            },
-            Some(EVENT_SCHEMA) => match Event::from_json(&msg.body) {
-                Ok(e) => Entry::Event(Box::new(e)),
-                Err(e) => Entry::Unreadable(e.to_string()),
-            },
-            Some(JOB_SCHEMA) => match serde_json::from_slice::<DeliveryJob>(&msg.body) {
-                Ok(j) => Entry::Jobs(vec![j]),
-                Err(e) => Entry::Unreadable(e.to_string()),
-            },
-            Some(JOBS_SCHEMA) => match serde_json::from_slice::<Vec<DeliveryJob>>(&msg.body) {
-                Ok(jobs) => Entry::Jobs(jobs),
-                Err(e) => Entry::Unreadable(e.to_string()),
-            },
-            Some(other) => Entry::Unreadable(format!("unknown message type `{other}`")),
+        // A message without a type here is a dead letter (what workers
+        // publish); the broker moves events and jobs here with theirs.
+        let entry = match Message::read(msg.kind.as_deref(), &msg.body, DEAD_SCHEMA) {
+            Ok(Message::Dead(l)) => Entry::Letter(l),
+            Ok(Message::Event(e)) => Entry::Event(e),
+            Ok(Message::Job(j)) => Entry::Jobs(vec![*j]),
+            Ok(Message::Jobs(jobs)) => Entry::Jobs(jobs),
+            Err(e) => Entry::Unreadable(e),
         };
         Dead { msg, entry }
     }

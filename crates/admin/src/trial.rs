@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 
 use alertpost_config::{Integration, mask};
-use alertpost_deliver::{Answer, Client, Endpoint, Request, RequestMeta, Verdict, classify};
+use alertpost_deliver::{
+    Answer, Client, Endpoint, Exchange, Request, RequestMeta, Verdict, classify,
+};
 use alertpost_event::{Event, delivery_id};
 use alertpost_render::Context;
 use bytes::Bytes;
@@ -82,25 +84,47 @@ pub async fn run(
     };
     show_request(&mut out, &request, &shown_url, &secrets);
     let _ = writeln!(out);
-    match &attempt.result {
+    show_answer(&mut out, &attempt, integration, &secrets);
+    if !integration.validate.is_empty() {
+        let body: &[u8] = match &attempt.result {
+            Answer::Response(r) => &r.body,
+            _ => &[],
+        };
+        show_validators(&mut out, integration, body, &secrets);
+    }
+    let _ = writeln!(out);
+    let (line, outcome) = result(&verdict, &secrets);
+    let _ = writeln!(out, "{line}");
+    Ok(Trial {
+        delivered: matches!(verdict, Verdict::Delivered),
+        outcome,
+        text: out,
+    })
+}
+
+/// What came back: the status, headers and the start of the body, or how
+/// the attempt failed.
+fn show_answer(
+    out: &mut String,
+    attempt: &Exchange,
+    integration: &Integration,
+    secrets: &[String],
+) {
+    let ms = attempt.duration.as_millis();
+    let (kind, reason) = match &attempt.result {
         Answer::Response(r) => {
-            let _ = writeln!(
-                out,
-                "< HTTP {} ({} ms)",
-                r.status,
-                attempt.duration.as_millis()
-            );
+            let _ = writeln!(out, "< HTTP {} ({ms} ms)", r.status);
             for (name, value) in &r.headers {
                 let _ = writeln!(
                     out,
                     "< {name}: {}",
-                    mask(&String::from_utf8_lossy(value.as_bytes()), &secrets)
+                    mask(&String::from_utf8_lossy(value.as_bytes()), secrets)
                 );
             }
             let _ = writeln!(out, "<");
             let text = mask(
                 &String::from_utf8_lossy(&r.body[..r.body.len().min(4096)]),
-                &secrets,
+                secrets,
             );
             let more = if r.body.len() > 4096 || r.truncated {
                 "\n[…]"
@@ -108,69 +132,59 @@ pub async fn run(
                 ""
             };
             let _ = writeln!(out, "{text}{more}");
+            return;
         }
-        other => {
-            let (kind, reason) = match other {
-                Answer::Timeout => (
-                    "timeout",
-                    format!("no answer within {:?}", integration.timeout),
-                ),
-                Answer::Connect(e) => ("connect", e.clone()),
-                Answer::Policy(e) => ("policy", e.clone()),
-                Answer::Token(e) => ("token", e.clone()),
-                Answer::Failed(e) => ("error", e.clone()),
-                Answer::Response(_) => ("", String::new()),
-            };
-            let _ = writeln!(
-                out,
-                "< no response ({kind}, {} ms): {}",
-                attempt.duration.as_millis(),
-                mask(&reason, &secrets)
-            );
-        }
-    }
-    if !integration.validate.is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "validators:");
-        let body: &[u8] = match &attempt.result {
-            Answer::Response(r) => &r.body,
-            _ => &[],
-        };
-        for v in &integration.validate {
-            match v.check(body) {
-                Ok(()) => {
-                    let _ = writeln!(out, "  ok    {} in [{}]", v.path, v.expected.join(", "));
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "  FAIL  {}", mask(&e.to_string(), &secrets));
-                }
+        Answer::Timeout => (
+            "timeout",
+            format!("no answer within {:?}", integration.timeout),
+        ),
+        Answer::Connect(e) => ("connect", e.clone()),
+        Answer::Policy(e) => ("policy", e.clone()),
+        Answer::Token(e) => ("token", e.clone()),
+        Answer::Failed(e) => ("error", e.clone()),
+    };
+    let _ = writeln!(
+        out,
+        "< no response ({kind}, {ms} ms): {}",
+        mask(&reason, secrets)
+    );
+}
+
+/// Each of the integration's validators against the answer's body.
+fn show_validators(out: &mut String, integration: &Integration, body: &[u8], secrets: &[String]) {
+    let _ = writeln!(out);
+    let _ = writeln!(out, "validators:");
+    for v in &integration.validate {
+        match v.check(body) {
+            Ok(()) => {
+                let _ = writeln!(out, "  ok    {} in [{}]", v.path, v.expected.join(", "));
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  FAIL  {}", mask(&e.to_string(), secrets));
             }
         }
     }
-    let _ = writeln!(out);
-    let (line, outcome) = match &verdict {
+}
+
+/// The last line, and what a real delivery would do next.
+fn result(verdict: &Verdict, secrets: &[String]) -> (String, &'static str) {
+    match verdict {
         Verdict::Delivered => ("result: delivered".to_owned(), "delivered"),
         Verdict::Retry { reason, .. } => (
             format!(
                 "result: failed, would be retried: {}",
-                mask(reason, &secrets)
+                mask(reason, secrets)
             ),
             "retry",
         ),
         Verdict::Dead { reason, detail } => (
             format!(
                 "result: failed, would be dead-lettered ({reason}): {}",
-                mask(detail, &secrets)
+                mask(detail, secrets)
             ),
             "dead",
         ),
-    };
-    let _ = writeln!(out, "{line}");
-    Ok(Trial {
-        delivered: matches!(verdict, Verdict::Delivered),
-        outcome,
-        text: out,
-    })
+    }
 }
 
 fn show_request(out: &mut String, request: &Request, url: &str, secrets: &[String]) {

@@ -46,64 +46,7 @@ fn check(g: &Global) -> Result<(), Failure> {
                 config.enabled().count()
             );
             for i in &config.integrations {
-                let matchers: Vec<String> = i
-                    .filter
-                    .matchers()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
-                let mut extra = String::new();
-                if let Some(limit) = i.rate_limit {
-                    extra.push_str(&format!(", rate_limit {limit}"));
-                }
-                match &i.kinds {
-                    alertpost_config::Kinds::Any => extra.push_str(", kinds *"),
-                    alertpost_config::Kinds::Only(k) if *k != ["alert"] => {
-                        extra.push_str(&format!(", kinds {}", k.join(" ")));
-                    }
-                    alertpost_config::Kinds::Only(_) => {}
-                }
-                if !i.send_resolved {
-                    extra.push_str(", no resolved");
-                }
-                if let Some(proxy) = &i.proxy {
-                    extra.push_str(&format!(", proxy {}", proxy.shown));
-                }
-                if let Some(tls) = &i.tls {
-                    let mut parts = Vec::new();
-                    if tls.ca_pem.is_some() {
-                        parts.push("own CA".to_owned());
-                    }
-                    if tls.identity_pem.is_some() {
-                        parts.push("client certificate".to_owned());
-                    }
-                    if let Some(name) = &tls.server_name {
-                        parts.push(format!("server name {name}"));
-                    }
-                    if let Some(v) = tls.min_version {
-                        parts.push(format!("min {v}"));
-                    }
-                    extra.push_str(&format!(", tls ({})", parts.join(", ")));
-                }
-                outln!(
-                    "  {:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
-                    i.id,
-                    if i.enabled { "enabled" } else { "disabled" },
-                    i.method,
-                    i.url_for_logs(),
-                    i.body_source,
-                    i.auth.kind(),
-                    if i.signing_key.is_some() {
-                        ", signed"
-                    } else {
-                        ""
-                    },
-                    if matchers.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", match {}", matchers.join(" "))
-                    },
-                );
+                outln!("  {}", describe(i));
             }
             Ok(())
         }
@@ -150,4 +93,67 @@ async fn setup(g: &Global) -> Result<(), Failure> {
         queues.join(", ")
     );
     Ok(())
+}
+
+/// One integration as `check` lists it: its id, state, method, URL, body,
+/// auth and what else is set.
+fn describe(i: &alertpost_config::Integration) -> String {
+    let matchers: Vec<String> = i
+        .filter
+        .matchers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut extra = String::new();
+    if let Some(limit) = i.rate_limit {
+        extra.push_str(&format!(", rate_limit {limit}"));
+    }
+    match &i.kinds {
+        alertpost_config::Kinds::Any => extra.push_str(", kinds *"),
+        alertpost_config::Kinds::Only(k) if *k != ["alert"] => {
+            extra.push_str(&format!(", kinds {}", k.join(" ")));
+        }
+        alertpost_config::Kinds::Only(_) => {}
+    }
+    if !i.send_resolved {
+        extra.push_str(", no resolved");
+    }
+    if let Some(proxy) = &i.proxy {
+        extra.push_str(&format!(", proxy {}", proxy.shown));
+    }
+    if let Some(tls) = &i.tls {
+        let mut parts = Vec::new();
+        if tls.ca_pem.is_some() {
+            parts.push("own CA".to_owned());
+        }
+        if tls.identity_pem.is_some() {
+            parts.push("client certificate".to_owned());
+        }
+        if let Some(name) = &tls.server_name {
+            parts.push(format!("server name {name}"));
+        }
+        if let Some(v) = tls.min_version {
+            parts.push(format!("min {v}"));
+        }
+        extra.push_str(&format!(", tls ({})", parts.join(", ")));
+    }
+    format!(
+        "{:<20} {:<8} {} {}, {}, auth {}{}{}{extra}",
+        i.id,
+        if i.enabled { "enabled" } else { "disabled" },
+        i.method,
+        i.url_for_logs(),
+        i.body_source,
+        i.auth.kind(),
+        if i.signing_key.is_some() {
+            ", signed"
+        } else {
+            ""
+        },
+        if matchers.is_empty() {
+            String::new()
+        } else {
+            format!(", match {}", matchers.join(" "))
+        },
+    )
 }

@@ -152,19 +152,19 @@ impl Config {
 /// Reads and validates the file at `path`, taking `${VAR}` values from the
 /// process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let origin = path.display().to_string();
+    let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::single(Problem::file(&origin, format!("cannot read the file: {e}")))
+        ConfigError::single(Problem::file(&file, format!("cannot read the file: {e}")))
     })?;
-    parse(&text, &origin, &|name| std::env::var(name).ok())
+    parse(&text, &file, &|name| std::env::var(name).ok())
 }
 
-/// Validates `text`; `origin` names it in errors (a path), `env` answers
+/// Validates `text`; `file` names it in errors (a path), `env` answers
 /// `${VAR}` lookups.
 pub fn parse(
     text: &str,
-    origin: &str,
+    file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    validate::config(text, origin, env)
+    validate::config(text, file, env)
 }

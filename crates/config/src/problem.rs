@@ -7,7 +7,7 @@ use std::fmt;
 /// One thing wrong with a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub origin: String,
+    pub file: String,
     /// 1-based line and column, when the problem has a place in the file.
     pub line: Option<usize>,
     pub column: Option<usize>,
@@ -18,9 +18,9 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn file(origin: &str, message: String) -> Problem {
+    pub(crate) fn file(file: &str, message: String) -> Problem {
         Problem {
-            origin: origin.to_owned(),
+            file: file.to_owned(),
             line: None,
             column: None,
             section: None,
@@ -32,7 +32,7 @@ impl Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.origin)?;
+        write!(f, "{}", self.file)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
             if let Some(column) = self.column {

@@ -29,16 +29,16 @@ use partial::Partial;
 use crate::expand::expand;
 use crate::integration::Integration;
 use crate::problem::{ConfigError, Problem};
-use crate::raw::RawFile;
+use crate::raw::{RawFile, RawIntegration};
 use crate::{Config, OperationalSettings};
 
 pub(crate) fn config(
     text: &str,
-    origin: &str,
+    file: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
-        let mut problem = Problem::file(origin, e.message().trim().to_owned());
+        let mut problem = Problem::file(file, e.message().trim().to_owned());
         if let Some(span) = e.span() {
             let (line, column) = line_col(text, span.start);
             problem.line = Some(line);
@@ -50,7 +50,7 @@ pub(crate) fn config(
 
     let mut cx = Cx {
         text,
-        origin,
+        file,
         env,
         problems: Vec::new(),
     };
@@ -73,40 +73,10 @@ pub(crate) fn config(
         None => alertpost_seam::topology::DEFAULT_TIERS.to_vec(),
     };
     let defaults = match &raw.defaults {
-        Some(d) => {
-            if let Some(id) = &d.get_ref().id {
-                cx.problem(
-                    id.span(),
-                    "[defaults]",
-                    Some("id"),
-                    "ids are per integration; remove it from [defaults]",
-                );
-            }
-            cx.partial(d.get_ref(), "[defaults]")
-        }
+        Some(d) => cx.defaults(d.get_ref()),
         None => Partial::default(),
     };
-
-    let mut integrations: Vec<(Integration, Range<usize>)> = Vec::new();
-    for (n, raw) in raw.integration.iter().enumerate() {
-        let Some(integration) = cx.integration(n, raw, &defaults, &policy) else {
-            continue;
-        };
-        if let Some((_, first)) = integrations.iter().find(|(i, _)| i.id == integration.id) {
-            let (first_line, _) = line_col(text, first.start);
-            let span = raw.get_ref().id.as_ref().map_or(raw.span(), |s| s.span());
-            let section = format!("integration `{}`", integration.id);
-            cx.problem(
-                span,
-                &section,
-                Some("id"),
-                &format!("duplicate id; already used by the integration at line {first_line}"),
-            );
-            continue;
-        }
-        let span = raw.get_ref().id.as_ref().map_or(raw.span(), |s| s.span());
-        integrations.push((integration, span));
-    }
+    let integrations = cx.integrations(&raw.integration, &defaults, &policy);
 
     if cx.problems.is_empty() {
         Ok(Config {
@@ -117,7 +87,7 @@ pub(crate) fn config(
             ingest,
             operational,
             delay_tiers,
-            integrations: integrations.into_iter().map(|(i, _)| i).collect(),
+            integrations,
         })
     } else {
         Err(ConfigError {
@@ -128,12 +98,54 @@ pub(crate) fn config(
 
 struct Cx<'a> {
     text: &'a str,
-    origin: &'a str,
+    file: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
     problems: Vec<Problem>,
 }
 
 impl Cx<'_> {
+    /// `[defaults]`: any integration's values but its `id`.
+    fn defaults(&mut self, raw: &RawIntegration) -> Partial {
+        if let Some(id) = &raw.id {
+            self.problem(
+                id.span(),
+                "[defaults]",
+                Some("id"),
+                "ids are per integration; remove it from [defaults]",
+            );
+        }
+        self.partial(raw, "[defaults]")
+    }
+
+    /// Every `[[integration]]` that checks out, each id once.
+    fn integrations(
+        &mut self,
+        raws: &[Spanned<RawIntegration>],
+        defaults: &Partial,
+        policy: &crate::policy::Policy,
+    ) -> Vec<Integration> {
+        let mut integrations: Vec<(Integration, Range<usize>)> = Vec::new();
+        for (n, raw) in raws.iter().enumerate() {
+            let Some(integration) = self.integration(n, raw, defaults, policy) else {
+                continue;
+            };
+            let span = raw.get_ref().id.as_ref().map_or(raw.span(), |s| s.span());
+            if let Some((_, first)) = integrations.iter().find(|(i, _)| i.id == integration.id) {
+                let (first_line, _) = line_col(self.text, first.start);
+                let section = format!("integration `{}`", integration.id);
+                self.problem(
+                    span,
+                    &section,
+                    Some("id"),
+                    &format!("duplicate id; already used by the integration at line {first_line}"),
+                );
+                continue;
+            }
+            integrations.push((integration, span));
+        }
+        integrations.into_iter().map(|(i, _)| i).collect()
+    }
+
     pub(super) fn problem(
         &mut self,
         span: Range<usize>,
@@ -143,7 +155,7 @@ impl Cx<'_> {
     ) {
         let (line, column) = line_col(self.text, span.start);
         self.problems.push(Problem {
-            origin: self.origin.to_owned(),
+            file: self.file.to_owned(),
             line: Some(line),
             column: Some(column),
             section: Some(section.to_owned()),

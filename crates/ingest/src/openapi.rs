@@ -4,54 +4,18 @@
 //! `alertpost.event.v1` JSON Schema the event crate keeps in step with
 //! its type (embedded whole, its `$defs` as components).
 
-use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ArrayBuilder, OneOfBuilder, Ref, RefOr, Schema};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// `202`: every event stored (confirmed by the broker).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Accepted {
-    /// How many events were accepted.
-    pub accepted: usize,
-    /// Their ids, in the order given.
-    pub ids: Vec<String>,
+use crate::answers::{Accepted, Problem, Ready};
+use crate::routes;
+
+/// The document describing this API.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This OpenAPI document", content_type = "application/json")))]
+pub(crate) async fn openapi_json() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
 }
-
-/// A refusal: what was wrong, and for an array, which event.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    pub error: String,
-    /// The place in the array of the event refused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-}
-
-/// `/readyz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ready {
-    pub ready: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// The body of `POST /v1/events`: one event or an array of them.
-pub struct EventsBody;
-
-impl PartialSchema for EventsBody {
-    fn schema() -> RefOr<Schema> {
-        let event = || Ref::from_schema_name("Event");
-        OneOfBuilder::new()
-            .item(event())
-            .item(ArrayBuilder::new().items(event()))
-            .into()
-    }
-}
-
-impl ToSchema for EventsBody {}
 
 struct Tokens;
 
@@ -73,12 +37,12 @@ impl Modify for Tokens {
         description = "Alerts in, as alertpost.event.v1 events or in a source's format; 202 only once the broker has confirmed every event."
     ),
     paths(
-        crate::events,
-        crate::ingest,
-        crate::healthz,
-        crate::readyz,
-        crate::metrics,
-        crate::openapi_json
+        routes::events,
+        routes::ingest,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        openapi_json
     ),
     components(schemas(Accepted, Problem, Ready)),
     modifiers(&Tokens)

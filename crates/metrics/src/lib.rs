@@ -304,12 +304,12 @@ impl WorkerMetrics {
             broker_connected: gauge(
                 &r,
                 "alertpost_broker_connected",
-                "1 while connected to RabbitMQ.",
+                "1 while connected to the broker (RabbitMQ; in `alertpost run`, the embedded queue).",
             ),
             broker_blocked: gauge(
                 &r,
                 "alertpost_broker_blocked",
-                "1 while RabbitMQ blocks the worker's publishes (a memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile.",
+                "1 while the broker blocks the worker's publishes (a RabbitMQ memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile.",
             ),
             topology_redeclared: counter(
                 &r,
@@ -451,24 +451,28 @@ impl std::fmt::Debug for IntegrationMetrics {
 }
 
 impl IngestMetrics {
-    pub fn new() -> IngestMetrics {
+    /// The ingest's series; `backend` names what it publishes to
+    /// ("RabbitMQ", "the embedded queue"), in their help.
+    pub fn new(backend: &str) -> IngestMetrics {
         let r = registry();
         IngestMetrics {
             events_published: BySource::new(counter_vec(
                 &r,
                 "alertpost_events_published_total",
-                "Events published, confirmed by RabbitMQ.",
+                &format!("Events published, stored by {backend} (confirmed, or on disk)."),
                 &["source"],
             )),
             broker_connected: gauge(
                 &r,
                 "alertpost_broker_connected",
-                "1 while connected to RabbitMQ.",
+                &format!("1 while connected to {backend}."),
             ),
             broker_blocked: gauge(
                 &r,
                 "alertpost_broker_blocked",
-                "1 while RabbitMQ blocks publishing (a memory or disk alarm): events are answered 503.",
+                &format!(
+                    "1 while {backend} blocks publishing (a RabbitMQ memory or disk alarm): events are answered 503."
+                ),
             ),
             registry: r,
         }
@@ -480,12 +484,6 @@ impl IngestMetrics {
 
     pub fn encode(&self) -> String {
         encode(&self.registry)
-    }
-}
-
-impl Default for IngestMetrics {
-    fn default() -> IngestMetrics {
-        IngestMetrics::new()
     }
 }
 
@@ -544,7 +542,7 @@ mod tests {
 
     #[test]
     fn sources_beyond_the_bound_count_as_other() {
-        let m = IngestMetrics::new();
+        let m = IngestMetrics::new("RabbitMQ");
         for i in 0..MAX_SOURCES + 5 {
             m.published(&format!("s{i}"));
         }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use alertpost_seam::{BrokerError, Session, Source, Stream};
 use futures_util::future::join_all;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -24,7 +25,7 @@ use crate::health::Health;
 use crate::lanes::Lanes;
 use crate::link::Link;
 use crate::pump::{Ended, Pump};
-use crate::runtime::Ctx;
+use crate::runtime::{Ctx, Runtime};
 
 /// The worker's bounds, from `[worker]`.
 #[derive(Debug, Clone, Copy)]
@@ -45,37 +46,14 @@ pub(crate) async fn consume<S: Session>(
     let link = Arc::new(Link::new(session, lost.clone()));
     let mut configs = ctx.current.watch();
     let runtime = configs.borrow_and_update().clone();
-    // The bound is at most 10000 (checked at load), within u16.
-    let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
-    let streams = async {
-        link.session.declare(&runtime.lanes()).await?;
-        let events = link.session.consume(&Source::Events, prefetch).await?;
-        let deliveries = link.session.consume(&Source::Deliveries, prefetch).await?;
-        Ok::<_, BrokerError>((events, deliveries))
-    };
-    let (events, deliveries) = match streams.await {
+    let (events, deliveries) = match open_streams(&link, &runtime.lanes(), limits).await {
         Ok(streams) => streams,
         Err(e) => {
             link.session.close().await;
             return Ended::Broken(e.to_string());
         }
     };
-    // Whether the session can publish, into `/readyz` and the gauge.
-    let watcher = {
-        let mut publishing = link.session.publishing();
-        let health = health.clone();
-        let gauge = ctx.metrics.broker_blocked.clone();
-        tokio::spawn(async move {
-            loop {
-                let reason = publishing.borrow_and_update().reason();
-                gauge.set(i64::from(reason.is_some()));
-                health.set_not_publishing(reason);
-                if publishing.changed().await.is_err() {
-                    break;
-                }
-            }
-        })
-    };
+    let watcher = watch_publishing(&link, health, ctx);
 
     // When one stream ends (shutdown, a lost connection), `halt` ends the
     // rest; waiting deliveries give up.
@@ -97,8 +75,7 @@ pub(crate) async fn consume<S: Session>(
             (ended, stream)
         })
     };
-    let mut a = start(events);
-    let mut b = start(deliveries);
+    let pumps = [start(events), start(deliveries)];
     // Operational events go out through this session while it lasts.
     {
         let (ctx, link, halt) = (ctx.clone(), link.clone(), halt.child_token());
@@ -107,11 +84,76 @@ pub(crate) async fn consume<S: Session>(
     let mut lanes = Lanes::new(ctx.clone(), link.clone(), halt.child_token());
     lanes.reconcile(&runtime);
     health.set_consuming(true);
+    let (first, rest) = until_one_ends(pumps, &mut configs, &link, &mut lanes).await;
+    halt.cancel();
+    let second = rest.await;
+    health.set_consuming(false);
+    let (ended, streams) = why_ended::<S>(first, second);
+    for s in &streams {
+        s.cancel().await;
+    }
+    drain(tasks, lanes, limits.drain_timeout, &lost).await;
+    watcher.abort();
+    health.set_not_publishing(None);
+    ctx.metrics.broker_blocked.set(0);
+    link.session.close().await;
+    ended
+}
+
+/// The lanes of `lanes` declared, then the events and the deliveries
+/// consumed under the in-flight bound.
+async fn open_streams<S: Session>(
+    link: &Link<S>,
+    lanes: &[String],
+    limits: Limits,
+) -> Result<(S::Stream, S::Stream), BrokerError> {
+    // The bound is at most 10000 (checked at load), within u16.
+    let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
+    link.session.declare(lanes).await?;
+    let events = link.session.consume(&Source::Events, prefetch).await?;
+    let deliveries = link.session.consume(&Source::Deliveries, prefetch).await?;
+    Ok((events, deliveries))
+}
+
+/// Whether the session can publish, into `/readyz` and the gauge, as it
+/// changes.
+fn watch_publishing<S: Session>(
+    link: &Link<S>,
+    health: &Arc<Health>,
+    ctx: &Ctx,
+) -> tokio::task::JoinHandle<()> {
+    let mut publishing = link.session.publishing();
+    let health = health.clone();
+    let gauge = ctx.metrics.broker_blocked.clone();
+    tokio::spawn(async move {
+        loop {
+            let reason = publishing.borrow_and_update().reason();
+            gauge.set(i64::from(reason.is_some()));
+            health.set_not_publishing(reason);
+            if publishing.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// A pump's task: why it ended, and its stream (to be cancelled).
+type PumpTask<S> = JoinHandle<(Ended, <S as Session>::Stream)>;
+type Pumped<S> = Result<(Ended, <S as Session>::Stream), tokio::task::JoinError>;
+
+/// Waits for the first of the two pumps to end, keeping the lanes in step
+/// with reloads meanwhile; returns what it came to, and the other pump.
+async fn until_one_ends<S: Session>(
+    [mut a, mut b]: [PumpTask<S>; 2],
+    configs: &mut watch::Receiver<Arc<Runtime>>,
+    link: &Link<S>,
+    lanes: &mut Lanes<S>,
+) -> (Pumped<S>, PumpTask<S>) {
     let mut watching = true;
-    let (first, rest) = loop {
+    loop {
         tokio::select! {
-            r = &mut a => break (r, b),
-            r = &mut b => break (r, a),
+            r = &mut a => return (r, b),
+            r = &mut b => return (r, a),
             changed = configs.changed(), if watching => {
                 if changed.is_err() {
                     watching = false;
@@ -126,10 +168,12 @@ pub(crate) async fn consume<S: Session>(
                 lanes.reconcile(&runtime);
             }
         }
-    };
-    halt.cancel();
-    let second = rest.await;
-    health.set_consuming(false);
+    }
+}
+
+/// Why the session ended: the first pump's reason (or a task that
+/// failed); and the streams, to be cancelled.
+fn why_ended<S: Session>(first: Pumped<S>, second: Pumped<S>) -> (Ended, Vec<S::Stream>) {
     let mut ended = Ended::Halted;
     let mut streams = Vec::new();
     for (i, joined) in [first, second].into_iter().enumerate() {
@@ -143,13 +187,20 @@ pub(crate) async fn consume<S: Session>(
             Err(e) => ended = Ended::Broken(format!("a consumer task failed: {e}")),
         }
     }
-    for s in &streams {
-        s.cancel().await;
-    }
-    // On shutdown, and as well when the connection is lost: deliveries in
-    // flight finish (their hand-offs and acks fail with a lost connection,
-    // but the journal records what was done, so the messages that come back
-    // are not done twice).
+    (ended, streams)
+}
+
+/// Lets the deliveries in flight (the pumps' and the lanes') finish within
+/// `timeout`, then `lost` stops the rest, whose messages go back. On
+/// shutdown, and as well when the connection is lost: their hand-offs and
+/// acks fail with a lost connection, but the journal records what was
+/// done, so the messages that come back are not done twice.
+async fn drain<S: Session>(
+    tasks: TaskTracker,
+    lanes: Lanes<S>,
+    timeout: Duration,
+    lost: &CancellationToken,
+) {
     tasks.close();
     let lanes = lanes.stop();
     tracing::info!(in_flight = tasks.len(), "draining");
@@ -158,10 +209,7 @@ pub(crate) async fn consume<S: Session>(
         join_all(lanes).await;
     };
     tokio::pin!(drained);
-    if tokio::time::timeout(limits.drain_timeout, &mut drained)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(timeout, &mut drained).await.is_err() {
         tracing::warn!(
             left = tasks.len(),
             "drain timeout reached; unfinished messages go back to the queue"
@@ -169,9 +217,4 @@ pub(crate) async fn consume<S: Session>(
         lost.cancel();
         drained.await;
     }
-    watcher.abort();
-    health.set_not_publishing(None);
-    ctx.metrics.broker_blocked.set(0);
-    link.session.close().await;
-    ended
 }

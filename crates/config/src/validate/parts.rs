@@ -166,7 +166,7 @@ impl Cx<'_> {
             (line + e.line - 1, e.column)
         };
         self.problems.push(crate::problem::Problem {
-            origin: self.origin.to_owned(),
+            file: self.file.to_owned(),
             line: Some(line),
             column: Some(column),
             section: Some(section.to_owned()),

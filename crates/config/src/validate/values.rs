@@ -155,7 +155,7 @@ impl Cx<'_> {
     ) -> Option<PathBuf> {
         let (text, _) = self.expand(raw, section, field)?;
         let path = PathBuf::from(text.trim());
-        Some(match Path::new(self.origin).parent() {
+        Some(match Path::new(self.file).parent() {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path,
         })
