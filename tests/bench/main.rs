@@ -26,6 +26,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 
+mod before;
 mod embedded;
 mod isolation;
 mod path;
@@ -55,6 +56,7 @@ async fn main() {
     let mut embedded_only = false;
     let mut publish_only = false;
     let mut path_only = false;
+    let mut before_only = false;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
@@ -90,9 +92,22 @@ async fn main() {
                 path_only = true;
                 i -= 1;
             }
+            // Only the build before beside this one, printed.
+            "--before-only" => {
+                before_only = true;
+                i -= 1;
+            }
             other => panic!("unknown argument {other}"),
         }
         i += 2;
+    }
+    if before_only {
+        let (sink, url) = sink().await;
+        println!(
+            "{}",
+            before::section(&sink, &url, events, runs).await.markdown
+        );
+        return;
     }
     if path_only {
         let (sink, url) = sink().await;
@@ -402,12 +417,29 @@ fn wrapped(var: &str, program: PathBuf) -> Command {
     }
 }
 
-/// The worker binary: `ALERTPOST_BENCH_BIN` (another build, for before and
-/// after figures in one run), else the one built beside the bench.
+/// The worker binary a run uses for now (the before-and-after section
+/// switches between two builds); `None`: [`worker_binary`]'s default.
+static WORKER_BINARY: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The worker binary: the one the section running now chose, else
+/// `ALERTPOST_BENCH_BIN` (another build), else the one built beside the
+/// bench.
 fn worker_binary() -> PathBuf {
+    if let Some(chosen) = WORKER_BINARY.lock().unwrap().clone() {
+        return chosen;
+    }
     std::env::var_os("ALERTPOST_BENCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| exe_dir().join("alertpost"))
+}
+
+/// Runs `f` with `bin` as the worker binary (the bench runs one thing at a
+/// time, so one choice at a time).
+async fn with_worker_binary<T>(bin: Option<PathBuf>, f: impl Future<Output = T>) -> T {
+    let before = std::mem::replace(&mut *WORKER_BINARY.lock().unwrap(), bin);
+    let out = f.await;
+    *WORKER_BINARY.lock().unwrap() = before;
+    out
 }
 
 fn spawn_worker(prefix: &TestPrefix, config: &std::path::Path, data: &std::path::Path) -> Child {
@@ -734,6 +766,7 @@ async fn bench(
     let isolation = isolation::section(isolation_events, isolation_runs).await;
     let embedded = embedded::section(&sink, &url, n, runs).await;
     let path = path::section(&sink, &url, n, runs).await;
+    let before = before::section(&sink, &url, n, runs).await;
     let half_ceiling = half_ceiling_target(lat[1].0, &lat[1].1, &lat[1].2);
     let mut targets = vec![
         report::Target::ratio_at_least("worker throughput / minimal loop", ratio, 0.85),
@@ -752,7 +785,7 @@ async fn bench(
             "MiB",
         ),
     ];
-    for section in [&path, &publish, &isolation, &embedded] {
+    for section in [&before, &path, &publish, &isolation, &embedded] {
         targets.extend(section.targets.iter().cloned());
     }
     let targets_table = report::targets_table(&targets);
@@ -788,12 +821,14 @@ async fn bench(
         "publish": publish.figures,
         "isolation": isolation.figures,
         "embedded": embedded.figures,
+        "before": before.figures,
     });
-    let (path, publish, isolation, embedded) = (
+    let (path, publish, isolation, embedded, before) = (
         path.markdown,
         publish.markdown,
         isolation.markdown,
         embedded.markdown,
+        before.markdown,
     );
     let mut latency_rows = String::new();
     for (rate, a, b) in &lat {
@@ -853,6 +888,7 @@ async fn bench(
          {publish}\
          {isolation}\
          {embedded}\
+         {before}\
          {PROFILE}",
         fmt_runs(&base),
         fmt_runs(&ours),

@@ -65,7 +65,7 @@ async fn warm_up(prefix: &TestPrefix, sink: &Sink) {
 /// End to end, one run: publish `bodies` (or `file`, with `alertpost
 /// publish`) while the consumer delivers; events/s from the start of the
 /// publish to the last receipt.
-async fn end_to_end(
+pub(crate) async fn end_to_end(
     sink: &Arc<Sink>,
     url: &str,
     file: &std::path::Path,
@@ -129,7 +129,7 @@ async fn end_to_end(
 /// Fan-out, one run: `n` events preloaded, each matching [`FANOUT`]
 /// integrations (the baseline: that many POSTs per message); POSTs/s from
 /// the first request to the last.
-async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> Measured {
+pub(crate) async fn fan_out(sink: &Arc<Sink>, url: &str, n: usize, alertpost: bool) -> Measured {
     let prefix = TestPrefix::new(if alertpost {
         "bench-fan-ap"
     } else {
