@@ -63,8 +63,9 @@ fn start(
         reload: None,
         store,
     };
-    let worker = alertpost_worker::Worker::new(options).expect("the config makes a runtime");
-    let handle = tokio::spawn(worker.run(std::sync::Arc::new(backend), async move {
+    let worker =
+        alertpost_worker::Worker::new(backend, options).expect("the config makes a runtime");
+    let handle = tokio::spawn(worker.run(async move {
         let _ = rx.await;
     }));
     (tx, handle)

@@ -62,8 +62,7 @@ async fn run_with_admin<B: alertpost_seam::Backend>(
     admin: tokio::net::TcpListener,
     stop: oneshot::Receiver<()>,
 ) -> Result<(), WorkerError> {
-    let worker = Worker::new(options)?;
-    let backend = std::sync::Arc::new(backend);
+    let worker = Worker::new(backend, options)?;
     let (stopped, until) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let _ = stop.await;
@@ -78,10 +77,10 @@ async fn run_with_admin<B: alertpost_seam::Backend>(
     let served = tokio::spawn(alertpost_admin::serve(
         admin,
         worker.view(),
-        backend.clone(),
+        worker.backend(),
         until(),
     ));
-    let ran = worker.run(backend, until()).await;
+    let ran = worker.run(until()).await;
     let _ = served.await;
     ran
 }

@@ -316,6 +316,15 @@ pub async fn with_dead_queue<B: Backend, T>(
     Ok(out)
 }
 
+/// Deletes every dead letter no reader holds, on a session of its own
+/// (RabbitMQ: one `queue.purge`); returns how many.
+pub async fn purge<B: Backend>(backend: &B) -> Result<usize, BrokerError> {
+    let session = backend.open().await?;
+    let purged = session.purge(&Source::Dead).await;
+    session.close().await;
+    purged
+}
+
 /// Up to `limit` messages, taken (not removed).
 async fn take<R: Reader>(reader: &mut R, limit: usize) -> Result<Vec<Dead>, BrokerError> {
     let mut out = Vec::new();
@@ -405,16 +414,6 @@ pub async fn replay<R: Reader, P: Resend>(
         done.replayed += sends.len();
     }
     Ok(done)
-}
-
-/// Removes every dead message; returns how many.
-pub async fn purge<R: Reader>(reader: &mut R) -> Result<usize, BrokerError> {
-    let mut n = 0;
-    while let Some(msg) = reader.next().await? {
-        msg.ack().await?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -146,13 +146,7 @@ pub(crate) async fn dlq_replay<B: Backend>(
 )]
 pub(crate) async fn dlq_purge<B: Backend>(State(admin): State<Admin<B>>) -> Response {
     let backend = admin.backend.clone();
-    let purged = detached(async move {
-        deadletters::with_dead_queue(&*backend, async |_, reader| {
-            deadletters::purge(reader).await
-        })
-        .await?
-    })
-    .await;
+    let purged = detached(async move { deadletters::purge(&*backend).await }).await;
     match purged {
         Ok(n) => {
             tracing::warn!(purged = n, "dead queue purged through the admin API");

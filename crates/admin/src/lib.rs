@@ -7,16 +7,16 @@
 //! - [`server`]: the routes, the token, serving (`serve`);
 //! - [`browser`]: requests a browser makes on another site's behalf,
 //!   refused;
-//! - [`extract`]: queries and bodies refused as JSON, the token a request
+//! - `extract`: queries and bodies refused as JSON, the token a request
 //!   presents;
-//! - [`state`]: what every route shares, and the reads the API and the
+//! - `state`: what every route shares, and the reads the API and the
 //!   console both make (masked);
-//! - [`probes`]: `/healthz`, `/readyz`, `/metrics`;
-//! - [`records`]: this worker's integrations, attempts and dead letters;
+//! - `probes`: `/healthz`, `/readyz`, `/metrics`;
+//! - `records`: this worker's integrations, attempts and dead letters;
 //!   a test delivery;
-//! - [`dlq`]: the dead queue through the API;
+//! - `dlq`: the dead queue through the API;
 //! - [`openapi`]: the API as OpenAPI 3.1;
-//! - [`console`]: the operators' pages, over the same reads;
+//! - `console`: the operators' pages, over the same reads;
 //! - [`status`]: where each integration stands;
 //! - [`trial`]: a test delivery shown in full (`alertpost test` too);
 //! - [`deadletters`]: the dead queue for operators over any backend's

@@ -13,15 +13,15 @@
 //! | `GET /v1/dlq/{id}` | one dead letter in full, by its id, delivery id or event id; 404 if none |
 //! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
 //! | `POST /v1/dlq/purge` | deletes every dead letter; answers `{"purged"}` |
-//! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`document`]) |
+//! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`crate::openapi::document`]) |
 //! | `GET /`, `/attempts`, `/dead-letters`, `/dead-letters/{id}` | the console (`crate::console`) |
 //!
-//! `limit` is at most [`MAX_LIMIT`] (100 when not given). With `[admin]
+//! `limit` is at most [`crate::MAX_LIMIT`] (100 when not given). With `[admin]
 //! token` set, every `/v1/` route needs `Authorization: Bearer <token>`
 //! (401 otherwise); `/healthz`, `/readyz` and `/metrics` stay open, for
 //! probes and Prometheus. Writes from another site's page, and (without a
 //! token, on loopback) host names that are not local, are refused
-//! (`crate::origin`); receivers' words are masked (`crate::masking`).
+//! (`crate::browser`); receivers' words are masked (`crate::masking`).
 //! The dead-queue routes open a session with the backend for the request
 //! (RabbitMQ: a connection of their own), so they work whatever the
 //! worker's consumers are doing.

@@ -2,9 +2,7 @@
 //! and the console's overview. Counts are this worker's since it started.
 
 use alertpost_config::{Integration, mask};
-use alertpost_metrics::Outcome;
-use alertpost_worker::View;
-use alertpost_worker::target::Target;
+use alertpost_worker::{IntegrationState, View};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -47,13 +45,12 @@ pub struct IntegrationStatus {
 
 /// Every integration of the configuration in force, in file order.
 pub fn snapshot(view: &View) -> Vec<IntegrationStatus> {
-    let runtime = view.runtime();
-    runtime
+    view.runtime()
         .config
         .integrations
         .iter()
-        .map(|i| match runtime.target(&i.id) {
-            Some(target) => of_target(view, target),
+        .map(|i| match view.integration(&i.id) {
+            Some(state) => enabled(i, state),
             None => disabled(i),
         })
         .collect()
@@ -63,29 +60,26 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn of_target(view: &View, target: &Target) -> IntegrationStatus {
-    let i = &target.integration;
-    let status = view.standing(&i.id);
-    let m = &target.metrics;
-    let failure = target.seen.last_failure();
+fn enabled(i: &Integration, state: IntegrationState) -> IntegrationStatus {
     let secrets = i.secret_values();
+    let standing = state.standing;
     IntegrationStatus {
         id: i.id.clone(),
         name: i.name.clone(),
         url: alertpost_config::url_origin(&i.url),
         enabled: true,
-        state: status.state.as_str().to_owned(),
-        since: status.since.map(rfc3339),
-        reason: status.reason.map(|r| mask(&r, &secrets)),
-        circuit: Some(target.circuit.label().to_owned()),
-        delivered: m.count(Outcome::Delivered),
-        retried: m.count(Outcome::Retried),
-        deferred: m.count(Outcome::Deferred),
-        dead: m.count(Outcome::Dead),
-        in_flight: m.inflight.get(),
-        last_success: target.seen.last_success().map(rfc3339),
-        last_failure: failure.as_ref().map(|(at, _)| rfc3339(*at)),
-        last_error: failure.map(|(_, e)| mask(&e, &secrets)),
+        state: standing.state.as_str().to_owned(),
+        since: standing.since.map(rfc3339),
+        reason: standing.reason.map(|r| mask(&r, &secrets)),
+        circuit: Some(state.circuit.to_owned()),
+        delivered: state.delivered,
+        retried: state.retried,
+        deferred: state.deferred,
+        dead: state.dead,
+        in_flight: state.in_flight,
+        last_success: state.last_success.map(rfc3339),
+        last_failure: state.last_failure.as_ref().map(|(at, _)| rfc3339(*at)),
+        last_error: state.last_failure.map(|(_, e)| mask(&e, &secrets)),
     }
 }
 

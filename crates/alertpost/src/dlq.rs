@@ -48,6 +48,13 @@ pub async fn run(backend: &Rabbit, command: &DlqCommand) -> Result<(), Failure> 
         _ => None,
     };
     let runtime = |e: anyhow::Error| Failure::Runtime(e);
+    if let DlqCommand::Purge { .. } = command {
+        let n = deadletters::purge(backend)
+            .await
+            .map_err(|e| runtime(e.into()))?;
+        outln!("purged {n} dead letters");
+        return Ok(());
+    }
     let done = deadletters::with_dead_queue(backend, async |session, reader| match command {
         DlqCommand::List {
             integration,
@@ -78,10 +85,8 @@ pub async fn run(backend: &Rabbit, command: &DlqCommand) -> Result<(), Failure> 
                 .map_err(|e| runtime(e.into())),
             None => Ok(()),
         },
-        DlqCommand::Purge { .. } => deadletters::purge(reader)
-            .await
-            .map(|n| outln!("purged {n} dead letters"))
-            .map_err(|e| runtime(e.into())),
+        // Taken care of above, without a reader.
+        DlqCommand::Purge { .. } => Ok(()),
     })
     .await;
     done.map_err(|e| runtime(e.into()))?

@@ -1,8 +1,6 @@
 //! The long-running commands: `worker` (with its admin server), `ingest`,
 //! and `run` (both on the embedded queue, in one process).
 
-use std::sync::Arc;
-
 use alertpost_config::Config;
 use alertpost_producer::Producer;
 use alertpost_rabbitmq::Rabbit;
@@ -143,24 +141,23 @@ pub async fn run_embedded(g: &Global, args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A worker and its admin server on `admin`, until `stop`: the admin
-/// server reads the worker's view, and answers until the worker has
-/// drained.
+/// A worker and its admin server on `admin`, until `stop` (the admin
+/// server reads the worker's view, and stops taking requests at the
+/// stop, as the worker does).
 async fn worker_with_admin<B: Backend>(
     backend: B,
     options: WorkerOptions,
     admin: tokio::net::TcpListener,
     stop: &Stop,
 ) -> Result<(), Failure> {
-    let worker = Worker::new(options)?;
-    let backend = Arc::new(backend);
+    let worker = Worker::new(backend, options)?;
     let served = tokio::spawn(alertpost_admin::serve(
         admin,
         worker.view(),
-        backend.clone(),
+        worker.backend(),
         stop.until(),
     ));
-    worker.run(backend, stop.until()).await?;
+    worker.run(stop.until()).await?;
     served
         .await
         .context("the admin server failed")?

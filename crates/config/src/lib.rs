@@ -1,14 +1,18 @@
 //! alertpost's configuration: one TOML file → a validated [`Config`].
 //!
 //! Layout:
-//! - [`raw`]: the file as written (every value with its span);
+//! - `raw`: the file as written (every value with its span);
+//! - `validate`: the file checked whole, section by section, every
+//!   problem collected;
 //! - [`filter`]: `match`, the matchers that pick an integration's events;
 //! - [`integration`]: the validated integration and its parts (auth,
-//!   signing key, response validators);
+//!   signing key, response validators), and its request body;
 //! - [`policy`]: the outbound policy (https, allowed networks);
+//! - [`tls`]: an integration's TLS files, read and checked;
 //! - [`problem`]: what went wrong, with the integration, field, line, column;
-//! - [`secret`]: values that must never be shown;
-//! - [`expand`]: `${VAR}` expansion.
+//! - [`secret`]: values that must never be shown, and the one reading of
+//!   an `Authorization` header ([`Credentials`]);
+//! - `expand`: `${VAR}` expansion.
 //!
 //! [`parse`] reports every problem it finds, not only the first, so
 //! `alertpost check` can list them all. Nothing here does network I/O.

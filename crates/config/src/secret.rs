@@ -46,9 +46,11 @@ impl fmt::Display for Secret {
 
 /// What an `Authorization` header presents, as RFC 9110 writes it:
 /// `auth-scheme 1*SP credentials`, the scheme case-insensitive (§11.1),
-/// the credentials one word (a token68). The whitespace around the value
-/// is not part of it (§5.5). Anything else presents nothing: a value
-/// without a space after the scheme, a tab, a second word.
+/// the credentials one word of visible characters (a token68, or any
+/// token alertpost's config accepts: one printable word). The whitespace
+/// around the value is not part of it (§5.5). Anything else presents
+/// nothing: a value without a space after the scheme, a tab, a second
+/// word.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     Bearer(Vec<u8>),

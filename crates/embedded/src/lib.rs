@@ -100,6 +100,10 @@ impl Backend for Embedded {
     fn describe(&self) -> String {
         EMBEDDED.to_owned()
     }
+
+    fn name(&self) -> &'static str {
+        EMBEDDED
+    }
 }
 
 impl Session for Embedded {
@@ -132,6 +136,18 @@ impl Session for Embedded {
         })
     }
 
+    async fn purge(&self, from: &Source) -> Result<usize, BrokerError> {
+        // Taken and acked one by one: a local disk's work, no round trips.
+        let mut reader = self.reader(from).await?;
+        let mut n = 0;
+        while let Some(msg) = reader.next().await? {
+            msg.ack().await?;
+            n += 1;
+        }
+        reader.close().await;
+        Ok(n)
+    }
+
     async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
         Embedded::publish(self, to, msg).await
     }
@@ -142,6 +158,10 @@ impl Session for Embedded {
 
     fn is_open(&self) -> bool {
         true
+    }
+
+    fn backend(&self) -> &'static str {
+        EMBEDDED
     }
 
     async fn close(&self) {}

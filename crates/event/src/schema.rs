@@ -2,7 +2,7 @@
 //! ingest and the admin API.
 
 /// The JSON Schema of an event (`schema/alertpost.event.v1.json`), kept in
-/// step with [`Event`] by a test; the ingest's OpenAPI document embeds it.
+/// step with [`crate::Event`] by a test; the ingest's OpenAPI document embeds it.
 pub const EVENT_JSON_SCHEMA: &str = include_str!("../schema/alertpost.event.v1.json");
 /// The OpenAPI reference to the event's schema (the `Event` component the
 /// ingest's and the admin API's documents embed from [`EVENT_JSON_SCHEMA`]).

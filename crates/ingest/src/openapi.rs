@@ -8,7 +8,8 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::answers::{Accepted, Problem, Ready};
+/// The answers' types, as the document names them.
+pub use crate::answers::{Accepted, EventsBody, Problem, Ready};
 use crate::routes;
 
 /// The document describing this API.

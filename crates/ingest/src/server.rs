@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use crate::state::Ingest;
 use crate::{BODY_TIMEOUT, BROKER_WAIT, HEADER_TIMEOUT, SHUTDOWN_WAIT, openapi, routes};
 
-/// The ingest routes over `producer` (RabbitMQ's [`alertpost_producer::Producer`],
+/// The ingest routes over `producer` (RabbitMQ's `alertpost_producer::Producer`,
 /// or the embedded queue's), with `settings`' tokens and bound.
 pub fn router<P: Publish>(producer: P, settings: &IngestSettings) -> Router {
     router_bounded(producer, settings, BODY_TIMEOUT)

@@ -233,7 +233,9 @@ fn encode(registry: &Registry) -> String {
 }
 
 impl WorkerMetrics {
-    pub fn new() -> WorkerMetrics {
+    /// The worker's series; `backend` names its broker ("RabbitMQ", "the
+    /// embedded queue"), in their help.
+    pub fn new(backend: &str) -> WorkerMetrics {
         let r = registry();
         let reloads = counter_vec(
             &r,
@@ -304,12 +306,14 @@ impl WorkerMetrics {
             broker_connected: gauge(
                 &r,
                 "alertpost_broker_connected",
-                "1 while connected to the broker (RabbitMQ; in `alertpost run`, the embedded queue).",
+                &format!("1 while connected to {backend}."),
             ),
             broker_blocked: gauge(
                 &r,
                 "alertpost_broker_blocked",
-                "1 while the broker blocks the worker's publishes (a RabbitMQ memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile.",
+                &format!(
+                    "1 while {backend} blocks the worker's publishes (a memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile."
+                ),
             ),
             topology_redeclared: counter(
                 &r,
@@ -390,12 +394,6 @@ impl WorkerMetrics {
     }
 }
 
-impl Default for WorkerMetrics {
-    fn default() -> WorkerMetrics {
-        WorkerMetrics::new()
-    }
-}
-
 impl IntegrationMetrics {
     /// Deliveries that ended `outcome` since the process started.
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -470,9 +468,7 @@ impl IngestMetrics {
             broker_blocked: gauge(
                 &r,
                 "alertpost_broker_blocked",
-                &format!(
-                    "1 while {backend} blocks publishing (a RabbitMQ memory or disk alarm): events are answered 503."
-                ),
+                &format!("1 while {backend} blocks publishing: events are answered 503."),
             ),
             registry: r,
         }
@@ -496,7 +492,7 @@ mod tests {
 
     #[test]
     fn integration_series_start_at_zero_and_count() {
-        let m = WorkerMetrics::new();
+        let m = WorkerMetrics::new("RabbitMQ");
         let i = m.integration("hook", &["1s".into(), "5s".into()]);
         let text = m.encode();
         assert!(

@@ -25,7 +25,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The bound on every other wait on RabbitMQ (declaring, opening a
 /// channel, consuming, settling, closing), and the default one on a
-/// publish's confirm ([`Publisher::with_timeout`]).
+/// publish's confirm (`Publisher::with_timeout`).
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One connection to RabbitMQ.

@@ -13,7 +13,7 @@
 //!   destination;
 //! - [`consumer`]: consumers under a prefetch ([`Consumer`]) and
 //!   `basic.get` readers ([`GetChannel`]);
-//! - [`settle`]: acks and rejects on the channel a message came on;
+//! - `settle`: acks and rejects on the channel a message came on;
 //! - [`session`]: RabbitMQ as the worker's backend ([`Rabbit`]): two
 //!   connections, one consuming and acking, one publishing.
 //!

@@ -11,7 +11,7 @@ use alertpost_seam::{BrokerError, Destination, Outgoing, PublishError, Topology}
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
-use crate::connection::{BROKER_TIMEOUT, Broker, bounded, broken};
+use crate::connection::{BROKER_TIMEOUT, Broker, RABBITMQ, bounded, broken};
 
 /// Persistent messages survive a broker restart (quorum queues store all
 /// messages anyway; the flag keeps intent explicit for other queue types).
@@ -94,7 +94,7 @@ impl Pending {
                     format!("exchange {exchange} with key {routing_key}")
                 }))
             }
-            Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked),
+            Ok(Confirmation::Nack(_)) => Err(PublishError::Nacked(RABBITMQ)),
             // The channel is in confirm mode, so this means it was replaced.
             Ok(Confirmation::NotRequested) => {
                 Err(unreachable("the channel is not in confirm mode".to_owned()))

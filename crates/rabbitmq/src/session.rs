@@ -111,6 +111,10 @@ impl Backend for Rabbit {
     fn describe(&self) -> String {
         format!("{RABBITMQ} at {}", redact_url(&self.urls))
     }
+
+    fn name(&self) -> &'static str {
+        RABBITMQ
+    }
 }
 
 /// The publishing connection and its confirm channel.
@@ -304,6 +308,12 @@ impl Session for RabbitSession {
         self.consumer.reader(from).await
     }
 
+    async fn purge(&self, from: &Source) -> Result<usize, BrokerError> {
+        let queue = self.consumer.topology().queue_of(from);
+        let n = self.consumer.purge(&queue).await?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
     async fn publish(&self, to: &Destination, msg: &Outgoing<'_>) -> Result<(), PublishError> {
         let Some(publisher) = self.side.publisher() else {
             let reason = self
@@ -329,6 +339,10 @@ impl Session for RabbitSession {
 
     fn is_open(&self) -> bool {
         self.consumer.is_connected()
+    }
+
+    fn backend(&self) -> &'static str {
+        RABBITMQ
     }
 
     async fn close(&self) {

@@ -83,6 +83,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Where it connects, for logs (no secrets).
     fn describe(&self) -> String;
+
+    /// Its name in what operators read ("RabbitMQ", "the embedded queue").
+    fn name(&self) -> &'static str;
 }
 
 /// One connection's worth of a backend. Shared by every task of a worker.
@@ -108,6 +111,10 @@ pub trait Session: Send + Sync + 'static {
         from: &Source,
     ) -> impl Future<Output = Result<Self::Reader, BrokerError>> + Send;
 
+    /// Removes every message of `from` that is ready (not one a reader or
+    /// a consumer holds); returns how many. For operators: the dead queue.
+    fn purge(&self, from: &Source) -> impl Future<Output = Result<usize, BrokerError>> + Send;
+
     /// Publishes and waits until the backend has stored the message.
     fn publish(
         &self,
@@ -124,6 +131,9 @@ pub trait Session: Send + Sync + 'static {
 
     /// Closes the connection; unsettled messages go back to their queues.
     fn close(&self) -> impl Future<Output = ()> + Send;
+
+    /// Its backend's name in what operators read (see [`Backend::name`]).
+    fn backend(&self) -> &'static str;
 }
 
 /// Messages from one [`Source`].
@@ -166,7 +176,8 @@ pub async fn publish_bounded<S: Session>(
     match tokio::time::timeout(PUBLISH_TIMEOUT, session.publish(to, msg)).await {
         Ok(result) => result,
         Err(_) => Err(PublishError::Unavailable(format!(
-            "no confirm within {}s",
+            "{} did not confirm within {}s",
+            session.backend(),
             PUBLISH_TIMEOUT.as_secs()
         ))),
     }

@@ -32,9 +32,9 @@ pub enum PublishError {
     /// text says which backend and why.
     #[error("{0}")]
     Unavailable(String),
-    /// The broker refused to take the message (RabbitMQ: a nack).
-    #[error("the broker refused the message (a negative acknowledgement)")]
-    Nacked,
+    /// The broker (it names itself) refused to take the message: a nack.
+    #[error("{0} refused the message (a negative acknowledgement)")]
+    Nacked(&'static str),
     /// No queue is bound for the message: it was returned, not stored.
     #[error(
         "no queue takes messages sent to `{0}` (is the topology declared? run `alertpost setup`)"

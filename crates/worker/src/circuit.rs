@@ -47,9 +47,6 @@ pub struct Reported {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     Pass,
-    /// It may, as the probe: it must report, or be withdrawn
-    /// ([`Circuit::withdraw`]) if it does not go out.
-    Probe,
     /// Open: come back after this long.
     Open(Duration),
 }
@@ -81,7 +78,7 @@ impl Circuit {
                 let now = Instant::now();
                 if now >= until {
                     *state = State::Probing { since: now };
-                    Gate::Probe
+                    Gate::Pass
                 } else {
                     Gate::Open(until - now)
                 }
@@ -91,23 +88,12 @@ impl Circuit {
                 if now.saturating_duration_since(since) > self.attempt_bound {
                     tracing::warn!("circuit probe never reported; probing again");
                     *state = State::Probing { since: now };
-                    Gate::Probe
+                    Gate::Pass
                 } else {
                     // One probe at a time; the others wait a little.
                     Gate::Open(self.policy.cooldown.min(Duration::from_secs(1)))
                 }
             }
-        }
-    }
-
-    /// The probe did not go out (its body could not be made): the next
-    /// attempt probes instead, at once.
-    pub fn withdraw(&self) {
-        let mut state = self.state();
-        if let State::Probing { .. } = *state {
-            *state = State::Open {
-                until: Instant::now(),
-            };
         }
     }
 
@@ -204,18 +190,12 @@ mod tests {
         assert!(third.open && third.opened, "third in a row opens");
         assert!(matches!(c.gate(), Gate::Open(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Probe, "the probe");
+        assert_eq!(c.gate(), Gate::Pass, "the probe");
         assert!(matches!(c.gate(), Gate::Open(_)), "one probe at a time");
         let again = c.report(true);
         assert!(again.open && again.opened, "a failed probe opens again");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Probe);
-        c.withdraw();
-        assert_eq!(
-            c.gate(),
-            Gate::Probe,
-            "a probe withdrawn: the next one probes"
-        );
+        assert_eq!(c.gate(), Gate::Pass);
         assert!(!c.report(false).open, "a good probe closes");
         assert_eq!(c.gate(), Gate::Pass);
         assert!(!c.is_open());
@@ -232,14 +212,10 @@ mod tests {
         );
         assert!(c.report(true).open);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(
-            c.gate(),
-            Gate::Probe,
-            "the probe (its task is then dropped)"
-        );
+        assert_eq!(c.gate(), Gate::Pass, "the probe (its task is then dropped)");
         assert!(matches!(c.gate(), Gate::Open(_)), "still within its bound");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Probe, "overdue: a new probe");
+        assert_eq!(c.gate(), Gate::Pass, "overdue: a new probe");
         assert!(!c.report(false).open, "which closes it");
         assert_eq!(c.gate(), Gate::Pass);
     }

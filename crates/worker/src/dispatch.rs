@@ -20,7 +20,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alertpost_event::job::{DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA};
+use alertpost_event::job::{DEAD_SCHEMA, DeadLetter, DeadReason, DeliveryJob, JOB_SCHEMA};
 use alertpost_event::message::Message;
 use alertpost_event::{EVENT_SCHEMA, Event, delivery_id};
 use alertpost_render::Context;
@@ -281,6 +281,10 @@ fn decode(msg: &Inbound) -> Result<Work, String> {
         Source::Events => EVENT_SCHEMA,
         _ => JOB_SCHEMA,
     };
+    // A dead letter is no work for a worker: not even read.
+    if msg.kind.as_deref() == Some(DEAD_SCHEMA) {
+        return Err(format!("unknown message type `{DEAD_SCHEMA}`"));
+    }
     match Message::read(msg.kind.as_deref(), &msg.body, assumed)? {
         Message::Job(job) => Ok(Work::Jobs(vec![*job])),
         Message::Jobs(jobs) => Ok(Work::Jobs(jobs)),
@@ -291,10 +295,7 @@ fn decode(msg: &Inbound) -> Result<Work, String> {
             let raw = unchanged.then(|| msg.body.clone());
             Ok(Work::Event(event, raw))
         }
-        Message::Dead(_) => Err(format!(
-            "a dead letter ({}) is no work for a worker",
-            alertpost_event::job::DEAD_SCHEMA
-        )),
+        Message::Dead(_) => Err(format!("unknown message type `{DEAD_SCHEMA}`")),
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn new(gauge: IntGauge) -> Health {
+    pub(crate) fn new(gauge: IntGauge) -> Health {
         Health {
             connected: AtomicBool::new(false),
             consuming: AtomicBool::new(false),
@@ -27,7 +27,7 @@ impl Health {
         }
     }
 
-    pub fn set_connected(&self, yes: bool) {
+    pub(crate) fn set_connected(&self, yes: bool) {
         self.connected.store(yes, Ordering::Relaxed);
         self.gauge.set(i64::from(yes));
         if !yes {
@@ -36,11 +36,11 @@ impl Health {
         }
     }
 
-    pub fn set_consuming(&self, yes: bool) {
+    pub(crate) fn set_consuming(&self, yes: bool) {
         self.consuming.store(yes, Ordering::Relaxed);
     }
 
-    pub fn set_not_publishing(&self, reason: Option<String>) {
+    pub(crate) fn set_not_publishing(&self, reason: Option<String>) {
         *self
             .not_publishing
             .lock()

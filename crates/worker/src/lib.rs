@@ -1,44 +1,32 @@
-//! alertpost's worker: consume, match, render, deliver, hand off, settle,
-//! over any broker behind the seam (`alertpost_seam::Backend`).
+//! alertpost's delivery core: consume, match, render, deliver, hand off,
+//! settle, over any broker behind the seam (`alertpost_seam::Backend`).
+//! Operators read it through its [`View`] (`alertpost-admin`); it never
+//! reads them.
 //!
 //! Layout, along a message's path:
-//! - [`supervisor`]: opens a session with the backend, consumes the events
-//!   and deliveries under the in-flight bound, reopens after a failure,
-//!   drains on shutdown;
-//! - `lanes`: one consumer per integration's lane, kept in step with the
-//!   config;
-//! - `pump`: takes messages from one stream and gives each a task;
-//! - `dispatch`: one message (an event, or a delivery job) → its
-//!   deliveries, the journal consulted first;
-//! - `delivery`: one delivery: its turn (now, or to its lane; or in turn
-//!   from its lane), the body, the attempt, the record, its step;
-//! - `attempt`: one HTTP attempt: send, classify, log, report to the
-//!   circuit;
-//! - [`decide`]: what an attempt comes to (pure): delivered, retry at, dead;
-//! - [`schedule`]: when a failed delivery is tried again (backoff);
-//! - `handoff`: the steps published and confirmed, journaled, counted;
-//!   then how the message is settled;
-//! - `batching`: hand-offs to one lane from many messages, gathered into
-//!   one broker message;
-//! - [`circuit`]: the per-integration circuit breaker;
-//! - [`operational`]: an integration's state (active, warning, error) and
-//!   the `integration.status` events its changes raise;
-//! - [`runtime`]: the configuration as the worker uses it (integrations
-//!   with their permits and circuits) and what every task shares;
-//! - [`admin`]: `/healthz`, `/readyz`, integrations, attempts and dead
-//!   letters as JSON, test deliveries, and the dead queue (list, show,
-//!   replay, purge) behind its token;
-//! - `console`: the operators' pages on the admin address, over the same
-//!   data and routes;
-//! - [`status`]: where each integration stands (state, circuit, counts,
-//!   last success and failure);
-//! - `masking`: secrets out of what operators see;
-//! - `origin`: requests a browser makes on another site's behalf, refused;
-//! - [`trial`]: a test delivery, shown in full (`alertpost test` and the
-//!   console's Test button);
-//! - [`deadletters`]: the dead queue for operators, over any backend (the
-//!   admin API and `alertpost dlq` share it);
-//! - [`health`]: the readiness the supervisor reports and admin serves.
+//! - `supervisor`: the [`Worker`]: sessions one after another, the store's
+//!   writer, reloads; `consume`: one session's worth of consuming, and its
+//!   drain;
+//! - `lanes`: one consumer per integration's lane; `pump`: a stream → a
+//!   task per message, under the in-flight bound;
+//! - `dispatch`: one message (an event, or delivery jobs) → its deliveries
+//!   → their hand-offs → settled; `matching`: which integrations an event
+//!   goes to;
+//! - `stages`: one delivery's stages, in order: `turn` (permit, rate-limit
+//!   token), `render` (the body), `gate` (the circuit), `attempt` (send,
+//!   classify, mask), `decide` (what it comes to, pure, with `schedule`,
+//!   the backoff), each told to `observe` (the record, metrics, the
+//!   circuit, states, status, dead letters kept);
+//! - `delivery`: one delivery as it travels, and the job or dead letter it
+//!   becomes; `step`: what it comes to;
+//! - `handoff`: a step published, confirmed and journaled; `link`: what a
+//!   session's hand-offs share; `lane_writer`: lane hand-offs gathered into
+//!   one broker message; `journal`: the journal rule;
+//! - `target`: an integration as delivered to (permits, bucket, circuit,
+//!   series, last success and failure); `runtime`: the config in force and
+//!   what every task shares; `circuit`: the breaker; [`operational`]:
+//!   integration states and the events they raise; [`health`]: readiness;
+//!   [`view`]: what operators read.
 //!
 //! The contract with the backend: a message is settled with an ack only
 //! after each of its deliveries is delivered, or handed to its lane, a
@@ -46,11 +34,12 @@
 //! requeues it or leaves it unsettled, and the backend hands it out again.
 
 mod attempt;
-pub mod circuit;
+mod circuit;
 mod consume;
-pub mod decide;
+mod decide;
 mod delivery;
 mod dispatch;
+mod gate;
 mod handoff;
 pub mod health;
 mod journal;
@@ -63,13 +52,13 @@ pub mod operational;
 mod pump;
 mod render;
 pub mod runtime;
-pub mod schedule;
+mod schedule;
 mod stages;
 mod step;
-pub mod supervisor;
-pub mod target;
+mod supervisor;
+mod target;
 mod turn;
 pub mod view;
 
 pub use supervisor::{Worker, WorkerError, WorkerOptions};
-pub use view::{AttemptQuery, View};
+pub use view::{AttemptQuery, IntegrationState, View};

@@ -3,8 +3,9 @@
 //! the metrics, the circuit, the integration's state (and the operational
 //! events it raises), its last success and failure, the dead letters kept.
 //! The stages and the hand-off tell it what happened; it decides nothing
-//! about the delivery. The journal is not here: it is on the ack path, in
-//! the hand-off.
+//! about the delivery. Not here: the journal (on the ack path, in the
+//! hand-off), and the count of attempts in flight (it wraps the request,
+//! in the attempt).
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 
 use crate::attempt::{Tried, duration_ms};
+use crate::circuit::Reported;
 use crate::decide::Decision;
 use crate::delivery::Delivery;
 use crate::runtime::{Ctx, Runtime};
@@ -42,16 +44,11 @@ pub(crate) fn skipped_job(runtime: &Runtime, integration: &str) {
     }
 }
 
-/// Attempt `number` of `d` was made (with `sent` as its body) and decided.
-pub(crate) fn attempted(
-    ctx: &Ctx,
-    d: &Delivery<'_>,
-    number: u32,
-    tried: &Tried,
-    sent: &Bytes,
-    decision: &Decision,
-) {
-    let target = d.target;
+/// An attempt to `target` ended: counted, timed, told to the circuit,
+/// and its integration's last success or failure. Called while the
+/// attempt's turn is held, so that the circuit hears of a failure before
+/// another delivery can pass it.
+pub(crate) fn attempted(target: &Target, tried: &Tried) -> Reported {
     let m = &target.metrics;
     m.attempt(tried.exchange.result.code());
     m.duration.observe(tried.exchange.duration.as_secs_f64());
@@ -65,6 +62,23 @@ pub(crate) fn attempted(
         .circuit
         .report(matches!(tried.verdict, Verdict::Retry { .. }));
     m.circuit_open.set(i64::from(circuit.open));
+    circuit
+}
+
+/// Attempt `number` of `d` (with `sent` as its body) was decided: its
+/// record, the integration's state (a circuit the attempt opened, a
+/// delivery made), the delivered count and the time from `received_at`.
+pub(crate) fn concluded(
+    ctx: &Ctx,
+    d: &Delivery<'_>,
+    number: u32,
+    tried: &Tried,
+    sent: &Bytes,
+    decision: &Decision,
+    circuit: Reported,
+) {
+    let target = d.target;
+    let m = &target.metrics;
     ctx.store.record(record(d, number, tried, sent));
     // An operational event's attempts change no state (no loops).
     let tracked = d.event.kind != crate::operational::KIND;
@@ -79,6 +93,7 @@ pub(crate) fn attempted(
             last_error,
         );
     }
+    let now = OffsetDateTime::now_utc();
     match decision {
         Decision::Delivered => {
             if tracked {

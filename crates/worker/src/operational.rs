@@ -100,7 +100,7 @@ fn transition(
     }
 }
 
-pub struct Operational {
+pub(crate) struct Operational {
     repeat: Duration,
     tracks: Mutex<HashMap<String, Track>>,
     queue: mpsc::Sender<Event>,
@@ -123,7 +123,7 @@ impl std::fmt::Debug for Operational {
 }
 
 impl Operational {
-    pub fn new(repeat: Duration) -> Operational {
+    pub(crate) fn new(repeat: Duration) -> Operational {
         let (queue, pending) = mpsc::channel(QUEUE);
         Operational {
             repeat,
@@ -136,7 +136,12 @@ impl Operational {
     }
 
     /// Its circuit opened.
-    pub fn circuit_opened(&self, integration: &str, failures: u32, last_error: Option<&str>) {
+    pub(crate) fn circuit_opened(
+        &self,
+        integration: &str,
+        failures: u32,
+        last_error: Option<&str>,
+    ) {
         self.found(
             integration,
             State::Error,
@@ -148,7 +153,7 @@ impl Operational {
     /// One of its deliveries was dead-lettered. Nothing changes while its
     /// circuit is open (the error says more), nor for an operational
     /// event's delivery (no loops).
-    pub fn dead_lettered(
+    pub(crate) fn dead_lettered(
         &self,
         integration: &str,
         kind: &str,
@@ -168,7 +173,7 @@ impl Operational {
     }
 
     /// It delivered.
-    pub fn delivered(&self, integration: &str) {
+    pub(crate) fn delivered(&self, integration: &str) {
         // The common case, without a lock: every integration active.
         if self.degraded.load(Ordering::Acquire) == 0 {
             return;

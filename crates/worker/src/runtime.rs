@@ -17,7 +17,7 @@ use crate::target::Target;
 
 /// What every task of a worker shares, across sessions.
 #[derive(Debug)]
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The configuration in force; a message takes a snapshot.
     pub current: Current,
     pub store: Store,
@@ -36,7 +36,7 @@ pub struct Runtime {
     /// The HTTP client, built for the config's outbound policy.
     pub client: Client,
     /// Enabled integrations, in file order.
-    pub targets: Vec<Arc<Target>>,
+    pub(crate) targets: Vec<Arc<Target>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum RuntimeError {
 impl Runtime {
     /// `tiers` names the delay tiers, for the retry series; `previous` is
     /// the runtime being replaced, whose state carries over where it can.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         metrics: &WorkerMetrics,
         tiers: &[String],
@@ -80,13 +80,13 @@ impl Runtime {
         })
     }
 
-    pub fn target(&self, id: &str) -> Option<&Arc<Target>> {
+    pub(crate) fn target(&self, id: &str) -> Option<&Arc<Target>> {
         self.targets.iter().find(|t| t.integration.id == id)
     }
 
     /// Every integration of the config, enabled or not, has a lane: a
     /// disabled one's lane is drained into the dead queue.
-    pub fn lanes(&self) -> Vec<String> {
+    pub(crate) fn lanes(&self) -> Vec<String> {
         self.config
             .integrations
             .iter()
@@ -98,7 +98,7 @@ impl Runtime {
 /// The current runtime, replaced whole on reload; the supervisor watches it
 /// to keep one lane consumer per integration.
 #[derive(Debug)]
-pub struct Current(watch::Sender<Arc<Runtime>>);
+pub(crate) struct Current(watch::Sender<Arc<Runtime>>);
 
 impl Current {
     pub fn new(runtime: Runtime) -> Current {

@@ -38,7 +38,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// How often the store's size and dropped records are read into metrics.
 const STORE_GAUGES_EVERY: Duration = Duration::from_secs(10);
 
-/// How a worker runs (the broker is the [`Backend`] given to [`Worker::run`]).
+/// How a worker runs (the broker is the [`Backend`] given to [`Worker::new`]).
 #[derive(Debug)]
 pub struct WorkerOptions {
     pub config: Config,
@@ -55,8 +55,9 @@ pub enum WorkerError {
     Runtime(#[from] RuntimeError),
 }
 
-/// A worker, built and not yet running.
-pub struct Worker {
+/// A worker on its backend, built and not yet running.
+pub struct Worker<B> {
+    backend: Arc<B>,
     ctx: Arc<Ctx>,
     health: Arc<Health>,
     reload: Option<mpsc::Receiver<Config>>,
@@ -68,13 +69,14 @@ pub struct Worker {
     retention: Retention,
 }
 
-impl Worker {
-    /// Builds the worker's shared state from `opts`: its runtime (the
-    /// config's integrations made ready), metrics and readiness. Fails when
-    /// the config cannot be made into a runtime (a header the HTTP library
-    /// refuses).
-    pub fn new(opts: WorkerOptions) -> Result<Worker, WorkerError> {
-        let metrics = WorkerMetrics::new();
+impl<B: Backend> Worker<B> {
+    /// Builds the worker's shared state from `opts`, over `backend`: its
+    /// runtime (the config's integrations made ready), metrics and
+    /// readiness. Fails when the config cannot be made into a runtime (a
+    /// header the HTTP library refuses). The backend's delay tiers should be
+    /// the config's (`delay_tiers`): the worker labels retries by them.
+    pub fn new(backend: B, opts: WorkerOptions) -> Result<Worker<B>, WorkerError> {
+        let metrics = WorkerMetrics::new(backend.name());
         let health = Arc::new(Health::new(metrics.broker_connected.clone()));
         let config = opts.config;
         let retention = Retention {
@@ -99,6 +101,7 @@ impl Worker {
             operational,
         });
         Ok(Worker {
+            backend: Arc::new(backend),
             ctx,
             health,
             reload: opts.reload,
@@ -113,15 +116,18 @@ impl Worker {
         View::new(self.ctx.clone(), self.health.clone())
     }
 
-    /// Runs on `backend` until `shutdown` completes, then drains and
-    /// returns. The backend's delay tiers should be the config's
-    /// (`delay_tiers`): the worker labels retries by them.
-    pub async fn run<B: Backend>(
+    /// Its backend (the operator surface reads the dead queue through it).
+    pub fn backend(&self) -> Arc<B> {
+        self.backend.clone()
+    }
+
+    /// Runs until `shutdown` completes, then drains and returns.
+    pub async fn run(
         self,
-        backend: Arc<B>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), WorkerError> {
         let Worker {
+            backend,
             ctx,
             health,
             reload,

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use alertpost_event::job::DeadLetter;
+use alertpost_metrics::Outcome;
 use alertpost_store::AttemptRecord;
+use time::OffsetDateTime;
 
 use crate::health::Health;
 use crate::operational::Standing;
@@ -18,6 +20,28 @@ use crate::runtime::{Ctx, Runtime};
 pub struct View {
     ctx: Arc<Ctx>,
     health: Arc<Health>,
+}
+
+/// One enabled integration as the worker sees it now: its state, its
+/// circuit, this worker's counts since it started, its last success and
+/// failure.
+#[derive(Debug, Clone)]
+pub struct IntegrationState {
+    pub standing: Standing,
+    /// `closed`, `open`, `probing`, or `off` (no circuit).
+    pub circuit: &'static str,
+    pub delivered: u64,
+    pub retried: u64,
+    /// Handed to its lane (at its concurrency or rate limit, or its
+    /// circuit open).
+    pub deferred: u64,
+    pub dead: u64,
+    /// Attempts in flight now.
+    pub in_flight: i64,
+    pub last_success: Option<OffsetDateTime>,
+    /// When, and the reason (as recorded: its secrets are masked by the
+    /// reader).
+    pub last_failure: Option<(OffsetDateTime, String)>,
 }
 
 /// Which attempts to read: of one event, of one delivery, or the most
@@ -35,8 +59,8 @@ impl View {
         View { ctx, health }
     }
 
-    /// The runtime in force: the config, the integrations as the worker
-    /// delivers to them, the HTTP client. A snapshot: a reload replaces it.
+    /// The runtime in force: the config and the HTTP client (for test
+    /// deliveries). A snapshot: a reload replaces it.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.ctx.current.get()
     }
@@ -59,6 +83,25 @@ impl View {
     /// Where `integration` stands (active, warning, error) and since when.
     pub fn standing(&self, integration: &str) -> Standing {
         self.ctx.operational.standing(integration)
+    }
+
+    /// Where enabled integration `id` stands; `None` when it is not one of
+    /// the runtime's (disabled, or not in the config).
+    pub fn integration(&self, id: &str) -> Option<IntegrationState> {
+        let runtime = self.ctx.current.get();
+        let target = runtime.target(id)?;
+        let m = &target.metrics;
+        Some(IntegrationState {
+            standing: self.ctx.operational.standing(id),
+            circuit: target.circuit.label(),
+            delivered: m.count(Outcome::Delivered),
+            retried: m.count(Outcome::Retried),
+            deferred: m.count(Outcome::Deferred),
+            dead: m.count(Outcome::Dead),
+            in_flight: m.inflight.get(),
+            last_success: target.seen.last_success(),
+            last_failure: target.seen.last_failure(),
+        })
     }
 
     /// Attempts from this worker's store, oldest first, as recorded (the
