@@ -133,10 +133,15 @@ impl<'a> Delivery<'a> {
         self.dead(DeadReason::Expired, detail)
     }
 
-    /// What attempt `number` and its decision make of this delivery.
-    pub fn concluded(mut self, number: u32, tried: &Tried, decision: Decision) -> Step {
-        let started = OffsetDateTime::from(tried.exchange.started_at);
-        let first = self.first_or(started);
+    /// What attempt `number` and its decision make of this delivery, first
+    /// attempted at `first`.
+    pub fn concluded(
+        mut self,
+        number: u32,
+        tried: &Tried,
+        decision: Decision,
+        first: OffsetDateTime,
+    ) -> Step {
         self.attempts = number;
         match decision {
             Decision::Delivered => Step::Delivered(self.id),

@@ -65,21 +65,37 @@ pub(crate) fn attempted(target: &Target, tried: &Tried) -> Reported {
     circuit
 }
 
-/// Attempt `number` of `d` (with `sent` as its body) was decided: its
-/// record, the integration's state (a circuit the attempt opened, a
-/// delivery made), the delivered count and the time from `received_at`.
-pub(crate) fn concluded(
-    ctx: &Ctx,
-    d: &Delivery<'_>,
-    number: u32,
-    tried: &Tried,
-    sent: &Bytes,
-    decision: &Decision,
-    circuit: Reported,
-) {
+/// An attempt, decided.
+pub(crate) struct Concluded<'a> {
+    pub number: u32,
+    pub tried: &'a Tried,
+    /// When it started (its exchange's start, on the wall clock).
+    pub started: OffsetDateTime,
+    /// The body it sent.
+    pub sent: &'a Bytes,
+    pub decision: &'a Decision,
+    /// What it did to the circuit ([`attempted`]).
+    pub circuit: Reported,
+    /// When it was decided.
+    pub now: OffsetDateTime,
+}
+
+/// An attempt of `d` was decided: its record, the integration's state (a
+/// circuit the attempt opened, a delivery made), the delivered count and
+/// the time from `received_at`.
+pub(crate) fn concluded(ctx: &Ctx, d: &Delivery<'_>, attempt: Concluded<'_>) {
+    let Concluded {
+        number,
+        tried,
+        started,
+        sent,
+        decision,
+        circuit,
+        now,
+    } = attempt;
     let target = d.target;
     let m = &target.metrics;
-    ctx.store.record(record(d, number, tried, sent));
+    ctx.store.record(record(d, number, tried, started, sent));
     // An operational event's attempts change no state (no loops).
     let tracked = d.event.kind != crate::operational::KIND;
     if tracked && circuit.opened {
@@ -93,7 +109,6 @@ pub(crate) fn concluded(
             last_error,
         );
     }
-    let now = OffsetDateTime::now_utc();
     match decision {
         Decision::Delivered => {
             if tracked {
@@ -161,8 +176,14 @@ pub(crate) async fn handed_on(ctx: &Ctx, step: Step) {
     }
 }
 
-/// The store's record of attempt `attempt` of `d`.
-fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried, sent: &Bytes) -> AttemptRecord {
+/// The store's record of attempt `attempt` of `d`, started at `started`.
+fn record(
+    d: &Delivery<'_>,
+    attempt: u32,
+    tried: &Tried,
+    started: OffsetDateTime,
+    sent: &Bytes,
+) -> AttemptRecord {
     let (headers, body) = match &tried.exchange.result {
         Answer::Response(r) => (
             r.headers
@@ -192,7 +213,7 @@ fn record(d: &Delivery<'_>, attempt: u32, tried: &Tried, sent: &Bytes) -> Attemp
         event_id: d.event.id.clone(),
         integration: d.target.integration.id.clone(),
         attempt,
-        started_at: OffsetDateTime::from(tried.exchange.started_at),
+        started_at: started,
         duration_ms: duration_ms(tried.exchange.duration),
         outcome,
         code: tried.exchange.result.code(),

@@ -54,16 +54,28 @@ pub(crate) async fn run(
     // before another delivery can pass it.
     let circuit = crate::observe::attempted(d.target, &tried);
     drop(ticket);
+    // The clock read once for the decision, the record and the step.
     let started = OffsetDateTime::from(tried.exchange.started_at);
+    let first = d.first_attempt_at.unwrap_or(started);
+    let now = OffsetDateTime::now_utc();
     let decision = crate::decide::decide(
         &tried.verdict,
         &d.target.integration.retry,
         number,
-        d.first_attempt_at.unwrap_or(started),
-        OffsetDateTime::now_utc(),
+        first,
+        now,
     );
-    crate::observe::concluded(ctx, &d, number, &tried, &body, &decision, circuit);
-    Some(d.concluded(number, &tried, decision))
+    let attempt = crate::observe::Concluded {
+        number,
+        tried: &tried,
+        started,
+        sent: &body,
+        decision: &decision,
+        circuit,
+        now,
+    };
+    crate::observe::concluded(ctx, &d, attempt);
+    Some(d.concluded(number, &tried, decision, first))
 }
 
 /// The step of a delivery that did not get its turn (or its circuit's
