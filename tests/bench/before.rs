@@ -145,7 +145,7 @@ pub async fn section(sink: &Arc<Sink>, url: &str, n: usize, rounds: usize) -> Se
          | --- | --- | --- | --- | --- | --- |\n{}{}{}\
          | p99 publish → receipt at 200/s (ms) | {} | {} | | | median {:.2} vs {:.2} |\n\n\
          The rates are held to 0.95 (the targets table); the p99 is shown: a few milliseconds that \
-         one scheduling hiccup on a shared core moves by more than 5 %.\n",
+         one scheduling hiccup on a shared core moves by more than 5 %.\n\n",
         old.display(),
         drain.row("worker throughput", "events/s"),
         fan.row("fan-out to 4", "POSTs/s"),
