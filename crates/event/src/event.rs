@@ -214,6 +214,25 @@ impl Event {
         counter.0
     }
 
+    /// The alert this event is about, for per-key order: its `dedup_key`,
+    /// else the event alone (its id), the two kept apart.
+    pub fn key(&self) -> AlertKey<'_> {
+        match &self.dedup_key {
+            Some(k) => AlertKey::Dedup(k),
+            None => AlertKey::Event(&self.id),
+        }
+    }
+
+    /// Where this event stands among its alert's events ([`Position`]).
+    pub fn position(&self) -> Position {
+        Position {
+            at: self
+                .received_at
+                .map_or(i128::MIN, |t| t.unix_timestamp_nanos()),
+            id: self.id.clone(),
+        }
+    }
+
     /// The routing key on the events exchange: `<source>.<kind>.<severity>`,
     /// `none` standing for a missing severity. AMQP caps keys at 255 bytes.
     pub fn routing_key(&self) -> String {
@@ -245,4 +264,33 @@ pub(crate) fn decode_error<E: fmt::Display>(err: serde_path_to_error::Error<E>) 
     } else {
         EventError::Decode(format!("`{path}`: {inner}{hint}"))
     }
+}
+
+/// The alert an event is about ([`Event::key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertKey<'a> {
+    /// Its `dedup_key`: every event of one alert.
+    Dedup(&'a str),
+    /// An event without one: a key of its own.
+    Event(&'a str),
+}
+
+impl std::fmt::Display for AlertKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlertKey::Dedup(k) => f.write_str(k),
+            AlertKey::Event(id) => write!(f, "event {id}"),
+        }
+    }
+}
+
+/// Where an event stands among its alert's events: its producer's stamp
+/// (`received_at`, which strictly increases per producer and which no
+/// client sets), then its id. Later is newer; order is decided by
+/// positions, never by the order messages come back from the broker.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// `received_at`, nanoseconds since the epoch.
+    pub at: i128,
+    pub id: String,
 }

@@ -22,7 +22,9 @@ pub mod normalize;
 pub mod prepare;
 pub mod schema;
 
-pub use event::{EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Severity, Status};
+pub use event::{
+    AlertKey, EVENT_SCHEMA, Event, EventError, Link, MAX_EVENT_BYTES, Position, Severity, Status,
+};
 pub use normalize::{Format, NormalizeError, normalize};
-pub use prepare::{Refused, delivery_id, encode_all, is_delivery_id, prepare_all};
+pub use prepare::{Refused, delivery_id, encode_all, is_delivery_id, prepare_all, stamp};
 pub use schema::EVENT_JSON_SCHEMA;

@@ -15,15 +15,37 @@ const MAX_NAME_BYTES: usize = 200;
 /// Titles are one line; longer ones are cut at this many characters.
 const MAX_TITLE_CHARS: usize = 1000;
 
+/// The producer's clock: `now`, or the nanosecond after the last stamp
+/// this process gave when `now` is not later, so the stamps of one
+/// producer strictly increase (two events of one batch included).
+pub fn stamp(now: OffsetDateTime) -> OffsetDateTime {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let wanted = i64::try_from(now.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = wanted.max(last.saturating_add(1));
+        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => {
+                return OffsetDateTime::from_unix_timestamp_nanos(i128::from(next)).unwrap_or(now);
+            }
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 impl Event {
     /// Makes the event ready to publish: fills `id` (UUID v7), `kind`
-    /// (`alert`), `received_at` (`now`) and `title` (derived) when missing,
-    /// normalizes times to UTC and the title to one line, and checks every
-    /// rule of the schema, the size cap last. Idempotent.
+    /// (`alert`) and `title` (derived) when missing, stamps `received_at`
+    /// with the producer's clock ([`stamp`] of `now`, whatever the event
+    /// said: it is the event's position among its alert's events, which no
+    /// client sets), normalizes times to UTC and the title to one line, and
+    /// checks every rule of the schema, the size cap last.
     pub fn prepare(&mut self, now: OffsetDateTime) -> Result<(), EventError> {
         if self.id.is_empty() {
             self.id = Uuid::now_v7().to_string();
         }
+        self.received_at = Some(stamp(now));
         self.fill(now)?;
         check_size(self.encoded_len())
     }
@@ -34,6 +56,7 @@ impl Event {
         if self.id.is_empty() {
             self.id = Uuid::now_v7().to_string();
         }
+        self.received_at = Some(stamp(now));
         self.fill(now)?;
         let mut body = self.to_json();
         check_size(body.len())?;
@@ -48,7 +71,8 @@ impl Event {
     /// Like [`Event::prepare`], for an event that arrived from the queue: an
     /// event published without an id gets one derived from its bytes, so the
     /// same message always yields the same id (and the same delivery ids)
-    /// however often it is redelivered.
+    /// however often it is redelivered; `received_at` is kept as its
+    /// producer stamped it (`now` only for one published without).
     ///
     /// `Ok(true)` when preparing changed nothing (the event came prepared,
     /// as alertpost's producers send it): the message's bytes then encode
@@ -344,12 +368,38 @@ mod tests {
                 .unwrap();
         assert_eq!(Uuid::parse_str(&event.id).unwrap().get_version_num(), 7);
         assert_eq!(event.kind, "alert");
-        assert_eq!(event.received_at, Some(NOW));
+        // The producer's clock: `NOW`, or later when this process already
+        // stamped something at or after it.
+        assert!(event.received_at.unwrap() >= NOW);
         assert_eq!(event.routing_key(), "prometheus.alert.none");
     }
 
     #[test]
-    fn keeps_given_id_and_times_in_utc() {
+    fn the_producer_stamps_received_at_strictly_increasing_and_exactly() {
+        let mut events: Vec<Event> = (0..50)
+            .map(|n| {
+                let mut e = Event::new("s", crate::event::Status::Firing, format!("e{n}"));
+                // A client's own value is not the event's position.
+                e.received_at = Some(datetime!(2030-01-01 00:00 UTC));
+                e
+            })
+            .collect();
+        let bodies = encode_all(&mut events, NOW).unwrap();
+        for pair in events.windows(2) {
+            assert!(
+                pair[0].position() < pair[1].position(),
+                "one batch, in order"
+            );
+        }
+        for (event, body) in events.iter().zip(&bodies) {
+            assert_ne!(event.received_at, Some(datetime!(2030-01-01 00:00 UTC)));
+            let back = Event::from_json(body).unwrap();
+            assert_eq!(back.position(), event.position(), "to the nanosecond");
+        }
+    }
+
+    #[test]
+    fn keeps_given_id_and_times_in_utc_and_stamps_received_at() {
         let event = prepared(json!({
             "id": "evt-1", "source": "grafana", "status": "resolved", "title": "x",
             "severity": "high", "occurred_at": "2026-11-25T12:00:00+02:00",
@@ -358,7 +408,11 @@ mod tests {
         .unwrap();
         assert_eq!(event.id, "evt-1");
         assert_eq!(event.occurred_at, Some(datetime!(2026-11-25 10:00:00 UTC)));
-        assert_eq!(event.received_at, Some(datetime!(2026-11-25 10:00:01 UTC)));
+        assert_ne!(
+            event.received_at,
+            Some(datetime!(2026-11-25 10:00:01 UTC)),
+            "the producer's own stamp"
+        );
         assert_eq!(event.routing_key(), "grafana.alert.high");
         let text = String::from_utf8(event.to_json()).unwrap();
         assert!(

@@ -19,6 +19,8 @@ fn parse(text: &str) -> Event {
     // Both files are part of this crate and covered by its tests.
     let mut event = Event::from_json(text.as_bytes())
         .unwrap_or_else(|_| Event::new("alertpost", alertpost_event::Status::Firing, "sample"));
-    let _ = event.prepare(OffsetDateTime::now_utc());
+    // As a worker sees an event: from the queue, `received_at` as its
+    // producer stamped it.
+    let _ = event.prepare_received(text.as_bytes(), OffsetDateTime::now_utc());
     event
 }

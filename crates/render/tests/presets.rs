@@ -13,7 +13,11 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/golden");
 fn sample(name: &str) -> Event {
     let text = std::fs::read(format!("{GOLDEN}/{name}.json")).unwrap();
     let mut event = Event::from_json(&text).unwrap();
-    event.prepare(time::OffsetDateTime::UNIX_EPOCH).unwrap();
+    // As a worker renders it: from the queue, `received_at` kept as its
+    // producer stamped it.
+    event
+        .prepare_received(&text, time::OffsetDateTime::UNIX_EPOCH)
+        .unwrap();
     event
 }
 
