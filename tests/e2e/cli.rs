@@ -310,6 +310,8 @@ async fn check_lists_every_problem_and_setup_declares() {
         run(alertpost(&prefix).args(["check", "--config", &examples("alertpost.toml")]));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("OK"), "{out}");
+    // Each integration's order is shown, the default included.
+    assert!(out.contains(", order latest"), "{out}");
 
     // The URL from a file (not on the command line, where `ps` shows it),
     // with a dead node first in the list.

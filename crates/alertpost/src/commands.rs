@@ -104,7 +104,8 @@ fn describe(i: &alertpost_config::Integration) -> String {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let mut extra = String::new();
+    // Always shown: it decides what the receiver ends up believing.
+    let mut extra = format!(", order {}", i.order);
     if let Some(limit) = i.rate_limit {
         extra.push_str(&format!(", rate_limit {limit}"));
     }

@@ -53,6 +53,8 @@ pub struct Integration {
     pub kinds: Kinds,
     /// Whether resolved events go to it (`send_resolved`, default true).
     pub send_resolved: bool,
+    /// What it hears of one alert's events, in what order (`order`).
+    pub order: Order,
     /// The HTTP proxy its requests (and OAuth token fetches) go through.
     pub proxy: Option<Proxy>,
     /// Its own TLS settings (`tls`): a private CA, a client certificate.
@@ -148,6 +150,7 @@ impl std::fmt::Debug for Integration {
             .field("rate_limit", &self.rate_limit)
             .field("kinds", &self.kinds)
             .field("send_resolved", &self.send_resolved)
+            .field("order", &self.order)
             .field("proxy", &self.proxy)
             .field("tls", &self.tls)
             .field("content_type", &self.content_type)
@@ -157,6 +160,35 @@ impl std::fmt::Debug for Integration {
             .field("retry", &self.retry)
             .field("circuit", &self.circuit)
             .finish_non_exhaustive()
+    }
+}
+
+/// `order`: what a receiver hears of one alert's events (one `dedup_key`),
+/// and in what order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Only the newest event of an alert is ever sent: an older one still
+    /// waiting (for a retry, its turn) when a newer one comes is
+    /// superseded, and a newer one waits for an older one in flight, so
+    /// arrivals keep their order.
+    #[default]
+    Latest,
+    /// Every delivery as it comes, in parallel: no order per alert.
+    None,
+}
+
+impl Order {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Order::Latest => "latest",
+            Order::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Order {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

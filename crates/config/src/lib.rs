@@ -32,8 +32,8 @@ use std::time::Duration;
 
 pub use filter::{Filter, Matcher};
 pub use integration::{
-    Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, Proxy, RateLimit, RetryPolicy,
-    SigningKey, Validator, mask, url_origin,
+    Auth, CircuitPolicy, Header, Integration, Kinds, Method, OAuth2, Order, Proxy, RateLimit,
+    RetryPolicy, SigningKey, Validator, mask, url_origin,
 };
 pub use policy::Policy;
 pub use problem::{ConfigError, Problem};

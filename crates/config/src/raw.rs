@@ -99,6 +99,7 @@ pub(crate) struct RawIntegration {
     pub rate_limit: Option<Spanned<String>>,
     pub kinds: Option<Spanned<Vec<Spanned<String>>>>,
     pub send_resolved: Option<Spanned<bool>>,
+    pub order: Option<Spanned<String>>,
     pub proxy: Option<Spanned<String>>,
     pub tls: Option<Spanned<RawTls>>,
 }

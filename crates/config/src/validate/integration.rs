@@ -281,6 +281,7 @@ impl Whole {
                 .or_else(|| defaults.kinds.clone())
                 .unwrap_or_default(),
             send_resolved: own.send_resolved.or(defaults.send_resolved).unwrap_or(true),
+            order: own.order.or(defaults.order).unwrap_or_default(),
             proxy: self.proxy,
             tls: self.tls,
             circuit: CircuitPolicy {

@@ -12,7 +12,7 @@ use super::parts::BodySpec;
 use super::values::parse_url;
 use crate::filter::Filter;
 use crate::integration::{
-    Auth, Header, Kinds, Method, Proxy, RateLimit, RetryPolicy, SigningKey, Validator,
+    Auth, Header, Kinds, Method, Order, Proxy, RateLimit, RetryPolicy, SigningKey, Validator,
 };
 use crate::raw::{RawCircuit, RawIntegration, RawRetry};
 use crate::secret::Secret;
@@ -47,6 +47,7 @@ pub(super) struct Partial {
     pub(super) rate_limit: Option<RateLimit>,
     pub(super) kinds: Option<Kinds>,
     pub(super) send_resolved: Option<bool>,
+    pub(super) order: Option<Order>,
     pub(super) proxy: Option<Proxy>,
     /// With the span of the `tls` table, for problems found when merging.
     pub(super) tls: Option<(Tls, Range<usize>)>,
@@ -157,6 +158,9 @@ impl Cx<'_> {
             p.kinds = self.kinds(k, section);
         }
         p.send_resolved = raw.send_resolved.as_ref().map(|b| *b.get_ref());
+        if let Some(o) = &raw.order {
+            p.order = self.order(o, section);
+        }
         if let Some(x) = &raw.proxy {
             p.proxy = self.proxy(x, section);
         }

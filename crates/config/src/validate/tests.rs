@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::WorkerSettings;
-use crate::integration::{Auth, Kinds, Method, RateLimit};
+use crate::integration::{Auth, Kinds, Method, Order, RateLimit};
 use crate::policy::Policy;
 
 fn env(name: &str) -> Option<String> {
@@ -786,6 +786,42 @@ kinds = ["alert", "two words"]
     assert!(
         found[0].contains("t.toml:4:17: integration `a`")
             && found[0].contains("expected a boolean"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn order_is_latest_by_default_set_per_integration_or_in_defaults() {
+    let c = ok(r#"
+[defaults]
+order = "none"
+
+[[integration]]
+id = "a"
+url = "https://a.example.com/x"
+
+[[integration]]
+id = "b"
+url = "https://b.example.com/x"
+order = "latest"
+"#);
+    assert_eq!(c.integrations[0].order, Order::None);
+    assert_eq!(c.integrations[1].order, Order::Latest);
+    let c = ok("[[integration]]\nid = \"a\"\nurl = \"https://a.example.com/x\"\n");
+    assert_eq!(c.integrations[0].order, Order::Latest);
+
+    let found = problems(
+        "[[integration]]\nid = \"a\"\nurl = \"https://a.example.com/x\"\norder = \"newest\"\n",
+    );
+    assert!(
+        found[0].contains("t.toml:4:9: integration `a`, field `order`: `newest` is not an order"),
+        "{found:?}"
+    );
+    let found = problems(
+        "[[integration]]\nid = \"a\"\nurl = \"https://a.example.com/x\"\norder = \"fifo\"\n",
+    );
+    assert!(
+        found[0].contains("field `order`: `fifo` is not supported yet"),
         "{found:?}"
     );
 }

@@ -11,7 +11,7 @@ use url::Url;
 
 use super::Cx;
 use super::looks_secret;
-use crate::integration::{Auth, Header, Kinds, Proxy, RateLimit, url_origin};
+use crate::integration::{Auth, Header, Kinds, Order, Proxy, RateLimit, url_origin};
 use crate::policy::{Policy, canonical};
 use crate::secret::Secret;
 
@@ -98,6 +98,32 @@ impl Cx<'_> {
                     &format!(
                         "`{text}` is not a rate; write requests per second, minute or hour, e.g. \"50/s\", \"600/m\""
                     ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `order = "latest" | "none"`.
+    pub(super) fn order(&mut self, raw: &Spanned<String>, section: &str) -> Option<Order> {
+        match raw.get_ref().as_str() {
+            "latest" => Some(Order::Latest),
+            "none" => Some(Order::None),
+            "fifo" => {
+                self.problem(
+                    raw.span(),
+                    section,
+                    Some("order"),
+                    "`fifo` is not supported yet; write \"latest\" (only the newest event of an alert is sent, in order) or \"none\"",
+                );
+                None
+            }
+            other => {
+                self.problem(
+                    raw.span(),
+                    section,
+                    Some("order"),
+                    &format!("`{other}` is not an order; write \"latest\" or \"none\""),
                 );
                 None
             }
