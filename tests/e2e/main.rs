@@ -12,6 +12,7 @@ mod integrations;
 mod isolation;
 mod observability;
 mod openapi;
+mod order;
 mod pipeline;
 mod run;
 mod tokens;

@@ -273,7 +273,11 @@ impl Dead {
 
     /// What goes back: the event the broker moved here, or each job
     /// (attempts reset, one hop on) to the deliveries.
-    fn sends(&self, now: OffsetDateTime) -> Vec<(Destination, Vec<u8>, &'static str, String)> {
+    fn sends(
+        &self,
+        now: OffsetDateTime,
+        force: bool,
+    ) -> Vec<(Destination, Vec<u8>, &'static str, String)> {
         match &self.entry {
             Entry::Event(e) => vec![(
                 Destination::Events {
@@ -287,7 +291,7 @@ impl Dead {
                 .jobs()
                 .into_iter()
                 .map(|job| {
-                    let job = job.clone().replayed(now);
+                    let job = job.clone().replayed(now, force);
                     let id = job.delivery_id.clone();
                     (Destination::Deliveries, job.to_json(), JOB_SCHEMA, id)
                 })
@@ -378,16 +382,20 @@ pub async fn show<R: Reader>(reader: &mut R, id: &str) -> Result<Option<DeadInFu
 /// queue is taken first, then replayed: a replay that dies again while this
 /// runs lands behind what was taken and is not replayed again (else a
 /// receiver still refusing would be sent the same letters without end).
+/// `force`: each delivery is sent even if its alert had a newer event since
+/// (else per-key order supersedes it); a dead *event* is taken in again as
+/// any event is, and ordered by its position.
 pub async fn replay<R: Reader, P: Resend>(
     reader: &mut R,
     to: &P,
     which: &Which,
+    force: bool,
 ) -> Result<Replayed, DlqError> {
     let now = OffsetDateTime::now_utc();
     let taken = take(reader, usize::MAX).await?;
     let mut done = Replayed::default();
     for dead in taken.iter().filter(|d| d.chosen(which)) {
-        let sends = dead.sends(now);
+        let sends = dead.sends(now, force);
         if sends.is_empty() {
             done.unreadable += 1;
             continue;
@@ -508,7 +516,7 @@ mod tests {
         let mut reader = queue.clone();
         let done = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            replay(&mut reader, &to, &Which::All),
+            replay(&mut reader, &to, &Which::All, false),
         )
         .await
         .expect("a replay ends")

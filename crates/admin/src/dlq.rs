@@ -86,10 +86,19 @@ pub(crate) async fn dlq_show<B: Backend>(
     }
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReplayQuery {
+    /// `true`: each delivery is sent even if its alert had a newer event
+    /// since (per-key order would supersede it).
+    force: Option<bool>,
+}
+
 /// Sends dead letters back to be delivered, attempts reset.
 #[utoipa::path(
     post,
     path = "/v1/dlq/replay",
+    params(ReplayQuery),
     request_body(content = deadletters::Which, description = "`{\"integration\": ID}`, `{\"id\": ID}` or `\"all\"`"),
     responses(
         (status = 200, description = "What was replayed", body = deadletters::Replayed),
@@ -98,6 +107,7 @@ pub(crate) async fn dlq_show<B: Backend>(
         (status = 400, description = "A body that is not JSON", body = Problem),
         (status = 415, description = "No JSON content type", body = Problem),
         (status = 422, description = "JSON that says no dead letters", body = Problem),
+        (status = 400, description = "A query that does not read", body = Problem),
         (status = 401, description = "The admin token is needed", body = Problem),
         (status = 503, description = "The broker cannot be read or written now (what went out stays out)", body = Problem),
     ),
@@ -105,13 +115,15 @@ pub(crate) async fn dlq_show<B: Backend>(
 )]
 pub(crate) async fn dlq_replay<B: Backend>(
     State(admin): State<Admin<B>>,
+    Q(query): Q<ReplayQuery>,
     J(which): J<Which>,
 ) -> Response {
     let backend = admin.backend.clone();
     let chosen = which.clone();
+    let force = query.force.unwrap_or(false);
     let done = detached(async move {
         let done = deadletters::with_dead_queue(&*backend, async |session, reader| {
-            deadletters::replay(reader, &Through(session), &chosen).await
+            deadletters::replay(reader, &Through(session), &chosen, force).await
         })
         .await?;
         // A replay that failed half-way: what went out stays out (acked),
@@ -124,6 +136,7 @@ pub(crate) async fn dlq_replay<B: Backend>(
             tracing::info!(
                 replayed = done.replayed,
                 ?which,
+                force,
                 "dead letters replayed through the admin API"
             );
             axum::Json(done).into_response()

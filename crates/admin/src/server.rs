@@ -11,7 +11,7 @@
 //! | `GET /v1/dead-letters?integration=&limit=` | dead letters this worker produced (its store's copies), JSON, newest first |
 //! | `GET /v1/dlq?integration=&limit=` | the dead queue (every worker's), one row per delivery, oldest first |
 //! | `GET /v1/dlq/{id}` | one dead letter in full, by its id, delivery id or event id; 404 if none |
-//! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
+//! | `POST /v1/dlq/replay` | body `{"integration": ID}`, `{"id": ID}` or `"all"`, `?force=true` to send those older than their alert's newest event: sends them back to be delivered, attempts reset; answers `{"replayed", "unreadable"}` |
 //! | `POST /v1/dlq/purge` | deletes every dead letter; answers `{"purged"}` |
 //! | `GET /openapi.json` | this API as OpenAPI 3.1 ([`crate::openapi::document`]) |
 //! | `GET /`, `/attempts`, `/dead-letters`, `/dead-letters/{id}` | the console (`crate::console`) |

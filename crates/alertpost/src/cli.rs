@@ -145,6 +145,11 @@ pub enum DlqCommand {
         id: Option<String>,
         #[arg(long, group = "which")]
         all: bool,
+        /// Send each even if its alert had a newer event since (per-key
+        /// order would supersede it): the receiver may go back to an older
+        /// state.
+        #[arg(long)]
+        force: bool,
     },
     /// Delete every dead letter.
     Purge {

@@ -39,13 +39,14 @@ fn refuse_purge_without_yes(command: &DlqCommand) -> Result<(), Failure> {
 pub async fn run(backend: &Rabbit, command: &DlqCommand) -> Result<(), Failure> {
     refuse_purge_without_yes(command)?;
     // Checked before anything is taken from the queue.
-    let chosen = match command {
+    let (chosen, force) = match command {
         DlqCommand::Replay {
             integration,
             id,
             all,
-        } => Some(which(integration, id, *all)?),
-        _ => None,
+            force,
+        } => (Some(which(integration, id, *all)?), *force),
+        _ => (None, false),
     };
     let runtime = |e: anyhow::Error| Failure::Runtime(e);
     if let DlqCommand::Purge { .. } = command {
@@ -79,7 +80,7 @@ pub async fn run(backend: &Rabbit, command: &DlqCommand) -> Result<(), Failure> 
             Err(e) => Err(runtime(e.into())),
         },
         DlqCommand::Replay { .. } => match &chosen {
-            Some(which) => deadletters::replay(reader, &Through(session), which)
+            Some(which) => deadletters::replay(reader, &Through(session), which, force)
                 .await
                 .map(print_replayed)
                 .map_err(|e| runtime(e.into())),
@@ -119,9 +120,15 @@ pub async fn run_admin(admin: &AdminClient, command: &DlqCommand) -> Result<(), 
             integration,
             id,
             all,
+            force,
         } => {
             let which = which(integration, id, *all)?;
-            let done: Replayed = admin.post("/v1/dlq/replay", &which).await?;
+            let path = if *force {
+                "/v1/dlq/replay?force=true"
+            } else {
+                "/v1/dlq/replay"
+            };
+            let done: Replayed = admin.post(path, &which).await?;
             print_replayed(done);
         }
         DlqCommand::Purge { .. } => {

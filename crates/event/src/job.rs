@@ -105,6 +105,10 @@ pub struct Replay {
     pub at: OffsetDateTime,
     /// How many times this delivery has been replayed.
     pub count: u32,
+    /// Sent even when a newer event of its alert was taken in since
+    /// (`alertpost dlq replay --force`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// One attempt, as the job and the dead letter carry it.
@@ -202,12 +206,18 @@ pub enum AttemptCode {
     /// Any other transport failure.
     #[serde(rename = "error")]
     Error,
+    /// Nothing was sent: a newer event of its alert came first
+    /// (`order = "latest"`). A record's code, never an attempt's (not in
+    /// [`AttemptCode::ALL`]).
+    #[serde(rename = "superseded")]
+    Superseded,
     /// A code this version does not know (written by a newer one).
     #[serde(other, rename = "other")]
     Other,
 }
 
 impl AttemptCode {
+    /// The codes of attempts made.
     pub const ALL: [AttemptCode; 11] = [
         AttemptCode::Informational,
         AttemptCode::Success,
@@ -245,6 +255,7 @@ impl AttemptCode {
             AttemptCode::Policy => "policy",
             AttemptCode::Token => "token",
             AttemptCode::Error => "error",
+            AttemptCode::Superseded => "superseded",
             AttemptCode::Other => "other",
         }
     }
@@ -378,9 +389,14 @@ impl DeadLetter {
 impl DeliveryJob {
     /// This job sent back by `alertpost dlq replay`: attempts reset, due now,
     /// one hop on, marked as a replay (the history stays, for the record).
-    pub fn replayed(mut self, now: OffsetDateTime) -> DeliveryJob {
+    /// `force`: sent even if its alert has a newer event since.
+    pub fn replayed(mut self, now: OffsetDateTime, force: bool) -> DeliveryJob {
         let count = self.replayed.as_ref().map_or(0, |r| r.count) + 1;
-        self.replayed = Some(Replay { at: now, count });
+        self.replayed = Some(Replay {
+            at: now,
+            count,
+            force,
+        });
         self.hop += 1;
         self.attempts = 0;
         self.first_attempt_at = now;
@@ -472,18 +488,26 @@ mod tests {
         }
         assert_eq!(job.history.len(), HISTORY_LIMIT);
         assert_eq!(job.history[0].attempt, 6);
-        let replayed = job.clone().replayed(t + std::time::Duration::from_secs(60));
+        let replayed = job
+            .clone()
+            .replayed(t + std::time::Duration::from_secs(60), false);
         assert_eq!(replayed.attempts, 0);
         assert_eq!(replayed.replayed.as_ref().unwrap().count, 1);
         assert_eq!(replayed.hop, 1, "a replay is a hand-off");
-        assert_eq!(replayed.clone().replayed(t).replayed.unwrap().count, 2);
+        assert_eq!(
+            replayed.clone().replayed(t, true).replayed.unwrap().count,
+            2
+        );
         let back: DeliveryJob = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(back, job);
     }
 
     #[test]
     fn codes_keep_their_wire_names_and_read_unknown_ones() {
-        for code in AttemptCode::ALL {
+        for code in AttemptCode::ALL
+            .into_iter()
+            .chain([AttemptCode::Superseded])
+        {
             let text = serde_json::to_string(&code).unwrap();
             assert_eq!(text, format!("\"{code}\""));
             assert_eq!(serde_json::from_str::<AttemptCode>(&text).unwrap(), code);
@@ -501,7 +525,11 @@ mod tests {
             attempts: 2,
             hop: 3,
             not_before: t + std::time::Duration::from_secs(5),
-            replayed: Some(Replay { at: t, count: 1 }),
+            replayed: Some(Replay {
+                at: t,
+                count: 1,
+                force: false,
+            }),
             event: Event::new("s", Status::Firing, "t \"quoted\""),
             ..job("dlv_1")
         };

@@ -54,16 +54,20 @@ pub enum Outcome {
     Filtered,
     /// Already finished or handed on, per the journal.
     SkippedDuplicate,
+    /// Never sent, or not sent again: a newer event of its alert came
+    /// first (`order = "latest"`).
+    Superseded,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Delivered,
         Outcome::Retried,
         Outcome::Deferred,
         Outcome::Dead,
         Outcome::Filtered,
         Outcome::SkippedDuplicate,
+        Outcome::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +78,7 @@ impl Outcome {
             Outcome::Dead => "dead",
             Outcome::Filtered => "filtered",
             Outcome::SkippedDuplicate => "skipped_duplicate",
+            Outcome::Superseded => "superseded",
         }
     }
 }

@@ -17,18 +17,21 @@
 //! segment interval.
 //!
 //! Trees: `segments` (key: time, sequence), `dead` (time, sequence → dead
-//! letter), `meta` (byte counters). Retention by age and by size: the
-//! oldest records go first.
+//! letter), `meta` (byte counters), `keys` (each alert's order facts at
+//! each integration). Retention by age and by size: the oldest records go
+//! first; an alert's facts by age only.
 //!
 //! Layout: here the store, its queue of writes and the journal; `writer`
 //! (the background writer), `reads` (attempts and dead letters read
 //! back), `retention` (pruning and the byte counters), `segment` and
-//! `record` (the formats), `journal` (the in-memory window).
+//! `record` (the formats), `journal` (the in-memory window), `keys` (the
+//! order facts).
 //!
 //! [`queue`] is something else: the durable queue of the embedded mode, a
 //! database of its own and the source of truth there.
 
 mod journal;
+mod keys;
 pub mod queue;
 mod reads;
 mod record;
@@ -46,6 +49,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use journal::Journal;
+pub use keys::KeyFacts;
 use record::time_key;
 pub use record::{AttemptOutcome, AttemptRecord, Progress, SentRequest};
 use retention::DEAD_BYTES;
@@ -61,6 +65,8 @@ const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 pub(crate) enum Write {
     Attempt(Box<AttemptRecord>),
     Note(String, Progress),
+    /// An alert's order facts ([`keys`]): its tree key and value.
+    Key(Vec<u8>, Vec<u8>),
 }
 
 /// Segments [`Store::attempts_of_delivery`] searches, newest first (a
@@ -96,6 +102,8 @@ pub enum StoreError {
     QueueOpen { path: PathBuf, reason: String },
     #[error("queue: {0}")]
     Queue(String),
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 /// The store. Cheap to clone.
@@ -110,6 +118,7 @@ struct Inner {
     segments: sled::Tree,
     dead: sled::Tree,
     meta: sled::Tree,
+    keys: sled::Tree,
     seq: AtomicU64,
     dropped: AtomicU64,
     /// Whether the last write succeeded.
@@ -149,6 +158,8 @@ impl Store {
                     }
                 }
             })?;
+        let keys = db.open_tree("keys")?;
+        keys.set_merge_operator(keys::merge);
         let (queue, writer) = mpsc::channel(QUEUE);
         let store = Store {
             inner: Arc::new(Inner {
@@ -156,6 +167,7 @@ impl Store {
                 segments: db.open_tree("segments")?,
                 dead: db.open_tree("dead")?,
                 meta: db.open_tree("meta")?,
+                keys,
                 seq: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
                 healthy: AtomicBool::new(true),

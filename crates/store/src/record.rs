@@ -51,6 +51,9 @@ pub enum AttemptOutcome {
     Delivered,
     Retry,
     Dead,
+    /// Not sent: a newer event of its alert came first (a record with
+    /// attempt 0 says it was never sent at all).
+    Superseded,
 }
 
 impl AttemptOutcome {
@@ -59,6 +62,7 @@ impl AttemptOutcome {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::Retry => "retry",
             AttemptOutcome::Dead => "dead",
+            AttemptOutcome::Superseded => "superseded",
         }
     }
 }
@@ -84,18 +88,20 @@ pub enum Progress {
         hop: u32,
     },
     Delivered,
+    /// Given up for a newer event of its alert: as final as delivered.
+    Superseded,
 }
 
 impl Progress {
     /// Whether this note says more than `other` about the same delivery:
-    /// delivered beats everything; otherwise the higher hop, and at one hop
+    /// delivered (or superseded) beats everything; otherwise the higher hop, and at one hop
     /// dead beats handed on. Notes can arrive out of order (concurrent
     /// tasks, segments reloaded): the journal keeps the furthest.
     pub fn supersedes(self, other: Progress) -> bool {
         let rank = |p: Progress| match p {
             Progress::HandedOn { hop } => (1, hop, 0),
             Progress::Dead { hop } => (1, hop, 1),
-            Progress::Delivered => (2, 0, 0),
+            Progress::Delivered | Progress::Superseded => (2, 0, 0),
         };
         rank(self) >= rank(other)
     }

@@ -111,6 +111,9 @@ impl Store {
             self.add(counter, -(v.len() as i64))?;
             removed += 1;
         }
+        // An alert's order facts by age only: kept at least as long as
+        // the records of its deliveries.
+        removed += self.prune_keys(retention.max_age)?;
         if removed > 0 {
             tracing::debug!(
                 removed,

@@ -30,6 +30,10 @@ pub(crate) struct Header {
     /// Deliveries handed on, with the hop of the job handed on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handed_on: Vec<(String, u32)>,
+    /// Deliveries superseded by a newer event of their alert (a version
+    /// before them ignores this list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<String>,
 }
 
 impl Header {
@@ -54,7 +58,11 @@ impl Header {
                     .iter()
                     .map(|id| (id.as_str(), Progress::Dead { hop: 0 })),
             );
-        handed.chain(delivered).chain(dead)
+        let superseded = self
+            .superseded
+            .iter()
+            .map(|id| (id.as_str(), Progress::Superseded));
+        handed.chain(delivered).chain(dead).chain(superseded)
     }
 }
 
@@ -66,6 +74,7 @@ pub(crate) fn encode(attempts: &[AttemptRecord], notes: &[(String, Progress)]) -
     for (id, progress) in notes {
         match progress {
             Progress::Delivered => header.delivered.push(id.clone()),
+            Progress::Superseded => header.superseded.push(id.clone()),
             Progress::Dead { hop } => header.dead_at.push((id.clone(), *hop)),
             Progress::HandedOn { hop } => header.handed_on.push((id.clone(), *hop)),
         }
@@ -112,6 +121,7 @@ mod tests {
             ("a".to_owned(), Progress::HandedOn { hop: 2 }),
             ("b".to_owned(), Progress::Dead { hop: 3 }),
             ("c".to_owned(), Progress::Delivered),
+            ("d".to_owned(), Progress::Superseded),
         ];
         let value = encode(&[], &notes);
         let h = header(&value).unwrap();

@@ -93,11 +93,20 @@ impl Store {
     fn write(&self, batch: &mut Vec<Write>) {
         let mut attempts = Vec::new();
         let mut notes = Vec::new();
+        let mut keys = Vec::new();
         for w in batch.drain(..) {
             match w {
                 Write::Attempt(r) => attempts.push(*r),
                 Write::Note(id, progress) => notes.push((id, progress)),
+                Write::Key(k, v) => keys.push((k, v)),
             }
+        }
+        if let Err(e) = self.write_keys(keys) {
+            self.inner.healthy.store(false, Ordering::Relaxed);
+            tracing::warn!(error = %e, "cannot write alerts' order facts");
+        }
+        if attempts.is_empty() && notes.is_empty() {
+            return;
         }
         let value = segment::encode(&attempts, &notes);
         let bytes = value.len() as i64;

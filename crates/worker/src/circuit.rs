@@ -47,6 +47,9 @@ pub struct Reported {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     Pass,
+    /// The cooldown is over and this attempt is the probe: it must go out,
+    /// or be given back ([`Circuit::unprobe`]).
+    Probe,
     /// Open: come back after this long.
     Open(Duration),
 }
@@ -78,7 +81,7 @@ impl Circuit {
                 let now = Instant::now();
                 if now >= until {
                     *state = State::Probing { since: now };
-                    Gate::Pass
+                    Gate::Probe
                 } else {
                     Gate::Open(until - now)
                 }
@@ -88,7 +91,7 @@ impl Circuit {
                 if now.saturating_duration_since(since) > self.attempt_bound {
                     tracing::warn!("circuit probe never reported; probing again");
                     *state = State::Probing { since: now };
-                    Gate::Pass
+                    Gate::Probe
                 } else {
                     // One probe at a time; the others wait a little.
                     Gate::Open(self.policy.cooldown.min(Duration::from_secs(1)))
@@ -136,6 +139,17 @@ impl Circuit {
         Reported {
             open: matches!(next, State::Open { .. }),
             opened,
+        }
+    }
+
+    /// A probe that will not go out after all (a newer event of its
+    /// alert came first): the next attempt probes instead, at once.
+    pub fn unprobe(&self) {
+        let mut state = self.state();
+        if let State::Probing { .. } = *state {
+            *state = State::Open {
+                until: Instant::now(),
+            };
         }
     }
 
@@ -190,12 +204,18 @@ mod tests {
         assert!(third.open && third.opened, "third in a row opens");
         assert!(matches!(c.gate(), Gate::Open(_)));
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Pass, "the probe");
+        assert_eq!(c.gate(), Gate::Probe, "the probe");
         assert!(matches!(c.gate(), Gate::Open(_)), "one probe at a time");
+        c.unprobe();
+        assert_eq!(
+            c.gate(),
+            Gate::Probe,
+            "given back: the next one probes at once"
+        );
         let again = c.report(true);
         assert!(again.open && again.opened, "a failed probe opens again");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Pass);
+        assert_eq!(c.gate(), Gate::Probe);
         assert!(!c.report(false).open, "a good probe closes");
         assert_eq!(c.gate(), Gate::Pass);
         assert!(!c.is_open());
@@ -212,10 +232,14 @@ mod tests {
         );
         assert!(c.report(true).open);
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(c.gate(), Gate::Pass, "the probe (its task is then dropped)");
+        assert_eq!(
+            c.gate(),
+            Gate::Probe,
+            "the probe (its task is then dropped)"
+        );
         assert!(matches!(c.gate(), Gate::Open(_)), "still within its bound");
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.gate(), Gate::Pass, "overdue: a new probe");
+        assert_eq!(c.gate(), Gate::Probe, "overdue: a new probe");
         assert!(!c.report(false).open, "which closes it");
         assert_eq!(c.gate(), Gate::Pass);
     }

@@ -24,7 +24,7 @@ const RECHECK_MIN: Duration = Duration::from_millis(50);
 pub(crate) async fn pass(
     store: &Store,
     d: &Delivery<'_>,
-    ticket: Ticket,
+    mut ticket: Ticket,
     turn: Turn,
     halt: &CancellationToken,
 ) -> Result<Ticket, NotNow> {
@@ -42,6 +42,10 @@ pub(crate) async fn pass(
         }
         match (target.circuit.gate(), turn) {
             (Gate::Pass, _) => return Ok(ticket),
+            (Gate::Probe, _) => {
+                ticket.probe = true;
+                return Ok(ticket);
+            }
             (Gate::Open(_), Turn::Now) => return Err(NotNow::Lane),
             (Gate::Open(wait), Turn::Wait) => {
                 let now = tokio::time::Instant::now();

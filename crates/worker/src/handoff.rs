@@ -69,6 +69,10 @@ pub(crate) async fn hand_off<S: Session>(
             ctx.store.note(&id, Progress::Delivered);
             return Settle::Ack;
         }
+        Step::Superseded(id) => {
+            ctx.store.note(&id, Progress::Superseded);
+            return Settle::Ack;
+        }
         other => other,
     };
     // Asked only when something is to be published (most messages: not).
@@ -165,7 +169,7 @@ async fn publishing_back<S: Session>(
 
 async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result<(), PublishError> {
     let (to, body, kind, id) = match step {
-        Step::Done | Step::Delivered(_) => return Ok(()),
+        Step::Done | Step::Delivered(_) | Step::Superseded(_) => return Ok(()),
         // Gathered with the other hand-offs to the same lane; the writer
         // looks whether the message is still ours just before it publishes.
         Step::Lane(job, _) => return link.lanes.hand_off(job, held).await,
@@ -190,7 +194,7 @@ async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result
 /// A step is confirmed: journal it (the ack path), then tell the observer.
 async fn confirmed(ctx: &Ctx, step: Step) {
     match &step {
-        Step::Done | Step::Delivered(_) => {}
+        Step::Done | Step::Delivered(_) | Step::Superseded(_) => {}
         Step::Lane(job, _) => ctx
             .store
             .note(&job.delivery_id, Progress::HandedOn { hop: job.hop }),

@@ -20,7 +20,7 @@ pub(crate) fn already_handled(store: &Store, delivery_id: &str, hop: u32) -> boo
 fn handled(progress: Option<Progress>, hop: u32) -> bool {
     match progress {
         None => false,
-        Some(Progress::Delivered) => true,
+        Some(Progress::Delivered | Progress::Superseded) => true,
         Some(Progress::Dead { hop: newest } | Progress::HandedOn { hop: newest }) => newest > hop,
     }
 }
@@ -38,6 +38,7 @@ mod tests {
             (None, 0, false),
             (Some(Progress::Delivered), 0, true),
             (Some(Progress::Delivered), 3, true),
+            (Some(Progress::Superseded), 2, true),
             // A copy of the job that died came back (a lost ack)...
             (dead(2), 1, true),
             // ...but its replay comes one hop above the dead letter.

@@ -12,7 +12,8 @@
 //! - `dispatch`: one message (an event, or delivery jobs) → its deliveries
 //!   → their hand-offs → settled; `matching`: which integrations an event
 //!   goes to;
-//! - `stages`: one delivery's stages, in order: `turn` (permit, rate-limit
+//! - `stages`: one delivery's stages, in order: `order` (per-key order:
+//!   taken in, claimed before the attempt), `turn` (permit, rate-limit
 //!   token), `render` (the body), `gate` (the circuit), `attempt` (send,
 //!   classify, mask), `decide` (what it comes to, pure, with `schedule`,
 //!   the backoff), each told to `observe` (the record, metrics, the
@@ -49,6 +50,7 @@ mod link;
 mod matching;
 mod observe;
 pub mod operational;
+mod order;
 mod pump;
 mod render;
 pub mod runtime;

@@ -10,6 +10,8 @@
 use std::time::Duration;
 
 use alertpost_deliver::{Answer, Verdict};
+use alertpost_event::Position;
+use alertpost_event::job::AttemptCode;
 use alertpost_metrics::Outcome;
 use alertpost_store::{AttemptOutcome, AttemptRecord, SentRequest};
 use bytes::Bytes;
@@ -42,6 +44,37 @@ pub(crate) fn skipped_job(runtime: &Runtime, integration: &str) {
     if let Some(target) = runtime.target(integration) {
         skipped(target);
     }
+}
+
+/// `d` was superseded by a newer event of its alert (`newer`, as far as
+/// it is known): counted, and recorded with the attempts it made (0: its
+/// receiver never heard of it).
+pub(crate) fn superseded(ctx: &Ctx, d: &Delivery<'_>, newer: Option<&Position>) {
+    d.target.metrics.outcome(Outcome::Superseded);
+    let by = newer.map_or_else(|| "a newer event".to_owned(), |p| format!("event {}", p.id));
+    tracing::info!(event_id = %d.event.id, delivery_id = %d.id, integration = %d.target.integration.id, attempts = d.attempts, superseded_by = %by, "superseded by a newer event of its alert");
+    ctx.store.record(AttemptRecord {
+        delivery_id: d.id.clone(),
+        event_id: d.event.id.clone(),
+        integration: d.target.integration.id.clone(),
+        attempt: d.attempts,
+        started_at: OffsetDateTime::now_utc(),
+        duration_ms: 0,
+        outcome: AttemptOutcome::Superseded,
+        code: AttemptCode::Superseded,
+        status: None,
+        response_headers: Vec::new(),
+        response_body: None,
+        error: Some(format!(
+            "superseded by {by} of its alert; {}",
+            if d.attempts == 0 {
+                "never sent".to_owned()
+            } else {
+                format!("{} attempts made, not tried again", d.attempts)
+            }
+        )),
+        request: None,
+    });
 }
 
 /// An attempt to `target` ended: counted, timed, told to the circuit,
@@ -133,7 +166,7 @@ pub(crate) fn concluded(ctx: &Ctx, d: &Delivery<'_>, attempt: Concluded<'_>) {
 /// per step, here; a dead letter is kept in the store.
 pub(crate) async fn handed_on(ctx: &Ctx, step: Step) {
     match step {
-        Step::Done | Step::Delivered(_) | Step::Rewait(_) => {}
+        Step::Done | Step::Delivered(_) | Step::Superseded(_) | Step::Rewait(_) => {}
         Step::Lane(_, target) => target.metrics.outcome(Outcome::Deferred),
         Step::Retry(job, target) => {
             target.metrics.outcome(Outcome::Retried);

@@ -27,6 +27,8 @@ pub(crate) struct Ctx {
     pub tiers: Vec<std::time::Duration>,
     /// Integration states and the operational events they raise.
     pub operational: crate::operational::Operational,
+    /// Each alert's order at each integration ([`crate::order`]).
+    pub keys: crate::order::Keys,
 }
 
 /// Everything a dispatch needs from the configuration.

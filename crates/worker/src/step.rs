@@ -1,5 +1,5 @@
 //! What one delivery comes to ([`Step`]): nothing more to do, delivered,
-//! or a hand-off (to its lane, to a wait, to the dead queue). The stages
+//! superseded, or a hand-off (to its lane, to a wait, to the dead queue). The stages
 //! make it; the hand-off carries it on.
 
 use std::sync::Arc;
@@ -14,6 +14,9 @@ pub(crate) enum Step {
     Done,
     /// Delivered now; journaled before the message is settled.
     Delivered(String),
+    /// Given up for a newer event of its alert (counted and recorded when
+    /// found); journaled before the message is settled.
+    Superseded(String),
     /// Could not start (its integration at its concurrency, its circuit
     /// open): to its lane. Counted `deferred`.
     Lane(Box<LaneJob>, Arc<Target>),

@@ -99,6 +99,7 @@ impl<B: Backend> Worker<B> {
             metrics,
             tiers,
             operational,
+            keys: crate::order::Keys::default(),
         });
         Ok(Worker {
             backend: Arc::new(backend),

@@ -54,6 +54,8 @@ pub(crate) enum NotNow {
 pub(crate) struct Ticket {
     _permit: Option<OwnedSemaphorePermit>,
     pub held_until: tokio::time::Instant,
+    /// Its circuit's gate made it the probe (set by the gate stage).
+    pub probe: bool,
 }
 
 /// Asks for `d`'s permit and rate-limit token; see the module docs.
@@ -107,6 +109,7 @@ pub(crate) async fn take(
     Ok(Ticket {
         _permit: permit,
         held_until,
+        probe: false,
     })
 }
 
