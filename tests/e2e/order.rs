@@ -313,7 +313,7 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
     const TOKEN: &str = "order-admin-token-0123456789";
     let prefix = TestPrefix::new("order-replay");
     let receiver = Receiver::start().await;
-    receiver.script("/hook", [Reply::status(410), Reply::status(410)]);
+    receiver.script("/hook", (0..3).map(|_| Reply::status(410)));
     let toml = format!(
         "[admin]\ntoken = \"{TOKEN}\"\n{}",
         config(&hook(&receiver, "hook", ""))
@@ -323,11 +323,12 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
         .publish_all(vec![
             alert("a", Status::Firing, "a"),
             alert("b", Status::Firing, "b"),
+            alert("c", Status::Firing, "c"),
         ])
         .await;
-    eventually(WAIT, "both firings dead", || async {
+    eventually(WAIT, "the firings dead", || async {
         match worker.dead_count(&prefix).await {
-            2 => Ok(()),
+            3 => Ok(()),
             n => Err(format!("{n}")),
         }
     })
@@ -336,9 +337,10 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
         .publish_all(vec![
             alert("a", Status::Resolved, "a"),
             alert("b", Status::Resolved, "b"),
+            alert("c", Status::Resolved, "c"),
         ])
         .await;
-    counted(worker.admin, "hook", "delivered", 2.0).await;
+    counted(worker.admin, "hook", "delivered", 3.0).await;
 
     let admin = worker.admin.to_string();
     let dlq = |args: &[&str]| {
@@ -360,7 +362,7 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
     let a = delivery_id(&firings[0].id, "hook");
     assert!(dlq(&["replay", "--id", &a]).contains("replayed 1 dead letters"));
     counted(worker.admin, "hook", "superseded", 1.0).await;
-    receiver.assert_no_more(4, Duration::from_millis(300)).await;
+    receiver.assert_no_more(6, Duration::from_millis(300)).await;
     let records = worker.store.attempts_of_delivery(&a, 10);
     assert!(
         records
@@ -373,11 +375,55 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
     let b = delivery_id(&firings[1].id, "hook");
     let out = dlq(&["--admin", &admin, "replay", "--id", &b, "--force"]);
     assert!(out.contains("replayed 1 dead letters"), "{out}");
-    let got = receiver.wait_for(5, WAIT).await;
-    assert_eq!(got[4].json()["id"], firings[1].id.as_str());
-    assert_eq!(got[4].json()["status"], "firing");
+    let got = receiver.wait_for(7, WAIT).await;
+    assert_eq!(got[6].json()["id"], firings[1].id.as_str());
+    assert_eq!(got[6].json()["status"], "firing");
+
+    // Forced, it is sent once; its retry is superseded as any other.
+    receiver.script("/hook", [Reply::status(503)]);
+    let c = delivery_id(&firings[2].id, "hook");
+    dlq(&["replay", "--id", &c, "--force"]);
+    counted(worker.admin, "hook", "superseded", 2.0).await;
+    let got = arrivals(&receiver, "/hook");
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(got[7], ("firing".to_owned(), firings[2].id.clone()));
+    receiver.assert_no_more(8, Duration::from_millis(300)).await;
     assert_eq!(worker.dead_count(&prefix).await, 0);
-    let m = scrape(worker.admin).await;
-    assert_eq!(value(&m, &series("hook", "superseded")), 1.0);
+    worker.stop().await.unwrap();
+}
+
+/// A newer event that finds an older attempt of its alert in flight is
+/// not held in the worker's message window (where it would hold up every
+/// integration): it goes to its lane, which waits for the attempt's end.
+#[rstest]
+#[case::rabbitmq(Backend::RabbitMq)]
+#[case::embedded(Backend::Embedded)]
+#[tokio::test]
+async fn a_newer_event_behind_an_attempt_in_flight_waits_in_its_lane(#[case] backend: Backend) {
+    let prefix = TestPrefix::new("order-behind");
+    let receiver = Receiver::start().await;
+    receiver.script("/slow", [Reply::ok().delay(Duration::from_millis(1500))]);
+    let toml = config(&hook(&receiver, "slow", "concurrency = 4"));
+    let mut worker = RunningWorker::start_on(backend, &prefix, &toml).await;
+    let firing = worker.publish(alert("db", Status::Firing, "db down")).await;
+    receiver.wait_for(1, WAIT).await;
+    let resolved = worker
+        .publish(alert("db", Status::Resolved, "db down"))
+        .await;
+    counted(worker.admin, "slow", "deferred", 1.0).await;
+    assert_eq!(
+        receiver.requests_to("/slow").len(),
+        1,
+        "not sent while the firing is in flight"
+    );
+    receiver.wait_for(2, WAIT).await;
+    assert_eq!(
+        arrivals(&receiver, "/slow"),
+        [
+            ("firing".to_owned(), firing.id.clone()),
+            ("resolved".to_owned(), resolved.id.clone())
+        ]
+    );
+    counted(worker.admin, "slow", "delivered", 2.0).await;
     worker.stop().await.unwrap();
 }

@@ -10,9 +10,10 @@
 //!   **superseded** (never sent, acked, recorded);
 //! - claimed ([`Entry::claim`]), after its turn and its circuit's leave,
 //!   just before the request: superseded if a newer one came meanwhile;
-//!   behind an older attempt of its alert still in flight, it waits for
-//!   that attempt's end (so arrivals keep their order), then takes its
-//!   turn again.
+//!   behind another attempt of its alert still in flight, it goes to its
+//!   lane if it came in a message (never held in the message window), and
+//!   in its lane waits for that attempt's end (so arrivals keep their
+//!   order), then takes its turn again.
 //!
 //! An attempt that fails while a newer event of its alert was taken in is
 //! superseded rather than retried or dead-lettered ([`Entry::outdated`]).
@@ -69,7 +70,9 @@ pub(crate) fn admit(state: &KeyState, pos: &Position, forced: bool) -> Admit {
     if !forced && state.newest.as_ref().is_some_and(|n| pos < n) {
         return Admit::Superseded;
     }
-    if state.in_flight.as_ref().is_some_and(|f| f != pos) {
+    // Another copy of its own job too (a redelivery while the first is
+    // sent): the first's end must not let a newer one overtake the second.
+    if state.in_flight.is_some() {
         return Admit::Behind;
     }
     Admit::Go
@@ -205,7 +208,9 @@ impl Entry {
             integration: integration.id.clone(),
             key: key.to_owned(),
             pos: d.event.position(),
-            forced: d.replayed.as_ref().is_some_and(|r| r.force),
+            // Forced for the replay's own attempt only: its retries are
+            // superseded as any.
+            forced: d.attempts == 0 && d.replayed.as_ref().is_some_and(|r| r.force),
         })
     }
 
@@ -342,8 +347,9 @@ mod tests {
             (state(Some(7), Some(7)), 5, false, Admit::Superseded),
             // Behind an older attempt in flight.
             (state(Some(7), Some(5)), 7, false, Admit::Behind),
-            // Its own attempt (another copy of its job) in flight.
-            (state(Some(7), Some(7)), 7, false, Admit::Go),
+            // Its own attempt (another copy of its job) in flight: behind
+            // it too, or the first copy's end lets a newer one overtake.
+            (state(Some(7), Some(7)), 7, false, Admit::Behind),
             // A forced replay: sent though older, but after the one in flight.
             (state(Some(7), None), 5, true, Admit::Go),
             (state(Some(7), Some(7)), 5, true, Admit::Behind),

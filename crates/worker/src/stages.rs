@@ -26,8 +26,8 @@ use crate::runtime::Ctx;
 use crate::step::Step;
 use crate::turn::{NotNow, Ticket, Turn};
 
-/// How long a delivery waits for an older attempt of its alert before it
-/// looks again (the attempt's own timeout bounds it sooner).
+/// How long a lane's delivery waits for another attempt of its alert
+/// before it looks again (the attempt's own timeout bounds it sooner).
 const BEHIND_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Takes `d` from its order and turn to its step; `client` is the
@@ -143,6 +143,11 @@ async fn ready(
                 let Claimed::Behind(slot) = other else {
                     return Err(Unready::Superseded);
                 };
+                // Not waited for in the message window (it would hold up
+                // every integration): to its lane, which waits.
+                if turn == Turn::Now {
+                    return Err(Unready::NotNow(NotNow::Lane));
+                }
                 tokio::select! {
                     _ = slot.ended(BEHIND_MAX) => {}
                     _ = halt.cancelled() => return Err(Unready::Halted),
