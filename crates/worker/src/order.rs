@@ -110,7 +110,17 @@ impl Slot {
 /// Every alert's state this worker knows, across sessions and reloads.
 #[derive(Default)]
 pub(crate) struct Keys {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    map: HashMap<String, Arc<Slot>>,
+    /// The size at which idle alerts are next let go: at least
+    /// [`CAPACITY`], twice what a sweep left, so that a burst of more than
+    /// `CAPACITY` alerts at once costs one sweep per doubling, not one per
+    /// new alert.
+    sweep_at: usize,
 }
 
 impl std::fmt::Debug for Keys {
@@ -123,19 +133,22 @@ impl Keys {
     /// The slot of `key` at `integration`, from memory or the store.
     fn slot(&self, store: &Store, integration: &str, key: &str) -> Arc<Slot> {
         let id = format!("{integration}\0{key}");
-        if let Some(slot) = self.map().get(&id) {
+        if let Some(slot) = self.map().map.get(&id) {
             return slot.clone();
         }
         // Read outside the map's lock: a sled read.
         let facts = store.key_facts(integration, key);
-        let mut map = self.map();
-        if map.len() >= CAPACITY {
+        let mut slots = self.map();
+        if slots.map.len() >= slots.sweep_at.max(CAPACITY) {
             let now = Instant::now();
-            map.retain(|_, s| {
+            slots.map.retain(|_, s| {
                 Arc::strong_count(s) > 1 || now.duration_since(s.lock().touched) < IDLE
             });
+            slots.sweep_at = slots.map.len().saturating_mul(2);
         }
-        map.entry(id)
+        slots
+            .map
+            .entry(id)
             .or_insert_with(|| {
                 Arc::new(Slot {
                     state: Mutex::new(SlotState {
@@ -152,7 +165,7 @@ impl Keys {
             .clone()
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Slot>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, Slots> {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
