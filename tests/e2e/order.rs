@@ -153,6 +153,23 @@ async fn a_retry_older_than_its_alerts_resolved_is_superseded_not_sent(#[case] b
     assert_eq!(superseded.attempt, 1, "one attempt made before");
     let why = superseded.error.as_deref().unwrap_or("");
     assert!(why.contains(&resolved.id), "{why}");
+    // Shown as such by the admin API and the console's attempts page.
+    let (status, body) = http_get(
+        worker.admin,
+        &format!("/v1/attempts?event_id={}", firing.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""outcome":"superseded""#), "{body}");
+    let (status, page) = http_get(worker.admin, &format!("/attempts?q={}", firing.id))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(r#"<span class="outcome superseded">superseded</span>"#),
+        "{page}"
+    );
     let m = scrape(worker.admin).await;
     assert_eq!(value(&m, &series("none", "superseded")), 0.0);
     assert_eq!(value(&m, &series("latest", "delivered")), 1.0);
