@@ -247,6 +247,13 @@ fn sample_event(i: usize) -> Event {
     e.labels.insert("team".into(), "db".into());
     e.labels.insert("env".into(), "prod".into());
     e.labels.insert("host".into(), format!("db-{}", i % 50));
+    // ALERTPOST_BENCH_KEYED=1: each event an alert of its own (`dedup_key`),
+    // so that every delivery goes through per-key order's registry and
+    // store, never superseded (the sink's counts stay whole).
+    static KEYED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *KEYED.get_or_init(|| std::env::var("ALERTPOST_BENCH_KEYED").is_ok_and(|v| v == "1")) {
+        e.dedup_key = Some(format!("bench-{i}"));
+    }
     e
 }
 
