@@ -444,3 +444,69 @@ async fn a_newer_event_behind_an_attempt_in_flight_waits_in_its_lane(#[case] bac
     counted(worker.admin, "slow", "delivered", 2.0).await;
     worker.stop().await.unwrap();
 }
+
+/// A dead letter is something waiting: what supersedes it is written to
+/// the store, so a replay after a restart is still superseded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_after_a_restart_is_still_superseded() {
+    let prefix = TestPrefix::new("order-restart");
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", [Reply::status(410)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.toml");
+    std::fs::write(&path, config(&hook(&receiver, "hook", ""))).unwrap();
+    let data = dir.path().join("data");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let worker = |admin: std::net::SocketAddr| {
+        Spawned(
+            alertpost(&prefix)
+                .args(["worker", "--config", path.to_str().unwrap()])
+                .arg("--admin-addr")
+                .arg(admin.to_string())
+                .arg("--data-dir")
+                .arg(&data)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let stop = |mut w: Spawned| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &w.0.id().to_string()])
+            .status();
+        w.0.wait().unwrap();
+    };
+    let admin = free();
+    let first = worker(admin);
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    let firing = producer
+        .publish(alert("disk", Status::Firing, "disk full"))
+        .await
+        .unwrap();
+    counted(admin, "hook", "dead", 1.0).await;
+    producer
+        .publish(alert("disk", Status::Resolved, "disk full"))
+        .await
+        .unwrap();
+    counted(admin, "hook", "delivered", 1.0).await;
+    stop(first);
+
+    let admin = free();
+    let second = worker(admin);
+    counted(admin, "hook", "delivered", 0.0).await;
+    let out = alertpost(&prefix)
+        .args(["dlq", "replay", "--id", &delivery_id(&firing.id, "hook")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    counted(admin, "hook", "superseded", 1.0).await;
+    receiver.assert_no_more(2, Duration::from_millis(300)).await;
+    stop(second);
+}

@@ -22,9 +22,10 @@
 //! decide, never the order messages come back from the broker in.
 //! What is known of each alert lives here in memory and in the store
 //! ([`KeyFacts`]): the newest position, and whether an older delivery may
-//! be waiting. The latter makes the next newer event's facts written and
-//! flushed before it goes on: a restart, even a kill -9, then finds them.
-//! Otherwise they go with the store's next segment (within 200 ms).
+//! be waiting (a retry, its lane, a dead letter). The latter makes the
+//! next newer event's facts written and flushed before it goes on: a
+//! restart, even a kill -9, then finds them. An alert with nothing
+//! waiting is kept in memory only: nothing older of it can come back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -242,12 +243,13 @@ impl Entry {
             };
             (verdict, write)
         };
-        match write {
-            Some(true) => self.write_now(false).await,
-            Some(false) => self
-                .store
-                .note_key(&self.integration, &self.key, &self.facts(false)),
-            None => {}
+        // Only what an older delivery, waiting somewhere (a retry, its
+        // lane, the dead queue), could be held against is written: nothing
+        // older of an alert with none waiting can come back (but for a
+        // redelivery after a crash, which the journal answers), so its
+        // first events cost the store nothing.
+        if write == Some(true) {
+            self.write_now(false).await;
         }
         verdict != Admit::Superseded
     }

@@ -95,8 +95,11 @@ pub(crate) async fn run(
         }
         _ => d.concluded(number, &tried, decision, first),
     };
-    if let (Some(order), Step::Retry(..)) = (&order, &step) {
-        order.waits(true).await;
+    match (&order, &step) {
+        (Some(order), Step::Retry(..)) => order.waits(true).await,
+        // A dead letter may be replayed: what supersedes it must be kept.
+        (Some(order), Step::Dead(..)) => order.waits(false).await,
+        _ => {}
     }
     // The next attempt of its alert goes once this one is carried on.
     drop(claim);
