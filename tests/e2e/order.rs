@@ -49,13 +49,52 @@ fn arrivals(receiver: &Receiver, path: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A worker process, killed when the test ends on any path.
-struct Spawned(Child);
+/// `alertpost worker` as a process, with the config `dir/a.toml` and the
+/// store `dir/data` (the same for each started on `dir`); killed when the
+/// test ends on any path.
+struct Binary {
+    child: Child,
+    admin: std::net::SocketAddr,
+}
 
-impl Drop for Spawned {
+impl Binary {
+    fn start(prefix: &TestPrefix, dir: &std::path::Path) -> Binary {
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let child = alertpost(prefix)
+            .arg("worker")
+            .arg("--config")
+            .arg(dir.join("a.toml"))
+            .arg("--admin-addr")
+            .arg(admin.to_string())
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Binary { child, admin }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: a graceful stop.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Binary {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -254,29 +293,8 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
         "delay_tiers = [\"1s\", \"3s\"]\n{}",
         config(&hook(&receiver, "hook", "").replace("initial = \"1s\"", "initial = \"3s\""))
     );
-    let path = dir.path().join("a.toml");
-    std::fs::write(&path, &toml).unwrap();
-    let data = dir.path().join("data");
-    let worker = |admin: std::net::SocketAddr| -> Spawned {
-        Spawned(
-            alertpost(&prefix)
-                .args(["worker", "--config", path.to_str().unwrap()])
-                .arg("--admin-addr")
-                .arg(admin.to_string())
-                .arg("--data-dir")
-                .arg(&data)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let mut first = worker(free());
+    std::fs::write(dir.path().join("a.toml"), &toml).unwrap();
+    let first = Binary::start(&prefix, dir.path());
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
@@ -290,12 +308,10 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
         .await
         .unwrap();
     receiver.wait_for(2, WAIT).await;
-    first.0.kill().unwrap();
-    first.0.wait().unwrap();
+    first.kill_9();
 
-    let admin = free();
-    let mut second = worker(admin);
-    counted(admin, "hook", "superseded", 1.0).await;
+    let second = Binary::start(&prefix, dir.path());
+    counted(second.admin, "hook", "superseded", 1.0).await;
     // The resolved may come twice: kill -9 can land between its arrival and
     // its ack, and a redelivery is sent again (at least once). What must
     // never come is the firing after it.
@@ -308,11 +324,8 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
             .all(|a| *a == ("resolved".to_owned(), resolved.id.clone())),
         "nothing but the resolved after the firing: {got:?}"
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &second.0.id().to_string()])
-        .status();
-    second.0.wait().unwrap();
-    let store = Store::open(&data).unwrap();
+    second.stop();
+    let store = Store::open(&dir.path().join("data")).unwrap();
     let records = store.attempts_of_delivery(&delivery_id(&firing.id, "hook"), 10);
     assert!(
         records
@@ -453,36 +466,12 @@ async fn a_replay_after_a_restart_is_still_superseded() {
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Reply::status(410)]);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.toml");
-    std::fs::write(&path, config(&hook(&receiver, "hook", ""))).unwrap();
-    let data = dir.path().join("data");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let worker = |admin: std::net::SocketAddr| {
-        Spawned(
-            alertpost(&prefix)
-                .args(["worker", "--config", path.to_str().unwrap()])
-                .arg("--admin-addr")
-                .arg(admin.to_string())
-                .arg("--data-dir")
-                .arg(&data)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let stop = |mut w: Spawned| {
-        let _ = Command::new("kill")
-            .args(["-TERM", &w.0.id().to_string()])
-            .status();
-        w.0.wait().unwrap();
-    };
-    let admin = free();
-    let first = worker(admin);
+    std::fs::write(
+        dir.path().join("a.toml"),
+        config(&hook(&receiver, "hook", "")),
+    )
+    .unwrap();
+    let first = Binary::start(&prefix, dir.path());
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
@@ -490,23 +479,22 @@ async fn a_replay_after_a_restart_is_still_superseded() {
         .publish(alert("disk", Status::Firing, "disk full"))
         .await
         .unwrap();
-    counted(admin, "hook", "dead", 1.0).await;
+    counted(first.admin, "hook", "dead", 1.0).await;
     producer
         .publish(alert("disk", Status::Resolved, "disk full"))
         .await
         .unwrap();
-    counted(admin, "hook", "delivered", 1.0).await;
-    stop(first);
+    counted(first.admin, "hook", "delivered", 1.0).await;
+    first.stop();
 
-    let admin = free();
-    let second = worker(admin);
-    counted(admin, "hook", "delivered", 0.0).await;
+    let second = Binary::start(&prefix, dir.path());
+    counted(second.admin, "hook", "delivered", 0.0).await;
     let out = alertpost(&prefix)
         .args(["dlq", "replay", "--id", &delivery_id(&firing.id, "hook")])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    counted(admin, "hook", "superseded", 1.0).await;
+    counted(second.admin, "hook", "superseded", 1.0).await;
     receiver.assert_no_more(2, Duration::from_millis(300)).await;
-    stop(second);
+    second.stop();
 }
