@@ -79,15 +79,14 @@ pub(crate) fn admit(state: &KeyState, pos: &Position, forced: bool) -> Admit {
     Admit::Go
 }
 
-/// Takes `pos` in: whether it is now the newest, and whether that must be
-/// written at once (an older delivery may wait).
-fn take(state: &mut KeyState, pos: &Position) -> (bool, bool) {
+/// Takes `pos` in (the newest if newer): whether it must be written at
+/// once, being newer than an older delivery that may wait.
+fn take(state: &mut KeyState, pos: &Position) -> bool {
     if state.newest.as_ref().is_some_and(|n| pos <= n) {
-        return (false, false);
+        return false;
     }
     state.newest = Some(pos.clone());
-    let now = std::mem::take(&mut state.waiting);
-    (true, now)
+    std::mem::take(&mut state.waiting)
 }
 
 pub(crate) struct Slot {
@@ -234,13 +233,7 @@ impl Entry {
             let mut s = self.slot.lock();
             s.touched = Instant::now();
             let verdict = admit(&s.key, &self.pos, self.forced);
-            let write = match verdict {
-                Admit::Superseded => None,
-                _ => {
-                    let (newer, now) = take(&mut s.key, &self.pos);
-                    newer.then_some(now)
-                }
-            };
+            let write = verdict != Admit::Superseded && take(&mut s.key, &self.pos);
             (verdict, write)
         };
         // Only what an older delivery, waiting somewhere (a retry, its
@@ -248,7 +241,7 @@ impl Entry {
         // older of an alert with none waiting can come back (but for a
         // redelivery after a crash, which the journal answers), so its
         // first events cost the store nothing.
-        if write == Some(true) {
+        if write {
             self.write_now(false).await;
         }
         verdict != Admit::Superseded
@@ -381,13 +374,18 @@ mod tests {
     #[test]
     fn taking_in_keeps_the_newest_and_writes_at_once_after_a_wait() {
         let mut s = KeyState::default();
-        assert_eq!(take(&mut s, &at(5)), (true, false));
-        assert_eq!(take(&mut s, &at(5)), (false, false), "itself again");
-        assert_eq!(take(&mut s, &at(3)), (false, false), "an older one");
+        assert!(!take(&mut s, &at(5)));
+        assert_eq!(s.newest, Some(at(5)), "the first is the newest");
+        assert!(!take(&mut s, &at(5)), "itself again");
+        assert!(!take(&mut s, &at(3)), "an older one");
+        assert_eq!(s.newest, Some(at(5)), "an older one is not the newest");
         s.waiting = true;
-        assert_eq!(take(&mut s, &at(7)), (true, true), "newer, one waiting");
+        assert!(!take(&mut s, &at(3)), "older, though one waits");
+        assert!(s.waiting, "an older one leaves what waits");
+        assert!(take(&mut s, &at(7)), "newer, one waiting: written at once");
+        assert_eq!(s.newest, Some(at(7)));
         assert!(!s.waiting, "all that waits is older than the newest now");
-        assert_eq!(take(&mut s, &at(9)), (true, false));
+        assert!(!take(&mut s, &at(9)));
         assert_eq!(s.newest, Some(at(9)));
     }
 }
