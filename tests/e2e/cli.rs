@@ -37,11 +37,9 @@ fn write_config(dir: &tempfile::TempDir, receiver: &Receiver, extra: &str) -> st
 #[tokio::test]
 async fn publish_confirms_every_event_and_prints_the_count() {
     let prefix = TestPrefix::new("cli-publish");
-    let events = prefix.topology.events_queue();
-
     let (code, out, err) = run(alertpost(&prefix).args(["publish", &examples("events.ndjson")]));
     assert_eq!((code, out.trim()), (0, "published 3 events"), "{err}");
-    assert_eq!(prefix.ready(&events).await, 3);
+    assert_eq!(prefix.ready_events().await, 3);
 
     let (code, out, err) = run(alertpost(&prefix).args([
         "publish",
@@ -69,7 +67,7 @@ async fn publish_confirms_every_event_and_prints_the_count() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "published 1 events"
     );
-    assert_eq!(prefix.ready(&events).await, 6);
+    assert_eq!(prefix.ready_events().await, 6);
 }
 
 #[tokio::test]

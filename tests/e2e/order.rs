@@ -427,12 +427,14 @@ async fn a_replayed_letter_older_than_its_alerts_newest_is_superseded_unless_for
 
 /// A newer event that finds an older attempt of its alert in flight is
 /// not held in the worker's message window (where it would hold up every
-/// integration): it goes to its lane, which waits for the attempt's end.
+/// integration): it waits for the attempt's end (counted `deferred`), in
+/// its lane with the embedded queue, in a delay tier then back to its
+/// shard with RabbitMQ, and is sent after it.
 #[rstest]
 #[case::rabbitmq(Backend::RabbitMq)]
 #[case::embedded(Backend::Embedded)]
 #[tokio::test]
-async fn a_newer_event_behind_an_attempt_in_flight_waits_in_its_lane(#[case] backend: Backend) {
+async fn a_newer_event_behind_an_attempt_in_flight_waits_for_its_end(#[case] backend: Backend) {
     let prefix = TestPrefix::new("order-behind");
     let receiver = Receiver::start().await;
     receiver.script("/slow", [Reply::ok().delay(Duration::from_millis(1500))]);
@@ -500,4 +502,133 @@ async fn a_replay_after_a_restart_is_still_superseded() {
     counted(second.admin, "hook", "superseded", 1.0).await;
     receiver.assert_no_more(2, Duration::from_millis(300)).await;
     second.stop();
+}
+
+/// Waits until the worker behind `admin` answers `/readyz` 200.
+async fn ready(admin: std::net::SocketAddr) {
+    eventually(WAIT, "/readyz 200", || async {
+        match http_get(admin, "/readyz").await {
+            Some((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// At `path`: how many keys the receiver last accepted (2xx) as anything
+/// but their resolved, and how many requests came after their key's
+/// resolved was sent (an older event after the newer one, accepted or not).
+fn final_states(
+    receiver: &Receiver,
+    path: &str,
+    resolved: &HashMap<String, String>,
+) -> (usize, usize) {
+    let mut accepted: HashMap<String, String> = HashMap::new();
+    let mut sent_resolved = std::collections::HashSet::new();
+    let mut late = 0;
+    for r in receiver.requests_to(path) {
+        let body = r.json();
+        let key = body["dedup_key"].as_str().unwrap_or("").to_owned();
+        let id = body["id"].as_str().unwrap_or("").to_owned();
+        let newest = resolved.get(&key) == Some(&id);
+        if !newest && sent_resolved.contains(&key) {
+            late += 1;
+        }
+        if newest {
+            sent_resolved.insert(key.clone());
+        }
+        if (200..300).contains(&r.status) {
+            accepted.insert(key, id);
+        }
+    }
+    let firing = resolved
+        .iter()
+        .filter(|(k, id)| accepted.get(*k) != Some(*id))
+        .count();
+    (firing, late)
+}
+
+/// Waits until `path` has had no request for `quiet` (bounded by WAIT).
+async fn quiet(receiver: &Receiver, path: &str, quiet: Duration) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut seen = receiver.requests_to(path).len();
+    loop {
+        tokio::time::sleep(quiet).await;
+        let now = receiver.requests_to(path).len();
+        if now == seen {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{path} never quiet");
+        seen = now;
+    }
+}
+
+/// The measured defect across workers: two workers, 300 alerts each
+/// published firing then resolved (adjacent, in one publish), a tenth of
+/// the requests answered 500. With `none`, most alerts ended firing (206
+/// of 300 measured); with `latest` the shards give each alert one worker,
+/// and every alert ends resolved with nothing after its resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_leave_every_alert_in_its_newest_state() {
+    const ALERTS: usize = 300;
+    let prefix = TestPrefix::with_tiers("order-two", &[1]);
+    prefix.register_lanes(["latest", "none"]);
+    let receiver = Receiver::start().await;
+    receiver.flaky("/latest", 0.1);
+    receiver.flaky("/none", 0.1);
+    let toml = format!(
+        "delay_tiers = [\"1s\"]\n{}",
+        config(&format!(
+            "{}{}",
+            hook(&receiver, "latest", "concurrency = 8"),
+            hook(&receiver, "none", "concurrency = 8\norder = \"none\"")
+        ))
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let workers: Vec<Binary> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::write(d.path().join("a.toml"), &toml).unwrap();
+            Binary::start(&prefix, d.path())
+        })
+        .collect();
+    for w in &workers {
+        ready(w.admin).await;
+    }
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    for i in 0..ALERTS {
+        let key = format!("alert-{i}");
+        events.push(alert(&key, Status::Firing, "down"));
+        events.push(alert(&key, Status::Resolved, "down"));
+    }
+    let published = producer.publish_all(events).await.unwrap();
+    let resolved: HashMap<String, String> = published
+        .iter()
+        .filter(|e| e.status == Status::Resolved)
+        .map(|e| (e.dedup_key.clone().unwrap_or_default(), e.id.clone()))
+        .collect();
+    eventually(
+        Duration::from_secs(90),
+        "every alert resolved at /latest",
+        || async {
+            match final_states(&receiver, "/latest", &resolved) {
+                (0, 0) => Ok(()),
+                other => Err(format!("(firing, late) = {other:?}")),
+            }
+        },
+    )
+    .await;
+    // Once nothing more comes (no retry of an older event was left to
+    // come late), still so.
+    quiet(&receiver, "/latest", Duration::from_secs(3)).await;
+    assert_eq!(final_states(&receiver, "/latest", &resolved), (0, 0));
+    // Told, not asserted: what `none` comes to in the same run.
+    eprintln!(
+        "order = \"none\": (firing, late) = {:?} of {ALERTS}",
+        final_states(&receiver, "/none", &resolved)
+    );
+    drop(workers);
 }

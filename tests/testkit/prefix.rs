@@ -129,6 +129,16 @@ impl TestPrefix {
         broker.close().await;
         stats.messages
     }
+
+    /// Events ready for a worker: on the events queue, and on the shards
+    /// (where those with a `dedup_key` go).
+    pub async fn ready_events(&self) -> u32 {
+        let mut n = self.ready(&self.topology.events_queue()).await;
+        for shard in 0..alertpost_seam::topology::SHARDS {
+            n += self.ready(&self.topology.shard_queue(shard)).await;
+        }
+        n
+    }
 }
 
 impl Drop for TestPrefix {

@@ -280,9 +280,7 @@ impl Dead {
     ) -> Vec<(Destination, Vec<u8>, &'static str, String)> {
         match &self.entry {
             Entry::Event(e) => vec![(
-                Destination::Events {
-                    routing_key: e.routing_key(),
-                },
+                alertpost_seam::topology::event_destination(e),
                 e.to_json(),
                 EVENT_SCHEMA,
                 e.id.clone(),

@@ -65,7 +65,8 @@ impl Embedded {
     /// the one its source is read from.
     fn queue_for(&self, to: &Destination) -> String {
         let source = match to {
-            Destination::Events { .. } => Source::Events,
+            // One process holds every key: no shards.
+            Destination::Events { .. } | Destination::Shard(_) => Source::Events,
             Destination::Deliveries | Destination::Later { .. } => Source::Deliveries,
             Destination::Lane(id) => Source::Lane(id.clone()),
             Destination::Dead => Source::Dead,

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 
 use alertpost_event::{EVENT_SCHEMA, Event, encode_all};
 use alertpost_rabbitmq::{Broker, Publisher, RABBITMQ};
-use alertpost_seam::{Destination, Outgoing, PublishError, Topology};
 /// What a publish can come to, and the trait the ingest publishes through
 /// (this producer, or the embedded queue's): the seam's.
 pub use alertpost_seam::{NotReady, ProducerError, Publish};
+use alertpost_seam::{Outgoing, PublishError, Topology};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, Notify};
 
@@ -197,9 +197,7 @@ impl Producer {
         for window in events.chunks(WINDOW) {
             let mut pending = Vec::with_capacity(window.len());
             for (event, body) in window.iter().zip(bodies.by_ref()) {
-                let to = Destination::Events {
-                    routing_key: event.routing_key(),
-                };
+                let to = alertpost_seam::topology::event_destination(event);
                 let msg = Outgoing {
                     body: &body,
                     kind: EVENT_SCHEMA,

@@ -1,8 +1,8 @@
 //! The topology declared on RabbitMQ: the events exchange and queue, the
-//! deliveries, the dead queue, the delay tiers and the lanes, all quorum
-//! queues; and the tools' operations on queues (counts, purge, deletion).
+//! deliveries, the shards, the dead queue, the delay tiers and the lanes,
+//! all quorum queues; and the tools' operations on queues (counts, purge, deletion).
 //!
-//! Work queues (events, deliveries, lanes) carry a delivery limit and
+//! Work queues (events, deliveries, shards, lanes) carry a delivery limit and
 //! dead-letter into `<p>.dead`, so a message that keeps crashing workers
 //! stops there. Every dead-lettering queue uses `at-least-once` with
 //! `reject-publish`: without both, RabbitMQ dead-letters quorum queues at
@@ -66,6 +66,9 @@ impl Broker {
             (deliveries.clone(), work_queue(&dead, t.delivery_limit())),
             (t.events_queue(), work_queue(&dead, t.delivery_limit())),
         ];
+        for shard in 0..alertpost_seam::topology::SHARDS {
+            queues.push((t.shard_queue(shard), shard_queue(&dead, t.delivery_limit())));
+        }
         for tier in t.tiers().iter().filter(|_| with_tiers) {
             queues.push((t.retry_queue(*tier), delay_queue(&deliveries, *tier)));
         }
@@ -212,6 +215,15 @@ fn work_queue(dead: &str, delivery_limit: u32) -> FieldTable {
         AMQPValue::LongLongInt(i64::from(delivery_limit)),
     );
     dead_letter_to(&mut args, dead);
+    args
+}
+
+/// A shard: a work queue with a single active consumer, so that one
+/// worker at a time holds its alerts (the others wait as standbys, and one
+/// takes over when it goes).
+fn shard_queue(dead: &str, delivery_limit: u32) -> FieldTable {
+    let mut args = work_queue(dead, delivery_limit);
+    args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
     args
 }
 

@@ -197,6 +197,7 @@ fn route(t: &Topology, to: &Destination, now: std::time::SystemTime) -> (String,
             (String::new(), t.retry_queue(t.tier_for(wait)))
         }
         Destination::Lane(id) => (String::new(), t.lane_queue(id)),
+        Destination::Shard(n) => (String::new(), t.shard_queue(*n)),
         Destination::Dead => (String::new(), t.dead_queue()),
     }
 }
@@ -250,6 +251,7 @@ mod tests {
             "p.lane.db-oncall"
         );
         assert_eq!(queue(&Destination::Dead), "p.dead");
+        assert_eq!(queue(&Destination::Shard(3)), "p.shard.3");
         assert_eq!(queue(&Destination::Deliveries), "p.deliveries");
         assert_eq!(
             route(

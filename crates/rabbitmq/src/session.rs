@@ -299,6 +299,7 @@ impl Session for RabbitSession {
     async fn consume(&self, from: &Source, prefetch: u16) -> Result<Consumer, BrokerError> {
         let tag = match from {
             Source::Lane(id) => format!("{}-lane-{id}", self.name),
+            Source::Shard(n) => format!("{}-shard-{n}", self.name),
             other => format!("{}-{other}", self.name),
         };
         self.consumer.consume(from, prefetch, &tag).await
@@ -343,6 +344,10 @@ impl Session for RabbitSession {
 
     fn backend(&self) -> &'static str {
         RABBITMQ
+    }
+
+    fn sharded(&self) -> bool {
+        true
     }
 
     async fn close(&self) {

@@ -3,11 +3,13 @@
 //! and the contract every backend keeps.
 //!
 //! The contract, whichever backend:
-//! - **Streams.** A worker consumes three kinds of [`Source`]: the events
+//! - **Streams.** A worker consumes these kinds of [`Source`]: the events
 //!   (first attempts), the deliveries (jobs whose wait in [`Destination::Later`]
-//!   is over, and replays) and one lane per integration (its deliveries that
-//!   could not start when they were due). A stream hands out at most
-//!   `prefetch` messages that are not yet settled.
+//!   is over, and replays), one lane per integration (its deliveries that
+//!   could not start when they were due) and, on a [`Session::sharded`]
+//!   backend, the shards (events and jobs of alerts with a key; the
+//!   backend gives each shard to one worker at a time). A stream hands out
+//!   at most `prefetch` messages that are not yet settled.
 //! - **Settling.** A message stays the worker's until [`Inbound::ack`] (done:
 //!   the backend forgets it) or [`Inbound::requeue`] (give it to a consumer
 //!   again). A message never settled (the worker died, the connection
@@ -134,6 +136,14 @@ pub trait Session: Send + Sync + 'static {
 
     /// Its backend's name in what operators read (see [`Backend::name`]).
     fn backend(&self) -> &'static str;
+
+    /// Whether the alerts with a key come on [`Source::Shard`] streams,
+    /// each consumed by one worker at a time (RabbitMQ); false where one
+    /// process holds every key (the embedded queue), and events and jobs
+    /// come on the events and deliveries streams whatever their key.
+    fn sharded(&self) -> bool {
+        false
+    }
 }
 
 /// Messages from one [`Source`].

@@ -18,6 +18,9 @@ pub enum Source {
     Deliveries,
     /// One integration's deliveries that could not start when due.
     Lane(String),
+    /// One shard of the alerts with a key: their events and delivery jobs,
+    /// consumed by one worker at a time (per-key order across workers).
+    Shard(u16),
     /// The dead letters: read by inspection tools (`alertpost dlq`), never
     /// consumed by a worker.
     Dead,
@@ -29,6 +32,7 @@ impl std::fmt::Display for Source {
             Source::Events => f.write_str("events"),
             Source::Deliveries => f.write_str("deliveries"),
             Source::Lane(id) => write!(f, "lane {id}"),
+            Source::Shard(i) => write!(f, "shard {i}"),
             Source::Dead => f.write_str("dead letters"),
         }
     }
@@ -45,6 +49,9 @@ pub enum Destination {
     Later { due: SystemTime },
     /// The lane of this integration.
     Lane(String),
+    /// A shard (`topology::shard_of` of an alert's key): an event
+    /// with a key, or a delivery job of one, to its alert's one consumer.
+    Shard(u16),
     /// The dead letters.
     Dead,
 }

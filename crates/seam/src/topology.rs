@@ -11,10 +11,11 @@
 //! | `<p>.deliveries` | quorum queue: delivery jobs back from the tiers, and replays |
 //! | `<p>.dead` | quorum queue: dead letters |
 //! | `<p>.lane.<id>` | quorum queue: one integration's deliveries that could not start when due |
+//! | `<p>.shard.<n>` | quorum queues with a single active consumer: the events and jobs of the alerts whose key [`shard_of`] gives `n` |
 
 use std::time::Duration;
 
-use crate::message::Source;
+use crate::message::{Destination, Source};
 
 /// The delay tiers when the config names none (`delay_tiers`): 1s, 5s,
 /// 30s, 2m, 10m, 30m, 1h, 3h. The one list: the config's default and the
@@ -29,6 +30,32 @@ pub const DEFAULT_TIERS: [Duration; 8] = [
     Duration::from_secs(3600),
     Duration::from_secs(10800),
 ];
+
+/// How many shards the alerts with a key are spread over: fixed, since
+/// producers and every worker must agree on an alert's shard.
+pub const SHARDS: u16 = 16;
+
+/// The shard of an alert's key: SHA-256, stable across processes,
+/// versions and machines (a hasher seeded per process would not be).
+pub fn shard_of(key: &str) -> u16 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // The remainder is below SHARDS, so within u16.
+    u16::try_from(u64::from_be_bytes(first) % u64::from(SHARDS)).unwrap_or(0)
+}
+
+/// Where an event goes: its alert's shard when it has a key, else the
+/// events exchange under its routing key.
+pub fn event_destination(event: &alertpost_event::Event) -> Destination {
+    match event.key() {
+        alertpost_event::AlertKey::Dedup(key) => Destination::Shard(shard_of(key)),
+        alertpost_event::AlertKey::Event(_) => Destination::Events {
+            routing_key: event.routing_key(),
+        },
+    }
+}
 
 /// Redeliveries after which RabbitMQ moves a work-queue message to the dead
 /// queue (a message that crashes every worker that takes it).
@@ -123,12 +150,18 @@ impl Topology {
         format!("{}.lane.{integration}", self.prefix)
     }
 
+    /// One shard's queue: see [`SHARDS`].
+    pub fn shard_queue(&self, shard: u16) -> String {
+        format!("{}.shard.{shard}", self.prefix)
+    }
+
     /// The queue a source is consumed from (every backend names them so).
     pub fn queue_of(&self, source: &Source) -> String {
         match source {
             Source::Events => self.events_queue(),
             Source::Deliveries => self.deliveries_queue(),
             Source::Lane(id) => self.lane_queue(id),
+            Source::Shard(n) => self.shard_queue(*n),
             Source::Dead => self.dead_queue(),
         }
     }
@@ -141,6 +174,7 @@ impl Topology {
             self.events_queue(),
         ];
         names.extend(self.tiers.iter().map(|t| self.retry_queue(*t)));
+        names.extend((0..SHARDS).map(|n| self.shard_queue(n)));
         names
     }
 
@@ -203,10 +237,35 @@ mod tests {
             t.retry_queue(Duration::from_secs(90)),
             "ap-test_1.x.retry.90s"
         );
-        assert_eq!(t.queues().len(), 3 + DEFAULT_TIERS.len());
+        assert_eq!(t.shard_queue(7), "ap-test_1.x.shard.7");
+        assert_eq!(
+            t.queues().len(),
+            3 + DEFAULT_TIERS.len() + usize::from(SHARDS)
+        );
         assert!(Topology::new("a b").is_err());
         assert!(Topology::new("").is_err());
     }
+
+    /// Producers and workers of any version must agree: these values are
+    /// a contract, not an implementation detail.
+    #[test]
+    fn a_key_has_one_shard_everywhere_and_keys_spread() {
+        assert_eq!(shard_of("disk-full"), shard_of("disk-full"));
+        let fixed: Vec<u16> = ["a", "disk-full", "db-down", ""]
+            .iter()
+            .map(|k| shard_of(k))
+            .collect();
+        assert_eq!(fixed, FIXED_SHARDS);
+        let mut counts = [0u32; SHARDS as usize];
+        for i in 0..16_000 {
+            counts[usize::from(shard_of(&format!("alert-{i}")))] += 1;
+        }
+        // 1 000 each on average.
+        assert!(counts.iter().all(|c| (850..1150).contains(c)), "{counts:?}");
+    }
+
+    // Checked against Python: int.from_bytes(sha256(k)[:8], "big") % 16.
+    const FIXED_SHARDS: [u16; 4] = [10, 11, 7, 4];
 
     #[test]
     fn tier_is_the_smallest_not_shorter() {

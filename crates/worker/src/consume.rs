@@ -1,6 +1,6 @@
-//! One session's worth of consuming: the events and the deliveries under
-//! the worker's in-flight bound (each consumer has a prefetch equal to the
-//! bound, so either stream alone can fill the worker), each integration's
+//! One session's worth of consuming: the events, the deliveries and the
+//! shards under the worker's in-flight bound (each consumer has a prefetch
+//! equal to the bound, so any stream alone can fill the worker), each integration's
 //! lane under that integration's concurrency ([`crate::lanes`]), and
 //! whether the session can publish, into readiness. A reload that adds,
 //! removes or resizes integrations declares and re-consumes their lanes
@@ -46,7 +46,7 @@ pub(crate) async fn consume<S: Session>(
     let link = Arc::new(Link::new(session, lost.clone()));
     let mut configs = ctx.current.watch();
     let runtime = configs.borrow_and_update().clone();
-    let (events, deliveries) = match open_streams(&link, &runtime.lanes(), limits).await {
+    let streams = match open_streams(&link, &runtime.lanes(), limits).await {
         Ok(streams) => streams,
         Err(e) => {
             link.session.close().await;
@@ -75,7 +75,7 @@ pub(crate) async fn consume<S: Session>(
             (ended, stream)
         })
     };
-    let pumps = [start(events), start(deliveries)];
+    let pumps: Vec<_> = streams.into_iter().map(start).collect();
     // Operational events go out through this session while it lasts.
     {
         let (ctx, link, halt) = (ctx.clone(), link.clone(), halt.child_token());
@@ -86,9 +86,9 @@ pub(crate) async fn consume<S: Session>(
     health.set_consuming(true);
     let (first, rest) = until_one_ends(pumps, &mut configs, &link, &mut lanes).await;
     halt.cancel();
-    let second = rest.await;
+    let rest = join_all(rest).await;
     health.set_consuming(false);
-    let (ended, streams) = why_ended::<S>(first, second);
+    let (ended, streams) = why_ended::<S>(first, rest);
     for s in &streams {
         s.cancel().await;
     }
@@ -100,19 +100,27 @@ pub(crate) async fn consume<S: Session>(
     ended
 }
 
-/// The lanes of `lanes` declared, then the events and the deliveries
-/// consumed under the in-flight bound.
+/// The lanes of `lanes` declared, then the events, the deliveries and
+/// the shards (on a sharded backend) consumed under the in-flight bound.
+/// Every worker consumes every shard: the backend makes one of them the
+/// shard's active consumer, and the others its standbys.
 async fn open_streams<S: Session>(
     link: &Link<S>,
     lanes: &[String],
     limits: Limits,
-) -> Result<(S::Stream, S::Stream), BrokerError> {
+) -> Result<Vec<S::Stream>, BrokerError> {
     // The bound is at most 10000 (checked at load), within u16.
     let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
     link.session.declare(lanes).await?;
-    let events = link.session.consume(&Source::Events, prefetch).await?;
-    let deliveries = link.session.consume(&Source::Deliveries, prefetch).await?;
-    Ok((events, deliveries))
+    let mut sources = vec![Source::Events, Source::Deliveries];
+    if link.session.sharded() {
+        sources.extend((0..alertpost_seam::topology::SHARDS).map(Source::Shard));
+    }
+    let mut streams = Vec::with_capacity(sources.len());
+    for source in &sources {
+        streams.push(link.session.consume(source, prefetch).await?);
+    }
+    Ok(streams)
 }
 
 /// Whether the session can publish, into `/readyz` and the gauge, as it
@@ -141,19 +149,19 @@ fn watch_publishing<S: Session>(
 type PumpTask<S> = JoinHandle<(Ended, <S as Session>::Stream)>;
 type Pumped<S> = Result<(Ended, <S as Session>::Stream), tokio::task::JoinError>;
 
-/// Waits for the first of the two pumps to end, keeping the lanes in step
-/// with reloads meanwhile; returns what it came to, and the other pump.
+/// Waits for the first of the pumps to end, keeping the lanes in step
+/// with reloads meanwhile; returns what it came to, and the other pumps.
 async fn until_one_ends<S: Session>(
-    [mut a, mut b]: [PumpTask<S>; 2],
+    pumps: Vec<PumpTask<S>>,
     configs: &mut watch::Receiver<Arc<Runtime>>,
     link: &Link<S>,
     lanes: &mut Lanes<S>,
-) -> (Pumped<S>, PumpTask<S>) {
+) -> (Pumped<S>, Vec<PumpTask<S>>) {
     let mut watching = true;
+    let mut any = futures_util::future::select_all(pumps);
     loop {
         tokio::select! {
-            r = &mut a => return (r, b),
-            r = &mut b => return (r, a),
+            (r, _, rest) = &mut any => return (r, rest),
             changed = configs.changed(), if watching => {
                 if changed.is_err() {
                     watching = false;
@@ -173,10 +181,10 @@ async fn until_one_ends<S: Session>(
 
 /// Why the session ended: the first pump's reason (or a task that
 /// failed); and the streams, to be cancelled.
-fn why_ended<S: Session>(first: Pumped<S>, second: Pumped<S>) -> (Ended, Vec<S::Stream>) {
+fn why_ended<S: Session>(first: Pumped<S>, rest: Vec<Pumped<S>>) -> (Ended, Vec<S::Stream>) {
     let mut ended = Ended::Halted;
     let mut streams = Vec::new();
-    for (i, joined) in [first, second].into_iter().enumerate() {
+    for (i, joined) in std::iter::once(first).chain(rest).enumerate() {
         match joined {
             Ok((e, stream)) => {
                 streams.push(stream);

@@ -32,6 +32,9 @@ pub(crate) struct Delivery<'a> {
     pub replayed: Option<Replay>,
     /// The queue it came from, for dead letters.
     pub queue: &'a str,
+    /// It came from its alert's shard: one that cannot start now waits
+    /// rather than going to its lane, which every worker reads.
+    pub on_shard: bool,
 }
 
 impl<'a> Delivery<'a> {
@@ -53,6 +56,7 @@ impl<'a> Delivery<'a> {
             history: Vec::new(),
             replayed: None,
             queue,
+            on_shard: false,
         }
     }
 
@@ -68,6 +72,7 @@ impl<'a> Delivery<'a> {
             history: job.history.clone(),
             replayed: job.replayed.clone(),
             queue,
+            on_shard: false,
         }
     }
 
@@ -112,6 +117,13 @@ impl<'a> Delivery<'a> {
             json,
         };
         Step::Lane(Box::new(job), self.target.clone())
+    }
+
+    /// Waits until `due`, then back to its shard (see [`Step::Defer`]).
+    pub fn into_wait(self, due: OffsetDateTime) -> Step {
+        let target = self.target.clone();
+        let first = self.first_or(OffsetDateTime::now_utc());
+        Step::Defer(Box::new(self.into_job(first, due)), target)
     }
 
     /// To the dead queue, for `reason`.

@@ -1,9 +1,11 @@
 //! One message → its deliveries → the hand-off → settled.
 //!
-//! A message is an event (from the events stream: a first attempt for each
-//! integration it matches, each starting now or going to its lane) or a
-//! delivery job (one more attempt of one delivery: back from a wait, a
-//! replay, or its turn in its lane). Each delivery comes to a [`Step`],
+//! A message is an event (from the events stream or its alert's shard: a
+//! first attempt for each integration it matches, each starting now or
+//! going to its lane) or a delivery job (one more attempt of one delivery:
+//! back from a wait, a replay, or its turn in its lane). An alert's event
+//! or job found anywhere but its shard goes there first
+//! ([`crate::shard`]). Each delivery comes to a [`Step`],
 //! which [`handoff`](crate::handoff) carries on as soon as it is known (a
 //! delivery never waits for its siblings' attempts); the message is acked
 //! once every one is carried on.
@@ -99,7 +101,15 @@ async fn process<S: Session>(
 ) -> Settle {
     match decode(msg) {
         Err(detail) => undecodable(ctx, link, msg, detail).await,
-        Ok(Work::Event(event, raw)) => event_message(ctx, link, msg, *event, raw, halt).await,
+        Ok(Work::Event(event, raw)) => {
+            match crate::shard::of_event(link.session.sharded(), &msg.source, &event) {
+                Some(n) => {
+                    let forward = crate::shard::event(&event, raw, n);
+                    handoff::hand_off(ctx, link, msg, Step::Forward(Box::new(forward))).await
+                }
+                None => event_message(ctx, link, msg, *event, raw, halt).await,
+            }
+        }
         Ok(Work::Jobs(jobs)) => jobs_message(ctx, link, msg, jobs, halt).await,
     }
 }
@@ -139,7 +149,8 @@ async fn event_message<S: Session>(
                 crate::observe::skipped(target);
                 return Settle::Ack;
             }
-            let d = Delivery::first(event, target, id, &msg.queue);
+            let mut d = Delivery::first(event, target, id, &msg.queue);
+            d.on_shard = matches!(msg.source, Source::Shard(_));
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
             let step = Box::pin(crate::stages::run(
@@ -209,8 +220,9 @@ async fn jobs_message<S: Session>(
         _ => Turn::Now,
     };
     let runtime = &runtime;
+    let sharded = link.session.sharded();
     let settles = join_all(jobs.into_iter().map(|job| {
-        let step = Box::pin(job_step(ctx, runtime, msg, job, turn, halt));
+        let step = Box::pin(job_step(ctx, runtime, msg, job, (turn, sharded), halt));
         Box::pin(carry_on(ctx, link, msg, step))
     }))
     .await;
@@ -223,7 +235,7 @@ async fn job_step(
     runtime: &Runtime,
     msg: &Inbound,
     mut job: DeliveryJob,
-    turn: Turn,
+    (turn, sharded): (Turn, bool),
     halt: &CancellationToken,
 ) -> Option<Step> {
     if crate::journal::already_handled(&ctx.store, &job.delivery_id, job.hop) {
@@ -238,6 +250,9 @@ async fn job_step(
         job.hop += 1;
         return Some(Step::Rewait(Box::new(job)));
     }
+    if let Some(n) = crate::shard::of_job(sharded, &msg.source, &job, runtime) {
+        return Some(Step::Forward(Box::new(crate::shard::job(job, n))));
+    }
     let Some(target) = runtime.target(&job.integration) else {
         return Some(no_target(runtime, msg, job, now));
     };
@@ -247,7 +262,8 @@ async fn job_step(
         event_json: &event_json,
         context: context.as_ref(),
     };
-    let d = Delivery::of_job(&job, target, &msg.queue);
+    let mut d = Delivery::of_job(&job, target, &msg.queue);
+    d.on_shard = matches!(msg.source, Source::Shard(_));
     crate::stages::run(ctx, &runtime.client, d, from, turn, halt).await
 }
 

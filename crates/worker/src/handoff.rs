@@ -3,7 +3,8 @@
 //! to ([`Settle`]).
 //!
 //! The rules:
-//! - every step that goes on (to a lane, to a wait, to the dead queue) is
+//! - every step that goes on (to a lane, to a wait, to a shard, to the
+//!   dead queue) is
 //!   published and confirmed; each confirmed one is journaled at once
 //!   (handed on, with the hop of the job; or dead), so a message that
 //!   comes back, after a lost ack or a hand-off that failed half-way, never
@@ -181,6 +182,23 @@ async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result
             JOB_SCHEMA,
             &job.delivery_id,
         ),
+        Step::Defer(job, _) => (
+            Destination::Later {
+                due: SystemTime::from(job.not_before),
+            },
+            job.to_json(),
+            JOB_SCHEMA,
+            &job.delivery_id,
+        ),
+        Step::Forward(f) => {
+            let msg = Outgoing {
+                body: &f.body,
+                kind: f.kind,
+                message_id: &f.id,
+            };
+            let to = Destination::Shard(f.shard);
+            return alertpost_seam::publish_bounded(&*link.session, &to, &msg).await;
+        }
         Step::Dead(letter, _) => (Destination::Dead, letter.to_json(), DEAD_SCHEMA, &letter.id),
     };
     let msg = Outgoing {
@@ -198,9 +216,14 @@ async fn confirmed(ctx: &Ctx, step: Step) {
         Step::Lane(job, _) => ctx
             .store
             .note(&job.delivery_id, Progress::HandedOn { hop: job.hop }),
-        Step::Retry(job, _) | Step::Rewait(job) => ctx
+        Step::Retry(job, _) | Step::Rewait(job) | Step::Defer(job, _) => ctx
             .store
             .note(&job.delivery_id, Progress::HandedOn { hop: job.hop }),
+        Step::Forward(f) => {
+            if let Some(hop) = f.hop {
+                ctx.store.note(&f.id, Progress::HandedOn { hop });
+            }
+        }
         Step::Dead(letter, _) => {
             if let Some(job) = &letter.job {
                 ctx.store.note(&letter.id, Progress::Dead { hop: job.hop });

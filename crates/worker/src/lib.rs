@@ -10,7 +10,8 @@
 //! - `lanes`: one consumer per integration's lane; `pump`: a stream → a
 //!   task per message, under the in-flight bound;
 //! - `dispatch`: one message (an event, or delivery jobs) → its deliveries
-//!   → their hand-offs → settled; `matching`: which integrations an event
+//!   → their hand-offs → settled; `shard`: which messages go to their
+//!   alert's shard instead (pure); `matching`: which integrations an event
 //!   goes to;
 //! - `stages`: one delivery's stages, in order: `order` (per-key order:
 //!   taken in, claimed before the attempt), `turn` (permit, rate-limit
@@ -31,7 +32,7 @@
 //!
 //! The contract with the backend: a message is settled with an ack only
 //! after each of its deliveries is delivered, or handed to its lane, a
-//! wait or the dead queue with a confirm, and journaled. Anything else
+//! wait, its shard or the dead queue with a confirm, and journaled. Anything else
 //! requeues it or leaves it unsettled, and the backend hands it out again.
 
 mod attempt;
@@ -55,6 +56,7 @@ mod pump;
 mod render;
 pub mod runtime;
 mod schedule;
+mod shard;
 mod stages;
 mod step;
 mod supervisor;

@@ -166,8 +166,14 @@ pub(crate) fn concluded(ctx: &Ctx, d: &Delivery<'_>, attempt: Concluded<'_>) {
 /// per step, here; a dead letter is kept in the store.
 pub(crate) async fn handed_on(ctx: &Ctx, step: Step) {
     match step {
-        Step::Done | Step::Delivered(_) | Step::Superseded(_) | Step::Rewait(_) => {}
-        Step::Lane(_, target) => target.metrics.outcome(Outcome::Deferred),
+        Step::Done
+        | Step::Delivered(_)
+        | Step::Superseded(_)
+        | Step::Rewait(_)
+        | Step::Forward(_) => {}
+        Step::Lane(_, target) | Step::Defer(_, target) => {
+            target.metrics.outcome(Outcome::Deferred);
+        }
         Step::Retry(job, target) => {
             target.metrics.outcome(Outcome::Retried);
             let wait = (job.not_before - OffsetDateTime::now_utc())

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alertpost_event::{EVENT_SCHEMA, Event, Severity, Status};
-use alertpost_seam::{Destination, Outgoing, Session};
+use alertpost_seam::{Outgoing, Session};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -275,9 +275,7 @@ impl Operational {
                 kind: EVENT_SCHEMA,
                 message_id: &event.id,
             };
-            let to = Destination::Events {
-                routing_key: event.routing_key(),
-            };
+            let to = alertpost_seam::topology::event_destination(&event);
             let mut pause = PAUSE;
             loop {
                 let sent = tokio::select! {

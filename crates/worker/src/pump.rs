@@ -1,9 +1,10 @@
 //! Takes messages from one stream and hands each to a task of its own.
 //!
-//! Backpressure is at the source: on the events and deliveries streams a
-//! permit of the worker's in-flight bound is taken *before* the next
-//! message is pulled, moved into its task, and released when the task
-//! ends. A lane's stream takes no such permit: its prefetch (the
+//! Backpressure is at the source: on the events, deliveries and shard
+//! streams the next message pulled waits for a permit of the worker's
+//! in-flight bound before its task starts (the consumer's prefetch bounds
+//! what the broker sends meanwhile); the permit moves into its task and is
+//! released when the task ends. A lane's stream takes no such permit: its prefetch (the
 //! integration's concurrency) bounds it, so slow integrations never hold
 //! the window the others need.
 //!
@@ -70,15 +71,6 @@ impl<S: Session> Pump<S> {
                     changed = publishing.changed() => watching = changed.is_ok(),
                 }
             }
-            let permit = match &self.bound {
-                Some(bound) => tokio::select! {
-                    biased;
-                    _ = halt.cancelled() => return Ended::Halted,
-                    // The semaphore is never closed.
-                    p = bound.clone().acquire_owned() => p.ok(),
-                },
-                None => None,
-            };
             // Publishing may go while this waits for a message: then look
             // again before taking one (`next` loses nothing when dropped).
             let next = tokio::select! {
@@ -90,11 +82,25 @@ impl<S: Session> Pump<S> {
                 }
                 next = stream.next() => next,
             };
-            match next {
-                Some(Ok(msg)) => self.spawn(msg, permit, halt.clone()),
+            let msg = match next {
+                Some(Ok(msg)) => msg,
                 Some(Err(e)) => return Ended::Broken(e.to_string()),
                 None => return Ended::Cancelled,
-            }
+            };
+            // The permit after the message, not before: a stream with
+            // nothing to give (a shard another worker holds) must not sit
+            // on a permit the others need. The message waits unsettled,
+            // within its consumer's prefetch; on `halt` it goes back.
+            let permit = match &self.bound {
+                Some(bound) => tokio::select! {
+                    biased;
+                    _ = halt.cancelled() => return Ended::Halted,
+                    // The semaphore is never closed.
+                    p = bound.clone().acquire_owned() => p.ok(),
+                },
+                None => None,
+            };
+            self.spawn(msg, permit, halt.clone());
         }
     }
 

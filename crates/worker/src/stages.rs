@@ -160,6 +160,23 @@ async fn ready(
     }
 }
 
+/// How long a delivery from its alert's shard that cannot start now
+/// waits before it comes back (through the shortest delay tier that
+/// long): its circuit's cooldown while the circuit is open, so an open
+/// circuit's alerts do not go round every second; else a moment (its
+/// integration at its concurrency or rate, or an older attempt of its
+/// alert in flight). Under `latest` an alert has at most one such waiting.
+fn defer_for(d: &Delivery<'_>) -> std::time::Duration {
+    if d.target.circuit.is_open() {
+        d.target.integration.circuit.cooldown
+    } else {
+        DEFER_MIN
+    }
+}
+
+/// See [`defer_for`].
+const DEFER_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// `d` was superseded by a newer event of its alert: recorded and counted.
 fn superseded(ctx: &Ctx, d: Delivery<'_>, order: &Entry) -> Step {
     crate::observe::superseded(ctx, &d, order.newest().as_ref());
@@ -178,6 +195,10 @@ async fn not_now(
         NotNow::Lane => {
             if let Some(order) = order {
                 order.waits(false).await;
+                if d.on_shard {
+                    let due = OffsetDateTime::now_utc() + defer_for(&d);
+                    return Some(d.into_wait(due));
+                }
             }
             Some(d.into_lane(from.event_json))
         }
