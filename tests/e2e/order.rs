@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use alertpost_event::{Event, Status, delivery_id};
 use alertpost_producer::Producer;
+use alertpost_seam::topology::shard_of;
+use alertpost_seam::{Destination, Outgoing, Reader, Source};
 use alertpost_store::{AttemptOutcome, Store};
 use alertpost_tests::bin::{alertpost, http_get};
 use alertpost_tests::metrics::{eventually, parse, scrape, value};
@@ -631,4 +633,100 @@ async fn two_workers_leave_every_alert_in_its_newest_state() {
         final_states(&receiver, "/none", &resolved)
     );
     drop(workers);
+}
+
+/// An event with a key that reaches the events queue (published onto the
+/// exchange by an older producer or another program) is forwarded to its
+/// shard, and delivered from there: its dead letter says it came from the
+/// shard's queue.
+#[tokio::test]
+async fn a_keyed_event_on_the_events_queue_goes_on_to_its_shard() {
+    let prefix = TestPrefix::new("order-forward");
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", [Reply::status(410)]);
+    let toml = config(&hook(&receiver, "hook", ""));
+    let mut worker = RunningWorker::start_on(Backend::RabbitMq, &prefix, &toml).await;
+    let mut event = alert("disk-full", Status::Firing, "disk full");
+    event.received_at = Some(time::OffsetDateTime::now_utc());
+    let body = event.to_json();
+    let broker = prefix.broker().await;
+    let publisher = broker.publisher().await.unwrap();
+    let to = Destination::Events {
+        routing_key: event.routing_key(),
+    };
+    let msg = Outgoing {
+        body: &body,
+        kind: alertpost_event::EVENT_SCHEMA,
+        message_id: &event.id,
+    };
+    publisher.publish(&to, &msg).await.unwrap();
+    counted(worker.admin, "hook", "dead", 1.0).await;
+    worker.stop().await.unwrap();
+    let mut reader = broker.reader(&Source::Dead).await.unwrap();
+    let letter = reader.next().await.unwrap().expect("a dead letter");
+    let letter: serde_json::Value = serde_json::from_slice(&letter.body).unwrap();
+    reader.close().await;
+    broker.close().await;
+    assert_eq!(
+        letter["queue"],
+        prefix.topology.shard_queue(shard_of("disk-full")),
+        "{letter}"
+    );
+    assert_eq!(letter["job"]["event"]["dedup_key"], "disk-full", "{letter}");
+}
+
+/// Every worker subscribes to every shard; RabbitMQ gives each shard to
+/// one and keeps the others as standbys. The worker that holds the shards
+/// killed (-9), the other takes them over: the alerts published after
+/// are delivered, each in its newest state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_the_shards_of_a_worker_killed() {
+    let prefix = TestPrefix::new("order-standby");
+    let receiver = Receiver::start().await;
+    let toml = config(&hook(&receiver, "hook", ""));
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for d in &dirs {
+        std::fs::write(d.path().join("a.toml"), &toml).unwrap();
+    }
+    // The first to subscribe holds every shard.
+    let first = Binary::start(&prefix, dirs[0].path());
+    ready(first.admin).await;
+    let second = Binary::start(&prefix, dirs[1].path());
+    ready(second.admin).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    producer
+        .publish(alert("before", Status::Firing, "up"))
+        .await
+        .unwrap();
+    counted(first.admin, "hook", "delivered", 1.0).await;
+    let (_, body) = http_get(second.admin, "/metrics").await.unwrap();
+    assert_eq!(
+        value(&parse(&body), &series("hook", "delivered")),
+        0.0,
+        "the second stands by"
+    );
+    first.kill_9();
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let key = format!("alert-{i}");
+        events.push(alert(&key, Status::Firing, "down"));
+        events.push(alert(&key, Status::Resolved, "down"));
+    }
+    let published = producer.publish_all(events).await.unwrap();
+    let resolved: HashMap<String, String> = published
+        .iter()
+        .filter(|e| e.status == Status::Resolved)
+        .map(|e| (e.dedup_key.clone().unwrap_or_default(), e.id.clone()))
+        .collect();
+    eventually(WAIT, "every alert resolved at /hook", || async {
+        match final_states(&receiver, "/hook", &resolved) {
+            (0, 0) => Ok(()),
+            other => Err(format!("(firing, late) = {other:?}")),
+        }
+    })
+    .await;
+    counted(second.admin, "hook", "delivered", 20.0).await;
+    second.stop();
 }
