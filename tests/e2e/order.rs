@@ -675,42 +675,65 @@ async fn a_keyed_event_on_the_events_queue_goes_on_to_its_shard() {
     assert_eq!(letter["job"]["event"]["dedup_key"], "disk-full", "{letter}");
 }
 
-/// Every worker subscribes to every shard; RabbitMQ gives each shard to
-/// one and keeps the others as standbys. The worker that holds the shards
-/// killed (-9), the other takes them over: the alerts published after
-/// are delivered, each in its newest state.
+/// Two workers share the shards out; the one killed (-9), the other
+/// hears no more of it and takes its shards within the presence bound
+/// (5 s): the alerts published meanwhile wait in their shards, then are
+/// delivered, each in its newest state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_takes_over_the_shards_of_a_worker_killed() {
-    let prefix = TestPrefix::new("order-standby");
+async fn the_shards_of_a_worker_killed_go_to_the_others() {
+    let prefix = TestPrefix::new("order-killed");
     let receiver = Receiver::start().await;
     let toml = config(&hook(&receiver, "hook", ""));
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     for d in &dirs {
         std::fs::write(d.path().join("a.toml"), &toml).unwrap();
     }
-    // The first to subscribe holds every shard.
     let first = Binary::start(&prefix, dirs[0].path());
-    ready(first.admin).await;
     let second = Binary::start(&prefix, dirs[1].path());
-    ready(second.admin).await;
+    shared_out(&[&first, &second]).await;
+    first.kill_9();
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
-    producer
-        .publish(alert("before", Status::Firing, "up"))
-        .await
-        .unwrap();
-    counted(first.admin, "hook", "delivered", 1.0).await;
-    let (_, body) = http_get(second.admin, "/metrics").await.unwrap();
-    assert_eq!(
-        value(&parse(&body), &series("hook", "delivered")),
-        0.0,
-        "the second stands by"
-    );
-    first.kill_9();
+    every_alert_resolved(&receiver, &producer, "after", 40).await;
+    assert_eq!(gauge(second.admin, "alertpost_shards_held").await, 16.0);
+    counted(second.admin, "hook", "delivered", 40.0).await;
+    second.stop();
+}
+
+/// What a worker's `/metrics` says of `name` (0 when absent).
+async fn gauge(admin: std::net::SocketAddr, name: &str) -> f64 {
+    match http_get(admin, "/metrics").await {
+        Some((_, body)) => value(&parse(&body), name),
+        None => 0.0,
+    }
+}
+
+/// Waits until `workers` hold every shard between them, none more than
+/// its share.
+async fn shared_out(workers: &[&Binary]) {
+    let share = 16_usize.div_ceil(workers.len()) as f64;
+    eventually(WAIT, "the shards shared out", || async {
+        let mut held = Vec::new();
+        for w in workers {
+            held.push(gauge(w.admin, "alertpost_shards_held").await);
+        }
+        let total: f64 = held.iter().sum();
+        if total == 16.0 && held.iter().all(|h| *h >= 1.0 && *h <= share) {
+            Ok(())
+        } else {
+            Err(format!("{held:?}"))
+        }
+    })
+    .await;
+}
+
+/// Publishes `n` alerts (firing then resolved, adjacent) under `tag` and
+/// waits until each ends resolved at `/hook`, none late.
+async fn every_alert_resolved(receiver: &Receiver, producer: &Producer, tag: &str, n: usize) {
     let mut events = Vec::new();
-    for i in 0..20 {
-        let key = format!("alert-{i}");
+    for i in 0..n {
+        let key = format!("{tag}-{i}");
         events.push(alert(&key, Status::Firing, "down"));
         events.push(alert(&key, Status::Resolved, "down"));
     }
@@ -720,13 +743,42 @@ async fn a_standby_takes_over_the_shards_of_a_worker_killed() {
         .filter(|e| e.status == Status::Resolved)
         .map(|e| (e.dedup_key.clone().unwrap_or_default(), e.id.clone()))
         .collect();
-    eventually(WAIT, "every alert resolved at /hook", || async {
-        match final_states(&receiver, "/hook", &resolved) {
+    eventually(Duration::from_secs(60), "every alert resolved", || async {
+        match final_states(receiver, "/hook", &resolved) {
             (0, 0) => Ok(()),
             other => Err(format!("(firing, late) = {other:?}")),
         }
     })
     .await;
-    counted(second.admin, "hook", "delivered", 20.0).await;
-    second.stop();
+}
+
+/// Three workers share the shards out (each at most 6 of 16) and each
+/// delivers its part; one stopped (SIGTERM), the two left take its share,
+/// and every alert still ends in its newest state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shards_are_shared_out_and_follow_the_workers() {
+    let prefix = TestPrefix::new("order-spread");
+    let receiver = Receiver::start().await;
+    receiver.flaky("/hook", 0.1);
+    let toml = config(&hook(&receiver, "hook", ""));
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut workers: Vec<Binary> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::write(d.path().join("a.toml"), &toml).unwrap();
+            Binary::start(&prefix, d.path())
+        })
+        .collect();
+    shared_out(&workers.iter().collect::<Vec<_>>()).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    every_alert_resolved(&receiver, &producer, "three", 300).await;
+    for w in &workers {
+        let delivered = gauge(w.admin, &series("hook", "delivered")).await;
+        assert!(delivered > 0.0, "each worker delivers its part");
+    }
+    workers.pop().unwrap().stop();
+    shared_out(&workers.iter().collect::<Vec<_>>()).await;
+    every_alert_resolved(&receiver, &producer, "two", 300).await;
 }

@@ -140,6 +140,8 @@ pub struct WorkerMetrics {
     pub store_bytes: IntGauge,
     pub broker_connected: IntGauge,
     pub broker_blocked: IntGauge,
+    /// The shards whose consumer this worker runs (active or standby).
+    pub shards_held: IntGauge,
     pub topology_redeclared: IntCounter,
     /// Reloads applied, and refused (the config loads, but its runtime
     /// cannot be built: a TLS file that changed, a proxy...).
@@ -319,6 +321,11 @@ impl WorkerMetrics {
                 &format!(
                     "1 while {backend} blocks the worker's publishes (a memory or disk alarm) or its publishing connection is down: the worker takes no new message meanwhile."
                 ),
+            ),
+            shards_held: gauge(
+                &r,
+                "alertpost_shards_held",
+                "Shards of the alerts with a key this worker consumes (RabbitMQ: its share among the workers it hears of; the broker's single active consumer makes it their one worker).",
             ),
             topology_redeclared: counter(
                 &r,

@@ -15,7 +15,9 @@
 //!   `basic.get` readers ([`GetChannel`]);
 //! - `settle`: acks and rejects on the channel a message came on;
 //! - [`session`]: RabbitMQ as the worker's backend ([`Rabbit`]): two
-//!   connections, one consuming and acking, one publishing.
+//!   connections, one consuming and acking, one publishing;
+//! - `presence`: the workers there are (announced on a fanout exchange),
+//!   and so the shards this one holds.
 //!
 //! The producer library, `alertpost setup` and the tests use [`Broker`]
 //! and [`Publisher`] directly; the worker and the dead-letter tools go
@@ -24,6 +26,7 @@
 pub mod connection;
 pub mod consumer;
 pub mod declare;
+mod presence;
 pub mod publisher;
 pub mod session;
 mod settle;

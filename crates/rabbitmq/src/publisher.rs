@@ -105,6 +105,10 @@ impl Pending {
 }
 
 impl Publisher {
+    pub(crate) fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
     pub fn is_open(&self) -> bool {
         self.channel.status().connected()
     }

@@ -100,11 +100,12 @@ impl Backend for Rabbit {
         });
         let keeper = Mutex::new(Some(tokio::spawn(keep(Arc::downgrade(&side)))));
         Ok(RabbitSession {
-            consumer,
+            consumer: Arc::new(consumer),
             side,
             publishing,
             keeper,
             name: self.name.clone(),
+            presence: std::sync::OnceLock::new(),
         })
     }
 
@@ -156,6 +157,11 @@ impl Side {
     fn publisher(&self) -> Option<Publisher> {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         current.as_ref().map(|o| o.publisher.clone())
+    }
+
+    /// The publishing channel, for what needs no confirm (presence).
+    fn channel(&self) -> Option<lapin::Channel> {
+        self.publisher().map(|p| p.channel().clone())
     }
 
     /// What the publishing side is now; takes a dead one out.
@@ -262,12 +268,21 @@ async fn keep(side: std::sync::Weak<Side>) {
 
 /// Two connections: see the module docs.
 pub struct RabbitSession {
-    consumer: Broker,
+    consumer: Arc<Broker>,
     side: Arc<Side>,
     publishing: watch::Receiver<Publishing>,
     /// Taken (and stopped) by `close`.
     keeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
     name: String,
+    /// This worker among the others, started when first asked for.
+    presence: std::sync::OnceLock<Presence>,
+}
+
+/// The shards held, and the task that keeps them in step.
+struct Presence {
+    me: String,
+    held: watch::Receiver<Vec<u16>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RabbitSession {
@@ -283,6 +298,9 @@ impl Drop for RabbitSession {
     fn drop(&mut self) {
         if let Some(keeper) = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take() {
             keeper.abort();
+        }
+        if let Some(p) = self.presence.get() {
+            p.task.abort();
         }
     }
 }
@@ -350,7 +368,31 @@ impl Session for RabbitSession {
         true
     }
 
+    fn shards(&self) -> Option<watch::Receiver<Vec<u16>>> {
+        let p = self.presence.get_or_init(|| {
+            let me = member_id(&self.name);
+            let all = (0..alertpost_seam::topology::SHARDS).collect();
+            let (tx, held) = watch::channel(all);
+            let side = Arc::downgrade(&self.side);
+            let announcer: crate::presence::Announcer =
+                Arc::new(move || side.upgrade().and_then(|s| s.channel()));
+            let task = tokio::spawn(crate::presence::keep(
+                self.consumer.clone(),
+                announcer,
+                me.clone(),
+                tx,
+            ));
+            Presence { me, held, task }
+        });
+        Some(p.held.clone())
+    }
+
     async fn close(&self) {
+        if let Some(p) = self.presence.get() {
+            p.task.abort();
+            let exchange = self.consumer.topology().members_exchange();
+            crate::presence::leave(self.side.channel(), &exchange, &p.me).await;
+        }
         // Stopped for good before the connection is taken: a keeper that
         // reopens meanwhile would leave one behind.
         let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -384,4 +426,15 @@ impl Stream for Consumer {
     async fn close(self) {
         Consumer::close(self).await
     }
+}
+
+/// This worker's name among the others: its connection name, made unique
+/// (workers in one process share a pid).
+fn member_id(name: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{name}-{nanos:x}-{n}")
 }

@@ -144,6 +144,13 @@ pub trait Session: Send + Sync + 'static {
     fn sharded(&self) -> bool {
         false
     }
+
+    /// On a sharded backend, the shards this worker should consume, kept
+    /// in step with the workers there are ([`crate::topology::shards_held`]
+    /// over the members the backend hears of); `None` elsewhere.
+    fn shards(&self) -> Option<tokio::sync::watch::Receiver<Vec<u16>>> {
+        None
+    }
 }
 
 /// Messages from one [`Source`].

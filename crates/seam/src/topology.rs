@@ -11,6 +11,7 @@
 //! | `<p>.deliveries` | quorum queue: delivery jobs back from the tiers, and replays |
 //! | `<p>.dead` | quorum queue: dead letters |
 //! | `<p>.lane.<id>` | quorum queue: one integration's deliveries that could not start when due |
+//! | `<p>.members` | fanout exchange: workers announce themselves (each hears the others on an exclusive queue) |
 //! | `<p>.shard.<n>` | quorum queues with a single active consumer: the events and jobs of the alerts whose key [`shard_of`] gives `n` |
 
 use std::time::Duration;
@@ -44,6 +45,49 @@ pub fn shard_of(key: &str) -> u16 {
     first.copy_from_slice(&digest[..8]);
     // The remainder is below SHARDS, so within u16.
     u16::try_from(u64::from_be_bytes(first) % u64::from(SHARDS)).unwrap_or(0)
+}
+
+/// The shards `me` holds among `members` (`me` among them): each shard
+/// goes to the member that ranks highest for it (SHA-256 of the member and
+/// the shard) among those not yet holding their share (16 ÷ members,
+/// rounded up). Every worker that sees the same members comes to the same
+/// answer; a member that comes or goes moves few shards.
+pub fn shards_held(members: &[&str], me: &str) -> Vec<u16> {
+    let mut members: Vec<&str> = members.to_vec();
+    members.sort_unstable();
+    members.dedup();
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let share = usize::from(SHARDS).div_ceil(members.len());
+    let mut held = vec![0usize; members.len()];
+    let mut mine = Vec::new();
+    for shard in 0..SHARDS {
+        let mut ranked: Vec<(u64, usize)> = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (rank(m, shard), i))
+            .collect();
+        ranked.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(&(_, i)) = ranked.iter().find(|(_, i)| held[*i] < share) {
+            held[i] += 1;
+            if members[i] == me {
+                mine.push(shard);
+            }
+        }
+    }
+    mine
+}
+
+fn rank(member: &str, shard: u16) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(member.as_bytes());
+    h.update(shard.to_be_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
 /// Where an event goes: its alert's shard when it has a key, else the
@@ -148,6 +192,12 @@ impl Topology {
     /// when they were due, waiting their turn.
     pub fn lane_queue(&self, integration: &str) -> String {
         format!("{}.lane.{integration}", self.prefix)
+    }
+
+    /// The fanout exchange workers announce themselves on (RabbitMQ), to
+    /// share the shards out.
+    pub fn members_exchange(&self) -> String {
+        format!("{}.members", self.prefix)
     }
 
     /// One shard's queue: see [`SHARDS`].
@@ -266,6 +316,42 @@ mod tests {
 
     // Checked against Python: int.from_bytes(sha256(k)[:8], "big") % 16.
     const FIXED_SHARDS: [u16; 4] = [10, 11, 7, 4];
+
+    #[test]
+    fn shards_are_shared_out_whole_and_fairly_and_move_little() {
+        let fleet = ["w-a", "w-b", "w-c", "w-d"];
+        for n in 1..=fleet.len() {
+            let members = &fleet[..n];
+            let mut all: Vec<u16> = Vec::new();
+            for m in members {
+                let held = shards_held(members, m);
+                // 16 over n: at most the share, rounded up.
+                let share = usize::from(SHARDS).div_ceil(n);
+                assert!(held.len() <= share, "{n} members: {m} holds {held:?}");
+                all.extend(held);
+            }
+            all.sort_unstable();
+            assert_eq!(all, (0..SHARDS).collect::<Vec<_>>(), "{n} members");
+        }
+        // Alone: everything. Not a member: nothing.
+        assert_eq!(shards_held(&["w-a"], "w-a").len(), usize::from(SHARDS));
+        assert!(shards_held(&["w-a"], "w-z").is_empty());
+        // The order members are seen in does not matter.
+        assert_eq!(
+            shards_held(&["w-c", "w-a", "w-b"], "w-b"),
+            shards_held(&["w-a", "w-b", "w-c"], "w-b")
+        );
+        // A fourth member joining takes its share; most shards stay put.
+        let moved = fleet[..3]
+            .iter()
+            .map(|m| {
+                let before = shards_held(&fleet[..3], m);
+                let after = shards_held(&fleet, m);
+                before.iter().filter(|s| !after.contains(s)).count()
+            })
+            .sum::<usize>();
+        assert!(moved <= 8, "{moved} shards moved for one new member");
+    }
 
     #[test]
     fn tier_is_the_smallest_not_shorter() {

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::health::Health;
+use crate::holdings::Holdings;
 use crate::lanes::Lanes;
 use crate::link::Link;
 use crate::pump::{Ended, Pump};
@@ -83,8 +84,26 @@ pub(crate) async fn consume<S: Session>(
     }
     let mut lanes = Lanes::new(ctx.clone(), link.clone(), halt.child_token());
     lanes.reconcile(&runtime);
+    // The shards this worker holds, on a sharded backend.
+    let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
+    let mut held = link.session.shards();
+    let mut holdings = Holdings::new(
+        ctx.clone(),
+        link.clone(),
+        (bound.clone(), prefetch),
+        halt.child_token(),
+    );
+    if let Some(held) = &mut held {
+        holdings.reconcile(&held.borrow_and_update());
+    }
     health.set_consuming(true);
-    let (first, rest) = until_one_ends(pumps, &mut configs, &link, &mut lanes).await;
+    let mut keep = Keep {
+        configs: &mut configs,
+        held: held.as_mut(),
+        lanes: &mut lanes,
+        holdings: &mut holdings,
+    };
+    let (first, rest) = until_one_ends(pumps, &mut keep, &link).await;
     halt.cancel();
     let rest = join_all(rest).await;
     health.set_consuming(false);
@@ -92,7 +111,7 @@ pub(crate) async fn consume<S: Session>(
     for s in &streams {
         s.cancel().await;
     }
-    drain(tasks, lanes, limits.drain_timeout, &lost).await;
+    drain(tasks, (lanes, holdings), limits.drain_timeout, &lost).await;
     watcher.abort();
     health.set_not_publishing(None);
     ctx.metrics.broker_blocked.set(0);
@@ -100,10 +119,8 @@ pub(crate) async fn consume<S: Session>(
     ended
 }
 
-/// The lanes of `lanes` declared, then the events, the deliveries and
-/// the shards (on a sharded backend) consumed under the in-flight bound.
-/// Every worker consumes every shard: the backend makes one of them the
-/// shard's active consumer, and the others its standbys.
+/// The lanes of `lanes` declared, then the events and the deliveries
+/// consumed under the in-flight bound.
 async fn open_streams<S: Session>(
     link: &Link<S>,
     lanes: &[String],
@@ -112,13 +129,9 @@ async fn open_streams<S: Session>(
     // The bound is at most 10000 (checked at load), within u16.
     let prefetch = u16::try_from(limits.max_inflight).unwrap_or(u16::MAX);
     link.session.declare(lanes).await?;
-    let mut sources = vec![Source::Events, Source::Deliveries];
-    if link.session.sharded() {
-        sources.extend((0..alertpost_seam::topology::SHARDS).map(Source::Shard));
-    }
-    let mut streams = Vec::with_capacity(sources.len());
-    for source in &sources {
-        streams.push(link.session.consume(source, prefetch).await?);
+    let mut streams = Vec::with_capacity(2);
+    for source in [Source::Events, Source::Deliveries] {
+        streams.push(link.session.consume(&source, prefetch).await?);
     }
     Ok(streams)
 }
@@ -149,31 +162,51 @@ fn watch_publishing<S: Session>(
 type PumpTask<S> = JoinHandle<(Ended, <S as Session>::Stream)>;
 type Pumped<S> = Result<(Ended, <S as Session>::Stream), tokio::task::JoinError>;
 
+/// What is kept in step while the pumps run: the lanes with the config,
+/// the shards held with the fleet.
+struct Keep<'a, S> {
+    configs: &'a mut watch::Receiver<Arc<Runtime>>,
+    held: Option<&'a mut watch::Receiver<Vec<u16>>>,
+    lanes: &'a mut Lanes<S>,
+    holdings: &'a mut Holdings<S>,
+}
+
 /// Waits for the first of the pumps to end, keeping the lanes in step
-/// with reloads meanwhile; returns what it came to, and the other pumps.
+/// with reloads and the shards with the fleet meanwhile; returns what it
+/// came to, and the other pumps.
 async fn until_one_ends<S: Session>(
     pumps: Vec<PumpTask<S>>,
-    configs: &mut watch::Receiver<Arc<Runtime>>,
+    keep: &mut Keep<'_, S>,
     link: &Link<S>,
-    lanes: &mut Lanes<S>,
 ) -> (Pumped<S>, Vec<PumpTask<S>>) {
     let mut watching = true;
     let mut any = futures_util::future::select_all(pumps);
     loop {
+        let fleet = async {
+            match keep.held.as_deref_mut() {
+                Some(held) => held.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             (r, _, rest) = &mut any => return (r, rest),
-            changed = configs.changed(), if watching => {
+            true = fleet => {
+                if let Some(held) = keep.held.as_deref_mut() {
+                    keep.holdings.reconcile(&held.borrow_and_update());
+                }
+            }
+            changed = keep.configs.changed(), if watching => {
                 if changed.is_err() {
                     watching = false;
                     continue;
                 }
-                let runtime = configs.borrow_and_update().clone();
+                let runtime = keep.configs.borrow_and_update().clone();
                 // New lanes exist before anything is handed to them; one a
                 // hand-off finds missing meanwhile is declared by it.
                 if let Err(e) = link.session.declare(&runtime.lanes()).await {
                     tracing::warn!(error = %e, "cannot declare the lanes of the new configuration");
                 }
-                lanes.reconcile(&runtime);
+                keep.lanes.reconcile(&runtime);
             }
         }
     }
@@ -205,12 +238,13 @@ fn why_ended<S: Session>(first: Pumped<S>, rest: Vec<Pumped<S>>) -> (Ended, Vec<
 /// done, so the messages that come back are not done twice.
 async fn drain<S: Session>(
     tasks: TaskTracker,
-    lanes: Lanes<S>,
+    (lanes, holdings): (Lanes<S>, Holdings<S>),
     timeout: Duration,
     lost: &CancellationToken,
 ) {
     tasks.close();
-    let lanes = lanes.stop();
+    let mut lanes = lanes.stop();
+    lanes.extend(holdings.stop());
     tracing::info!(in_flight = tasks.len(), "draining");
     let drained = async {
         tasks.wait().await;

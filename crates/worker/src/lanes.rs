@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use alertpost_seam::{Session, Source, Stream};
 use futures_util::future::join_all;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -122,8 +123,7 @@ impl<S: Session> Lanes<S> {
             let handle = tokio::spawn(consume(
                 self.ctx.clone(),
                 self.link.clone(),
-                id.clone(),
-                shape.prefetch,
+                (Source::Lane(id.clone()), shape.prefetch, None),
                 halt.clone(),
             ));
             self.running.insert(
@@ -147,15 +147,15 @@ impl<S: Session> Lanes<S> {
     }
 }
 
-/// Consumes one lane until `halt`, or until the connection is gone.
-async fn consume<S: Session>(
+/// Consumes one lane (or, for the holdings, one shard, under the
+/// worker's in-flight `bound`) until `halt`, or until the connection is
+/// gone.
+pub(crate) async fn consume<S: Session>(
     ctx: Arc<Ctx>,
     link: Arc<Link<S>>,
-    id: String,
-    prefetch: u16,
+    (source, prefetch, bound): (Source, u16, Option<Arc<Semaphore>>),
     halt: CancellationToken,
 ) {
-    let source = Source::Lane(id.clone());
     let mut pause = RESTART_MIN;
     // Streams that ended, kept open until their deliveries have settled.
     let mut closing: Vec<JoinHandle<()>> = Vec::new();
@@ -174,7 +174,7 @@ async fn consume<S: Session>(
                 let pump = Pump {
                     ctx: ctx.clone(),
                     link: link.clone(),
-                    bound: None,
+                    bound: bound.clone(),
                     tasks: tasks.clone(),
                 };
                 let ended = pump.run(&mut stream, &stream_halt).await;
@@ -183,7 +183,7 @@ async fn consume<S: Session>(
                     stream_halt.cancel();
                 }
                 if !matches!(ended, Ended::Halted) {
-                    tracing::warn!(lane = %id, reason = %ended.reason(), "lane consumer ended; starting it again");
+                    tracing::warn!(%source, reason = %ended.reason(), "consumer ended; starting it again");
                 }
                 // Its deliveries settle on its channel: close it after them,
                 // while a new stream takes over.
@@ -200,7 +200,7 @@ async fn consume<S: Session>(
                     pause = RESTART_MIN;
                 }
             }
-            Err(e) => tracing::warn!(lane = %id, error = %e, "cannot consume the lane"),
+            Err(e) => tracing::warn!(%source, error = %e, "cannot consume"),
         }
         if !link.session.is_open() {
             // The connection is gone: the supervisor starts over.
@@ -212,8 +212,12 @@ async fn consume<S: Session>(
         }
         pause = (pause * 2).min(RESTART_MAX);
         // Its queue may be what went away.
-        if let Err(e) = link.session.declare(std::slice::from_ref(&id)).await {
-            tracing::warn!(lane = %id, error = %e, "cannot declare the lane");
+        let lanes = match &source {
+            Source::Lane(id) => std::slice::from_ref(id),
+            _ => &[],
+        };
+        if let Err(e) = link.session.declare(lanes).await {
+            tracing::warn!(%source, error = %e, "cannot declare its queue");
         }
     }
     // Done once every delivery it took has settled (the drain waits here).

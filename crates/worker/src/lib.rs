@@ -7,7 +7,8 @@
 //! - `supervisor`: the [`Worker`]: sessions one after another, the store's
 //!   writer, reloads; `consume`: one session's worth of consuming, and its
 //!   drain;
-//! - `lanes`: one consumer per integration's lane; `pump`: a stream → a
+//! - `lanes`: one consumer per integration's lane; `holdings`: one per
+//!   shard this worker holds, in step with the fleet; `pump`: a stream → a
 //!   task per message, under the in-flight bound;
 //! - `dispatch`: one message (an event, or delivery jobs) → its deliveries
 //!   → their hand-offs → settled; `shard`: which messages go to their
@@ -44,6 +45,7 @@ mod dispatch;
 mod gate;
 mod handoff;
 pub mod health;
+mod holdings;
 mod journal;
 mod lane_writer;
 mod lanes;
