@@ -782,3 +782,79 @@ async fn the_shards_are_shared_out_and_follow_the_workers() {
     shared_out(&workers.iter().collect::<Vec<_>>()).await;
     every_alert_resolved(&receiver, &producer, "two", 300).await;
 }
+
+/// A shard changing hands while an attempt of one of its alerts is in
+/// flight: the next worker takes it only once that attempt has ended, so
+/// the alert's newer event is not sent while the older one still is
+/// (RabbitMQ makes a single active consumer's successor active as soon as
+/// it is cancelled: a shard let go is closed, never cancelled first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_changes_hands_only_after_its_attempts_in_flight_end() {
+    // Answered within the integration's timeout: the attempts end by the
+    // answer, not the timeout.
+    const SLOW: Duration = Duration::from_secs(8);
+    let prefix = TestPrefix::new("order-handover");
+    let receiver = Receiver::start().await;
+    receiver.script("/hook", (0..16).map(|_| Reply::ok().delay(SLOW)));
+    let toml = config(
+        &hook(&receiver, "hook", "concurrency = 16")
+            .replace("timeout = \"5s\"", "timeout = \"20s\""),
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for d in &dirs {
+        std::fs::write(d.path().join("a.toml"), &toml).unwrap();
+    }
+    // One alert in each shard.
+    let mut keys: Vec<Option<String>> = vec![None; 16];
+    for i in 0.. {
+        let key = format!("k{i}");
+        let slot = &mut keys[usize::from(shard_of(&key))];
+        if slot.is_none() {
+            *slot = Some(key);
+        }
+        if keys.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().flatten().collect();
+    let first = Binary::start(&prefix, dirs[0].path());
+    shared_out(&[&first]).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    let firings: Vec<Event> = keys
+        .iter()
+        .map(|k| alert(k, Status::Firing, "down"))
+        .collect();
+    producer.publish_all(firings).await.unwrap();
+    // Every firing on the wire, answered only in SLOW.
+    receiver.wait_for(16, WAIT).await;
+    let second = Binary::start(&prefix, dirs[1].path());
+    shared_out(&[&first, &second]).await;
+    let resolved: Vec<Event> = keys
+        .iter()
+        .map(|k| alert(k, Status::Resolved, "down"))
+        .collect();
+    producer.publish_all(resolved).await.unwrap();
+    receiver.wait_for(32, WAIT).await;
+    let requests = receiver.requests_to("/hook");
+    for key in &keys {
+        let of = |status: &str| {
+            requests
+                .iter()
+                .find(|r| {
+                    let b = r.json();
+                    b["dedup_key"] == key.as_str() && b["status"] == status
+                })
+                .map(|r| r.at)
+                .expect("sent")
+        };
+        let (firing, resolved) = (of("firing"), of("resolved"));
+        assert!(
+            resolved >= firing + SLOW,
+            "{key}: resolved sent {:?} after the firing, whose answer took {SLOW:?}",
+            resolved - firing
+        );
+    }
+    counted(second.admin, "hook", "delivered", 1.0).await;
+}

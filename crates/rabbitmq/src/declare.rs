@@ -139,6 +139,14 @@ impl Broker {
                 .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                 .await
                 .map_err(|e| declare_error(format!("deletion of exchange {exchange}"), e))?;
+            // Declared by workers only: on a channel of its own, and absent
+            // is fine.
+            let members = self.topology.members_exchange();
+            let channel = self.channel("delete").await?;
+            let _ = channel
+                .exchange_delete(members.as_str().into(), ExchangeDeleteOptions::default())
+                .await;
+            let _ = channel.close(200, "deleted".into()).await;
             Ok(())
         })
         .await

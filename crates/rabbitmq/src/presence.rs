@@ -109,9 +109,11 @@ async fn listen(
             .exchange_declare(
                 exchange.as_str().into(),
                 ExchangeKind::Fanout,
-                // Gone with the last worker's queue: nothing left behind.
+                // Durable, not auto-delete: a publish to an exchange gone
+                // would close the publishing channel, which every hand-off
+                // shares.
                 ExchangeDeclareOptions {
-                    auto_delete: true,
+                    durable: true,
                     ..ExchangeDeclareOptions::default()
                 },
                 FieldTable::default(),
@@ -149,14 +151,35 @@ async fn listen(
             )
             .await
     };
-    let mut heard = tokio::time::timeout(BROKER_TIMEOUT, setup)
-        .await
-        .map_err(|_| broken("presence: no answer from RabbitMQ"))?
-        .map_err(|e| broken(format!("presence: {e}")))?;
+    let heard = match tokio::time::timeout(BROKER_TIMEOUT, setup).await {
+        Ok(Ok(heard)) => heard,
+        failed => {
+            let _ = tokio::time::timeout(BROKER_TIMEOUT, channel.close(200, "done".into())).await;
+            return Err(match failed {
+                Ok(Err(e)) => broken(format!("presence: {e}")),
+                _ => broken("presence: no answer from RabbitMQ"),
+            });
+        }
+    };
+    let ended = hear(heard, side, &exchange, fleet, held).await;
+    let _ = tokio::time::timeout(BROKER_TIMEOUT, channel.close(200, "done".into())).await;
+    ended
+}
+
+/// Announces every second and takes in what is heard, recomputing the
+/// shards held, until the consumer breaks.
+async fn hear(
+    mut heard: lapin::Consumer,
+    side: &Announcer,
+    exchange: &str,
+    fleet: &mut Fleet,
+    held: &watch::Sender<Vec<u16>>,
+) -> Result<(), BrokerError> {
     let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => announce(side(), &exchange, fleet.me.as_bytes()).await,
+            _ = tick.tick() => announce(side(), exchange, fleet.me.as_bytes()).await,
             d = heard.next() => match d {
                 Some(Ok(d)) => fleet.heard(&d.data, Instant::now()),
                 Some(Err(e)) => return Err(broken(format!("presence: {e}"))),

@@ -387,12 +387,17 @@ impl Session for RabbitSession {
         Some(p.held.clone())
     }
 
-    async fn close(&self) {
+    async fn leave(&self) {
         if let Some(p) = self.presence.get() {
+            // No more announcements after the leaving one.
             p.task.abort();
             let exchange = self.consumer.topology().members_exchange();
             crate::presence::leave(self.side.channel(), &exchange, &p.me).await;
         }
+    }
+
+    async fn close(&self) {
+        Session::leave(self).await;
         // Stopped for good before the connection is taken: a keeper that
         // reopens meanwhile would leave one behind.
         let keeper = self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take();

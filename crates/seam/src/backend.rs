@@ -151,6 +151,14 @@ pub trait Session: Send + Sync + 'static {
     fn shards(&self) -> Option<tokio::sync::watch::Receiver<Vec<u16>>> {
         None
     }
+
+    /// Tells the other workers this one is leaving (it stops taking and
+    /// lets its shards go), so they take its shards as soon as it closes
+    /// them rather than once it is unheard. Bounded; nothing where the
+    /// backend is not sharded.
+    fn leave(&self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 }
 
 /// Messages from one [`Source`].

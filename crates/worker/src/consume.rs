@@ -105,6 +105,9 @@ pub(crate) async fn consume<S: Session>(
     };
     let (first, rest) = until_one_ends(pumps, &mut keep, &link).await;
     halt.cancel();
+    // Said now, not after the drain: the others subscribe to its shards,
+    // and each passes to one of them as soon as its channel closes.
+    link.session.leave().await;
     let rest = join_all(rest).await;
     health.set_consuming(false);
     let (ended, streams) = why_ended::<S>(first, rest);

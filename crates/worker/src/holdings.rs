@@ -2,8 +2,11 @@
 //! in-flight bound, kept in step with what the backend says this worker
 //! should hold ([`alertpost_seam::Session::shards`]) as workers come and
 //! go. A shard let go stops taking messages, lets those it took finish,
-//! then closes its channel: only then does RabbitMQ make the next worker's
-//! consumer the active one, so two workers never handle one shard at once.
+//! then closes its channel, without cancelling its consumer first (a
+//! cancel makes the next worker's consumer active at once): only then does
+//! RabbitMQ make the next worker's consumer the active one. (A consuming
+//! connection that drops hands the shard on at once: the requests this
+//! worker already sent can cross the next one's.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

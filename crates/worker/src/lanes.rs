@@ -178,7 +178,14 @@ pub(crate) async fn consume<S: Session>(
                     tasks: tasks.clone(),
                 };
                 let ended = pump.run(&mut stream, &stream_halt).await;
-                stream.cancel().await;
+                // Not a shard's: cancelling a single active consumer makes
+                // the next worker's active at once, while this one's
+                // deliveries are still in flight (RabbitMQ's quorum queues
+                // do so). A shard's goes only when its channel closes,
+                // after them; what it took and did not start goes back then.
+                if !matches!(source, Source::Shard(_)) {
+                    stream.cancel().await;
+                }
                 if let Ended::Broken(_) = ended {
                     stream_halt.cancel();
                 }

@@ -11,7 +11,8 @@
 //! No message is pulled while the session cannot publish (RabbitMQ blocks
 //! it under an alarm, or its publishing connection is reopening): what it
 //! would take might need a hand-off that cannot happen. The broker keeps
-//! the messages meanwhile.
+//! the messages meanwhile (one pulled just before may be waiting for its
+//! permit; its hand-off then waits for publishing to come back).
 
 use std::sync::Arc;
 
