@@ -86,6 +86,68 @@ mod tests {
         e
     }
 
+    fn job(integration: &str, key: Option<&str>) -> DeliveryJob {
+        let now = time::OffsetDateTime::now_utc();
+        DeliveryJob {
+            delivery_id: format!("dlv-{integration}"),
+            integration: integration.to_owned(),
+            attempts: 1,
+            first_attempt_at: now,
+            not_before: now,
+            hop: 1,
+            replayed: None,
+            history: Vec::new(),
+            event: keyed(key),
+        }
+    }
+
+    /// A job goes on to its shard only when its integration keeps order;
+    /// one of `order = "none"`, or of an integration gone, is handled
+    /// where it is found (dead-lettered there if gone).
+    #[test]
+    fn a_job_goes_to_its_shard_only_for_an_integration_that_keeps_order() {
+        let toml = "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n\
+            [[integration]]\nid = \"latest\"\nurl = \"http://127.0.0.1:9/\"\n\
+            [[integration]]\nid = \"none\"\nurl = \"http://127.0.0.1:9/\"\norder = \"none\"\n";
+        let config = alertpost_config::parse(toml, "t.toml", &|_| None).unwrap();
+        let metrics = alertpost_metrics::WorkerMetrics::new("RabbitMQ");
+        let runtime = Runtime::new(config, &metrics, &[], None).unwrap();
+        let n = shard_of("disk-full");
+        // (integration, key, found on, goes to)
+        let cases = [
+            ("latest", Some("disk-full"), Source::Deliveries, Some(n)),
+            (
+                "latest",
+                Some("disk-full"),
+                Source::Lane("latest".into()),
+                Some(n),
+            ),
+            ("latest", Some("disk-full"), Source::Shard(n), None),
+            ("latest", None, Source::Deliveries, None),
+            ("none", Some("disk-full"), Source::Deliveries, None),
+            ("gone", Some("disk-full"), Source::Deliveries, None),
+        ];
+        for (integration, key, source, expected) in cases {
+            assert_eq!(
+                of_job(true, &source, &job(integration, key), &runtime),
+                expected,
+                "{integration} {key:?} {source}"
+            );
+        }
+        assert_eq!(
+            of_job(
+                false,
+                &Source::Deliveries,
+                &job("latest", Some("k")),
+                &runtime
+            ),
+            None
+        );
+        // Forwarded one hop on, journaled at that hop.
+        let f = super::job(job("latest", Some("disk-full")), n);
+        assert_eq!((f.shard, f.hop, f.kind), (n, Some(2), JOB_SCHEMA));
+    }
+
     #[test]
     fn an_alert_with_a_key_goes_to_its_shard_from_any_stream_but_its_own() {
         let k = keyed(Some("disk-full"));
