@@ -586,43 +586,14 @@ async fn two_workers_leave_every_alert_in_its_newest_state() {
             hook(&receiver, "none", "concurrency = 8\norder = \"none\"")
         ))
     );
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let workers: Vec<Binary> = dirs
-        .iter()
-        .map(|d| {
-            std::fs::write(d.path().join("a.toml"), &toml).unwrap();
-            Binary::start(&prefix, d.path())
-        })
-        .collect();
+    let (_dirs, workers) = fleet(&prefix, &toml, 2);
     for w in &workers {
         ready(w.admin).await;
     }
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
-    let mut events = Vec::new();
-    for i in 0..ALERTS {
-        let key = format!("alert-{i}");
-        events.push(alert(&key, Status::Firing, "down"));
-        events.push(alert(&key, Status::Resolved, "down"));
-    }
-    let published = producer.publish_all(events).await.unwrap();
-    let resolved: HashMap<String, String> = published
-        .iter()
-        .filter(|e| e.status == Status::Resolved)
-        .map(|e| (e.dedup_key.clone().unwrap_or_default(), e.id.clone()))
-        .collect();
-    eventually(
-        Duration::from_secs(90),
-        "every alert resolved at /latest",
-        || async {
-            match final_states(&receiver, "/latest", &resolved) {
-                (0, 0) => Ok(()),
-                other => Err(format!("(firing, late) = {other:?}")),
-            }
-        },
-    )
-    .await;
+    let resolved = every_alert_resolved(&receiver, &producer, "/latest", ALERTS).await;
     // Once nothing more comes (no retry of an older event was left to
     // come late), still so.
     quiet(&receiver, "/latest", Duration::from_secs(3)).await;
@@ -684,18 +655,14 @@ async fn the_shards_of_a_worker_killed_go_to_the_others() {
     let prefix = TestPrefix::new("order-killed");
     let receiver = Receiver::start().await;
     let toml = config(&hook(&receiver, "hook", ""));
-    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    for d in &dirs {
-        std::fs::write(d.path().join("a.toml"), &toml).unwrap();
-    }
-    let first = Binary::start(&prefix, dirs[0].path());
-    let second = Binary::start(&prefix, dirs[1].path());
+    let (_dirs, mut workers) = fleet(&prefix, &toml, 2);
+    let (second, first) = (workers.pop().unwrap(), workers.pop().unwrap());
     shared_out(&[&first, &second]).await;
     first.kill_9();
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
-    every_alert_resolved(&receiver, &producer, "after", 40).await;
+    every_alert_resolved(&receiver, &producer, "/hook", 40).await;
     assert_eq!(gauge(second.admin, "alertpost_shards_held").await, 16.0);
     counted(second.admin, "hook", "delivered", 40.0).await;
     second.stop();
@@ -728,12 +695,34 @@ async fn shared_out(workers: &[&Binary]) {
     .await;
 }
 
-/// Publishes `n` alerts (firing then resolved, adjacent) under `tag` and
-/// waits until each ends resolved at `/hook`, none late.
-async fn every_alert_resolved(receiver: &Receiver, producer: &Producer, tag: &str, n: usize) {
+/// `n` worker processes on `prefix`, each with `toml` and a store of its
+/// own (the directories live as long as the first value).
+fn fleet(prefix: &TestPrefix, toml: &str, n: usize) -> (Vec<tempfile::TempDir>, Vec<Binary>) {
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let workers = dirs
+        .iter()
+        .map(|d| {
+            std::fs::write(d.path().join("a.toml"), toml).unwrap();
+            Binary::start(prefix, d.path())
+        })
+        .collect();
+    (dirs, workers)
+}
+
+/// Publishes `n` alerts (firing then resolved, adjacent, in one publish)
+/// and waits until each ends resolved at `path`, none late; returns each
+/// key's resolved id.
+async fn every_alert_resolved(
+    receiver: &Receiver,
+    producer: &Producer,
+    path: &str,
+    n: usize,
+) -> HashMap<String, String> {
+    static BATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let batch = BATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut events = Vec::new();
     for i in 0..n {
-        let key = format!("{tag}-{i}");
+        let key = format!("alert-{batch}-{i}");
         events.push(alert(&key, Status::Firing, "down"));
         events.push(alert(&key, Status::Resolved, "down"));
     }
@@ -743,13 +732,14 @@ async fn every_alert_resolved(receiver: &Receiver, producer: &Producer, tag: &st
         .filter(|e| e.status == Status::Resolved)
         .map(|e| (e.dedup_key.clone().unwrap_or_default(), e.id.clone()))
         .collect();
-    eventually(Duration::from_secs(60), "every alert resolved", || async {
-        match final_states(receiver, "/hook", &resolved) {
+    eventually(Duration::from_secs(90), "every alert resolved", || async {
+        match final_states(receiver, path, &resolved) {
             (0, 0) => Ok(()),
             other => Err(format!("(firing, late) = {other:?}")),
         }
     })
     .await;
+    resolved
 }
 
 /// Three workers share the shards out (each at most 6 of 16) and each
@@ -761,26 +751,19 @@ async fn the_shards_are_shared_out_and_follow_the_workers() {
     let receiver = Receiver::start().await;
     receiver.flaky("/hook", 0.1);
     let toml = config(&hook(&receiver, "hook", ""));
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut workers: Vec<Binary> = dirs
-        .iter()
-        .map(|d| {
-            std::fs::write(d.path().join("a.toml"), &toml).unwrap();
-            Binary::start(&prefix, d.path())
-        })
-        .collect();
+    let (_dirs, mut workers) = fleet(&prefix, &toml, 3);
     shared_out(&workers.iter().collect::<Vec<_>>()).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
-    every_alert_resolved(&receiver, &producer, "three", 300).await;
+    every_alert_resolved(&receiver, &producer, "/hook", 300).await;
     for w in &workers {
         let delivered = gauge(w.admin, &series("hook", "delivered")).await;
         assert!(delivered > 0.0, "each worker delivers its part");
     }
     workers.pop().unwrap().stop();
     shared_out(&workers.iter().collect::<Vec<_>>()).await;
-    every_alert_resolved(&receiver, &producer, "two", 300).await;
+    every_alert_resolved(&receiver, &producer, "/hook", 300).await;
 }
 
 /// A shard changing hands while an attempt of one of its alerts is in
