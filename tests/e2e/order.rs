@@ -84,6 +84,14 @@ impl Binary {
         self.child.wait().unwrap();
     }
 
+    /// SIGSTOP (`false`) or SIGCONT (`true`): frozen, or going on.
+    fn signal(&self, go_on: bool) {
+        let sig = if go_on { "-CONT" } else { "-STOP" };
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+
     /// SIGTERM: a graceful stop.
     fn stop(mut self) {
         let _ = Command::new("kill")
@@ -95,6 +103,7 @@ impl Binary {
 
 impl Drop for Binary {
     fn drop(&mut self) {
+        // SIGKILL ends a frozen process too.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -840,4 +849,36 @@ async fn a_shard_changes_hands_only_after_its_attempts_in_flight_end() {
         );
     }
     counted(second.admin, "hook", "delivered", 1.0).await;
+}
+
+/// A worker frozen (SIGSTOP) while it holds shards: the other stops
+/// hearing it (5 s) and subscribes to its shards; RabbitMQ closes the
+/// frozen connection when its heartbeats stop (10 s asked for: within
+/// about 20 s) and hands them over. The alerts published meanwhile are
+/// delivered, each in its newest state; woken (SIGCONT), the frozen worker
+/// connects again and takes its share back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shards_of_a_frozen_worker_go_to_the_others() {
+    let prefix = TestPrefix::new("order-frozen");
+    let receiver = Receiver::start().await;
+    let toml = config(&hook(&receiver, "hook", ""));
+    let (_dirs, mut workers) = fleet(&prefix, &toml, 2);
+    let (second, first) = (workers.pop().unwrap(), workers.pop().unwrap());
+    shared_out(&[&first, &second]).await;
+    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
+        .await
+        .unwrap();
+    first.signal(false);
+    let frozen = std::time::Instant::now();
+    every_alert_resolved(&receiver, &producer, "/hook", 40).await;
+    eprintln!(
+        "every alert resolved {:?} after the freeze",
+        frozen.elapsed()
+    );
+    assert_eq!(gauge(second.admin, "alertpost_shards_held").await, 16.0);
+    first.signal(true);
+    shared_out(&[&first, &second]).await;
+    every_alert_resolved(&receiver, &producer, "/hook", 40).await;
+    second.stop();
+    first.stop();
 }

@@ -35,9 +35,24 @@ pub struct Broker {
     pub(crate) blocked: tokio::sync::watch::Receiver<Option<String>>,
 }
 
+/// The AMQP heartbeat asked for when a URL names none (RabbitMQ's own is
+/// 60 s): a peer frozen or cut off is closed within about twice this, so a
+/// frozen worker's shards pass to another in tens of seconds, not minutes.
+pub const HEARTBEAT_SECS: u16 = 10;
+
+/// `url` with [`HEARTBEAT_SECS`] as its heartbeat, unless it names one.
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}heartbeat={HEARTBEAT_SECS}")
+}
+
 async fn connect_one(url: &str, name: &str) -> Result<Connection, String> {
     let props =
         ConnectionProperties::default().with_connection_name(LongString::from(name.to_owned()));
+    let url = &with_heartbeat(url);
     match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, props)).await {
         Ok(Ok(conn)) => Ok(conn),
         // The parser's errors may quote the URL whole, password and all.
@@ -174,5 +189,26 @@ pub(crate) fn broken(reason: impl std::fmt::Display) -> BrokerError {
     BrokerError::Broken {
         backend: RABBITMQ,
         reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gets_a_heartbeat_unless_it_names_one() {
+        assert_eq!(
+            with_heartbeat("amqp://u:p@h:5672/%2f"),
+            "amqp://u:p@h:5672/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f?frame_max=8192"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            with_heartbeat("amqp://h/%2f?heartbeat=30"),
+            "amqp://h/%2f?heartbeat=30"
+        );
     }
 }
