@@ -4,12 +4,11 @@
 //! disabling an integration dead-letters what it still had pending.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use alertpost_event::{Event, Status};
 use alertpost_producer::Producer;
-use alertpost_tests::bin::alertpost;
+use alertpost_tests::bin::{WorkerProcess, alertpost};
 use alertpost_tests::metrics::{scrape, value};
 use alertpost_tests::{Receiver, Reply, RunningWorker, TestPrefix, eventually};
 use serde_json::Value;
@@ -194,25 +193,6 @@ async fn a_delivery_sent_to_its_lane_does_not_wait_for_its_siblings_attempt() {
     drop(worker);
 }
 
-/// `alertpost worker` as a process, its admin server on a free port.
-fn spawn_worker(
-    prefix: &TestPrefix,
-    config: &std::path::Path,
-    data: &std::path::Path,
-) -> (Child, std::net::SocketAddr) {
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap();
-    let child = alertpost(prefix)
-        .args(["worker", "--config", config.to_str().unwrap()])
-        .args(["--admin-addr", &admin.to_string(), "--data-dir"])
-        .arg(data)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    (child, admin)
-}
-
 /// Waits until the worker at `admin` is consuming.
 async fn ready(admin: std::net::SocketAddr) {
     eventually(WAIT, "the worker ready", || async {
@@ -238,7 +218,7 @@ async fn a_slow_backlog_waits_in_its_lane_and_survives_kill_9() {
     let path = dir.path().join("alertpost.toml");
     let toml = config(&receiver, "concurrency = 1\ntimeout = \"10s\"\n");
     std::fs::write(&path, &toml).unwrap();
-    let (mut first, _) = spawn_worker(&prefix, &path, &dir.path().join("data"));
+    let first = WorkerProcess::start(&prefix, &path, &dir.path().join("data"));
 
     let published = publish(&prefix, events(n)).await;
     all_arrive(&receiver, "/healthy", &published).await;
@@ -252,8 +232,7 @@ async fn a_slow_backlog_waits_in_its_lane_and_survives_kill_9() {
     })
     .await;
     assert!(receiver.requests_to("/neighbour").len() < 5);
-    first.kill().unwrap(); // SIGKILL: no drain, no acks
-    first.wait().unwrap();
+    first.kill_9();
 
     // The neighbour recovers; another worker delivers the whole backlog.
     receiver.clear("/neighbour");
@@ -363,8 +342,8 @@ async fn a_message_back_after_a_crash_does_not_redo_what_it_handed_on() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let (mut first, admin) = spawn_worker(&prefix, &path, &data);
-    ready(admin).await;
+    let first = WorkerProcess::start(&prefix, &path, &data);
+    ready(first.admin).await;
     // Under the running worker, the 5 s tier becomes a queue that refuses
     // every message.
     let broker = prefix.broker().await;
@@ -389,15 +368,14 @@ async fn a_message_back_after_a_crash_does_not_redo_what_it_handed_on() {
     assert_eq!(receiver.requests_to("/b").len(), 1);
     // The journal's segment is written within 200 ms; then the crash.
     tokio::time::sleep(Duration::from_millis(600)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.kill_9();
 
     // The tier is back; a new worker on the same data dir gets the event
     // again: `a` was delivered (its journal says so), `b` carries on.
     let broker = prefix.broker().await;
     broker.delete_queues(&[refusing]).await.unwrap();
     broker.close().await;
-    let (mut second, _) = spawn_worker(&prefix, &path, &data);
+    let second = WorkerProcess::start(&prefix, &path, &data);
     eventually(WAIT, "b delivered", || async {
         match receiver.requests_to("/b").len() {
             2 => Ok(()),
@@ -409,8 +387,7 @@ async fn a_message_back_after_a_crash_does_not_redo_what_it_handed_on() {
         .assert_no_more(5, Duration::from_millis(1500))
         .await;
     assert_eq!(receiver.requests_to("/a").len(), 3, "a is not tried again");
-    let _ = second.kill();
-    let _ = second.wait();
+    second.kill_9();
 }
 
 /// Dead letters of the prefix, as `dlq list --json` prints them.

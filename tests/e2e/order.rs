@@ -4,7 +4,6 @@
 //! event as it comes.
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use alertpost_event::{Event, Status, delivery_id};
@@ -12,7 +11,7 @@ use alertpost_producer::Producer;
 use alertpost_seam::topology::shard_of;
 use alertpost_seam::{Destination, Outgoing, Reader, Source};
 use alertpost_store::{AttemptOutcome, Store};
-use alertpost_tests::bin::{alertpost, http_get};
+use alertpost_tests::bin::{WorkerProcess, alertpost, http_get};
 use alertpost_tests::metrics::{eventually, parse, scrape, value};
 use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
 use rstest::rstest;
@@ -54,59 +53,8 @@ fn arrivals(receiver: &Receiver, path: &str) -> Vec<(String, String)> {
 /// `alertpost worker` as a process, with the config `dir/a.toml` and the
 /// store `dir/data` (the same for each started on `dir`); killed when the
 /// test ends on any path.
-struct Binary {
-    child: Child,
-    admin: std::net::SocketAddr,
-}
-
-impl Binary {
-    fn start(prefix: &TestPrefix, dir: &std::path::Path) -> Binary {
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let child = alertpost(prefix)
-            .arg("worker")
-            .arg("--config")
-            .arg(dir.join("a.toml"))
-            .arg("--admin-addr")
-            .arg(admin.to_string())
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Binary { child, admin }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGSTOP (`false`) or SIGCONT (`true`): frozen, or going on.
-    fn signal(&self, go_on: bool) {
-        let sig = if go_on { "-CONT" } else { "-STOP" };
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-    }
-
-    /// SIGTERM: a graceful stop.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        // SIGKILL ends a frozen process too.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn worker_on(prefix: &TestPrefix, dir: &std::path::Path) -> WorkerProcess {
+    WorkerProcess::start(prefix, &dir.join("a.toml"), &dir.join("data"))
 }
 
 fn series(integration: &str, outcome: &str) -> String {
@@ -305,7 +253,7 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
         config(&hook(&receiver, "hook", "").replace("initial = \"1s\"", "initial = \"10s\""))
     );
     std::fs::write(dir.path().join("a.toml"), &toml).unwrap();
-    let first = Binary::start(&prefix, dir.path());
+    let first = worker_on(&prefix, dir.path());
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
@@ -324,7 +272,7 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
     receiver.wait_for(2, WAIT).await;
     first.kill_9();
 
-    let second = Binary::start(&prefix, dir.path());
+    let second = worker_on(&prefix, dir.path());
     counted(second.admin, "hook", "superseded", 1.0).await;
     // The resolved may come twice: kill -9 can land between its arrival and
     // its ack, and a redelivery is sent again (at least once). What must
@@ -487,7 +435,7 @@ async fn a_replay_after_a_restart_is_still_superseded() {
         config(&hook(&receiver, "hook", "")),
     )
     .unwrap();
-    let first = Binary::start(&prefix, dir.path());
+    let first = worker_on(&prefix, dir.path());
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
@@ -503,7 +451,7 @@ async fn a_replay_after_a_restart_is_still_superseded() {
     counted(first.admin, "hook", "delivered", 1.0).await;
     first.stop();
 
-    let second = Binary::start(&prefix, dir.path());
+    let second = worker_on(&prefix, dir.path());
     counted(second.admin, "hook", "delivered", 0.0).await;
     let out = alertpost(&prefix)
         .args(["dlq", "replay", "--id", &delivery_id(&firing.id, "hook")])
@@ -687,7 +635,7 @@ async fn gauge(admin: std::net::SocketAddr, name: &str) -> f64 {
 
 /// Waits until `workers` hold every shard between them, none more than
 /// its share.
-async fn shared_out(workers: &[&Binary]) {
+async fn shared_out(workers: &[&WorkerProcess]) {
     let share = 16_usize.div_ceil(workers.len()) as f64;
     eventually(WAIT, "the shards shared out", || async {
         let mut held = Vec::new();
@@ -706,13 +654,17 @@ async fn shared_out(workers: &[&Binary]) {
 
 /// `n` worker processes on `prefix`, each with `toml` and a store of its
 /// own (the directories live as long as the first value).
-fn fleet(prefix: &TestPrefix, toml: &str, n: usize) -> (Vec<tempfile::TempDir>, Vec<Binary>) {
+fn fleet(
+    prefix: &TestPrefix,
+    toml: &str,
+    n: usize,
+) -> (Vec<tempfile::TempDir>, Vec<WorkerProcess>) {
     let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
     let workers = dirs
         .iter()
         .map(|d| {
             std::fs::write(d.path().join("a.toml"), toml).unwrap();
-            Binary::start(prefix, d.path())
+            worker_on(prefix, d.path())
         })
         .collect();
     (dirs, workers)
@@ -809,7 +761,7 @@ async fn a_shard_changes_hands_only_after_its_attempts_in_flight_end() {
         }
     }
     let keys: Vec<String> = keys.into_iter().flatten().collect();
-    let first = Binary::start(&prefix, dirs[0].path());
+    let first = worker_on(&prefix, dirs[0].path());
     shared_out(&[&first]).await;
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
@@ -821,7 +773,7 @@ async fn a_shard_changes_hands_only_after_its_attempts_in_flight_end() {
     producer.publish_all(firings).await.unwrap();
     // Every firing on the wire, answered only in SLOW.
     receiver.wait_for(16, WAIT).await;
-    let second = Binary::start(&prefix, dirs[1].path());
+    let second = worker_on(&prefix, dirs[1].path());
     shared_out(&[&first, &second]).await;
     let resolved: Vec<Event> = keys
         .iter()
@@ -868,7 +820,7 @@ async fn the_shards_of_a_frozen_worker_go_to_the_others() {
     let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
         .await
         .unwrap();
-    first.signal(false);
+    first.signal("-STOP");
     let frozen = std::time::Instant::now();
     every_alert_resolved(&receiver, &producer, "/hook", 40).await;
     eprintln!(
@@ -876,7 +828,7 @@ async fn the_shards_of_a_frozen_worker_go_to_the_others() {
         frozen.elapsed()
     );
     assert_eq!(gauge(second.admin, "alertpost_shards_held").await, 16.0);
-    first.signal(true);
+    first.signal("-CONT");
     shared_out(&[&first, &second]).await;
     every_alert_resolved(&receiver, &producer, "/hook", 40).await;
     second.stop();

@@ -1,8 +1,9 @@
-//! The `alertpost` binary, and a tiny HTTP GET for admin endpoints.
+//! The `alertpost` binary, a worker run as a process of it, and a tiny
+//! HTTP GET for admin endpoints.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -34,6 +35,61 @@ pub fn alertpost(prefix: &TestPrefix) -> Command {
         .env_remove("ALERTPOST_CONFIG")
         .env("RUST_LOG", "info");
     cmd
+}
+
+/// `alertpost worker` as a process, on `config` and the store `data`,
+/// with an admin address of its own; killed when dropped, so a test that
+/// fails leaves none behind.
+pub struct WorkerProcess {
+    child: Child,
+    pub admin: SocketAddr,
+}
+
+impl WorkerProcess {
+    pub fn start(prefix: &TestPrefix, config: &Path, data: &Path) -> WorkerProcess {
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let child = alertpost(prefix)
+            .arg("worker")
+            .arg("--config")
+            .arg(config)
+            .arg("--admin-addr")
+            .arg(admin.to_string())
+            .arg("--data-dir")
+            .arg(data)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("alertpost starts");
+        WorkerProcess { child, admin }
+    }
+
+    /// SIGKILL: no drain, no acks.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM: a graceful stop.
+    pub fn stop(mut self) {
+        self.signal("-TERM");
+        let _ = self.child.wait();
+    }
+
+    /// Sends `sig` (`-STOP`, `-CONT`, `-TERM`...).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        // SIGKILL ends a frozen process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `GET path` on 127.0.0.1; `(status, body)`, or `None` if nothing answers.
