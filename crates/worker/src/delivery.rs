@@ -9,6 +9,7 @@ use alertpost_event::Event;
 use alertpost_event::job::{
     AttemptSummary, DeadLetter, DeadReason, DeliveryJob, JobHead, Replay, push_history,
 };
+use alertpost_seam::{Inbound, Source};
 use bytes::Bytes;
 use time::OffsetDateTime;
 
@@ -38,13 +39,13 @@ pub(crate) struct Delivery<'a> {
 }
 
 impl<'a> Delivery<'a> {
-    /// The first attempt of `event` to `target` (delivery `id`), from a
-    /// message of `queue`.
+    /// The first attempt of `event` to `target` (delivery `id`), from
+    /// message `msg`.
     pub fn first(
         event: &'a Event,
         target: &'a Arc<Target>,
         id: String,
-        queue: &'a str,
+        msg: &'a Inbound,
     ) -> Delivery<'a> {
         Delivery {
             event,
@@ -55,13 +56,13 @@ impl<'a> Delivery<'a> {
             first_attempt_at: None,
             history: Vec::new(),
             replayed: None,
-            queue,
-            on_shard: false,
+            queue: &msg.queue,
+            on_shard: matches!(msg.source, Source::Shard(_)),
         }
     }
 
     /// One more attempt of `job` to `target`, from a message of `queue`.
-    pub fn of_job(job: &'a DeliveryJob, target: &'a Arc<Target>, queue: &'a str) -> Delivery<'a> {
+    pub fn of_job(job: &'a DeliveryJob, target: &'a Arc<Target>, msg: &'a Inbound) -> Delivery<'a> {
         Delivery {
             event: &job.event,
             target,
@@ -71,8 +72,8 @@ impl<'a> Delivery<'a> {
             first_attempt_at: Some(job.first_attempt_at),
             history: job.history.clone(),
             replayed: job.replayed.clone(),
-            queue,
-            on_shard: false,
+            queue: &msg.queue,
+            on_shard: matches!(msg.source, Source::Shard(_)),
         }
     }
 

@@ -149,8 +149,7 @@ async fn event_message<S: Session>(
                 crate::observe::skipped(target);
                 return Settle::Ack;
             }
-            let mut d = Delivery::first(event, target, id, &msg.queue);
-            d.on_shard = matches!(msg.source, Source::Shard(_));
+            let d = Delivery::first(event, target, id, msg);
             // Boxed: `join_all` keeps its futures side by side, and an
             // attempt's state (the HTTP exchange) is large to move around.
             let step = Box::pin(crate::stages::run(
@@ -262,8 +261,7 @@ async fn job_step(
         event_json: &event_json,
         context: context.as_ref(),
     };
-    let mut d = Delivery::of_job(&job, target, &msg.queue);
-    d.on_shard = matches!(msg.source, Source::Shard(_));
+    let d = Delivery::of_job(&job, target, msg);
     crate::stages::run(ctx, &runtime.client, d, from, turn, halt).await
 }
 

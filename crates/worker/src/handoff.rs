@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use alertpost_event::job::{DEAD_SCHEMA, JOB_SCHEMA};
 use alertpost_seam::{Destination, Held, Inbound, Outgoing, PublishError, Session};
 use alertpost_store::Progress;
+use bytes::Bytes;
 
 use crate::link::Link;
 use crate::runtime::Ctx;
@@ -174,32 +175,22 @@ async fn publish<S: Session>(link: &Link<S>, held: &Held, step: &Step) -> Result
         // Gathered with the other hand-offs to the same lane; the writer
         // looks whether the message is still ours just before it publishes.
         Step::Lane(job, _) => return link.lanes.hand_off(job, held).await,
-        Step::Retry(job, _) | Step::Rewait(job) => (
+        Step::Retry(job, _) | Step::Rewait(job) | Step::Defer(job, _) => (
             Destination::Later {
                 due: SystemTime::from(job.not_before),
             },
-            job.to_json(),
+            Bytes::from(job.to_json()),
             JOB_SCHEMA,
             &job.delivery_id,
         ),
-        Step::Defer(job, _) => (
-            Destination::Later {
-                due: SystemTime::from(job.not_before),
-            },
-            job.to_json(),
-            JOB_SCHEMA,
-            &job.delivery_id,
+        // A reference count, not a copy.
+        Step::Forward(f) => (Destination::Shard(f.shard), f.body.clone(), f.kind, &f.id),
+        Step::Dead(letter, _) => (
+            Destination::Dead,
+            Bytes::from(letter.to_json()),
+            DEAD_SCHEMA,
+            &letter.id,
         ),
-        Step::Forward(f) => {
-            let msg = Outgoing {
-                body: &f.body,
-                kind: f.kind,
-                message_id: &f.id,
-            };
-            let to = Destination::Shard(f.shard);
-            return alertpost_seam::publish_bounded(&*link.session, &to, &msg).await;
-        }
-        Step::Dead(letter, _) => (Destination::Dead, letter.to_json(), DEAD_SCHEMA, &letter.id),
     };
     let msg = Outgoing {
         body: &body,
