@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use alertpost_event::job::JOB_SCHEMA;
 use alertpost_event::{Event, Status, delivery_id};
-use alertpost_producer::Producer;
 use alertpost_seam::{Destination, Outgoing, Reader, Source};
 use alertpost_tests::bin::{alertpost, http_get};
 use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
@@ -20,12 +19,6 @@ fn config(receiver: &Receiver, retry: &str) -> String {
         "[policy]\nallow_networks = [\"127.0.0.0/8\"]\n[[integration]]\nid = \"hook\"\nurl = \"{}\"\ntimeout = \"3s\"\nretry = {{ {retry} }}\n",
         receiver.url("/hook")
     )
-}
-
-async fn producer(prefix: &TestPrefix) -> Producer {
-    Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .expect("RabbitMQ is reachable")
 }
 
 fn event(title: &str) -> Event {
@@ -395,7 +388,8 @@ async fn a_malformed_job_is_dead_lettered_and_the_worker_goes_on() {
         .publish(&Destination::Deliveries, &msg)
         .await
         .unwrap();
-    producer(&prefix)
+    prefix
+        .producer()
         .await
         .publish(event("after"))
         .await
@@ -443,7 +437,8 @@ async fn a_job_waiting_in_a_delay_queue_outlives_its_worker() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let e = producer(&prefix)
+    let e = prefix
+        .producer()
         .await
         .publish(event("patient"))
         .await
@@ -480,7 +475,8 @@ async fn a_redelivered_message_does_not_resend_a_journaled_delivery() {
     let proxy = Proxy::start(prefix.broker_addr()).await;
     let mut worker = RunningWorker::spawn(&prefix, &proxy.amqp_url(), &config(&receiver, "")).await;
     worker.wait_ready(WAIT).await;
-    let e = producer(&prefix)
+    let e = prefix
+        .producer()
         .await
         .publish(event("once"))
         .await
@@ -750,7 +746,7 @@ async fn a_delay_longer_than_the_largest_tier_takes_several_hops() {
         &config(&receiver, r#"initial = "3s", jitter = 0.0"#),
     )
     .await;
-    producer(&prefix).await.publish(event("far")).await.unwrap();
+    prefix.producer().await.publish(event("far")).await.unwrap();
     let got = receiver.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;
     // Three hops through the one-second tier, not one.

@@ -254,9 +254,7 @@ async fn what_supersedes_a_waiting_retry_outlives_a_kill_9() {
     );
     std::fs::write(dir.path().join("a.toml"), &toml).unwrap();
     let first = worker_on(&prefix, dir.path());
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     let firing = producer
         .publish(alert("disk-full", Status::Firing, "disk full"))
         .await
@@ -436,9 +434,7 @@ async fn a_replay_after_a_restart_is_still_superseded() {
     )
     .unwrap();
     let first = worker_on(&prefix, dir.path());
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     let firing = producer
         .publish(alert("disk", Status::Firing, "disk full"))
         .await
@@ -547,9 +543,7 @@ async fn two_workers_leave_every_alert_in_its_newest_state() {
     for w in &workers {
         ready(w.admin).await;
     }
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     let resolved = every_alert_resolved(&receiver, &producer, "/latest", ALERTS).await;
     // Once nothing more comes (no retry of an older event was left to
     // come late), still so.
@@ -616,9 +610,7 @@ async fn the_shards_of_a_worker_killed_go_to_the_others() {
     let (second, first) = (workers.pop().unwrap(), workers.pop().unwrap());
     shared_out(&[&first, &second]).await;
     first.kill_9();
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     every_alert_resolved(&receiver, &producer, "/hook", 40).await;
     assert_eq!(gauge(second.admin, "alertpost_shards_held").await, 16.0);
     counted(second.admin, "hook", "delivered", 40.0).await;
@@ -714,9 +706,7 @@ async fn the_shards_are_shared_out_and_follow_the_workers() {
     let toml = config(&hook(&receiver, "hook", ""));
     let (_dirs, mut workers) = fleet(&prefix, &toml, 3);
     shared_out(&workers.iter().collect::<Vec<_>>()).await;
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     every_alert_resolved(&receiver, &producer, "/hook", 300).await;
     for w in &workers {
         let delivered = gauge(w.admin, &series("hook", "delivered")).await;
@@ -763,9 +753,7 @@ async fn a_shard_changes_hands_only_after_its_attempts_in_flight_end() {
     let keys: Vec<String> = keys.into_iter().flatten().collect();
     let first = worker_on(&prefix, dirs[0].path());
     shared_out(&[&first]).await;
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     let firings: Vec<Event> = keys
         .iter()
         .map(|k| alert(k, Status::Firing, "down"))
@@ -817,9 +805,7 @@ async fn the_shards_of_a_frozen_worker_go_to_the_others() {
     let (_dirs, mut workers) = fleet(&prefix, &toml, 2);
     let (second, first) = (workers.pop().unwrap(), workers.pop().unwrap());
     shared_out(&[&first, &second]).await;
-    let producer = Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .unwrap();
+    let producer = prefix.producer().await;
     first.signal("-STOP");
     let frozen = std::time::Instant::now();
     every_alert_resolved(&receiver, &producer, "/hook", 40).await;

@@ -4,7 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alertpost_event::{EVENT_SCHEMA, Event, Status, delivery_id};
-use alertpost_producer::Producer;
 use alertpost_seam::Outgoing;
 use alertpost_tests::{Backend, Receiver, Reply, RunningWorker, TestPrefix};
 use rstest::rstest;
@@ -27,12 +26,6 @@ fn event(n: usize) -> Event {
     let mut e = Event::new("test", Status::Firing, format!("event {n}"));
     e.labels.insert("n".into(), n.to_string());
     e
-}
-
-async fn producer(prefix: &TestPrefix) -> Producer {
-    Producer::connect(&prefix.url, &prefix.prefix, "test-producer")
-        .await
-        .expect("RabbitMQ is reachable")
 }
 
 #[rstest]
@@ -203,7 +196,8 @@ async fn graceful_stop_drains_in_flight_deliveries() {
     );
     let mut worker = RunningWorker::start(&prefix, &config(&receiver, &[("slow", "/slow")])).await;
 
-    producer(&prefix)
+    prefix
+        .producer()
         .await
         .publish_all((0..5).map(event).collect())
         .await
@@ -226,7 +220,8 @@ async fn graceful_stop_drains_in_flight_deliveries() {
 async fn events_wait_in_the_queue_while_no_worker_runs() {
     let prefix = TestPrefix::new("queued");
     let receiver = Receiver::start().await;
-    let published = producer(&prefix)
+    let published = prefix
+        .producer()
         .await
         .publish_all((0..5).map(event).collect())
         .await
@@ -299,7 +294,7 @@ async fn a_lost_broker_connection_is_survived() {
     )
     .await;
     worker.wait_ready(WAIT).await;
-    let producer = producer(&prefix).await;
+    let producer = prefix.producer().await;
     producer
         .publish_all((0..3).map(event).collect())
         .await

@@ -130,6 +130,13 @@ impl TestPrefix {
         stats.messages
     }
 
+    /// A producer on this prefix.
+    pub async fn producer(&self) -> alertpost_producer::Producer {
+        alertpost_producer::Producer::connect(&self.url, &self.prefix, "test-producer")
+            .await
+            .expect("RabbitMQ is reachable")
+    }
+
     /// Events ready for a worker: on the events queue, and on the shards
     /// (where those with a `dedup_key` go).
     pub async fn ready_events(&self) -> u32 {
