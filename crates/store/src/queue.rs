@@ -573,19 +573,23 @@ mod tests {
 
     #[tokio::test]
     async fn waits_come_back_at_their_due_time_in_order_and_across_a_restart() {
+        // Far enough ahead that three writes to disk on a loaded machine
+        // (CI: measured over 100 ms) do not make the first due before the
+        // look that says none is.
+        const FIRST_MS: u64 = 1000;
         let dir = tempfile::tempdir().unwrap();
         let now = SystemTime::now();
         {
             let q = open(dir.path());
             q.publish_later(
-                now + Duration::from_millis(300),
+                now + Duration::from_millis(1500),
                 "deliveries",
                 &msg("second"),
             )
             .await
             .unwrap();
             q.publish_later(
-                now + Duration::from_millis(100),
+                now + Duration::from_millis(FIRST_MS),
                 "deliveries",
                 &msg("first"),
             )
@@ -610,7 +614,7 @@ mod tests {
             if let Some(t) = q.take("deliveries").unwrap() {
                 assert!(
                     SystemTime::now() + Duration::from_millis(20)
-                        >= now + Duration::from_millis(100)
+                        >= now + Duration::from_millis(FIRST_MS)
                 );
                 q.ack(&t).unwrap();
                 got.push(t.message.message_id);
